@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+// Stagewise: pipeline-parallel training without end-to-end backpropagation.
+import PackageDescription
+
+let package = Package(
+  name: "Stagewise",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "stagewise", targets: ["stagewise"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+  ],
+  targets: [
+    // MARK: C libraries at the edges: one shim each, one Swift module imports each.
+    .systemLibrary(
+      name: "CBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CZeroMQ", pkgConfig: "libzmq",
+      providers: [.apt(["libzmq3-dev"])]),
+    .systemLibrary(
+      name: "CZlib", pkgConfig: "zlib",
+      providers: [.apt(["zlib1g-dev"])]),
+
+    // MARK: Wrappers (the only importers of the C modules).
+    .target(name: "Linalg", dependencies: ["CBLAS"]),
+    .target(name: "ZMQ", dependencies: ["CZeroMQ"]),
+
+    // MARK: The library proper.
+    .target(name: "NN", dependencies: ["Linalg"]),
+    .target(name: "Data", dependencies: ["CZlib", "NN"]),
+    .target(
+      name: "Learning",
+      dependencies: ["NN", "Data", "Linalg", .product(name: "Yams", package: "Yams")]),
+
+    // MARK: The one binary.
+    .executableTarget(
+      name: "stagewise",
+      dependencies: [
+        "Learning", "NN", "Data", "Linalg", "ZMQ",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    // MARK: Tests.
+    .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
+    .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
+    .testTarget(name: "LearningTests", dependencies: ["Learning", "NN", "Data"]),
+    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ"]),
+  ]
+)

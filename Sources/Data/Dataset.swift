@@ -1,0 +1,57 @@
+import Foundation
+import NN
+
+/// A labelled image data set held in memory, already normalised, NHWC per sample.
+public struct Dataset: Sendable {
+  /// Per-sample shape, [H, W, C].
+  public var sampleShape: [Int]
+  public var classes: Int
+  /// N × (H·W·C) values.
+  public var pixels: [Float]
+  public var labels: [Int32]
+  /// The raw bytes of each image (N × H·W·C), kept for methods that ship raw input as context.
+  public var rawPixels: [UInt8]
+
+  public init(sampleShape: [Int], classes: Int, rawPixels: [UInt8], labels: [Int32], mean: Float, std: Float) {
+    self.sampleShape = sampleShape
+    self.classes = classes
+    self.rawPixels = rawPixels
+    self.labels = labels
+    pixels = rawPixels.map { (Float($0) / 255 - mean) / std }
+  }
+
+  public var count: Int { labels.count }
+  public var sampleSize: Int { sampleShape.reduce(1, *) }
+
+  /// The first `limit` samples (all when `limit` is nil or not smaller).
+  public func prefix(_ limit: Int?) -> Dataset {
+    guard let limit, limit < count else { return self }
+    var copy = self
+    copy.labels = Array(labels.prefix(limit))
+    copy.pixels = Array(pixels.prefix(limit * sampleSize))
+    copy.rawPixels = Array(rawPixels.prefix(limit * sampleSize))
+    return copy
+  }
+
+  /// The samples at `indices` as a batch: images [B, H, W, C] and labels [B].
+  public func batch(_ indices: ArraySlice<Int>) -> Batch {
+    let n = sampleSize
+    var x = [Float](repeating: 0, count: indices.count * n)
+    var y = [Int32](repeating: 0, count: indices.count)
+    x.withUnsafeMutableBufferPointer { xp in
+      pixels.withUnsafeBufferPointer { pp in
+        for (row, index) in indices.enumerated() {
+          (xp.baseAddress! + row * n).update(from: pp.baseAddress! + index * n, count: n)
+          y[row] = labels[index]
+        }
+      }
+    }
+    return Batch(images: Tensor(shape: [indices.count] + sampleShape, storage: x), labels: y)
+  }
+}
+
+/// One batch: images and the labels that travel with them.
+public struct Batch: Sendable {
+  public var images: Tensor
+  public var labels: [Int32]
+}

@@ -1,0 +1,192 @@
+import Foundation
+import NN
+import Yams
+
+extension RunConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = RunConfig()
+    name = try c.value(.name, or: d.name)
+    seed = try c.value(.seed, or: d.seed)
+    method = try c.choice(.method, or: d.method)
+    schedule = try c.choice(.schedule, or: d.schedule)
+    data = try c.value(.data, or: d.data)
+    training = try c.value(.training, or: d.training)
+    optimizer = try c.value(.optimizer, or: d.optimizer)
+    learningRateSchedule = try c.value(.learningRateSchedule, or: d.learningRateSchedule)
+    stages = try c.value(.stages, or: d.stages)
+  }
+
+  /// Decodes YAML text; every error names its key path.
+  public static func parse(yaml text: String) throws(ConfigError) -> RunConfig {
+    do {
+      // An empty document means "all defaults".
+      if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return RunConfig() }
+      return try YAMLDecoder().decode(RunConfig.self, from: text)
+    } catch {
+      throw ConfigError.from(error)
+    }
+  }
+
+  /// Reads and decodes a YAML file.
+  public static func load(path: String) throws(ConfigError) -> RunConfig {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+      throw ConfigError(path: "", "cannot read config file \(path): check the path")
+    }
+    do {
+      return try parse(yaml: text)
+    } catch {
+      throw ConfigError(path: error.path, "\(error.message) (in \(path))")
+    }
+  }
+
+  /// The config as YAML, every default written out.
+  public func yaml() -> String {
+    (try? YAMLEncoder().encode(self)) ?? ""
+  }
+}
+
+extension DataConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = DataConfig()
+    source = try c.choice(.source, or: d.source)
+    path = try c.value(.path, or: d.path)
+    trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit)
+    testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit)
+    syntheticTrain = try c.value(.syntheticTrain, or: d.syntheticTrain)
+    syntheticTest = try c.value(.syntheticTest, or: d.syntheticTest)
+    syntheticSide = try c.value(.syntheticSide, or: d.syntheticSide)
+  }
+}
+
+extension TrainingConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case epochs, batchSize, evalBatchSize, threads
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = TrainingConfig()
+    epochs = try c.value(.epochs, or: d.epochs)
+    batchSize = try c.value(.batchSize, or: d.batchSize)
+    evalBatchSize = try c.value(.evalBatchSize, or: d.evalBatchSize)
+    threads = try c.value(.threads, or: d.threads)
+  }
+}
+
+extension LayerConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case type, out, `in`, kernel, stride, padding, size
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    guard c.contains(.type) else {
+      throw ConfigError(
+        codingPath: decoder.codingPath,
+        "a layer needs `type`, one of: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    type = try c.choice(.type, or: .relu)
+    out = try c.decodeIfPresent(Int.self, forKey: .out)
+    self.in = try c.decodeIfPresent(Int.self, forKey: .in)
+    kernel = try c.decodeIfPresent(Int.self, forKey: .kernel)
+    stride = try c.decodeIfPresent(Int.self, forKey: .stride)
+    padding = try c.decodeIfPresent(Int.self, forKey: .padding)
+    size = try c.decodeIfPresent(Int.self, forKey: .size)
+  }
+}
+
+extension HeadConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case type, hidden }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    type = try c.choice(.type, or: HeadConfig().type)
+    hidden = try c.value(.hidden, or: HeadConfig().hidden)
+  }
+}
+
+extension StageConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case layers, head }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    layers = try c.decode([LayerConfig].self, forKey: .layers)
+    head = try c.value(.head, or: HeadConfig())
+  }
+}
+
+extension OptimizerSettings: Codable {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case kind, learningRate, momentum, nesterov, weightDecay, beta1, beta2, epsilon
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = RunConfig.defaultOptimizer
+    self.init()
+    kind = try c.choice(.kind, or: d.kind)
+    learningRate = try c.value(.learningRate, or: d.learningRate)
+    momentum = try c.value(.momentum, or: d.momentum)
+    nesterov = try c.value(.nesterov, or: d.nesterov)
+    weightDecay = try c.value(.weightDecay, or: d.weightDecay)
+    beta1 = try c.value(.beta1, or: d.beta1)
+    beta2 = try c.value(.beta2, or: d.beta2)
+    epsilon = try c.value(.epsilon, or: d.epsilon)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(kind, forKey: .kind)
+    try c.encode(learningRate, forKey: .learningRate)
+    try c.encode(momentum, forKey: .momentum)
+    try c.encode(nesterov, forKey: .nesterov)
+    try c.encode(weightDecay, forKey: .weightDecay)
+    try c.encode(beta1, forKey: .beta1)
+    try c.encode(beta2, forKey: .beta2)
+    try c.encode(epsilon, forKey: .epsilon)
+  }
+}
+
+extension LearningRateSchedule: Codable {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case kind, stepEpochs, gamma, minimum, warmupEpochs
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = RunConfig.defaultSchedule
+    self.init()
+    kind = try c.choice(.kind, or: d.kind)
+    stepEpochs = try c.value(.stepEpochs, or: d.stepEpochs)
+    gamma = try c.value(.gamma, or: d.gamma)
+    minimum = try c.value(.minimum, or: d.minimum)
+    warmupEpochs = try c.value(.warmupEpochs, or: d.warmupEpochs)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(kind, forKey: .kind)
+    try c.encode(stepEpochs, forKey: .stepEpochs)
+    try c.encode(gamma, forKey: .gamma)
+    try c.encode(minimum, forKey: .minimum)
+    try c.encode(warmupEpochs, forKey: .warmupEpochs)
+  }
+}

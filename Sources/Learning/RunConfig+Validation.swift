@@ -1,0 +1,61 @@
+import Data
+import NN
+
+extension RunConfig {
+  /// Checks every value that can be checked without data; shapes are checked by `buildStages`.
+  public func validate() throws(ConfigError) {
+    func check(_ ok: Bool, _ path: String, _ message: String) throws(ConfigError) {
+      if !ok { throw ConfigError(path: path, message) }
+    }
+    try check(!stages.isEmpty, "stages", "needs at least one stage")
+    try check(training.epochs >= 1, "training.epochs", "must be at least 1, got \(training.epochs)")
+    try check(training.batchSize >= 1, "training.batchSize", "must be at least 1, got \(training.batchSize)")
+    try check(training.evalBatchSize >= 1, "training.evalBatchSize", "must be at least 1")
+    try check(training.threads >= 1, "training.threads", "must be at least 1")
+    try check(optimizer.learningRate > 0, "optimizer.learningRate", "must be positive")
+    try check((0..<1).contains(optimizer.momentum), "optimizer.momentum", "must be in [0, 1)")
+    try check(optimizer.weightDecay >= 0, "optimizer.weightDecay", "must not be negative")
+    try check((0..<1).contains(optimizer.beta1), "optimizer.beta1", "must be in [0, 1)")
+    try check((0..<1).contains(optimizer.beta2), "optimizer.beta2", "must be in [0, 1)")
+    try check(optimizer.epsilon > 0, "optimizer.epsilon", "must be positive")
+    try check(learningRateSchedule.stepEpochs >= 1, "learningRateSchedule.stepEpochs", "must be at least 1")
+    try check(learningRateSchedule.gamma > 0, "learningRateSchedule.gamma", "must be positive")
+    try check(learningRateSchedule.warmupEpochs >= 0, "learningRateSchedule.warmupEpochs", "must not be negative")
+    try check(data.trainLimit.map { $0 >= 1 } ?? true, "data.trainLimit", "must be at least 1")
+    try check(data.testLimit.map { $0 >= 1 } ?? true, "data.testLimit", "must be at least 1")
+    try check(data.syntheticSide >= 4, "data.syntheticSide", "must be at least 4")
+    try check(data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain", "synthetic sets need samples")
+  }
+
+  /// Builds every stage for samples of `sampleShape`, checking that each stage accepts what
+  /// the one before it outputs.
+  public func buildStages(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage] {
+    try validate()
+    var shape = sampleShape
+    var built: [Stage] = []
+    for (index, stageConfig) in stages.enumerated() {
+      let stage = try Stage(
+        stageConfig, index: index, inputShape: shape, classes: classes, seed: seed,
+        optimizer: optimizer)
+      built.append(stage)
+      shape = stage.outputShape
+    }
+    return built
+  }
+
+  /// Loads the training and test sets this config names.
+  public func loadData() throws(DataError) -> (train: Dataset, test: Dataset) {
+    switch data.source {
+    case .fashionMNIST:
+      let train = try FashionMNIST.load(.train, from: data.path)
+      let test = try FashionMNIST.load(.test, from: data.path)
+      return (train.prefix(data.trainLimit), test.prefix(data.testLimit))
+    case .synthetic:
+      let side = data.syntheticSide
+      return (
+        SyntheticDataset.make(count: data.syntheticTrain, side: side, seed: seed &+ 100),
+        SyntheticDataset.make(count: data.syntheticTest, side: side, seed: seed &+ 200)
+      )
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import NN
+
+/// How stages learn.
+public enum Method: String, Sendable, Codable, CaseIterable {
+  /// End-to-end backprop through every stage: the baseline.
+  case e2e
+  /// Each stage trains on its own auxiliary head's cross-entropy (DGL), gradient-isolated.
+  case greedy
+}
+
+/// How stages step relative to each other.
+public enum Schedule: String, Sendable, Codable, CaseIterable {
+  /// Batch t+1 enters stage 1 only after batch t has left stage K.
+  case lockstep
+}
+
+/// Where the data comes from.
+public enum DataSource: String, Sendable, Codable, CaseIterable {
+  case fashionMNIST = "fashion-mnist"
+  /// A small generated set (see `SyntheticDataset`), for tests and smoke runs.
+  case synthetic
+}
+
+public struct DataConfig: Sendable, Equatable, Codable {
+  public var source: DataSource = .fashionMNIST
+  public var path: String = "/usr/share/datasets/fashion-mnist"
+  /// Use only the first N training (test) samples; nil for all.
+  public var trainLimit: Int? = nil
+  public var testLimit: Int? = nil
+  /// Synthetic set: samples for training and for test, and the image side.
+  public var syntheticTrain: Int = 2000
+  public var syntheticTest: Int = 500
+  public var syntheticSide: Int = 8
+  public init() {}
+}
+
+public struct TrainingConfig: Sendable, Equatable, Codable {
+  public var epochs: Int = 10
+  public var batchSize: Int = 128
+  public var evalBatchSize: Int = 1000
+  /// OpenBLAS threads of each training process.
+  public var threads: Int = 1
+  public init() {}
+}
+
+/// One layer of a stage's body or head. `type` picks the layer; the other keys are its
+/// arguments (`out` for linear and conv, `kernel`, `stride`, `padding`, `size`).
+public struct LayerConfig: Sendable, Equatable, Codable {
+  public enum Kind: String, Sendable, Codable, CaseIterable {
+    case linear, conv, relu, maxpool, avgpool, gap, flatten
+  }
+  public var type: Kind
+  /// Output features (linear) or filters (conv).
+  public var out: Int? = nil
+  /// Expected input features (linear) or channels (conv), checked when given.
+  public var `in`: Int? = nil
+  public var kernel: Int? = nil
+  public var stride: Int? = nil
+  public var padding: Int? = nil
+  /// Pooling window.
+  public var size: Int? = nil
+
+  public init(_ type: Kind, out: Int? = nil) {
+    self.type = type
+    self.out = out
+  }
+}
+
+/// A stage's auxiliary head: `linear` (global average pool for maps, then Linear→C) or
+/// `mlp` (Linear→hidden, ReLU, Linear→C). The last stage's head is the network's classifier.
+public struct HeadConfig: Sendable, Equatable, Codable {
+  public enum Kind: String, Sendable, Codable, CaseIterable { case linear, mlp }
+  public var type: Kind = .linear
+  public var hidden: Int = 256
+  public init() {}
+}
+
+public struct StageConfig: Sendable, Equatable, Codable {
+  public var layers: [LayerConfig]
+  public var head: HeadConfig = HeadConfig()
+  public init(layers: [LayerConfig], head: HeadConfig = HeadConfig()) {
+    self.layers = layers
+    self.head = head
+  }
+}
+
+/// A whole training job. Every field has a default: the default is reference model A (an MLP
+/// of four 1024-wide hidden layers, one per stage) trained greedily on Fashion-MNIST.
+public struct RunConfig: Sendable, Equatable, Codable {
+  public var name: String = "mlp-greedy-k4"
+  public var seed: UInt64 = 1
+  public var method: Method = .greedy
+  public var schedule: Schedule = .lockstep
+  public var data = DataConfig()
+  public var training = TrainingConfig()
+  public var optimizer = RunConfig.defaultOptimizer
+  public var learningRateSchedule = RunConfig.defaultSchedule
+  public var stages: [StageConfig] = RunConfig.mlpStages(width: 1024, count: 4)
+
+  public init() {}
+
+  public static var defaultOptimizer: OptimizerSettings {
+    var settings = OptimizerSettings()
+    settings.learningRate = 0.05
+    settings.weightDecay = 5e-4
+    return settings
+  }
+
+  public static var defaultSchedule: LearningRateSchedule {
+    var schedule = LearningRateSchedule()
+    schedule.kind = .cosine
+    return schedule
+  }
+
+  /// `count` stages of [Linear `width`, ReLU].
+  public static func mlpStages(width: Int, count: Int) -> [StageConfig] {
+    (0..<count).map { _ in StageConfig(layers: [LayerConfig(.linear, out: width), LayerConfig(.relu)]) }
+  }
+}

@@ -1,0 +1,65 @@
+import CBLAS
+
+/// Whether a matrix operand is used as stored or transposed.
+public enum Transpose: Sendable {
+  case none
+  case transposed
+
+  var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+}
+
+/// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, all row-major and contiguous.
+///
+/// `a` holds A as stored: m×k when `transA == .none`, else k×m (likewise `b`).
+/// Shapes are the caller's promise; the element counts are checked here because a wrong
+/// count would read or write out of bounds inside BLAS.
+@inlinable
+public func gemm(
+  _ transA: Transpose, _ transB: Transpose,
+  m: Int, n: Int, k: Int,
+  alpha: Float = 1, a: UnsafePointer<Float>, aCount: Int,
+  b: UnsafePointer<Float>, bCount: Int,
+  beta: Float = 0, c: UnsafeMutablePointer<Float>, cCount: Int
+) {
+  precondition(m >= 0 && n >= 0 && k >= 0, "gemm: negative dimension")
+  precondition(aCount >= m * k && bCount >= k * n && cCount >= m * n, "gemm: operand too small")
+  if m == 0 || n == 0 { return }
+  let lda = transA == .none ? k : m
+  let ldb = transB == .none ? n : k
+  gemmRaw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+}
+
+@usableFromInline
+func gemmRaw(
+  _ transA: Transpose, _ transB: Transpose, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+  _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+  _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) {
+  cblas_sgemm(
+    CblasRowMajor, transA.cblas, transB.cblas, blasint(m), blasint(n), blasint(k), alpha,
+    a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+}
+
+/// The process-wide OpenBLAS settings.
+public enum BLAS {
+  /// Sets how many threads OpenBLAS uses for each call in this process.
+  public static func setThreads(_ count: Int) {
+    openblas_set_num_threads(Int32(max(1, count)))
+  }
+
+  /// The number of threads OpenBLAS will use.
+  public static var threads: Int { Int(openblas_get_num_threads()) }
+
+  /// The kernel family OpenBLAS chose (for example `Haswell` or `Cooperlake`); every
+  /// benchmark prints it so its figures can be read.
+  public static var coreName: String {
+    guard let name = openblas_get_corename() else { return "unknown" }
+    return String(cString: name)
+  }
+
+  /// OpenBLAS's build description.
+  public static var configuration: String {
+    guard let text = openblas_get_config() else { return "unknown" }
+    return String(cString: text)
+  }
+}

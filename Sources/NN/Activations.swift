@@ -1,0 +1,51 @@
+/// y = max(0, x), elementwise; backward passes dy where y > 0.
+public struct ReLU: Layer {
+  public let outputShape: [Int]
+  public init(shape: [Int]) { outputShape = shape }
+  public var summary: String { "relu" }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    // Branch-free loops into fresh buffers, so the compiler vectorises them.
+    let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+      x.storage.withUnsafeBufferPointer { p in
+        for i in 0..<p.count { out[i] = max(p[i], 0) }
+      }
+      initialized = x.count
+    }
+    let output = Tensor(shape: x.shape, storage: y)
+    return (output, LayerCache(tensors: [output]))
+  }
+
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    guard inputGradient else { return nil }
+    let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, initialized in
+      cache.tensors[0].storage.withUnsafeBufferPointer { y in
+        dy.storage.withUnsafeBufferPointer { d in
+          for i in 0..<d.count { out[i] = y[i] > 0 ? d[i] : 0 }
+        }
+      }
+      initialized = dy.count
+    }
+    return Tensor(shape: dy.shape, storage: dx)
+  }
+}
+
+/// Reshapes [B, …] to [B, n]; no arithmetic.
+public struct Flatten: Layer {
+  public let inputShape: [Int]
+  public init(inputShape: [Int]) { self.inputShape = inputShape }
+  public var summary: String { "flatten" }
+  public var outputShape: [Int] { [inputShape.reduce(1, *)] }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    (x.reshaped([x.batchSize] + outputShape), LayerCache())
+  }
+
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    inputGradient ? dy.reshaped([dy.batchSize] + inputShape) : nil
+  }
+}

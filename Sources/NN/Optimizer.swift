@@ -1,0 +1,82 @@
+import Foundation
+
+/// Which update rule an optimizer applies.
+public enum OptimizerKind: String, Sendable, Codable, CaseIterable {
+  /// SGD with optional momentum, Nesterov momentum and L2 weight decay (PyTorch's rule).
+  case sgd
+  /// Adam with L2 weight decay added to the gradient.
+  case adam
+  /// Adam with decoupled weight decay (Loshchilov & Hutter).
+  case adamw
+}
+
+/// The hyper-parameters of an optimizer.
+public struct OptimizerSettings: Sendable, Equatable {
+  public var kind: OptimizerKind = .sgd
+  public var learningRate: Float = 0.1
+  public var momentum: Float = 0.9
+  public var nesterov: Bool = false
+  public var weightDecay: Float = 0
+  public var beta1: Float = 0.9
+  public var beta2: Float = 0.999
+  public var epsilon: Float = 1e-8
+  public init() {}
+}
+
+/// Applies one update to every value of a `ParameterStore` from its gradients, then clears
+/// the gradients for the next step (one pass over memory instead of two).
+public struct Optimizer: Sendable {
+  public let settings: OptimizerSettings
+  /// Updates applied so far (Adam's bias correction uses it; checkpoints keep it).
+  public var stepCount = 0
+
+  public init(_ settings: OptimizerSettings) { self.settings = settings }
+
+  public mutating func update(_ store: ParameterStore, learningRate lr: Float) {
+    stepCount += 1
+    let n = store.count
+    let w = store.values.baseAddress!, g = store.gradients.baseAddress!
+    let s = settings
+    switch s.kind {
+    case .sgd:
+      if s.momentum == 0 {
+        for i in 0..<n {
+          w[i] -= lr * (g[i] + s.weightDecay * w[i])
+          g[i] = 0
+        }
+        return
+      }
+      // v = μv + (g + λw); step = nesterov ? (g + λw) + μv : v
+      let v = store.slot("momentum").baseAddress!
+      let (mu, decay) = (s.momentum, s.weightDecay)
+      if s.nesterov {
+        for i in 0..<n {
+          let grad = g[i] + decay * w[i]
+          v[i] = mu * v[i] + grad
+          w[i] -= lr * (grad + mu * v[i])
+          g[i] = 0
+        }
+      } else {
+        for i in 0..<n {
+          v[i] = mu * v[i] + g[i] + decay * w[i]
+          w[i] -= lr * v[i]
+          g[i] = 0
+        }
+      }
+    case .adam, .adamw:
+      let m = store.slot("adam.m").baseAddress!, v = store.slot("adam.v").baseAddress!
+      let t = Float(stepCount)
+      let c1 = 1 - powf(s.beta1, t), c2 = 1 - powf(s.beta2, t)
+      let l2: Float = s.kind == .adam ? s.weightDecay : 0
+      let decoupled: Float = s.kind == .adamw ? lr * s.weightDecay : 0
+      for i in 0..<n {
+        let grad = g[i] + l2 * w[i]
+        m[i] = s.beta1 * m[i] + (1 - s.beta1) * grad
+        v[i] = s.beta2 * v[i] + (1 - s.beta2) * grad * grad
+        w[i] -= decoupled * w[i]
+        w[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + s.epsilon)
+        g[i] = 0
+      }
+    }
+  }
+}

@@ -1,0 +1,142 @@
+/// Max pooling over NHWC maps with a square window; backward routes dy to each window's
+/// maximum.
+///
+/// Shapes: x [B, H, W, C], y [B, OH, OW, C] with OH = (H − k)/s + 1.
+public struct MaxPool2D: Layer {
+  public let height: Int, width: Int, channels: Int, size: Int, stride: Int
+  public let outHeight: Int, outWidth: Int
+
+  public init?(inputShape: [Int], size: Int, stride: Int) {
+    guard inputShape.count == 3, size > 0, stride > 0, inputShape[0] >= size,
+      inputShape[1] >= size
+    else { return nil }
+    (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
+    (self.size, self.stride) = (size, stride)
+    outHeight = (height - size) / stride + 1
+    outWidth = (width - size) / stride + 1
+  }
+
+  public var summary: String { "maxpool \(size)/\(stride)" }
+  public var outputShape: [Int] { [outHeight, outWidth, channels] }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    let batch = x.batchSize
+    let n = batch * outHeight * outWidth * channels
+    var y = [Float](repeating: 0, count: n)
+    var argmax = [Int32](repeating: 0, count: n)
+    x.storage.withUnsafeBufferPointer { xp in
+      var o = 0
+      for b in 0..<batch {
+        for oh in 0..<outHeight {
+          for ow in 0..<outWidth {
+            for c in 0..<channels {
+              var best = -Float.infinity
+              var bestIndex = 0
+              for kh in 0..<size {
+                for kw in 0..<size {
+                  let i = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels + c
+                  if xp[i] > best { best = xp[i]; bestIndex = i }
+                }
+              }
+              y[o] = best
+              argmax[o] = Int32(bestIndex)
+              o += 1
+            }
+          }
+        }
+      }
+    }
+    return (Tensor(shape: [batch, outHeight, outWidth, channels], storage: y),
+            LayerCache(indices: argmax))
+  }
+
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    guard inputGradient else { return nil }
+    var dx = Tensor(zeros: [dy.batchSize, height, width, channels])
+    for (o, i) in cache.indices.enumerated() { dx.storage[Int(i)] += dy.storage[o] }
+    return dx
+  }
+}
+
+/// Averages over windows of NHWC maps; a window of the whole map is global average pooling.
+///
+/// Shapes: x [B, H, W, C], y [B, OH, OW, C] with OH = (H − kh)/s + 1; each dy spreads evenly
+/// back over its window.
+public struct AveragePool2D: Layer {
+  public let height: Int, width: Int, channels: Int
+  public let windowHeight: Int, windowWidth: Int, stride: Int
+  public let outHeight: Int, outWidth: Int
+
+  public init?(inputShape: [Int], size: Int, stride: Int) {
+    self.init(inputShape: inputShape, window: (size, size), stride: stride)
+  }
+
+  /// Global average pooling: [B, H, W, C] → [B, 1, 1, C] (linear reads it as [B, C]).
+  public init?(globalOver inputShape: [Int]) {
+    guard inputShape.count == 3 else { return nil }
+    self.init(inputShape: inputShape, window: (inputShape[0], inputShape[1]), stride: 1)
+  }
+
+  init?(inputShape: [Int], window: (Int, Int), stride: Int) {
+    guard inputShape.count == 3, window.0 > 0, window.1 > 0, stride > 0,
+      inputShape[0] >= window.0, inputShape[1] >= window.1
+    else { return nil }
+    (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
+    (windowHeight, windowWidth, self.stride) = (window.0, window.1, stride)
+    outHeight = (height - windowHeight) / stride + 1
+    outWidth = (width - windowWidth) / stride + 1
+  }
+
+  public var summary: String {
+    outHeight == 1 && outWidth == 1 ? "global average pool" : "avgpool \(windowHeight)/\(stride)"
+  }
+  public var outputShape: [Int] { [outHeight, outWidth, channels] }
+  /// Calls body(outputIndex, inputIndex) for every input position of every window.
+  @inline(__always)
+  func forEachWindowPair(batch: Int, _ body: (Int, Int) -> Void) {
+    var o = 0
+    for b in 0..<batch {
+      for oh in 0..<outHeight {
+        for ow in 0..<outWidth {
+          for kh in 0..<windowHeight {
+            for kw in 0..<windowWidth {
+              let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
+              for c in 0..<channels { body(o + c, base + c) }
+            }
+          }
+          o += channels
+        }
+      }
+    }
+  }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    let batch = x.batchSize
+    let scale = 1 / Float(windowHeight * windowWidth)
+    var y = [Float](repeating: 0, count: batch * outHeight * outWidth * channels)
+    x.storage.withUnsafeBufferPointer { xp in
+      y.withUnsafeMutableBufferPointer { yp in
+        forEachWindowPair(batch: batch) { o, i in yp[o] += xp[i] }
+        for o in yp.indices { yp[o] *= scale }
+      }
+    }
+    return (Tensor(shape: [batch, outHeight, outWidth, channels], storage: y), LayerCache())
+  }
+
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    guard inputGradient else { return nil }
+    let batch = dy.batchSize
+    let scale = 1 / Float(windowHeight * windowWidth)
+    var dx = [Float](repeating: 0, count: batch * height * width * channels)
+    dy.storage.withUnsafeBufferPointer { dyp in
+      dx.withUnsafeMutableBufferPointer { xp in
+        forEachWindowPair(batch: batch) { o, i in xp[i] += dyp[o] * scale }
+      }
+    }
+    return Tensor(shape: [batch, height, width, channels], storage: dx)
+  }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Stagewise: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stagewise",
+    abstract: "Train deep networks stage by stage, without end-to-end backpropagation.",
+    subcommands: [Train.self, Bench.self])
+}
