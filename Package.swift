@@ -47,6 +47,6 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
     .testTarget(name: "LearningTests", dependencies: ["Learning", "NN", "Data"]),
-    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ"]),
+    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ", "CZeroMQ", "Data", "stagewise"]),
   ]
 )

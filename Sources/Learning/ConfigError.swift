@@ -36,12 +36,20 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
     }
     switch decoding {
     case .typeMismatch(let type, let context):
-      return ConfigError(codingPath: context.codingPath, "expected \(describe(type)); \(context.debugDescription)")
+      return ConfigError(codingPath: context.codingPath, "expected \(describe(type))")
     case .valueNotFound(let type, let context):
-      return ConfigError(codingPath: context.codingPath, "missing value, expected \(describe(type))")
+      // Yams reports a scalar it cannot convert (`epochs: many`) this way too.
+      return ConfigError(codingPath: context.codingPath, "expected \(describe(type)), found none or an unreadable value")
     case .keyNotFound(let key, let context):
       return ConfigError(codingPath: context.codingPath + [key], "required key is missing")
     case .dataCorrupted(let context):
+      // Yams wraps what our decoders throw; the inner error has the precise path.
+      if let inner = context.underlyingError, inner is ConfigError || inner is DecodingError {
+        return from(inner)
+      }
+      if let inner = context.underlyingError {
+        return ConfigError(codingPath: context.codingPath, "not valid YAML: \(inner)")
+      }
       return ConfigError(codingPath: context.codingPath, context.debugDescription)
     @unknown default:
       return ConfigError(path: "", "\(error)")
@@ -54,6 +62,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
     case is Float.Type, is Double.Type: "a number"
     case is Bool.Type: "true or false"
     case is String.Type: "a string"
+    // Yams asks for a `Scalar` when a list or map stands where one value belongs.
+    case _ where "\(type)".contains("Scalar"): "a single value, not a list or map"
     default: "\(type)"
     }
   }

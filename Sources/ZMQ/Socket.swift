@@ -1,0 +1,139 @@
+import CZeroMQ
+
+/// The socket patterns Stagewise uses.
+public enum SocketType: Sendable {
+  case push, pull, router, dealer
+
+  var raw: Int32 {
+    switch self {
+    case .push: ZMQ_PUSH
+    case .pull: ZMQ_PULL
+    case .router: ZMQ_ROUTER
+    case .dealer: ZMQ_DEALER
+    }
+  }
+}
+
+/// One libzmq socket, confined to the thread that uses it (libzmq sockets are not
+/// thread-safe). Linger is 0 from the start, so closing never blocks on unsent messages.
+public final class Socket {
+  let handle: UnsafeMutableRawPointer
+  public let context: Context
+  public let type: SocketType
+
+  public init(_ context: Context, _ type: SocketType) throws(ZMQError) {
+    guard let handle = zmq_socket(context.handle, type.raw) else { throw ZMQError.last("socket") }
+    self.handle = handle
+    self.context = context
+    self.type = type
+    try setOption(ZMQ_LINGER, Int32(0))
+  }
+
+  deinit { zmq_close(handle) }
+
+  // MARK: Options
+
+  public func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
+    var v = value
+    guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else {
+      throw ZMQError.last("setsockopt(\(option))")
+    }
+  }
+
+  public func setOption(_ option: Int32, _ value: Int64) throws(ZMQError) {
+    var v = value
+    guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else {
+      throw ZMQError.last("setsockopt(\(option))")
+    }
+  }
+
+  public func setOption(_ option: Int32, bytes: [UInt8]) throws(ZMQError) {
+    guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
+      throw ZMQError.last("setsockopt(\(option))")
+    }
+  }
+
+  /// Most messages queued for sending (receiving) before send blocks (messages drop, for
+  /// patterns that drop): the bound on batches in flight.
+  public func setHighWaterMarks(send: Int32, receive: Int32) throws(ZMQError) {
+    try setOption(ZMQ_SNDHWM, send)
+    try setOption(ZMQ_RCVHWM, receive)
+  }
+
+  /// The largest message a peer can make this socket accept (and so allocate).
+  public func setMaximumMessageSize(_ bytes: Int64) throws(ZMQError) {
+    try setOption(ZMQ_MAXMSGSIZE, bytes)
+  }
+
+  /// How long receive (send) waits before failing with EAGAIN; -1 waits forever.
+  public func setTimeouts(receiveMilliseconds: Int32, sendMilliseconds: Int32) throws(ZMQError) {
+    try setOption(ZMQ_RCVTIMEO, receiveMilliseconds)
+    try setOption(ZMQ_SNDTIMEO, sendMilliseconds)
+  }
+
+  public func setIdentity(_ identity: [UInt8]) throws(ZMQError) {
+    try setOption(ZMQ_ROUTING_ID, bytes: identity)
+  }
+
+  // MARK: Endpoints
+
+  public func bind(_ endpoint: String) throws(ZMQError) {
+    guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError.last("bind \(endpoint)") }
+  }
+
+  public func connect(_ endpoint: String) throws(ZMQError) {
+    guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError.last("connect \(endpoint)") }
+  }
+
+  /// The endpoint last bound, with the port the system chose for `tcp://HOST:*`.
+  public var lastEndpoint: String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    var size = buffer.count
+    guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
+    return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
+  // MARK: Messages
+
+  /// Sends one multipart message; each frame is copied into libzmq's buffers.
+  public func send(_ frames: [[UInt8]]) throws(ZMQError) {
+    for (i, frame) in frames.enumerated() {
+      let flags = i < frames.count - 1 ? ZMQ_SNDMORE : 0
+      while true {
+        let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
+        if rc >= 0 { break }
+        if zmq_errno() == EINTR { continue }
+        throw ZMQError.last("send")
+      }
+    }
+  }
+
+  /// Receives one whole multipart message (waits at most the receive timeout).
+  public func receive() throws(ZMQError) -> [[UInt8]] {
+    var frames: [[UInt8]] = []
+    var message = zmq_msg_t()
+    zmq_msg_init(&message)
+    defer { zmq_msg_close(&message) }
+    repeat {
+      while zmq_msg_recv(&message, handle, 0) < 0 {
+        if zmq_errno() == EINTR { continue }
+        throw ZMQError.last("receive")
+      }
+      let size = zmq_msg_size(&message)
+      let data = zmq_msg_data(&message)
+      frames.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: data, count: size)))
+    } while zmq_msg_more(&message) == 1
+    return frames
+  }
+
+  /// Waits up to `timeoutMilliseconds` for any of `sockets` to be readable; returns their
+  /// indices.
+  public static func pollReadable(_ sockets: [Socket], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
+    var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+    while zmq_poll(&items, Int32(items.count), timeoutMilliseconds) < 0 {
+      if zmq_errno() == EINTR { continue }
+      throw ZMQError.last("poll")
+    }
+    return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+  }
+}

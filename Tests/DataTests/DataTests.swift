@@ -1,0 +1,126 @@
+import Foundation
+import NN
+import Testing
+
+@testable import Data
+
+/// A fresh temporary folder per test, removed afterwards.
+func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
+  let path = NSTemporaryDirectory() + "stagewise-data-\(UUID().uuidString)"
+  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(atPath: path) }
+  try body(path)
+}
+
+/// Writes a tiny Fashion-MNIST-shaped split: `count` images of side×side and their labels.
+func writeSplit(_ prefix: String, count: Int, side: Int, in directory: String) throws {
+  let pixels = (0..<(count * side * side)).map { UInt8($0 % 256) }
+  let labels = (0..<count).map { UInt8($0 % 10) }
+  try Gzip.write(IDXFile(dimensions: [count, side, side], bytes: pixels).encoded, to: "\(directory)/\(prefix)-images-idx3-ubyte.gz")
+  try Gzip.write(IDXFile(dimensions: [count], bytes: labels).encoded, to: "\(directory)/\(prefix)-labels-idx1-ubyte.gz")
+}
+
+@Suite("IDX files and Fashion-MNIST loading")
+struct IDXTests {
+  @Test func roundTripThroughGzip() throws {
+    try withTemporaryDirectory { dir in
+      try writeSplit("train", count: 12, side: 4, in: dir)
+      try writeSplit("t10k", count: 5, side: 4, in: dir)
+      let train = try FashionMNIST.load(.train, from: dir)
+      let test = try FashionMNIST.load(.test, from: dir)
+      #expect(train.count == 12 && test.count == 5)
+      #expect(train.sampleShape == [4, 4, 1])
+      #expect(train.labels[11] == 1)
+      #expect(train.rawPixels[17] == 17)
+      // normalised with Fashion-MNIST's mean and std
+      #expect(abs(train.pixels[17] - (17 / 255 - 0.2860) / 0.3530) < 1e-6)
+    }
+  }
+
+  @Test func wrongMagicNumberIsNamed() throws {
+    var bytes = IDXFile(dimensions: [2, 2, 2], bytes: [UInt8](repeating: 0, count: 8)).encoded
+    bytes[2] = 0x0D  // float data, not unsigned bytes
+    #expect {
+      try IDXFile(parsing: bytes, name: "x.idx", expectedRank: 3)
+    } throws: { error in
+      "\(error)".contains("wrong IDX magic number") && "\(error)".contains("x.idx")
+    }
+  }
+
+  @Test func truncatedFileIsNamed() throws {
+    let bytes = IDXFile(dimensions: [3, 2, 2], bytes: [UInt8](repeating: 1, count: 12)).encoded.dropLast(5)
+    #expect {
+      try IDXFile(parsing: Array(bytes), name: "t.idx", expectedRank: 3)
+    } throws: { error in
+      "\(error)".contains("truncated")
+    }
+  }
+
+  @Test func truncatedGzipStreamIsAnError() throws {
+    try withTemporaryDirectory { dir in
+      try writeSplit("train", count: 50, side: 8, in: dir)
+      let path = "\(dir)/train-images-idx3-ubyte.gz"
+      let data = try Data(contentsOf: URL(fileURLWithPath: path))
+      try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+      #expect(throws: DataError.self) { try FashionMNIST.load(.train, from: dir) }
+    }
+  }
+
+  @Test func missingDataSetNamesTheFix() throws {
+    try withTemporaryDirectory { dir in
+      #expect {
+        try FashionMNIST.load(.train, from: dir)
+      } throws: { error in
+        "\(error)".contains("Fashion-MNIST not found") && "\(error)".contains("data.path")
+      }
+    }
+    let error = #expect(throws: DataError.self) {
+      try FashionMNIST.locate("no-such-file", in: FashionMNIST.defaultDirectory)
+    }
+    #expect(error?.hint.contains("apt-get install dataset-fashion-mnist") == true)
+  }
+
+  @Test func labelsOutOfRangeAreRejected() throws {
+    try withTemporaryDirectory { dir in
+      try writeSplit("train", count: 3, side: 2, in: dir)
+      try Gzip.write(IDXFile(dimensions: [3], bytes: [1, 12, 3]).encoded, to: "\(dir)/train-labels-idx1-ubyte.gz")
+      #expect(throws: DataError.self) { try FashionMNIST.load(.train, from: dir) }
+    }
+  }
+}
+
+@Suite("Batches")
+struct BatchTests {
+  @Test func everySampleOnceWithAPartialLastBatch() {
+    let order = BatchOrder(count: 10, batchSize: 4, shuffle: true, seed: 3)
+    let batches = order.batches(epoch: 0)
+    #expect(batches.map(\.count) == [4, 4, 2])
+    #expect(batches.flatMap { $0 }.sorted() == Array(0..<10))
+  }
+
+  @Test func dropLastDropsThePartialBatch() {
+    let order = BatchOrder(count: 10, batchSize: 4, shuffle: false, dropLast: true, seed: 0)
+    #expect(order.batches(epoch: 0).map(Array.init) == [[0, 1, 2, 3], [4, 5, 6, 7]])
+  }
+
+  @Test func shuffleIsSeededPerEpoch() {
+    let a = BatchOrder(count: 100, batchSize: 10, shuffle: true, seed: 7)
+    let b = BatchOrder(count: 100, batchSize: 10, shuffle: true, seed: 7)
+    #expect(a.batches(epoch: 2).map(Array.init) == b.batches(epoch: 2).map(Array.init))
+    #expect(a.batches(epoch: 2).map(Array.init) != a.batches(epoch: 3).map(Array.init))
+  }
+
+  @Test func batchGathersImagesAndLabels() {
+    let data = SyntheticDataset.make(count: 20, classes: 4, side: 4, seed: 1)
+    let batch = data.batch([3, 7])
+    #expect(batch.images.shape == [2, 4, 4, 1])
+    #expect(batch.labels == [3, 3])
+    #expect(Array(batch.images.storage[16..<32]) == Array(data.pixels[(7 * 16)..<(8 * 16)]))
+  }
+
+  @Test func syntheticDataIsDeterministic() {
+    let a = SyntheticDataset.make(count: 30, seed: 5)
+    let b = SyntheticDataset.make(count: 30, seed: 5)
+    #expect(a.rawPixels == b.rawPixels && a.labels == b.labels)
+  }
+}

@@ -1,0 +1,100 @@
+import Data
+import Foundation
+import Testing
+
+/// A fresh folder per test, removed afterwards.
+func temporaryDirectory() throws -> String {
+  let path = NSTemporaryDirectory() + "stagewise-cli-\(UUID().uuidString)"
+  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  return path
+}
+
+/// Bad input ends with one clear line on stderr and a non-zero exit, never a stack trace.
+func expectOneLineError(_ result: ChildProcess.Result, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+  #expect(!result.timedOut, sourceLocation: sourceLocation)
+  #expect(result.status != 0, sourceLocation: sourceLocation)
+  let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+  #expect(lines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+  #expect(result.stderr.contains(text), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+}
+
+@Suite("The stagewise command", .serialized)
+struct CLITests {
+  @Test func missingDataSetNamesTheFolderAndTheFix() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try "data: {path: \(dir)/nowhere}\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    let result = try ChildProcess.stagewise(["train", "--config", "\(dir)/c.yaml", "--out", "\(dir)/run"])
+    expectOneLineError(result, mentioning: "Fashion-MNIST not found")
+  }
+
+  @Test func corruptIDXFileIsNamed() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var images = IDXFile(dimensions: [4, 28, 28], bytes: [UInt8](repeating: 9, count: 4 * 784)).encoded
+    images[3] = 7  // wrong rank in the magic number
+    try Gzip.write(images, to: "\(dir)/train-images-idx3-ubyte.gz")
+    try Gzip.write(IDXFile(dimensions: [4], bytes: [0, 1, 2, 3]).encoded, to: "\(dir)/train-labels-idx1-ubyte.gz")
+    try "data: {path: \(dir)}\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    let result = try ChildProcess.stagewise(["train", "--config", "\(dir)/c.yaml", "--out", "\(dir)/run"])
+    expectOneLineError(result, mentioning: "IDX rank 7")
+  }
+
+  @Test(arguments: [
+    ("training: {epochz: 2}\n", "training.epochz: unknown key"),
+    ("training: {epochs: [1]}\n", "training.epochs: expected a single value"),
+    ("training: {epochs: many}\n", "training.epochs: expected an integer"),
+    ("stages:\n  - layers: [{type: linear, out: 8}]\n  - layers: [{type: linear, in: 16, out: 4}]\n",
+     "stages[1].layers[0]: linear expects 16 inputs, the previous stage outputs 8"),
+  ])
+  func badConfigIsOneLineWithItsKeyPath(yaml: String, expected: String) throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try yaml.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    let result = try ChildProcess.stagewise(["train", "--config", "\(dir)/c.yaml", "--out", "\(dir)/run"])
+    expectOneLineError(result, mentioning: expected)
+    #expect(!FileManager.default.fileExists(atPath: "\(dir)/run"), "nothing is written for a bad config")
+  }
+
+  @Test func missingConfigFileIsNamed() throws {
+    let result = try ChildProcess.stagewise(["train", "--config", "/no/such/config.yaml"])
+    expectOneLineError(result, mentioning: "/no/such/config.yaml")
+  }
+
+  @Test func smokeRunWritesTheRunDirectory() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = """
+      name: smoke
+      data: {source: synthetic, syntheticTrain: 600, syntheticTest: 200}
+      training: {epochs: 3, batchSize: 32}
+      stages:
+        - layers: [{type: linear, out: 32}, {type: relu}]
+        - layers: [{type: linear, out: 32}, {type: relu}]
+      """
+    try config.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    let result = try ChildProcess.stagewise(["train", "--config", "\(dir)/c.yaml", "--out", "\(dir)/run"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("final test accuracy"))
+    let files = Set(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/run"))
+    #expect(files == ["config.yaml", "metrics.jsonl", "stage-0.safetensors", "stage-1.safetensors"])
+    let lines = try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+    #expect(lines.count == 3)
+    let last = try JSONSerialization.jsonObject(with: Data(lines[2].utf8)) as? [String: Any]
+    let test = last?["test"] as? [String: Any]
+    #expect((test?["stageAccuracy"] as? [Double])?.count == 2)
+    #expect(((test?["accuracy"] as? Double) ?? 0) > 0.5)
+  }
+
+  @Test func kernelBenchmarkRunsAtATinySize() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(
+      ["bench", "kernels", "--batch-size", "8", "--rounds", "1", "--steps", "1", "--json", "\(dir)/k.json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("OpenBLAS core"))
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/k.json"))) as? [String: Any]
+    #expect((json?["ratio"] as? Double).map { $0 > 0 } == true)
+    #expect((json?["samplesPerSecond"] as? [String: Any])?.count == 2)
+  }
+}

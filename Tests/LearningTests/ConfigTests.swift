@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+@testable import Learning
+
+/// The package root, found from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  .deletingLastPathComponent().deletingLastPathComponent().path
+
+func configError(_ yaml: String) -> String? {
+  do {
+    let config = try RunConfig.parse(yaml: yaml)
+    _ = try config.buildStages(sampleShape: [28, 28, 1], classes: 10)
+    return nil
+  } catch {
+    return error.description
+  }
+}
+
+@Suite("Config: defaults, key paths in errors, shipped setups")
+struct ConfigTests {
+  @Test func emptyDocumentIsTheDefault() throws {
+    #expect(try RunConfig.parse(yaml: "") == RunConfig())
+    #expect(try RunConfig.parse(yaml: "seed: 1") == RunConfig())
+  }
+
+  @Test func defaultIsModelAGreedyWithFourStages() throws {
+    let config = RunConfig()
+    #expect(config.method == .greedy && config.stages.count == 4)
+    let stages = try config.buildStages(sampleShape: [28, 28, 1], classes: 10)
+    #expect(stages.map(\.outputShape) == [[1024], [1024], [1024], [1024]])
+  }
+
+  @Test func resolvedYAMLRoundTrips() throws {
+    var config = RunConfig()
+    config.training.epochs = 3
+    config.optimizer.kind = .adamw
+    config.stages[1].head.type = .mlp
+    #expect(try RunConfig.parse(yaml: config.yaml()) == config)
+  }
+
+  @Test func unknownKeyIsNamedWithItsPath() {
+    let message = configError("training:\n  epochz: 3\n")
+    #expect(message?.hasPrefix("training.epochz: unknown key") == true, "\(message ?? "")")
+    #expect(message?.contains("epochs") == true)
+  }
+
+  @Test func unknownKeyInsideALayerIsNamed() {
+    let message = configError("stages:\n  - layers: [{type: linear, out: 10, widht: 3}]\n")
+    #expect(message?.hasPrefix("stages[0].layers[0].widht: unknown key") == true, "\(message ?? "")")
+  }
+
+  @Test func wrongTypeIsNamedWithItsPath() {
+    let message = configError("training:\n  epochs: many\n")
+    #expect(message?.hasPrefix("training.epochs: expected an integer") == true, "\(message ?? "")")
+  }
+
+  @Test func badChoiceListsTheValidOnes() {
+    let message = configError("method: backprop\n")
+    #expect(message == "method: `backprop` is not one of: e2e, greedy")
+  }
+
+  @Test func mismatchedShapesNameTheLayerAndBothSizes() {
+    let yaml = """
+      stages:
+        - layers: [{type: linear, out: 512}, {type: relu}]
+        - layers: [{type: linear, in: 1024, out: 10}]
+      """
+    #expect(configError(yaml) == "stages[1].layers[0]: linear expects 1024 inputs, the previous stage outputs 512")
+  }
+
+  @Test func convOnAVectorIsRefused() {
+    let yaml = "stages:\n  - layers: [{type: linear, out: 20}, {type: conv, out: 4}]\n"
+    #expect(configError(yaml)?.hasPrefix("stages[0].layers[1]: conv needs an image map") == true)
+  }
+
+  @Test func outOfRangeValuesAreRefused() {
+    #expect(configError("training: {batchSize: 0}") == "training.batchSize: must be at least 1, got 0")
+    #expect(configError("optimizer: {momentum: 1.5}") == "optimizer.momentum: must be in [0, 1)")
+    #expect(configError("stages: []") == "stages: needs at least one stage")
+  }
+
+  @Test func missingLayerTypeIsNamed() {
+    #expect(configError("stages:\n  - layers: [{out: 3}]\n")?.hasPrefix("stages[0].layers[0]: a layer needs `type`") == true)
+  }
+
+  @Test func malformedYAMLIsOneLine() {
+    let message = configError("stages: [\n")
+    #expect(message?.contains("not valid YAML") == true)
+  }
+
+  @Test func everyShippedConfigLoadsAndBuilds() throws {
+    let folder = packageRoot + "/config"
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".yaml") }
+    #expect(files.count >= 4)
+    for file in files {
+      let config = try RunConfig.load(path: "\(folder)/\(file)")
+      let shape = config.data.source == .synthetic ? [config.data.syntheticSide, config.data.syntheticSide, 1] : [28, 28, 1]
+      _ = try config.buildStages(sampleShape: shape, classes: 10)
+    }
+  }
+}

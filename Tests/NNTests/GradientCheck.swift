@@ -1,0 +1,84 @@
+import Testing
+
+@testable import NN
+
+/// Central-difference gradient checks (llm.c's habit): the loss is a fixed random projection
+/// of the layer's output, L = Σ y ⊙ r, so ∂L/∂y = r, accumulated in Double.
+enum GradientCheck {
+  static func random(_ shape: [Int], _ rng: inout SeededGenerator, scale: Double = 1) -> Tensor {
+    Tensor(shape: shape, storage: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * scale) })
+  }
+
+  static func projected(_ y: Tensor, _ r: Tensor) -> Double {
+    zip(y.storage, r.storage).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+  }
+
+  /// Checks ∂L/∂x and ∂L/∂θ of `layer` at a random point; returns the worst relative error.
+  @discardableResult
+  static func check(
+    _ layer: any Layer, layout: ParameterLayout, inputShape: [Int], batch: Int = 3,
+    seed: UInt64 = 1, step: Float = 1e-2, tolerance: Double = 2e-2,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) -> Double {
+    check(
+      layer.summary, layout: layout, inputShape: inputShape, batch: batch, seed: seed, step: step,
+      tolerance: tolerance, sourceLocation: sourceLocation,
+      initialize: layer.initialize, forward: layer.forward,
+      backward: { layer.backward($0, $1, $2, inputGradient: true)! })
+  }
+
+  /// The same check for any forward/backward pair (a `Sequential`, a stage).
+  @discardableResult
+  static func check<Cache>(
+    _ name: String, layout: ParameterLayout, inputShape: [Int], batch: Int = 3,
+    seed: UInt64 = 1, step: Float = 1e-2, tolerance: Double = 2e-2,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    initialize: (ParameterStore, inout SeededGenerator) -> Void,
+    forward: (Tensor, ParameterStore) -> (Tensor, Cache),
+    backward: (Tensor, Cache, ParameterStore) -> Tensor
+  ) -> Double {
+    var rng = SeededGenerator(seed: seed)
+    let store = ParameterStore(layout: layout)
+    initialize(store, &rng)
+    // Nudge every parameter (biases start at zero) so no gradient is trivially zero.
+    for i in 0..<store.count { store.values[i] += Float(rng.nextNormal() * 0.1) }
+    var x = random([batch] + inputShape, &rng)
+    let (y, cache) = forward(x, store)
+    let r = random(y.shape, &rng)
+    let dx = backward(r, cache, store)
+    let analyticParams = Array(store.gradients.prefix(store.count))
+
+    func loss() -> Double { projected(forward(x, store).0, r) }
+    var worst = 0.0
+    func compare(_ analytic: Float, _ numeric: Double, _ what: String) {
+      let error = abs(Double(analytic) - numeric) / max(1, abs(numeric), abs(Double(analytic)))
+      worst = max(worst, error)
+      #expect(error < tolerance, "\(name) \(what): analytic \(analytic) numeric \(numeric)", sourceLocation: sourceLocation)
+    }
+    for i in strideIndices(x.count) {
+      let saved = x.storage[i]
+      x.storage[i] = saved + step
+      let up = loss()
+      x.storage[i] = saved - step
+      let down = loss()
+      x.storage[i] = saved
+      compare(dx.storage[i], (up - down) / Double(2 * step), "dx[\(i)]")
+    }
+    for i in strideIndices(store.count) {
+      let saved = store.values[i]
+      store.values[i] = saved + step
+      let up = loss()
+      store.values[i] = saved - step
+      let down = loss()
+      store.values[i] = saved
+      compare(analyticParams[i], (up - down) / Double(2 * step), "dθ[\(i)]")
+    }
+    return worst
+  }
+
+  /// At most ~60 indices spread over 0..<count.
+  static func strideIndices(_ count: Int) -> [Int] {
+    guard count > 0 else { return [] }
+    return Array(stride(from: 0, to: count, by: max(1, count / 60)))
+  }
+}

@@ -1,0 +1,97 @@
+import Testing
+
+@testable import NN
+
+@Suite("Layer gradients match central differences")
+struct LayerGradientTests {
+  @Test func linear() {
+    var layout = ParameterLayout()
+    let layer = Linear(name: "fc", inputs: 5, outputs: 4, layout: &layout)
+    GradientCheck.check(layer, layout: layout, inputShape: [5])
+  }
+
+  @Test func linearFlattensMaps() {
+    var layout = ParameterLayout()
+    let layer = Linear(name: "fc", inputs: 12, outputs: 3, layout: &layout)
+    GradientCheck.check(layer, layout: layout, inputShape: [2, 3, 2])
+  }
+
+  @Test(arguments: [(1, 1), (2, 0), (2, 1)])
+  func conv(stride: Int, padding: Int) throws {
+    var layout = ParameterLayout()
+    let layer = try #require(
+      Conv2D(name: "conv", inputShape: [5, 6, 2], filters: 3, kernel: 3, stride: stride, padding: padding, layout: &layout))
+    GradientCheck.check(layer, layout: layout, inputShape: [5, 6, 2], batch: 2)
+  }
+
+  @Test func relu() {
+    // Inputs near zero would straddle the kink; the projection keeps the check meaningful.
+    GradientCheck.check(ReLU(shape: [7]), layout: ParameterLayout(), inputShape: [7], step: 1e-3)
+  }
+
+  @Test func maxPool() throws {
+    let layer = try #require(MaxPool2D(inputShape: [4, 4, 2], size: 2, stride: 2))
+    GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [4, 4, 2], step: 1e-3)
+  }
+
+  @Test func averagePool() throws {
+    let layer = try #require(AveragePool2D(inputShape: [4, 6, 2], size: 2, stride: 2))
+    GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [4, 6, 2])
+  }
+
+  @Test func globalAveragePoolOnNonSquareMap() throws {
+    let layer = try #require(AveragePool2D(globalOver: [3, 5, 4]))
+    #expect(layer.outputShape == [1, 1, 4])
+    GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [3, 5, 4])
+  }
+
+  @Test func flatten() {
+    GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
+  }
+
+  @Test func sequentialConvNet() throws {
+    var layout = ParameterLayout()
+    let conv = try #require(Conv2D(name: "c", inputShape: [6, 6, 1], filters: 4, kernel: 3, stride: 1, padding: 1, layout: &layout))
+    let pool = try #require(MaxPool2D(inputShape: conv.outputShape, size: 2, stride: 2))
+    let fc = Linear(name: "fc", inputs: 3 * 3 * 4, outputs: 5, layout: &layout)
+    let net = Sequential(inputShape: [6, 6, 1], layers: [conv, ReLU(shape: conv.outputShape), pool, fc])
+    GradientCheck.check(
+      "conv net", layout: layout, inputShape: [6, 6, 1], batch: 2, step: 1e-3,
+      initialize: net.initialize, forward: net.forward,
+      backward: { net.backward($0, $1, $2, inputGradient: true)! })
+  }
+
+  @Test func maxPoolRoutesToTheMaximum() {
+    let layer = MaxPool2D(inputShape: [2, 2, 1], size: 2, stride: 2)!
+    let store = ParameterStore(layout: ParameterLayout())
+    let x = Tensor(shape: [1, 2, 2, 1], storage: [1, 4, 3, 2])
+    let (y, cache) = layer.forward(x, store)
+    #expect(y.storage == [4])
+    let dx = layer.backward(Tensor(shape: [1, 1, 1, 1], storage: [5]), cache, store, inputGradient: true)!
+    #expect(dx.storage == [0, 5, 0, 0])
+  }
+
+  @Test func convMatchesADirectConvolution() {
+    var layout = ParameterLayout()
+    let conv = Conv2D(name: "c", inputShape: [4, 4, 2], filters: 3, kernel: 3, stride: 1, padding: 1, layout: &layout)!
+    let store = ParameterStore(layout: layout)
+    var rng = SeededGenerator(seed: 3)
+    conv.initialize(store, &rng)
+    for f in 0..<3 { store.values[conv.biasOffset + f] = Float(f) * 0.5 }
+    let x = GradientCheck.random([2, 4, 4, 2], &rng)
+    let y = conv.forward(x, store).0
+    // y[b, i, j, f] = b_f + Σ_{kh, kw, c} W[f, kh, kw, c] · x[b, i + kh − 1, j + kw − 1, c]
+    for b in 0..<2 { for i in 0..<4 { for j in 0..<4 { for f in 0..<3 {
+      var sum = Double(store.values[conv.biasOffset + f])
+      for kh in 0..<3 { for kw in 0..<3 { for c in 0..<2 {
+        let (ii, jj) = (i + kh - 1, j + kw - 1)
+        guard (0..<4).contains(ii), (0..<4).contains(jj) else { continue }
+        let w = store.values[conv.weightOffset + ((f * 3 + kh) * 3 + kw) * 2 + c]
+        sum += Double(w) * Double(x.storage[((b * 4 + ii) * 4 + jj) * 2 + c])
+      } } }
+      let got = y.storage[((b * 4 + i) * 4 + j) * 3 + f]
+      #expect(abs(Double(got) - sum) < 1e-4)
+    } } } }
+  }
+}
+

@@ -1,0 +1,105 @@
+import Testing
+
+@testable import NN
+
+/// Three steps on a fixed parameter against scripts/reference/optimizers.py.
+@Suite("Optimizers against reference values")
+struct OptimizerTests {
+  static let grads: [[Float]] = [[0.1, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.2, 0.25]]
+
+  func run(_ settings: OptimizerSettings) -> [Float] {
+    var layout = ParameterLayout()
+    _ = layout.add("w", shape: [3])
+    let store = ParameterStore(layout: layout)
+    store.setValues([0.5, -1.0, 2.0])
+    var optimizer = Optimizer(settings)
+    for g in Self.grads {
+      for i in 0..<3 { store.gradients[i] = g[i] }
+      optimizer.update(store, learningRate: 0.1)
+      #expect(store.gradients.prefix(3).allSatisfy { $0 == 0 }, "update clears the gradients")
+    }
+    return store.valueArray
+  }
+
+  func settings(_ kind: OptimizerKind, momentum: Float = 0, nesterov: Bool = false, weightDecay: Float = 0)
+    -> OptimizerSettings
+  {
+    var s = OptimizerSettings()
+    s.kind = kind
+    s.momentum = momentum
+    s.nesterov = nesterov
+    s.weightDecay = weightDecay
+    return s
+  }
+
+  @Test(arguments: [
+    ("sgd", [0.51500000, -1.04000000, 1.95500000]),
+    ("sgdMomentum", [0.49064039, -1.03623078, 1.90159357]),
+    ("sgdNesterov", [0.50516341, -1.06964632, 1.86063244]),
+    ("adam", [0.33901900, -0.98315439, 1.78499230]),
+    ("adamw", [0.32957609, -0.96045733, 1.73906555]),
+  ] as [(String, [Float])])
+  func matchesReference(name: String, expected: [Float]) {
+    let s: OptimizerSettings =
+      switch name {
+      case "sgd": settings(.sgd)
+      case "sgdMomentum": settings(.sgd, momentum: 0.9, weightDecay: 0.01)
+      case "sgdNesterov": settings(.sgd, momentum: 0.9, nesterov: true, weightDecay: 0.01)
+      case "adam": settings(.adam, weightDecay: 0.01)
+      default: settings(.adamw, weightDecay: 0.1)
+      }
+    let got = run(s)
+    for (g, e) in zip(got, expected) { #expect(abs(g - e) < 1e-5, "\(name): \(got) vs \(expected)") }
+  }
+}
+
+@Suite("Learning-rate schedules")
+struct ScheduleTests {
+  @Test func stepDecay() {
+    var s = LearningRateSchedule()
+    s.kind = .step
+    s.stepEpochs = 2
+    s.gamma = 0.5
+    // 10 steps per epoch: epochs 0–1 at 1, 2–3 at 0.5, 4 at 0.25.
+    #expect(s.rate(base: 1, step: 19, stepsPerEpoch: 10, totalEpochs: 5) == 1)
+    #expect(s.rate(base: 1, step: 20, stepsPerEpoch: 10, totalEpochs: 5) == 0.5)
+    #expect(s.rate(base: 1, step: 45, stepsPerEpoch: 10, totalEpochs: 5) == 0.25)
+  }
+
+  @Test func cosineDecay() {
+    var s = LearningRateSchedule()
+    s.kind = .cosine
+    s.minimum = 0.1
+    #expect(s.rate(base: 1, step: 0, stepsPerEpoch: 10, totalEpochs: 4) == 1)
+    #expect(abs(s.rate(base: 1, step: 20, stepsPerEpoch: 10, totalEpochs: 4) - 0.55) < 1e-6)
+    #expect(abs(s.rate(base: 1, step: 40, stepsPerEpoch: 10, totalEpochs: 4) - 0.1) < 1e-6)
+  }
+
+  @Test func warmupRampsLinearlyThenHandsOver() {
+    var s = LearningRateSchedule()
+    s.warmupEpochs = 1
+    #expect(s.rate(base: 1, step: 0, stepsPerEpoch: 4, totalEpochs: 3) == 0.25)
+    #expect(s.rate(base: 1, step: 3, stepsPerEpoch: 4, totalEpochs: 3) == 1)
+    #expect(s.rate(base: 1, step: 9, stepsPerEpoch: 4, totalEpochs: 3) == 1)
+  }
+}
+
+@Suite("Seeded generator")
+struct SeededGeneratorTests {
+  @Test func sameSeedSameStreamAndStreamsDiffer() {
+    var a = SeededGenerator(seed: 42, stream: 1)
+    var b = SeededGenerator(seed: 42, stream: 1)
+    var c = SeededGenerator(seed: 42, stream: 2)
+    let xs = (0..<5).map { _ in a.next() }
+    #expect(xs == (0..<5).map { _ in b.next() })
+    #expect(xs != (0..<5).map { _ in c.next() })
+  }
+
+  @Test func normalDrawsHaveUnitVariance() {
+    var rng = SeededGenerator(seed: 9)
+    let draws = (0..<20_000).map { _ in rng.nextNormal() }
+    let mean = draws.reduce(0, +) / Double(draws.count)
+    let variance = draws.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(draws.count)
+    #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05)
+  }
+}
