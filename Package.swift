@@ -31,6 +31,11 @@ let package = Package(
     // MARK: The library proper.
     .target(name: "NN", dependencies: ["Linalg"]),
     .target(name: "Data", dependencies: ["CZlib", "NN"]),
+    .target(name: "Wire"),
+    .target(name: "Telemetry"),
+    .target(
+      name: "Runtime",
+      dependencies: ["Learning", "NN", "Data", "Linalg", "ZMQ", "Wire", "Telemetry"]),
     .target(
       name: "Learning",
       dependencies: ["NN", "Data", "Linalg", .product(name: "Yams", package: "Yams")]),
@@ -39,7 +44,7 @@ let package = Package(
     .executableTarget(
       name: "stagewise",
       dependencies: [
-        "Learning", "NN", "Data", "Linalg", "ZMQ",
+        "Learning", "NN", "Data", "Linalg", "ZMQ", "Wire", "Runtime", "Telemetry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -47,6 +52,8 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
     .testTarget(name: "LearningTests", dependencies: ["Learning", "NN", "Data"]),
-    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ", "CZeroMQ", "Data", "stagewise"]),
+    .testTarget(name: "WireTests", dependencies: ["Wire"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Data"]),
+    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "stagewise"]),
   ]
 )

@@ -4,7 +4,7 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon
   }
 
   public init(from decoder: any Decoder) throws {
@@ -20,6 +20,7 @@ extension RunConfig {
     optimizer = try c.value(.optimizer, or: d.optimizer)
     learningRateSchedule = try c.value(.learningRateSchedule, or: d.learningRateSchedule)
     stages = try c.value(.stages, or: d.stages)
+    daemon = try c.value(.daemon, or: d.daemon)
   }
 
   /// Decodes YAML text; every error names its key path.
@@ -67,6 +68,25 @@ extension DataConfig {
     syntheticTrain = try c.value(.syntheticTrain, or: d.syntheticTrain)
     syntheticTest = try c.value(.syntheticTest, or: d.syntheticTest)
     syntheticSide = try c.value(.syntheticSide, or: d.syntheticSide)
+  }
+}
+
+extension DaemonConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = DaemonConfig()
+    maxInFlight = try c.value(.maxInFlight, or: d.maxInFlight)
+    highWaterMark = try c.value(.highWaterMark, or: d.highWaterMark)
+    heartbeatMilliseconds = try c.value(.heartbeatMilliseconds, or: d.heartbeatMilliseconds)
+    liveness = try c.value(.liveness, or: d.liveness)
+    bind = try c.value(.bind, or: d.bind)
+    controlPort = try c.value(.controlPort, or: d.controlPort)
+    statsMilliseconds = try c.value(.statsMilliseconds, or: d.statsMilliseconds)
   }
 }
 

@@ -25,22 +25,42 @@ extension RunConfig {
     try check(data.testLimit.map { $0 >= 1 } ?? true, "data.testLimit", "must be at least 1")
     try check(data.syntheticSide >= 4, "data.syntheticSide", "must be at least 4")
     try check(data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain", "synthetic sets need samples")
+    try check(daemon.maxInFlight >= 0, "daemon.maxInFlight", "must not be negative (0 picks 2 × stages)")
+    try check(daemon.highWaterMark >= 1, "daemon.highWaterMark", "must be at least 1")
+    try check(daemon.heartbeatMilliseconds >= 10, "daemon.heartbeatMilliseconds", "must be at least 10")
+    try check(daemon.liveness >= 2, "daemon.liveness", "must be at least 2 missed heartbeats")
+    try check((0...65535).contains(daemon.controlPort), "daemon.controlPort", "must be a TCP port (0 picks a free one)")
+    try check(!daemon.bind.isEmpty && !daemon.bind.contains("/"), "daemon.bind", "must be an interface address such as 127.0.0.1")
   }
 
-  /// Builds every stage for samples of `sampleShape`, checking that each stage accepts what
-  /// the one before it outputs.
-  public func buildStages(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage] {
+  /// Lays out every stage for samples of `sampleShape` (no memory allocated), checking that
+  /// each stage accepts what the one before it outputs.
+  public func blueprints(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage.Blueprint] {
     try validate()
     var shape = sampleShape
-    var built: [Stage] = []
+    var plans: [Stage.Blueprint] = []
     for (index, stageConfig) in stages.enumerated() {
-      let stage = try Stage(
-        stageConfig, index: index, inputShape: shape, classes: classes, seed: seed,
-        optimizer: optimizer)
-      built.append(stage)
-      shape = stage.outputShape
+      let plan = try Stage.blueprint(stageConfig, index: index, inputShape: shape, classes: classes)
+      plans.append(plan)
+      shape = plan.body.outputShape
     }
-    return built
+    return plans
+  }
+
+  /// Builds stage `index` alone (what a worker process does).
+  public func buildStage(_ index: Int, sampleShape: [Int], classes: Int) throws(ConfigError) -> Stage {
+    let plans = try blueprints(sampleShape: sampleShape, classes: classes)
+    guard plans.indices.contains(index) else {
+      throw ConfigError(path: "stages", "there is no stage \(index); the config has \(plans.count)")
+    }
+    return Stage(plans[index], index: index, seed: seed, optimizer: optimizer)
+  }
+
+  /// Builds every stage (what the one-process trainer does).
+  public func buildStages(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage] {
+    try blueprints(sampleShape: sampleShape, classes: classes).enumerated().map {
+      Stage($1, index: $0, seed: seed, optimizer: optimizer)
+    }
   }
 
   /// Loads the training and test sets this config names.

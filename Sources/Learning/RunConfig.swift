@@ -10,8 +10,30 @@ public enum Method: String, Sendable, Codable, CaseIterable {
 
 /// How stages step relative to each other.
 public enum Schedule: String, Sendable, Codable, CaseIterable {
-  /// Batch t+1 enters stage 1 only after batch t has left stage K.
+  /// Batch t+1 enters stage 1 only after batch t has left stage K: the update-locked control.
   case lockstep
+  /// Stage k works on batch t while stage k+1 works on batch t−1; batches in flight are
+  /// bounded by `daemon.maxInFlight`. In one process it runs in lockstep order, which for
+  /// greedy learning gives the same numbers: each stage sees the same inputs in the same order.
+  case pipelined
+}
+
+/// How the daemon's processes talk: endpoints, flow control, liveness.
+public struct DaemonConfig: Sendable, Equatable, Codable {
+  /// Batches fed but not yet out of the last stage; 0 picks 2 × stages. Lockstep uses 1.
+  public var maxInFlight: Int = 0
+  /// ZeroMQ send and receive high-water marks of every data socket, in messages.
+  public var highWaterMark: Int = 2
+  /// How often each side says it is alive, and how many silent intervals mean dead.
+  public var heartbeatMilliseconds: Int = 1000
+  public var liveness: Int = 5
+  /// The interface the scheduler binds (control and sink); workers bind their own.
+  public var bind: String = "127.0.0.1"
+  /// The scheduler's control port; 0 lets the system pick a free one.
+  public var controlPort: Int = 0
+  /// How often workers send live statistics.
+  public var statsMilliseconds: Int = 500
+  public init() {}
 }
 
 /// Where the data comes from.
@@ -96,6 +118,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var optimizer = RunConfig.defaultOptimizer
   public var learningRateSchedule = RunConfig.defaultSchedule
   public var stages: [StageConfig] = RunConfig.mlpStages(width: 1024, count: 4)
+  public var daemon = DaemonConfig()
 
   public init() {}
 

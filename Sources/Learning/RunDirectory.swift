@@ -1,27 +1,37 @@
 import Foundation
 
-/// A run's folder: the resolved config, `metrics.jsonl`, and the final stage weights.
+/// A run's folder: the resolved config, JSON-lines logs (`metrics.jsonl`, `eval.jsonl`), and
+/// the stage weights.
 public final class RunDirectory {
   public let path: String
-  private let metrics: FileHandle
+  private var logs: [String: FileHandle] = [:]
 
   /// Creates `path` (and parents) and writes the resolved config into it.
   public init(path: String, config: RunConfig) throws {
-    self.path = path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    try AtomicFile.write(config.yaml(), to: "\(path)/config.yaml")
-    let metricsPath = "\(path)/metrics.jsonl"
-    if !FileManager.default.fileExists(atPath: metricsPath) {
-      _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
-    }
-    guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
-      throw AtomicFile.WriteError(path: metricsPath, operation: "open", errno: errno)
-    }
-    handle.seekToEndOfFile()
-    metrics = handle
+    self.path = (path as NSString).standardizingPath.hasPrefix("/")
+      ? (path as NSString).standardizingPath
+      : FileManager.default.currentDirectoryPath + "/" + (path as NSString).standardizingPath
+    try FileManager.default.createDirectory(atPath: self.path, withIntermediateDirectories: true)
+    try AtomicFile.write(config.yaml(), to: "\(self.path)/config.yaml")
+    _ = try handle("metrics.jsonl")
   }
 
-  deinit { try? metrics.close() }
+  deinit { for handle in logs.values { try? handle.close() } }
+
+  /// The open append handle of a log file in this folder.
+  private func handle(_ name: String) throws -> FileHandle {
+    if let handle = logs[name] { return handle }
+    let file = "\(path)/\(name)"
+    if !FileManager.default.fileExists(atPath: file) {
+      _ = FileManager.default.createFile(atPath: file, contents: nil)
+    }
+    guard let handle = FileHandle(forWritingAtPath: file) else {
+      throw AtomicFile.WriteError(path: file, operation: "open", errno: errno)
+    }
+    handle.seekToEndOfFile()
+    logs[name] = handle
+    return handle
+  }
 
   /// A fresh folder name under `runs/` for a run called `name`.
   public static func defaultPath(name: String, now: Date = Date()) -> String {
@@ -31,13 +41,20 @@ public final class RunDirectory {
     return "runs/\(name)-\(formatter.string(from: now))"
   }
 
-  /// Appends one JSON object as a line of `metrics.jsonl`.
-  public func record<T: Encodable>(_ value: T) throws {
+  /// Appends one JSON object as a line of `file` (by default `metrics.jsonl`).
+  public func record<T: Encodable>(_ value: T, in file: String = "metrics.jsonl") throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     var line = try encoder.encode(value)
     line.append(0x0A)
-    metrics.write(line)
+    try handle(file).write(contentsOf: line)
+  }
+
+  /// Writes `value` as pretty JSON to `file`, atomically.
+  public func write<T: Encodable>(_ value: T, to file: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    try AtomicFile.write(Array(try encoder.encode(value)), to: "\(path)/\(file)")
   }
 
   /// Path of stage `index`'s weights file.

@@ -11,34 +11,46 @@ public final class Stage {
   public let store: ParameterStore
   public var optimizer: Optimizer
 
-  /// Builds stage `index` from its config for per-sample inputs of `inputShape`; parameters
-  /// are drawn from a stream of `seed` that belongs to this stage alone.
-  public init(
-    _ config: StageConfig, index: Int, inputShape: [Int], classes: Int, seed: UInt64,
-    optimizer: OptimizerSettings
-  ) throws(ConfigError) {
+  /// A stage's layers and parameter layout, before any memory is allocated: enough to check
+  /// shapes and to learn a stage's output shape.
+  public struct Blueprint: Sendable {
+    public let body: Sequential
+    public let head: Sequential
+    public let layout: ParameterLayout
+  }
+
+  /// Lays out stage `index` from its config for per-sample inputs of `inputShape`.
+  public static func blueprint(_ config: StageConfig, index: Int, inputShape: [Int], classes: Int)
+    throws(ConfigError) -> Blueprint
+  {
     var layout = ParameterLayout()
     var shape = inputShape
     var layers: [any Layer] = []
     for (j, layerConfig) in config.layers.enumerated() {
       let path = "stages[\(index)].layers[\(j)]"
       let source = j > 0 ? "the previous layer outputs" : index > 0 ? "the previous stage outputs" : "the input is"
-      let layer = try Stage.makeLayer(
-        layerConfig, name: "body.\(j)", input: shape, source: source, path: path, layout: &layout)
+      let layer = try makeLayer(layerConfig, name: "body.\(j)", input: shape, source: source, path: path, layout: &layout)
       layers.append(layer)
       shape = layer.outputShape
     }
-    body = Sequential(inputShape: inputShape, layers: layers)
-    head = try Stage.makeHead(
-      config.head, input: shape, classes: classes, path: "stages[\(index)].head", layout: &layout)
+    let head = try makeHead(config.head, input: shape, classes: classes, path: "stages[\(index)].head", layout: &layout)
+    return Blueprint(body: Sequential(inputShape: inputShape, layers: layers), head: head, layout: layout)
+  }
+
+  /// Allocates and initialises a stage; parameters are drawn from a stream of `seed` that
+  /// belongs to this stage alone, so any process building stage `index` gets the same weights.
+  public init(_ blueprint: Blueprint, index: Int, seed: UInt64, optimizer: OptimizerSettings) {
     self.index = index
-    store = ParameterStore(layout: layout)
+    body = blueprint.body
+    head = blueprint.head
+    store = ParameterStore(layout: blueprint.layout)
     self.optimizer = Optimizer(optimizer)
     var rng = SeededGenerator(seed: seed, stream: UInt64(index + 1))
     body.initialize(store, &rng)
     head.initialize(store, &rng)
   }
 
+  public var inputShape: [Int] { body.inputShape }
   public var outputShape: [Int] { body.outputShape }
 
   // MARK: - Training steps
@@ -48,13 +60,27 @@ public final class Stage {
   /// back to earlier stages) and the local loss.
   public func trainLocal(_ x: Tensor, labels: [Int32], learningRate: Float) -> (Tensor, LossResult) {
     let (h, bodyCaches) = body.forward(x, store)
+    return (h, learnLocally(h, bodyCaches, labels: labels, learningRate: learningRate))
+  }
+
+  /// The second half of `trainLocal`, for a worker that has already sent `h` downstream.
+  public func learnLocally(_ h: Tensor, _ bodyCaches: [LayerCache], labels: [Int32], learningRate: Float)
+    -> LossResult
+  {
+    let result = localGradients(h, bodyCaches, labels: labels)
+    optimizer.update(store, learningRate: learningRate)
+    return result
+  }
+
+  /// Head forward, CE against the labels, backward through head and body: adds the local
+  /// objective's gradients into the store (the input is a constant: nothing flows out).
+  public func localGradients(_ h: Tensor, _ bodyCaches: [LayerCache], labels: [Int32]) -> LossResult {
     let (logits, headCaches) = head.forward(h, store)
     let result = softmaxCrossEntropy(logits: logits, labels: labels)
     if let dh = head.backward(result.gradient, headCaches, store, inputGradient: true) {
       _ = body.backward(dh, bodyCaches, store, inputGradient: false)
     }
-    optimizer.update(store, learningRate: learningRate)
-    return (h, result)
+    return result
   }
 
   /// Forward through the body for end-to-end training, keeping what backward needs.

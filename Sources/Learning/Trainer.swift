@@ -8,6 +8,10 @@ public struct EvalReport: Sendable, Codable, Equatable {
   public var accuracy: Double
   public var stageAccuracy: [Double]
   public var stageLoss: [Double]
+
+  public init(accuracy: Double, stageAccuracy: [Double], stageLoss: [Double]) {
+    (self.accuracy, self.stageAccuracy, self.stageLoss) = (accuracy, stageAccuracy, stageLoss)
+  }
 }
 
 /// One epoch's figures, as written to `metrics.jsonl`.
@@ -22,6 +26,26 @@ public struct EpochReport: Sendable, Codable, Equatable {
   public var seconds: Double
   public var samplesPerSecond: Double
   public var test: EvalReport
+
+  public init(
+    epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,
+    seconds: Double, samplesPerSecond: Double, test: EvalReport
+  ) {
+    (self.epoch, self.steps, self.trainLoss, self.trainAccuracy, self.learningRate) =
+      (epoch, steps, trainLoss, trainAccuracy, learningRate)
+    (self.seconds, self.samplesPerSecond, self.test) = (seconds, samplesPerSecond, test)
+  }
+}
+
+extension EpochReport {
+  /// The one line printed per epoch, the same from the trainer and the daemon.
+  public static func line(_ report: EpochReport, of epochs: Int) -> String {
+    let depth = report.test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " ")
+    return String(
+      format: "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  by depth [%@]  %.1f s  %.0f samples/s",
+      report.epoch + 1, epochs, report.trainLoss.last ?? 0, report.trainAccuracy * 100,
+      report.test.accuracy * 100, depth, report.seconds, report.samplesPerSecond)
+  }
 }
 
 /// Trains every stage in one process: the numerical reference for the daemon.

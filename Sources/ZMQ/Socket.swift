@@ -71,6 +71,12 @@ public final class Socket {
     try setOption(ZMQ_SNDTIMEO, sendMilliseconds)
   }
 
+  /// How long closing waits to deliver unsent messages (0 from the start; raise it before a
+  /// last message that must get out).
+  public func setLinger(milliseconds: Int32) throws(ZMQError) {
+    try setOption(ZMQ_LINGER, milliseconds)
+  }
+
   public func setIdentity(_ identity: [UInt8]) throws(ZMQError) {
     try setOption(ZMQ_ROUTING_ID, bytes: identity)
   }
@@ -137,3 +143,4 @@ public final class Socket {
     return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
   }
 }
+

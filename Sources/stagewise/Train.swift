@@ -51,12 +51,7 @@ struct Train: ParsableCommand {
       }
       Console.clearProgress()
       try directory.record(report)
-      let depth = report.test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " ")
-      Console.print(
-        String(
-          format: "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  by depth [%@]  %.1f s  %.0f samples/s",
-          epoch + 1, epochsTotal, report.trainLoss.last ?? 0, report.trainAccuracy * 100,
-          report.test.accuracy * 100, depth, report.seconds, report.samplesPerSecond))
+      Console.print(EpochReport.line(report, of: epochsTotal))
     }
     let hash = String(runConfig.yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }, radix: 16)
     for stage in trainer.stages {

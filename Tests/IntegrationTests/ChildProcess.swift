@@ -1,8 +1,9 @@
 import Foundation
 
-/// Runs a built product as a child process with a bounded wait; the child is killed and
-/// reaped if it overruns. Output goes through files, so a chatty child never blocks on a pipe.
-struct ChildProcess {
+/// A built product running as a child process. Every wait is bounded; a child that overruns is
+/// killed, and every child is reaped. Output goes through files, so a chatty child never
+/// blocks on a pipe.
+final class ChildProcess {
   struct Result {
     var status: Int32
     var stdout: String
@@ -10,35 +11,53 @@ struct ChildProcess {
     var timedOut: Bool
   }
 
-  /// The folder holding the built products (this test binary's own folder).
+  /// The folder holding the built products (this test binary's own folder, or a parent).
   static let productsDirectory: URL = {
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    // On Linux the test binary sits directly in the products folder; on macOS inside a bundle.
     while !FileManager.default.fileExists(atPath: url.appendingPathComponent("stagewise").path), url.path != "/" {
       url = url.deletingLastPathComponent()
     }
     return url
   }()
 
-  static func stagewise(_ arguments: [String], timeout: Duration = .seconds(120), directory: String? = nil) throws -> Result {
-    try run(productsDirectory.appendingPathComponent("stagewise").path, arguments, timeout: timeout, directory: directory)
+  static var stagewisePath: String { productsDirectory.appendingPathComponent("stagewise").path }
+
+  let process = Process()
+  let scratch: String
+  var finished: Result?
+
+  /// Starts `stagewise ARGUMENTS`.
+  init(stagewise arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
+    scratch = NSTemporaryDirectory() + "stagewise-child-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: scratch + "/out", contents: nil)
+    FileManager.default.createFile(atPath: scratch + "/err", contents: nil)
+    process.executableURL = URL(fileURLWithPath: Self.stagewisePath)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/out"))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/err"))
+    try process.run()
   }
 
-  static func run(_ path: String, _ arguments: [String], timeout: Duration, directory: String? = nil) throws -> Result {
-    let scratch = NSTemporaryDirectory() + "stagewise-child-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: scratch) }
-    let outPath = scratch + "/out", errPath = scratch + "/err"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    try process.run()
+  deinit {
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: scratch)
+  }
+
+  var pid: Int32 { process.processIdentifier }
+  var stdout: String { (try? String(contentsOfFile: scratch + "/out", encoding: .utf8)) ?? "" }
+  var stderr: String { (try? String(contentsOfFile: scratch + "/err", encoding: .utf8)) ?? "" }
+
+  func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+  /// Waits at most `timeout`; kills the child if it is still running then. Always reaps.
+  @discardableResult
+  func wait(timeout: Duration) -> Result {
+    if let finished { return finished }
     let deadline = ContinuousClock.now + timeout
     var timedOut = false
     while process.isRunning {
@@ -49,11 +68,31 @@ struct ChildProcess {
       }
       Thread.sleep(forTimeInterval: 0.02)
     }
-    process.waitUntilExit()  // reaps the child
-    return Result(
-      status: process.terminationStatus,
-      stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-      stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "",
-      timedOut: timedOut)
+    process.waitUntilExit()
+    let result = Result(status: process.terminationStatus, stdout: stdout, stderr: stderr, timedOut: timedOut)
+    finished = result
+    return result
   }
+
+  /// Runs `stagewise ARGUMENTS` to the end (bounded).
+  static func stagewise(_ arguments: [String], timeout: Duration = .seconds(120), environment: [String: String] = [:]) throws -> Result {
+    try ChildProcess(stagewise: arguments, environment: environment).wait(timeout: timeout)
+  }
+}
+
+/// Polls `condition` every 20 ms for at most `timeout`.
+func eventually(timeout: Duration, _ condition: () -> Bool) -> Bool {
+  let deadline = ContinuousClock.now + timeout
+  while ContinuousClock.now < deadline {
+    if condition() { return true }
+    Thread.sleep(forTimeInterval: 0.02)
+  }
+  return condition()
+}
+
+/// Whether a process with `pid` still exists (a zombie counts as gone: it has exited).
+func processExists(_ pid: Int32) -> Bool {
+  guard kill(pid, 0) == 0 else { return false }
+  let status = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+  return !status.contains(") Z ")
 }

@@ -1,0 +1,106 @@
+import Telemetry
+
+/// The JSON bodies of control messages (the header's `kind` says which).
+
+/// HELLO, worker → scheduler: who I am and where my data socket listens.
+public struct Hello: Codable, Sendable, Equatable {
+  public var protocolVersion: Int
+  public var host: String
+  public var pid: Int32
+  public var dataEndpoint: String
+  /// A stage asked for by flag, environment, Slurm or Kubernetes; nil takes any vacant one.
+  public var requestedStage: Int?
+}
+
+/// ASSIGN, scheduler → worker: everything needed to build and run one stage.
+public struct Assignment: Codable, Sendable {
+  public var job: UInt32
+  public var stage: Int
+  public var stageCount: Int
+  /// The resolved config, as YAML.
+  public var config: String
+  public var sampleShape: [Int]
+  public var classes: Int
+  public var batchesPerEpoch: Int
+  /// Where this stage's output goes: the next stage's data endpoint, or the scheduler's sink.
+  public var downstream: String
+  /// Where the stage writes its checkpoint at the end.
+  public var runDirectory: String
+  /// The job's start on the scheduler's clock (trace times are relative to it).
+  public var originMicros: Int64
+}
+
+/// READY, worker → scheduler: the stage is built and connected.
+public struct Ready: Codable, Sendable {
+  public var stage: Int
+  public var parameterCount: Int
+}
+
+/// HEARTBEAT, both ways. A worker's carries its send time; the scheduler's reply echoes it
+/// with its own clock, which gives the worker its clock offset.
+public struct Heartbeat: Codable, Sendable {
+  public var sentMicros: Int64
+  public var echoMicros: Int64?
+  public var schedulerMicros: Int64?
+}
+
+/// Which pass a stage's totals are for.
+public enum Phase: String, Codable, Sendable { case train, eval }
+
+/// A stage's totals over one epoch's training or evaluation batches.
+public struct PhaseTotals: Codable, Sendable, Equatable {
+  public var stage: Int
+  public var epoch: Int
+  public var phase: Phase
+  /// Σ of per-batch mean losses (train loss = batchLossSum / batches, as the trainer reports).
+  public var batchLossSum: Double = 0
+  /// Σ of loss × batch size (eval loss = weightedLossSum / samples).
+  public var weightedLossSum: Double = 0
+  public var correct = 0
+  public var samples = 0
+  public var batches = 0
+
+  public init(stage: Int, epoch: Int, phase: Phase) {
+    (self.stage, self.epoch, self.phase) = (stage, epoch, phase)
+  }
+
+  public mutating func add(loss: Float, correct right: Int, samples n: Int) {
+    batchLossSum += Double(loss)
+    weightedLossSum += Double(loss) * Double(n)
+    correct += right
+    samples += n
+    batches += 1
+  }
+}
+
+/// STATS, worker → scheduler: live figures, or an epoch phase's totals.
+public struct StatsBody: Codable, Sendable {
+  public var live: LiveStats?
+  public var totals: PhaseTotals?
+}
+
+/// STOP, scheduler → worker: save the stage and leave.
+public struct StopBody: Codable, Sendable {
+  public var reason: String
+}
+
+/// BYE, worker → scheduler: the last word.
+public struct Bye: Codable, Sendable {
+  public var stage: Int
+  public var checkpoint: String?
+  public var rejected: [String: Int]
+  public var traceDropped: Int
+  /// Why the worker leaves: `stop` when told to, else what happened.
+  public var reason: String
+}
+
+/// TRACE, worker → scheduler: a chunk of the worker's trace events.
+public struct TraceChunk: Codable, Sendable {
+  public var stage: Int
+  public var events: [TraceEvent]
+}
+
+/// ERROR, either way: what went wrong, for a person to read.
+public struct ErrorBody: Codable, Sendable {
+  public var message: String
+}

@@ -1,0 +1,42 @@
+import Learning
+
+/// Collects one epoch's pieces as they arrive — every stage's train and eval totals, and the
+/// sink's markers — and turns them into the same `EpochReport` the one-process trainer writes.
+struct EpochLedger {
+  var train: [PhaseTotals?]
+  var eval: [PhaseTotals?]
+  var startMicros: Int64
+  var trainEndMicros: Int64?
+  var evalEndSeen = false
+
+  init(stageCount: Int, startMicros: Int64) {
+    train = Array(repeating: nil, count: stageCount)
+    eval = Array(repeating: nil, count: stageCount)
+    self.startMicros = startMicros
+  }
+
+  mutating func add(_ totals: PhaseTotals) {
+    guard train.indices.contains(totals.stage) else { return }
+    if totals.phase == .train { train[totals.stage] = totals } else { eval[totals.stage] = totals }
+  }
+
+  var isComplete: Bool {
+    evalEndSeen && trainEndMicros != nil && train.allSatisfy { $0 != nil } && eval.allSatisfy { $0 != nil }
+  }
+
+  func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {
+    let trainTotals = train.map { $0! }, evalTotals = eval.map { $0! }
+    let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
+    let samples = trainTotals.last!.samples
+    let accuracy = evalTotals.map { Double($0.correct) / Double(max($0.samples, 1)) }
+    return EpochReport(
+      epoch: epoch, steps: steps,
+      trainLoss: trainTotals.map { $0.batchLossSum / Double(max($0.batches, 1)) },
+      trainAccuracy: Double(trainTotals.last!.correct) / Double(max(samples, 1)),
+      learningRate: learningRate, seconds: seconds,
+      samplesPerSecond: Double(samples) / max(seconds, 1e-9),
+      test: EvalReport(
+        accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
+        stageLoss: evalTotals.map { $0.weightedLossSum / Double(max($0.samples, 1)) }))
+  }
+}

@@ -1,0 +1,32 @@
+/// Where a worker finds its scheduler and which stage it asks for, launcher-agnostic:
+/// flags first, then `STAGEWISE_SCHEDULER` / `STAGEWISE_STAGE`, then Slurm (`SLURM_PROCID`,
+/// rank 0 being the scheduler, so stage = rank − 1) or Kubernetes (`JOB_COMPLETION_INDEX`,
+/// the stage itself).
+public struct Rendezvous: Sendable, Equatable {
+  public var scheduler: String
+  public var stage: Int?
+
+  public static func resolve(scheduler flag: String?, stage stageFlag: Int?, environment: [String: String])
+    throws(RuntimeError) -> Rendezvous
+  {
+    guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"], !scheduler.isEmpty else {
+      throw RuntimeError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER")
+    }
+    guard scheduler.hasPrefix("tcp://") || scheduler.hasPrefix("ipc://") else {
+      throw RuntimeError("scheduler address \(scheduler) must look like tcp://HOST:PORT")
+    }
+    if let stageFlag { return Rendezvous(scheduler: scheduler, stage: stageFlag) }
+    func integer(_ name: String) throws(RuntimeError) -> Int? {
+      guard let text = environment[name] else { return nil }
+      guard let value = Int(text), value >= 0 else { throw RuntimeError("\(name)=\(text) is not a stage number") }
+      return value
+    }
+    if let stage = try integer("STAGEWISE_STAGE") { return Rendezvous(scheduler: scheduler, stage: stage) }
+    if let rank = try integer("SLURM_PROCID") {
+      guard rank >= 1 else { throw RuntimeError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K") }
+      return Rendezvous(scheduler: scheduler, stage: rank - 1)
+    }
+    if let index = try integer("JOB_COMPLETION_INDEX") { return Rendezvous(scheduler: scheduler, stage: index) }
+    return Rendezvous(scheduler: scheduler, stage: nil)
+  }
+}

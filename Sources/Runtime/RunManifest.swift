@@ -1,0 +1,25 @@
+/// `run.json`: who ran which stage where, and how the run ended. Written when training starts
+/// and again at the end; tests and tools read endpoints from it.
+public struct RunManifest: Codable, Sendable {
+  public struct StageEntry: Codable, Sendable {
+    public var stage: Int
+    public var host: String
+    public var pid: Int32
+    public var dataEndpoint: String
+    public var checkpoint: String?
+    public var rejected: [String: Int]?
+  }
+
+  public var job: UInt32
+  public var control: String
+  public var sink: String
+  public var schedule: String
+  public var maxInFlight: Int
+  public var stages: [StageEntry]
+  /// running, finished, interrupted or failed.
+  public var state: String
+  public var detail: String?
+  /// Messages the scheduler rejected, by reason.
+  public var rejected: [String: Int]
+  public var epochsCompleted: Int
+}

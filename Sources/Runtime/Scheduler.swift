@@ -1,0 +1,479 @@
+import Data
+import Foundation
+import Learning
+import NN
+import Telemetry
+import Wire
+import ZMQ
+
+/// The coordinator of one training job: registers workers, assigns stages, feeds batches
+/// with credit-based flow control, collects results, statistics and traces, ends epochs with
+/// markers that flow down the pipeline, and stops the job cleanly.
+public final class Scheduler {
+  public enum Phase: Sendable { case registering, running, stopping, done }
+
+  public struct Outcome: Sendable {
+    public var reports: [EpochReport]
+    public var interrupted: Bool
+    public var rejected: [String: Int]
+    public var stageRejected: [Int: [String: Int]]
+  }
+
+  public let config: RunConfig
+  public let directory: RunDirectory
+  let train: Dataset
+  let test: Dataset
+  let log: @Sendable (String) -> Void
+  let report: @Sendable (String) -> Void
+  let live: Bool
+
+  let context: Context
+  let control: Socket
+  let sink: Socket
+  var feed: Socket?
+  public private(set) var controlEndpoint = ""
+  public private(set) var sinkEndpoint = ""
+  public private(set) var phase = Phase.registering
+  public let job: UInt32
+
+  var registry: Registry
+  var plan: FeedPlan
+  let maxInFlight: Int
+  var inFlight = 0
+  var sequence: UInt64 = 0
+  var pendingFeed: [[UInt8]]?
+  var ledgers: [Int: EpochLedger] = [:]
+  var reports: [EpochReport] = []
+  var liveStats: [LiveStats?]
+  var rejected: [String: Int] = [:]
+  var byes: [Int: Bye] = [:]
+  var traceEvents: [TraceEvent] = []
+  var schedulerTrace = TraceRecorder(pid: 0, capacity: 50_000)
+  var originMicros: Int64 = 0
+  var lastHeartbeatMicros: Int64 = 0
+  var lastLiveMicros: Int64 = 0
+  var liveLinesShown = 0
+  var interrupted = false
+
+  public init(
+    config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
+    log: @escaping @Sendable (String) -> Void, report: @escaping @Sendable (String) -> Void
+  ) throws {
+    guard config.method != .e2e else {
+      throw RuntimeError("method e2e needs gradient messages between processes, which the daemon does not send yet: run it with `stagewise train`")
+    }
+    (self.config, self.directory, self.train, self.test, self.live, self.log, self.report) =
+      (config, directory, train, test, live, log, report)
+    // Check every stage's shapes here, before any process is asked to build one.
+    _ = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
+    context = try Context()
+    control = try Socket(context, .router)
+    try control.setMaximumMessageSize(Protocol.maxControlFrameBytes)
+    sink = try Socket(context, .pull)
+    try sink.setMaximumMessageSize(Protocol.maxFrameBytes)
+    registry = Registry(stageCount: config.stages.count)
+    liveStats = Array(repeating: nil, count: config.stages.count)
+    let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+    let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
+    plan = FeedPlan(trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs)
+    maxInFlight = config.schedule == .lockstep ? 1 : (config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count)
+    var rng = SeededGenerator(seed: UInt64(bitPattern: WallClock.micros()) ^ UInt64(getpid()))
+    job = UInt32(truncatingIfNeeded: rng.next()) | 1
+  }
+
+  /// Binds the control and sink endpoints on the configured interface.
+  public func bind() throws {
+    let host = config.daemon.bind
+    try control.bind("tcp://\(host):\(config.daemon.controlPort == 0 ? "*" : String(config.daemon.controlPort))")
+    controlEndpoint = control.lastEndpoint
+    try sink.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+    try sink.bind("tcp://\(host):*")
+    sinkEndpoint = sink.lastEndpoint
+  }
+
+  var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
+  var stageCount: Int { config.stages.count }
+
+  // MARK: - Run
+
+  /// Runs the job to the end. `tick` is called every loop turn (the launcher watches its
+  /// children there) and may throw to abort.
+  public func run(registrationTimeout: Duration = .seconds(300), tick: (Phase) throws -> Void = { _ in }) throws -> Outcome {
+    log("scheduler for job \(job) listening on \(controlEndpoint); waiting for \(stageCount) workers")
+    do {
+      try register(timeout: registrationTimeout, tick: tick)
+      try start()
+      try feedLoop(tick: tick)
+    } catch {
+      phase = .stopping
+      try? writeManifest(state: "failed", detail: "\(error)")
+      stopWorkers(reason: "the scheduler failed: \(error)")
+      throw error
+    }
+    phase = .stopping
+    stopWorkers(reason: interrupted ? "interrupted" : "finished")
+    try writeTrace()
+    try writeManifest(state: interrupted ? "interrupted" : "finished", detail: nil)
+    phase = .done
+    return Outcome(
+      reports: reports, interrupted: interrupted, rejected: rejected,
+      stageRejected: byes.mapValues(\.rejected))
+  }
+
+  func register(timeout: Duration, tick: (Phase) throws -> Void) throws {
+    let deadline = ContinuousClock.now + timeout
+    while !registry.isFull || !registry.allReady {
+      try tick(.registering)
+      if let signal = Signals.stopRequested { throw RuntimeError("interrupted by signal \(signal) while waiting for workers") }
+      guard ContinuousClock.now < deadline else {
+        let missing = registry.members.indices.filter { registry.members[$0] == nil || registry.members[$0]?.ready == false }
+        throw RuntimeError("stages \(missing.map { "\($0)" }.joined(separator: ", ")) never became ready within \(timeout): start a worker for each (`stagewise worker --scheduler \(controlEndpoint)`)")
+      }
+      if try !Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty { try serviceControl() }
+    }
+  }
+
+  /// Everyone is ready: connect the feed to stage 1 and say START.
+  func start() throws {
+    let first = registry.members[0]!.hello.dataEndpoint
+    let feed = try Socket(context, .push)
+    try feed.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+    try feed.setTimeouts(receiveMilliseconds: 0, sendMilliseconds: 0)
+    try feed.connect(first)
+    self.feed = feed
+    for stage in 0..<stageCount { try sendControl(to: stage, Message(kind: .start)) }
+    phase = .running
+    lastLiveMicros = WallClock.micros()
+    try writeManifest(state: "running", detail: nil)
+    log("all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most \(maxInFlight) batches in flight)")
+  }
+
+  func feedLoop(tick: (Phase) throws -> Void) throws {
+    let epochs = config.training.epochs
+    var drainDeadline: ContinuousClock.Instant?
+    while reports.count < epochs {
+      try tick(.running)
+      if let signal = Signals.stopRequested, drainDeadline == nil {
+        log("signal \(signal): draining \(inFlight) batches in flight, then saving every stage")
+        interrupted = true
+        drainDeadline = ContinuousClock.now + .seconds(60)
+      }
+      if let drainDeadline {
+        if inFlight == 0 { break }
+        guard ContinuousClock.now < drainDeadline else {
+          log("\(inFlight) batches still in flight after 60 s; stopping anyway")
+          break
+        }
+      } else {
+        try feedWhileCredits()
+      }
+      let ready = try Socket.pollReadable([control, sink], timeoutMilliseconds: 20)
+      if ready.contains(1) { try serviceSink() }
+      if ready.contains(0) { try serviceControl() }
+      try keepAlive()
+      showLive()
+    }
+    clearLive()
+  }
+
+  // MARK: - Feeding
+
+  func feedWhileCredits() throws {
+    guard let feed else { return }
+    while true {
+      if pendingFeed == nil {
+        guard let item = plan.peek else { return }
+        if item.isBatch && inFlight >= maxInFlight { return }
+        pendingFeed = frames(for: item)
+      }
+      let outcome = Result { () throws(ZMQError) in try feed.send(pendingFeed!) }
+      if case .failure(let error) = outcome {
+        if error.isTimeout { return }  // stage 1's queue is full: try again next turn
+        throw error
+      }
+      let item = plan.peek!
+      if case .train(let epoch, _) = item, ledgers[epoch] == nil {
+        ledgers[epoch] = EpochLedger(stageCount: stageCount, startMicros: WallClock.micros())
+      }
+      if item.isBatch { inFlight += 1 }
+      sequence += 1
+      pendingFeed = nil
+      plan.advance()
+    }
+  }
+
+  func frames(for item: FeedPlan.Item) -> [[UInt8]] {
+    var message: Message
+    switch item {
+    case .train(let epoch, let indices), .eval(let epoch, let indices):
+      let isTrain = { if case .train = item { return true } else { return false } }()
+      let batch = (isTrain ? train : test).batch(indices)
+      message = Message(kind: isTrain ? .train : .eval, tensors: [
+        WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
+        WireTensor(role: .labels, labels: batch.labels),
+      ])
+      message.epoch = UInt32(epoch)
+    case .marker(let epoch, let flag):
+      message = Message(kind: .marker)
+      message.flags = flag.rawValue
+      message.epoch = UInt32(epoch)
+    }
+    message.job = job
+    message.sequence = sequence
+    return message.encode()
+  }
+
+  // MARK: - Sink
+
+  func serviceSink() throws {
+    while try !Socket.pollReadable([sink], timeoutMilliseconds: 0).isEmpty {
+      let frames = try sink.receive()
+      let result = Result { () throws(WireError) -> Message in
+        let message = try Message(frames: frames)
+        guard message.job == job else { throw .unexpected("sink message for job \(message.job)") }
+        guard message.kind == .result || message.kind == .marker else { throw .unexpected("\(message.kind) at the sink") }
+        return message
+      }
+      guard case .success(let message) = result else {
+        if case .failure(let error) = result { reject(error.reason, "sink: \(error)") }
+        continue
+      }
+      let epoch = Int(message.epoch)
+      if message.kind == .result {
+        inFlight = max(0, inFlight - 1)
+      } else if let flag = MarkerFlag(rawValue: message.flags) {
+        if flag == .trainEnd { ledgers[epoch]?.trainEndMicros = WallClock.micros() }
+        if flag == .evalEnd { ledgers[epoch]?.evalEndSeen = true }
+        try closeEpochs()
+      }
+    }
+  }
+
+  func closeEpochs() throws {
+    while let ledger = ledgers[reports.count], ledger.isComplete {
+      let epoch = reports.count
+      let batches = plan.trainOrder.batchesPerEpoch
+      let lr = config.learningRateSchedule.rate(
+        base: config.optimizer.learningRate, step: epoch * batches, stepsPerEpoch: batches,
+        totalEpochs: config.training.epochs)
+      let epochReport = ledger.report(epoch: epoch, steps: (epoch + 1) * batches, learningRate: lr)
+      reports.append(epochReport)
+      ledgers[epoch] = nil
+      try directory.record(epochReport)
+      for (stage, accuracy) in epochReport.test.stageAccuracy.enumerated() {
+        try directory.record(EvalLine(epoch: epoch, stage: stage, accuracy: accuracy, loss: epochReport.test.stageLoss[stage]), in: "eval.jsonl")
+      }
+      clearLive()
+      report(EpochReport.line(epochReport, of: config.training.epochs))
+      try writeManifest(state: "running", detail: nil)
+    }
+  }
+
+  // MARK: - Control
+
+  func serviceControl() throws {
+    while try !Socket.pollReadable([control], timeoutMilliseconds: 0).isEmpty {
+      var frames = try control.receive()
+      guard frames.count >= 2 else {
+        reject("no-identity", "control message without a routing identity")
+        continue
+      }
+      let identity = frames.removeFirst()
+      let message: Message
+      switch Result(catching: { () throws(WireError) -> Message in try Message(frames: frames) }) {
+      case .success(let decoded): message = decoded
+      case .failure(let error):
+        reject(error.reason, "control: \(error)")
+        if case .versionMismatch = error {  // tell the peer why, in its own words
+          try? control.send([identity] + Message(kind: .error, body: ErrorBody(message: "refused: \(error)")).encode())
+        }
+        continue
+      }
+      try handleControl(message, from: identity)
+    }
+  }
+
+  func handleControl(_ message: Message, from identity: [UInt8]) throws {
+    let now = WallClock.micros()
+    if message.kind == .hello {
+      try handleHello(message, from: identity, now: now)
+      return
+    }
+    guard let stage = registry.stage(of: identity) else {
+      reject("unregistered", "\(message.kind) from a peer that never said HELLO")
+      return
+    }
+    guard message.job == job else {
+      reject("wrong-job", "\(message.kind) for job \(message.job) from stage \(stage)")
+      return
+    }
+    registry.heard(from: stage, atMicros: now)
+    switch message.kind {
+    case .ready:
+      registry.markReady(stage)
+      log("stage \(stage) ready (\(registry.members[stage]!.hello.host) pid \(registry.members[stage]!.hello.pid))")
+    case .heartbeat:
+      if let beat = try? message.body(Heartbeat.self) {
+        let reply = Heartbeat(sentMicros: now, echoMicros: beat.sentMicros, schedulerMicros: WallClock.micros())
+        try sendControl(to: stage, Message(kind: .heartbeat, body: reply))
+      }
+    case .stats:
+      guard let body = try? message.body(StatsBody.self) else { return reject("bad-body", "STATS body from stage \(stage)") }
+      if let live = body.live { liveStats[stage] = live }
+      if let totals = body.totals, totals.stage == stage {
+        ledgers[totals.epoch]?.add(totals)
+        try closeEpochs()
+      }
+    case .trace:
+      if let chunk = try? message.body(TraceChunk.self) { traceEvents += chunk.events }
+    case .bye:
+      let bye = try message.body(Bye.self)
+      byes[stage] = bye
+      if phase == .running || phase == .registering {
+        throw RuntimeError("stage \(stage)'s worker left during the run (\(bye.reason)); the job stops")
+      }
+    case .error:
+      let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
+      throw RuntimeError("stage \(stage) failed: \(text)")
+    default:
+      reject("unexpected-\(message.kind)", "\(message.kind) from stage \(stage)")
+    }
+  }
+
+  func handleHello(_ message: Message, from identity: [UInt8], now: Int64) throws {
+    guard let hello = try? message.body(Hello.self) else { return reject("bad-body", "HELLO without a readable body") }
+    guard phase == .registering else {
+      reject("late-hello", "HELLO from \(hello.host) pid \(hello.pid) while the job runs")
+      try control.send([identity] + Message(kind: .error, body: ErrorBody(message: "job \(job) is already running with every stage taken")).encode())
+      return
+    }
+    switch registry.register(identity: identity, hello: hello, nowMicros: now) {
+    case .failure(let error):
+      reject("refused-hello", "refused \(hello.host) pid \(hello.pid): \(error)")
+      try control.send([identity] + Message(kind: .error, body: ErrorBody(message: error.message)).encode())
+    case .success(let stage):
+      log("stage \(stage) registered: \(hello.host) pid \(hello.pid), data at \(hello.dataEndpoint)")
+      if registry.isFull { try assignAll() }
+    }
+  }
+
+  /// Every stage has a worker: tell each one its stage and whom to send to.
+  func assignAll() throws {
+    originMicros = WallClock.micros()
+    schedulerTrace.originMicros = originMicros
+    for stage in 0..<stageCount {
+      let downstream = stage + 1 < stageCount ? registry.members[stage + 1]!.hello.dataEndpoint : sinkEndpoint
+      let assignment = Assignment(
+        job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
+        classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
+        runDirectory: directory.path, originMicros: originMicros)
+      try sendControl(to: stage, Message(kind: .assign, body: assignment))
+    }
+  }
+
+  func sendControl(to stage: Int, _ message: Message) throws {
+    guard let member = registry.members[stage] else { return }
+    var message = message
+    message.job = job
+    try control.send([member.identity] + message.encode())
+  }
+
+  /// Heartbeats out; stages silent too long are dead.
+  func keepAlive() throws {
+    let now = WallClock.micros()
+    if now - lastHeartbeatMicros >= heartbeatMicros {
+      lastHeartbeatMicros = now
+      for stage in 0..<stageCount {
+        try sendControl(to: stage, Message(kind: .heartbeat, body: Heartbeat(sentMicros: now, echoMicros: nil, schedulerMicros: now)))
+      }
+    }
+    let dead = registry.silent(nowMicros: now, limitMicros: Int64(config.daemon.liveness) * heartbeatMicros)
+    if let stage = dead.first, let member = registry.members[stage] {
+      throw RuntimeError("stage \(stage) (\(member.hello.host) pid \(member.hello.pid)) missed \(config.daemon.liveness) heartbeats; the job stops")
+    }
+  }
+
+  func reject(_ reason: String, _ detail: String) {
+    rejected[reason, default: 0] += 1
+    if rejected[reason]! <= 5 { log("rejected: \(detail)") }
+  }
+
+  // MARK: - Stopping
+
+  /// STOP to every stage; collect traces and BYEs for a bounded time.
+  func stopWorkers(reason: String) {
+    phase = .stopping
+    for stage in 0..<stageCount where registry.members[stage] != nil {
+      try? sendControl(to: stage, Message(kind: .stop, body: StopBody(reason: reason)))
+    }
+    let deadline = ContinuousClock.now + .seconds(30)
+    let expected = registry.members.indices.filter { registry.members[$0] != nil }
+    while ContinuousClock.now < deadline, !expected.allSatisfy({ byes[$0] != nil }) {
+      guard (try? Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty) == false else { continue }
+      try? serviceControl()
+    }
+    let missing = expected.filter { byes[$0] == nil }
+    if !missing.isEmpty { log("no BYE from stages \(missing) within 30 s") }
+  }
+
+  func writeTrace() throws {
+    var events = [TraceEvent.processName("scheduler", pid: 0)]
+    events += (0..<stageCount).map { TraceEvent.processName("stage \($0)", pid: $0 + 1) }
+    events += schedulerTrace.events + traceEvents.sorted { $0.ts < $1.ts }
+    try directory.write(ChromeTrace(traceEvents: events, displayTimeUnit: "ms"), to: "trace.json")
+  }
+
+  func writeManifest(state: String, detail: String?) throws {
+    let stages = registry.members.enumerated().compactMap { stage, member in
+      member.map {
+        RunManifest.StageEntry(
+          stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
+          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected)
+      }
+    }
+    let manifest = RunManifest(
+      job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
+      maxInFlight: maxInFlight, stages: stages, state: state, detail: detail, rejected: rejected,
+      epochsCompleted: reports.count)
+    try directory.write(manifest, to: "run.json")
+  }
+
+  // MARK: - Live view
+
+  func showLive() {
+    guard live else { return }
+    let now = WallClock.micros()
+    guard now - lastLiveMicros >= 1_000_000 else { return }
+    lastLiveMicros = now
+    var depth = [Int](repeating: 0, count: stageCount)
+    for k in 0..<stageCount {
+      let upstream = k == 0 ? (sequence > 0 ? sequence - 1 : 0) : (liveStats[k - 1]?.lastSequence ?? 0)
+      depth[k] = Int(upstream) - Int(liveStats[k]?.lastSequence ?? 0)
+    }
+    let lines = LiveView.render(liveStats, queueDepth: depth)
+    var text = liveLinesShown > 0 ? "\u{1B}[\(liveLinesShown)A" : ""
+    text += lines.map { "\u{1B}[K" + $0 }.joined(separator: "\n") + "\n"
+    FileHandle.standardError.write(Data(text.utf8))
+    liveLinesShown = lines.count
+  }
+
+  func clearLive() {
+    guard live, liveLinesShown > 0 else { return }
+    FileHandle.standardError.write(Data(("\u{1B}[\(liveLinesShown)A" + "\u{1B}[J").utf8))
+    liveLinesShown = 0
+  }
+}
+
+/// One line of `eval.jsonl`: a stage's head on the test set after an epoch.
+public struct EvalLine: Codable, Sendable {
+  public var epoch: Int
+  public var stage: Int
+  public var accuracy: Double
+  public var loss: Double
+}
+
+/// The JSON object Perfetto and chrome://tracing open.
+public struct ChromeTrace: Codable, Sendable {
+  public var traceEvents: [TraceEvent]
+  public var displayTimeUnit: String
+}

@@ -1,0 +1,75 @@
+/// Every protocol constant in one place (after zguide's mdp.h).
+public enum Protocol {
+  /// "SWG1", little-endian, at the start of every header frame.
+  public static let magic: UInt32 = 0x3147_5753
+  /// Bumped on any incompatible change; a peer speaking another version is refused.
+  public static let version: UInt16 = 1
+  /// Fixed header bytes before the tensor descriptors.
+  public static let headerSize = 40
+  /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
+  public static let descriptorSize = 20
+  public static let maxRank = 4
+  public static let maxTensors = 8
+  /// The most elements one tensor may declare (256 Mi floats = 1 GiB).
+  public static let maxElements = 1 << 28
+  /// ZMQ_MAXMSGSIZE on every data socket: what a peer can make us allocate per frame.
+  public static let maxFrameBytes: Int64 = 1 << 30
+  /// ZMQ_MAXMSGSIZE on control sockets (JSON bodies, trace chunks).
+  public static let maxControlFrameBytes: Int64 = 64 << 20
+}
+
+/// What a message is for. Data kinds ride PUSH/PULL; control kinds ride ROUTER/DEALER.
+public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+  // data plane
+  case train = 1, eval = 2, marker = 3, result = 4, grad = 5
+  // control plane
+  case hello = 16, assign = 17, ready = 18, start = 19, heartbeat = 20, stats = 21
+  case checkpointed = 22, error = 23, stop = 24, bye = 25, trace = 26
+
+  public var description: String {
+    switch self {
+    case .train: "TRAIN"
+    case .eval: "EVAL"
+    case .marker: "MARKER"
+    case .result: "RESULT"
+    case .grad: "GRAD"
+    case .hello: "HELLO"
+    case .assign: "ASSIGN"
+    case .ready: "READY"
+    case .start: "START"
+    case .heartbeat: "HEARTBEAT"
+    case .stats: "STATS"
+    case .checkpointed: "CHECKPOINTED"
+    case .error: "ERROR"
+    case .stop: "STOP"
+    case .bye: "BYE"
+    case .trace: "TRACE"
+    }
+  }
+
+  public var isData: Bool { rawValue < 16 }
+}
+
+/// What a tensor in a message carries.
+public enum Role: UInt8, Sendable, CaseIterable {
+  case activations = 1, labels = 2, context = 3, belief = 4, gradient = 5, stats = 6
+  /// A control message's JSON body.
+  case body = 7
+}
+
+/// Element types on the wire.
+public enum DType: UInt8, Sendable, CaseIterable {
+  case f32 = 1, i32 = 2, u8 = 3
+
+  public var size: Int { self == .u8 ? 1 : 4 }
+}
+
+/// Marker meanings (the `flags` of a MARKER message).
+public enum MarkerFlag: UInt8, Sendable, CaseIterable {
+  /// The epoch's training batches are all in front of this marker.
+  case trainEnd = 1
+  /// The epoch's evaluation batches are all in front of this marker.
+  case evalEnd = 2
+  /// Nothing follows: drain and wait for STOP.
+  case drain = 3
+}

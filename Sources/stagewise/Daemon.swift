@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Learning
+import Linalg
+import Runtime
+
+/// Options shared by `launch` and `scheduler`.
+struct JobOptions: ParsableArguments {
+  @Option(name: .shortAndLong, help: "YAML config; the default trains model A greedily with 4 stages.")
+  var config: String?
+
+  @Option(help: "Override training.epochs.")
+  var epochs: Int?
+
+  @Option(help: "Override the schedule (lockstep, pipelined).")
+  var schedule: String?
+
+  @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
+  var out: String?
+
+  /// The config with overrides applied, validated.
+  func resolved() throws -> RunConfig {
+    var runConfig = try config.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
+    if let epochs { runConfig.training.epochs = epochs }
+    if let schedule {
+      guard let value = Schedule(rawValue: schedule) else {
+        throw ValidationError("--schedule \(schedule) is not one of: \(Schedule.allCases.map(\.rawValue).joined(separator: ", "))")
+      }
+      runConfig.schedule = value
+    }
+    try runConfig.validate()
+    return runConfig
+  }
+
+  /// Loads the data, makes the run directory and the scheduler.
+  func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
+    let (train, test) = try runConfig.loadData()
+    let directory = try RunDirectory(path: out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
+    return try Scheduler(
+      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal,
+      log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
+  }
+}
+
+/// Prints the end of a daemon run.
+func summarize(_ outcome: Scheduler.Outcome, directory: String) {
+  let rejected = outcome.rejected.values.reduce(0, +) + outcome.stageRejected.values.flatMap(\.values).reduce(0, +)
+  if let last = outcome.reports.last {
+    Console.print("final test accuracy \(String(format: "%.2f", last.test.accuracy * 100))%; run in \(directory)")
+  }
+  if rejected > 0 { Console.print("rejected messages: \(rejected) (reasons in \(directory)/run.json)") }
+  if outcome.interrupted { Console.print("interrupted: every stage saved its weights in \(directory)") }
+}
+
+/// `stagewise launch`: scheduler plus one worker process per stage on this machine.
+struct Launch: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train with a local cluster: a scheduler and one worker process per stage.")
+
+  @OptionGroup var job: JobOptions
+
+  func run() throws {
+    let runConfig = try job.resolved()
+    Signals.install()
+    let scheduler = try job.makeScheduler(runConfig)
+    Console.status(
+      "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
+    let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
+    summarize(try launcher.run(), directory: scheduler.directory.path)
+  }
+}
+
+/// `stagewise scheduler`: the coordinator alone; workers join from anywhere.
+struct SchedulerCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "scheduler", abstract: "Coordinate one training job; workers register with it.")
+
+  @OptionGroup var job: JobOptions
+
+  @Option(help: "Interface to bind (overrides daemon.bind).")
+  var bind: String?
+
+  @Option(help: "Control port (overrides daemon.controlPort; 0 picks one).")
+  var port: Int?
+
+  @Option(help: "Seconds to wait for every stage to register.")
+  var waitSeconds = 300
+
+  func run() throws {
+    var runConfig = try job.resolved()
+    if let bind { runConfig.daemon.bind = bind }
+    if let port { runConfig.daemon.controlPort = port }
+    try runConfig.validate()
+    Signals.install()
+    let scheduler = try job.makeScheduler(runConfig)
+    try scheduler.bind()
+    // The address workers need, on stdout, so scripts can read it.
+    Console.print("scheduler \(scheduler.controlEndpoint)")
+    let outcome = try scheduler.run(registrationTimeout: .seconds(waitSeconds))
+    summarize(outcome, directory: scheduler.directory.path)
+  }
+}
+
+/// `stagewise worker`: one stage, wherever it runs.
+struct WorkerCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "worker", abstract: "Run one stage: register with the scheduler and train what it assigns.")
+
+  @Option(help: "The scheduler's control endpoint, tcp://HOST:PORT (else STAGEWISE_SCHEDULER).")
+  var scheduler: String?
+
+  @Option(help: "Ask for this stage (else STAGEWISE_STAGE, SLURM_PROCID − 1, JOB_COMPLETION_INDEX, or any vacant).")
+  var stage: Int?
+
+  @Option(help: "Interface the data socket binds.")
+  var bind = "127.0.0.1"
+
+  @Option(help: "Host name or address other stages use to reach this one (default: --bind).")
+  var advertise: String?
+
+  @Option(help: "Seconds to wait for the scheduler to assign a stage.")
+  var waitSeconds = 120
+
+  @Option(help: .hidden) var protocolVersion: Int?
+
+  func run() throws {
+    let environment = ProcessInfo.processInfo.environment
+    let rendezvous = try Rendezvous.resolve(scheduler: scheduler, stage: stage, environment: environment)
+    Signals.install(ignoreInterrupt: environment["STAGEWISE_MANAGED"] == "1")
+    var options = Worker.Options(scheduler: rendezvous.scheduler, requestedStage: rendezvous.stage)
+    options.bindHost = bind
+    options.advertiseHost = advertise
+    options.registrationTimeout = .seconds(waitSeconds)
+    if let protocolVersion { options.protocolVersion = protocolVersion }
+    let tag = rendezvous.stage.map { "stage \($0)" } ?? "worker \(getpid())"
+    let worker = try Worker(options, log: { Console.status("[\(tag)] \($0)") })
+    try worker.run()
+  }
+}

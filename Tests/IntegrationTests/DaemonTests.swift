@@ -1,0 +1,241 @@
+import Foundation
+import Learning
+import NN
+import Runtime
+import Testing
+import Wire
+import ZMQ
+
+/// A small job on generated data: 3 stages, seconds per epoch even in a debug build.
+func daemonConfig(epochs: Int, schedule: Schedule = .pipelined, trainSamples: Int = 600) -> RunConfig {
+  var config = RunConfig()
+  config.name = "daemon-test"
+  config.method = .greedy
+  config.schedule = schedule
+  config.data.source = .synthetic
+  config.data.syntheticTrain = trainSamples
+  config.data.syntheticTest = 200
+  config.training.epochs = epochs
+  config.training.batchSize = 32
+  config.training.evalBatchSize = 100
+  config.stages = RunConfig.mlpStages(width: 32, count: 3)
+  config.daemon.heartbeatMilliseconds = 200
+  config.daemon.liveness = 25
+  return config
+}
+
+/// A temporary folder with the config written in it.
+func prepare(_ config: RunConfig) throws -> (dir: String, configPath: String) {
+  let dir = try temporaryDirectory()
+  let path = "\(dir)/job.yaml"
+  try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+  return (dir, path)
+}
+
+func readManifest(_ runDirectory: String) -> RunManifest? {
+  guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else { return nil }
+  return try? JSONDecoder().decode(RunManifest.self, from: data)
+}
+
+func metricsLines(_ runDirectory: String) -> [EpochReport] {
+  let text = (try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? ""
+  return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochReport.self, from: Data($0.utf8)) }
+}
+
+/// A TCP port that was free a moment ago (the system picks it).
+func freePort() throws -> Int {
+  let context = try Context()
+  let socket = try Socket(context, .pull)
+  try socket.bind("tcp://127.0.0.1:*")
+  return Int(socket.lastEndpoint.split(separator: ":").last!)!
+}
+
+@Suite("The daemon: real processes on loopback", .serialized)
+struct DaemonTests {
+  @Test func threeStageLaunchLearnsAndWritesItsRun() throws {
+    let (dir, config) = try prepare(daemonConfig(epochs: 3))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", config, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.count == 3)
+    #expect(reports.last!.test.accuracy > 0.5, "well above the 10 % of chance")
+    #expect(reports.last!.trainLoss.last! < reports.first!.trainLoss.last!)
+    #expect(reports.last!.test.stageAccuracy.count == 3)
+    let evalLines = try String(contentsOfFile: "\(dir)/run/eval.jsonl", encoding: .utf8).split(separator: "\n")
+    #expect(evalLines.count == 9)
+    // The trace opens in Perfetto: every stage's spans, on one clock.
+    let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/run/trace.json")))
+    for pid in 1...3 {
+      let names = Set(trace.traceEvents.filter { $0.pid == pid && $0.ph == "X" }.map(\.name))
+      #expect(names.isSuperset(of: ["forward", "backward", "update", "receive-wait"]), "stage \(pid - 1): \(names)")
+    }
+    let manifest = try #require(readManifest("\(dir)/run"))
+    #expect(manifest.state == "finished" && manifest.stages.count == 3)
+    for stage in manifest.stages { #expect(!processExists(stage.pid), "worker \(stage.pid) is gone") }
+  }
+
+  /// Same seed: the daemon's stage weights equal the one-process trainer's. In greedy
+  /// learning this holds pipelined too: each stage sees the same inputs in the same order.
+  @Test(arguments: [Schedule.lockstep, .pipelined])
+  func stageWeightsMatchTheOneProcessTrainer(schedule: Schedule) throws {
+    let config = daemonConfig(epochs: 2, schedule: schedule)
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+
+    let (train, test) = try config.loadData()
+    let trainer = try Trainer(config: config, train: train, test: test)
+    var reports: [EpochReport] = []
+    for epoch in 0..<2 { reports.append(trainer.trainEpoch(epoch)) }
+    for stage in trainer.stages {
+      let (tensors, metadata) = try Safetensors.read("\(dir)/run/stage-\(stage.index).safetensors")
+      #expect(metadata["step"] == "\(trainer.step)")
+      var worst: Float = 0
+      for spec in stage.store.layout.specs {
+        let saved = try #require(tensors[spec.name])
+        for (a, b) in zip(saved.storage, stage.store.values[spec.offset..<(spec.offset + spec.count)]) {
+          worst = max(worst, abs(a - b))
+        }
+      }
+      #expect(worst <= 1e-6, "stage \(stage.index): largest difference \(worst)")
+    }
+    let daemonReports = metricsLines("\(dir)/run")
+    #expect(daemonReports.map(\.test.stageAccuracy) == reports.map(\.test.stageAccuracy))
+  }
+
+  @Test func workersStartedByHandInAnyOrder() throws {
+    var config = daemonConfig(epochs: 2)
+    config.daemon.controlPort = try freePort()
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let endpoint = "tcp://127.0.0.1:\(config.daemon.controlPort)"
+    // A worker may come up before its scheduler: it waits for it.
+    let late = try ChildProcess(stagewise: ["worker", "--scheduler", endpoint, "--stage", "2"])
+    Thread.sleep(forTimeInterval: 0.3)
+    let scheduler = try ChildProcess(stagewise: ["scheduler", "--config", path, "--out", "\(dir)/run"])
+    Thread.sleep(forTimeInterval: 0.3)
+    let viaEnvironment = try ChildProcess(stagewise: ["worker"], environment: ["STAGEWISE_SCHEDULER": endpoint, "STAGEWISE_STAGE": "0"])
+    let any = try ChildProcess(stagewise: ["worker", "--scheduler", endpoint])  // takes the vacant stage 1
+    let schedulerResult = scheduler.wait(timeout: .seconds(180))
+    #expect(schedulerResult.status == 0, "\(schedulerResult.stderr)")
+    #expect(schedulerResult.stdout.contains("scheduler \(endpoint)"))
+    #expect(schedulerResult.stdout.contains("final test accuracy"))
+    for worker in [late, viaEnvironment, any] {
+      let r = worker.wait(timeout: .seconds(60))
+      #expect(r.status == 0, "\(r.stderr)")
+    }
+    #expect(metricsLines("\(dir)/run").count == 2)
+  }
+
+  @Test func wrongProtocolVersionIsRefusedWithAClearMessage() throws {
+    var config = daemonConfig(epochs: 1)
+    config.daemon.controlPort = try freePort()
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let endpoint = "tcp://127.0.0.1:\(config.daemon.controlPort)"
+    let scheduler = try ChildProcess(stagewise: ["scheduler", "--config", path, "--out", "\(dir)/run"])
+    let old = try ChildProcess.stagewise(["worker", "--scheduler", endpoint, "--protocol-version", "99", "--wait-seconds", "30"], timeout: .seconds(60))
+    #expect(old.status != 0)
+    #expect(old.stderr.contains("protocol version 99 refused: the scheduler speaks \(Protocol.version)"), "\(old.stderr)")
+
+    // A peer whose header is from another version hears why, in an ERROR.
+    let context = try Context()
+    let peer = try Socket(context, .dealer)
+    try peer.setTimeouts(receiveMilliseconds: 10_000, sendMilliseconds: 1000)
+    try peer.connect(endpoint)
+    var forged = Message(kind: .hello, body: ["host": "old"])
+    forged.version = 7
+    try peer.send(forged.encode())
+    let reply = try Message(frames: try peer.receive())
+    #expect(reply.kind == .error)
+    #expect(try reply.body(ErrorBody.self).message.contains("protocol version 7"))
+
+    // The job is unaffected: real workers still run it.
+    let workers = try (0..<3).map { try ChildProcess(stagewise: ["worker", "--scheduler", endpoint, "--stage", "\($0)"]) }
+    let result = scheduler.wait(timeout: .seconds(120))
+    #expect(result.status == 0, "\(result.stderr)")
+    for worker in workers { #expect(worker.wait(timeout: .seconds(60)).status == 0) }
+  }
+
+  @Test func interruptDrainsSavesEveryStageAndLeavesNoOrphans() throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: 200))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
+    let manifest = try #require(readManifest("\(dir)/run"))
+    launch.signal(SIGINT)
+    let result = launch.wait(timeout: .seconds(90))
+    #expect(!result.timedOut)
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("interrupted"))
+    #expect(readManifest("\(dir)/run")?.state == "interrupted")
+    for stage in 0..<3 {
+      let (tensors, _) = try Safetensors.read("\(dir)/run/stage-\(stage).safetensors")
+      #expect(!tensors.isEmpty)
+    }
+    for stage in manifest.stages { #expect(!processExists(stage.pid), "worker pid \(stage.pid) outlived the launcher") }
+  }
+
+  @Test func malformedFramesAreRejectedCountedAndTheRunFinishes() throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: 12, trainSamples: 1200))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
+    #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
+    let manifest = try #require(readManifest("\(dir)/run"))
+
+    let context = try Context()
+    let data = try Socket(context, .push)
+    try data.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
+    try data.connect(manifest.stages[1].dataEndpoint)
+    let valid = Message(kind: .train, tensors: [
+      WireTensor(role: .activations, shape: [4, 32], floats: [Float](repeating: 0.5, count: 128)),
+      WireTensor(role: .labels, labels: [1, 2, 3, 4]),
+    ])
+    var rng = SeededGenerator(seed: 77)
+    var fuzz: [[[UInt8]]] = []
+    for _ in 0..<20 {  // random bytes
+      fuzz.append([(0..<Int(rng.next() % 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }])
+    }
+    var truncated = valid.encode()
+    truncated[1].removeLast(10)
+    fuzz.append(truncated)
+    var wrongVersion = valid
+    wrongVersion.version = 9
+    fuzz.append(wrongVersion.encode())
+    var wrongShape = valid
+    wrongShape.job = manifest.job
+    wrongShape.tensors[0] = WireTensor(role: .activations, shape: [4, 31], floats: [Float](repeating: 0, count: 124))
+    fuzz.append(wrongShape.encode())
+    var stale = valid
+    stale.job = manifest.job
+    stale.sequence = 0
+    fuzz.append(stale.encode())
+    var oversized = valid.encode()
+    oversized[0].replaceSubrange((Protocol.headerSize + 4)..<(Protocol.headerSize + 12), with: [UInt8](repeating: 0xFF, count: 8))
+    fuzz.append(oversized)
+    for frames in fuzz { try data.send(frames) }
+
+    let control = try Socket(context, .dealer)
+    try control.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
+    try control.connect(manifest.control)
+    for frames in fuzz { try control.send(frames) }
+    var stats = Message(kind: .stats, body: ["nothing": 1])
+    stats.job = manifest.job
+    try control.send(stats.encode())  // well formed, but this peer never said HELLO
+
+    let result = launch.wait(timeout: .seconds(240))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(metricsLines("\(dir)/run").count == 12)
+    let final = try #require(readManifest("\(dir)/run"))
+    #expect(final.state == "finished")
+    let stageRejected = final.stages[1].rejected ?? [:]
+    #expect(stageRejected.values.reduce(0, +) == fuzz.count, "\(stageRejected)")
+    #expect(stageRejected["bad-magic"] != nil && stageRejected["version"] != nil && stageRejected["size-mismatch"] != nil)
+    #expect(stageRejected["unexpected"] != nil && stageRejected["out-of-order"] != nil && stageRejected["too-large"] != nil)
+    #expect(final.rejected.values.reduce(0, +) == fuzz.count + 1, "\(final.rejected)")
+    #expect(final.rejected["unregistered"] == 3, "the two well-formed fuzz messages and the STATS")
+    #expect(result.stderr.contains("rejected"))
+  }
+}
