@@ -20,6 +20,7 @@ let package = Package(
     .systemLibrary(
       name: "CZeroMQ", pkgConfig: "libzmq",
       providers: [.apt(["libzmq3-dev"])]),
+    .systemLibrary(name: "CMalloc"),  // glibc's mallopt
     .systemLibrary(
       name: "CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
@@ -29,7 +30,7 @@ let package = Package(
     .target(name: "ZMQ", dependencies: ["CZeroMQ"]),
 
     // MARK: The library proper.
-    .target(name: "NN", dependencies: ["Linalg"]),
+    .target(name: "NN", dependencies: ["Linalg", "CMalloc"]),
     .target(name: "Data", dependencies: ["CZlib", "NN"]),
     .target(name: "Wire"),
     .target(name: "Telemetry"),

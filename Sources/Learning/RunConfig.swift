@@ -112,7 +112,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var name: String = "mlp-greedy-k4"
   public var seed: UInt64 = 1
   public var method: Method = .greedy
-  public var schedule: Schedule = .lockstep
+  public var schedule: Schedule = .pipelined
   public var data = DataConfig()
   public var training = TrainingConfig()
   public var optimizer = RunConfig.defaultOptimizer

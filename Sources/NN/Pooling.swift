@@ -24,23 +24,32 @@ public struct MaxPool2D: Layer {
     let n = batch * outHeight * outWidth * channels
     var y = [Float](repeating: 0, count: n)
     var argmax = [Int32](repeating: 0, count: n)
+    // Channels are contiguous in NHWC: compare whole channel runs, window cell by cell.
     x.storage.withUnsafeBufferPointer { xp in
-      var o = 0
-      for b in 0..<batch {
-        for oh in 0..<outHeight {
-          for ow in 0..<outWidth {
-            for c in 0..<channels {
-              var best = -Float.infinity
-              var bestIndex = 0
-              for kh in 0..<size {
-                for kw in 0..<size {
-                  let i = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels + c
-                  if xp[i] > best { best = xp[i]; bestIndex = i }
+      y.withUnsafeMutableBufferPointer { yp in
+        argmax.withUnsafeMutableBufferPointer { ap in
+          var o = 0
+          for b in 0..<batch {
+            for oh in 0..<outHeight {
+              for ow in 0..<outWidth {
+                for kh in 0..<size {
+                  for kw in 0..<size {
+                    let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
+                    if kh == 0 && kw == 0 {
+                      for c in 0..<channels {
+                        yp[o + c] = xp[base + c]
+                        ap[o + c] = Int32(base + c)
+                      }
+                    } else {
+                      for c in 0..<channels where xp[base + c] > yp[o + c] {
+                        yp[o + c] = xp[base + c]
+                        ap[o + c] = Int32(base + c)
+                      }
+                    }
+                  }
                 }
+                o += channels
               }
-              y[o] = best
-              argmax[o] = Int32(bestIndex)
-              o += 1
             }
           }
         }

@@ -1,7 +1,9 @@
 import Wire
 
 /// Which worker holds which stage: the registration state machine of the scheduler, without
-/// I/O. A HELLO takes the stage it asks for if that is vacant, else the lowest vacant one.
+/// I/O. A HELLO takes the stage it asks for, else the lowest vacant one. Until every stage is
+/// filled (nothing is assigned before that), a worker that asked for no stage floats: an
+/// explicit request for its stage moves it to another vacant one instead of being refused.
 public struct Registry: Sendable {
   public struct Member: Sendable, Equatable {
     public var identity: [UInt8]
@@ -33,8 +35,12 @@ public struct Registry: Sendable {
       guard members.indices.contains(requested) else {
         return .failure(RuntimeError("stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
       }
-      guard members[requested] == nil else {
-        return .failure(RuntimeError("stage \(requested) is already taken by \(members[requested]!.hello.host) pid \(members[requested]!.hello.pid)"))
+      if let holder = members[requested] {
+        guard holder.hello.requestedStage == nil, let vacant = members.firstIndex(where: { $0 == nil }) else {
+          return .failure(RuntimeError("stage \(requested) is already taken by \(holder.hello.host) pid \(holder.hello.pid)"))
+        }
+        members[vacant] = holder  // the floating worker moves over
+        members[requested] = nil
       }
       stage = requested
     } else {

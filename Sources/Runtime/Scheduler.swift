@@ -448,7 +448,8 @@ public final class Scheduler {
     var depth = [Int](repeating: 0, count: stageCount)
     for k in 0..<stageCount {
       let upstream = k == 0 ? (sequence > 0 ? sequence - 1 : 0) : (liveStats[k - 1]?.lastSequence ?? 0)
-      depth[k] = Int(upstream) - Int(liveStats[k]?.lastSequence ?? 0)
+      // An estimate from reports taken at different moments: clamp to what can be in flight.
+      depth[k] = min(max(Int(upstream) - Int(liveStats[k]?.lastSequence ?? 0), 0), maxInFlight)
     }
     let lines = LiveView.render(liveStats, queueDepth: depth)
     var text = liveLinesShown > 0 ? "\u{1B}[\(liveLinesShown)A" : ""

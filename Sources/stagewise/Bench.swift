@@ -1,12 +1,55 @@
 import ArgumentParser
 import Foundation
 import Learning
+import Data
 import Linalg
+import Runtime
 
 /// `stagewise bench …`: performance measured side by side in one run (never in tests).
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmarks.", subcommands: [Kernels.self])
+    abstract: "Benchmarks.", subcommands: [Kernels.self, Pipeline.self])
+
+  struct Pipeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "One-process trainer vs. daemon lockstep vs. daemon pipelined, greedy model A, side by side.")
+
+    @Option(help: "Stage counts to measure, comma-separated.") var stages = "2"
+    @Option(help: "Hidden layers of width --width, split evenly over the stages.") var layers = 4
+    @Option(help: "Hidden width.") var width = 1024
+    @Option(help: "Batch size.") var batchSize = 128
+    @Option(help: "Training batches per measurement.") var batches = 200
+    @Option(help: "OpenBLAS threads per process.") var threads = 1
+    @Option(help: "Batches in flight for pipelined (0: 2 × stages).") var maxInFlight = 0
+    @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
+    @Option(help: "Folder for the runs (kept).") var out = "runs/bench-pipeline"
+    @Option(help: "Write the rows as JSON here.") var json: String?
+
+    func run() throws {
+      let counts = stages.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !counts.isEmpty else { throw ValidationError("--stages needs numbers, e.g. 1,2,4") }
+      var bench = PipelineBenchmark(workDirectory: out)
+      (bench.stageCounts, bench.hiddenLayers, bench.width, bench.batchSize) = (counts, layers, width, batchSize)
+      (bench.batches, bench.threads, bench.maxInFlight, bench.dataPath) = (batches, threads, maxInFlight, data)
+      Console.print("OpenBLAS core \(BLAS.coreName); greedy \(layers) × \(width) hidden, batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process")
+      let rows = try bench.run { Console.status($0) }
+      Console.print("| K | mode | samples/s | × one-process | busy per stage | test acc. |")
+      Console.print("|---|---|---|---|---|---|")
+      for row in rows {
+        let busy = row.busy.isEmpty ? "–" : row.busy.map { String(format: "%.2f", $0) }.joined(separator: " / ")
+        Console.print(String(format: "| %d | %@ | %.0f | %.2f | %@ | %.2f %% |", row.stages, row.mode, row.samplesPerSecond, row.speedupOverOneProcess, busy, row.testAccuracy * 100))
+      }
+      for k in counts {
+        let of = { (mode: String) in rows.first { $0.stages == k && $0.mode == mode }?.samplesPerSecond ?? .nan }
+        Console.print(String(format: "K=%d: pipelined / lockstep = %.2f, pipelined / one-process = %.2f", k, of("pipelined") / of("lockstep"), of("pipelined") / of("one-process")))
+      }
+      if let json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(Array(encoder.encode(rows)), to: json)
+      }
+    }
+  }
 
   struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Learning
+import NN
 import Linalg
 import Runtime
 
@@ -127,6 +128,7 @@ struct WorkerCommand: ParsableCommand {
     let environment = ProcessInfo.processInfo.environment
     let rendezvous = try Rendezvous.resolve(scheduler: scheduler, stage: stage, environment: environment)
     Signals.install(ignoreInterrupt: environment["STAGEWISE_MANAGED"] == "1")
+    Allocator.keepFreedMemory()
     var options = Worker.Options(scheduler: rendezvous.scheduler, requestedStage: rendezvous.stage)
     options.bindHost = bind
     options.advertiseHost = advertise

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Learning
+import NN
 import Linalg
 
 /// `stagewise train`: every stage in one process, the numerical reference.
@@ -35,6 +36,7 @@ struct Train: ParsableCommand {
     }
     try runConfig.validate()
     BLAS.setThreads(runConfig.training.threads)
+    Allocator.keepFreedMemory()
     let (train, test) = try runConfig.loadData()
     let trainer = try Trainer(config: runConfig, train: train, test: test)
     let directory = try RunDirectory(path: out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)

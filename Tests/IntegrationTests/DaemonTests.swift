@@ -116,13 +116,16 @@ struct DaemonTests {
     Thread.sleep(forTimeInterval: 0.3)
     let scheduler = try ChildProcess(stagewise: ["scheduler", "--config", path, "--out", "\(dir)/run"])
     Thread.sleep(forTimeInterval: 0.3)
+    // A worker that asks for no stage takes the lowest vacant one (0)…
+    let any = try ChildProcess(stagewise: ["worker", "--scheduler", endpoint])
+    Thread.sleep(forTimeInterval: 0.5)
+    // …and moves to stage 1 when one that asks for stage 0 arrives (nothing is assigned yet).
     let viaEnvironment = try ChildProcess(stagewise: ["worker"], environment: ["STAGEWISE_SCHEDULER": endpoint, "STAGEWISE_STAGE": "0"])
-    let any = try ChildProcess(stagewise: ["worker", "--scheduler", endpoint])  // takes the vacant stage 1
     let schedulerResult = scheduler.wait(timeout: .seconds(180))
     #expect(schedulerResult.status == 0, "\(schedulerResult.stderr)")
     #expect(schedulerResult.stdout.contains("scheduler \(endpoint)"))
     #expect(schedulerResult.stdout.contains("final test accuracy"))
-    for worker in [late, viaEnvironment, any] {
+    for worker in [late, any, viaEnvironment] {
       let r = worker.wait(timeout: .seconds(60))
       #expect(r.status == 0, "\(r.stderr)")
     }

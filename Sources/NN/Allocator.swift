@@ -1,0 +1,17 @@
+#if canImport(Glibc)
+  import CMalloc
+#endif
+
+/// Process-wide allocator settings for training loops.
+public enum Allocator {
+  /// Keeps freed memory in the heap instead of returning it to the kernel. A training step
+  /// allocates the same large buffers (im2col columns, activations) every time; by default
+  /// glibc maps each one fresh (above its mmap threshold) and the kernel faults in and zeroes
+  /// every page again, a third of a CNN step's time here.
+  public static func keepFreedMemory() {
+    #if canImport(Glibc)
+      mallopt(M_MMAP_MAX, 0)
+      mallopt(M_TRIM_THRESHOLD, Int32.max)
+    #endif
+  }
+}

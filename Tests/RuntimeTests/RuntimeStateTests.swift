@@ -1,0 +1,176 @@
+import Data
+import Learning
+import Telemetry
+import Testing
+import Wire
+
+@testable import Runtime
+
+func hello(_ stage: Int?, version: Int = Int(Protocol.version), pid: Int32 = 1) -> Hello {
+  Hello(protocolVersion: version, host: "h", pid: pid, dataEndpoint: "tcp://127.0.0.1:\(5000 + Int(pid))", requestedStage: stage)
+}
+
+@Suite("Registration state machine")
+struct RegistryTests {
+  @Test func requestedStagesFirstThenLowestVacant() throws {
+    var registry = Registry(stageCount: 3)
+    #expect(try registry.register(identity: [1], hello: hello(2, pid: 1), nowMicros: 0).get() == 2)
+    #expect(try registry.register(identity: [2], hello: hello(nil, pid: 2), nowMicros: 0).get() == 0)
+    #expect(!registry.isFull)
+    #expect(try registry.register(identity: [3], hello: hello(nil, pid: 3), nowMicros: 0).get() == 1)
+    #expect(registry.isFull && !registry.allReady)
+    for stage in 0..<3 { registry.markReady(stage) }
+    #expect(registry.allReady)
+  }
+
+  @Test func anExplicitRequestMovesAFloatingWorker() throws {
+    var registry = Registry(stageCount: 2)
+    #expect(try registry.register(identity: [1], hello: hello(nil, pid: 1), nowMicros: 0).get() == 0)
+    #expect(try registry.register(identity: [2], hello: hello(0, pid: 2), nowMicros: 0).get() == 0)
+    #expect(registry.stage(of: [1]) == 1 && registry.isFull)
+  }
+
+  @Test func aRepeatedHelloKeepsItsStage() throws {
+    var registry = Registry(stageCount: 2)
+    #expect(try registry.register(identity: [9], hello: hello(1), nowMicros: 0).get() == 1)
+    #expect(try registry.register(identity: [9], hello: hello(1), nowMicros: 5).get() == 1)
+  }
+
+  @Test func refusalsSayWhy() {
+    var registry = Registry(stageCount: 2)
+    _ = registry.register(identity: [1], hello: hello(0, pid: 10), nowMicros: 0)
+    let taken = registry.register(identity: [2], hello: hello(0, pid: 11), nowMicros: 0)
+    #expect(taken.failureMessage?.contains("stage 0 is already taken by h pid 10") == true)
+    #expect(registry.register(identity: [3], hello: hello(5), nowMicros: 0).failureMessage?.contains("stage 5 does not exist") == true)
+    #expect(registry.register(identity: [4], hello: hello(nil, version: 99), nowMicros: 0).failureMessage?.contains("protocol version 99 refused") == true)
+    _ = registry.register(identity: [5], hello: hello(nil), nowMicros: 0)
+    #expect(registry.register(identity: [6], hello: hello(nil), nowMicros: 0).failureMessage == "every stage of this job is taken")
+  }
+
+  @Test func silenceBeyondTheLimitMeansDead() {
+    var registry = Registry(stageCount: 2)
+    _ = registry.register(identity: [1], hello: hello(0), nowMicros: 0)
+    _ = registry.register(identity: [2], hello: hello(1), nowMicros: 0)
+    registry.heard(from: 1, atMicros: 900)
+    #expect(registry.silent(nowMicros: 1000, limitMicros: 500) == [0])
+  }
+}
+
+extension Result where Failure == RuntimeError {
+  var failureMessage: String? {
+    if case .failure(let error) = self { return error.message }
+    return nil
+  }
+}
+
+@Suite("Feed plan")
+struct FeedPlanTests {
+  @Test func epochsAreTrainMarkerEvalMarker() {
+    var plan = FeedPlan(
+      trainOrder: BatchOrder(count: 5, batchSize: 2, shuffle: false, seed: 0),
+      evalOrder: BatchOrder(count: 3, batchSize: 3, shuffle: false, seed: 0), epochs: 2)
+    var items: [FeedPlan.Item] = []
+    while let item = plan.peek {
+      items.append(item)
+      plan.advance()
+    }
+    #expect(items.count == 2 * (3 + 1 + 1 + 1))
+    #expect(items[0] == .train(epoch: 0, indices: [0, 1]))
+    #expect(items[2] == .train(epoch: 0, indices: [4]))
+    #expect(items[3] == .marker(epoch: 0, .trainEnd))
+    #expect(items[4] == .eval(epoch: 0, indices: [0, 1, 2]))
+    #expect(items[5] == .marker(epoch: 0, .evalEnd))
+    #expect(items[6] == .train(epoch: 1, indices: [0, 1]))
+    #expect(items.filter(\.isBatch).count == 8)
+  }
+
+  @Test func trainingOrderIsTheTrainersOrder() {
+    let order = BatchOrder(count: 50, batchSize: 8, shuffle: true, seed: 3)
+    var plan = FeedPlan(trainOrder: order, evalOrder: BatchOrder(count: 4, batchSize: 4, shuffle: false, seed: 0), epochs: 2)
+    var epoch1: [ArraySlice<Int>] = []
+    while let item = plan.peek {
+      if case .train(1, let indices) = item { epoch1.append(indices) }
+      plan.advance()
+    }
+    #expect(epoch1.map(Array.init) == order.batches(epoch: 1).map(Array.init))
+  }
+}
+
+@Suite("Rendezvous")
+struct RendezvousTests {
+  let endpoint = "tcp://10.0.0.1:5555"
+
+  @Test func flagsWinOverTheEnvironment() throws {
+    let r = try Rendezvous.resolve(scheduler: endpoint, stage: 3, environment: ["STAGEWISE_SCHEDULER": "tcp://x:1", "STAGEWISE_STAGE": "1"])
+    #expect(r == Rendezvous(scheduler: endpoint, stage: 3))
+  }
+
+  @Test func environmentThenSlurmThenKubernetes() throws {
+    #expect(try Rendezvous.resolve(scheduler: nil, stage: nil, environment: ["STAGEWISE_SCHEDULER": endpoint, "STAGEWISE_STAGE": "2", "SLURM_PROCID": "1"]).stage == 2)
+    #expect(try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["SLURM_PROCID": "3", "JOB_COMPLETION_INDEX": "0"]).stage == 2)
+    #expect(try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["JOB_COMPLETION_INDEX": "1"]).stage == 1)
+    #expect(try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: [:]).stage == nil)
+  }
+
+  @Test func badValuesAreExplained() {
+    #expect(throws: RuntimeError.self) { try Rendezvous.resolve(scheduler: nil, stage: nil, environment: [:]) }
+    #expect(throws: RuntimeError.self) { try Rendezvous.resolve(scheduler: "localhost:1", stage: nil, environment: [:]) }
+    #expect(throws: RuntimeError.self) { try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["SLURM_PROCID": "0"]) }
+    #expect(throws: RuntimeError.self) { try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["STAGEWISE_STAGE": "x"]) }
+  }
+}
+
+@Suite("Epoch ledger, clock sync, trace recorder")
+struct TelemetryTests {
+  @Test func ledgerReportsLikeTheTrainer() {
+    var ledger = EpochLedger(stageCount: 2, startMicros: 0)
+    for stage in 0..<2 {
+      var train = PhaseTotals(stage: stage, epoch: 0, phase: .train)
+      train.add(loss: 2, correct: 5, samples: 10)
+      train.add(loss: 1, correct: 3, samples: 4)
+      ledger.add(train)
+      var eval = PhaseTotals(stage: stage, epoch: 0, phase: .eval)
+      eval.add(loss: 0.5, correct: 8 + stage, samples: 10)
+      ledger.add(eval)
+    }
+    #expect(!ledger.isComplete)
+    ledger.trainEndMicros = 2_000_000
+    ledger.evalEndSeen = true
+    #expect(ledger.isComplete)
+    let report = ledger.report(epoch: 0, steps: 2, learningRate: 0.1)
+    #expect(report.trainLoss == [1.5, 1.5])  // mean of per-batch losses, as the trainer
+    #expect(abs(report.trainAccuracy - 8.0 / 14) < 1e-12)
+    #expect(report.test.stageAccuracy == [0.8, 0.9] && report.test.accuracy == 0.9)
+    #expect(report.seconds == 2 && report.samplesPerSecond == 7)
+  }
+
+  @Test func clockSyncKeepsTheShortestRoundTrip() {
+    var sync = ClockSync()
+    sync.observe(sentMicros: 0, schedulerMicros: 1_000_050, receivedMicros: 100)  // rtt 100
+    #expect(sync.offsetMicros == 1_000_000)
+    sync.observe(sentMicros: 200, schedulerMicros: 5_000_000, receivedMicros: 1200)  // slower: ignored
+    #expect(sync.offsetMicros == 1_000_000)
+    sync.observe(sentMicros: 2000, schedulerMicros: 1_002_010, receivedMicros: 2020)  // rtt 20
+    #expect(sync.offsetMicros == 1_000_000 && sync.bestRoundTripMicros == 20)
+  }
+
+  @Test func traceRecorderIsBoundedAndAligned() {
+    var trace = TraceRecorder(pid: 2, capacity: 2)
+    trace.offsetMicros = 1000
+    trace.originMicros = 500
+    trace.record("forward", startMicros: 100, endMicros: 150)
+    trace.record("backward", startMicros: 150, endMicros: 170)
+    trace.record("update", startMicros: 170, endMicros: 171)
+    #expect(trace.events.map(\.name) == ["forward", "backward"] && trace.dropped == 1)
+    #expect(trace.events[0].ts == 600 && trace.events[0].dur == 50 && trace.events[0].pid == 2)
+    #expect(trace.drain(upTo: 1).count == 1 && trace.events.count == 1)
+  }
+
+  @Test func liveViewHasOneLinePerStage() {
+    let stats = LiveStats(stage: 0, step: 12, loss: 0.25, samplesPerSecond: 1000, busy: 0.93, lastSequence: 40, rejected: ["x": 2])
+    let lines = LiveView.render([stats, nil], queueDepth: [1, 0])
+    #expect(lines.count == 3)
+    #expect(lines[1].contains("12") && lines[1].contains("0.2500") && lines[1].contains("93%"))
+    #expect(lines[2].contains("no report yet"))
+  }
+}
