@@ -46,6 +46,12 @@ extension RunConfig {
     }
   }
 
+  /// FNV-1a of the resolved YAML: checkpoints record it, so one from another config is noticed.
+  public var configHash: String {
+    let hash = yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    return String(hash, radix: 16)
+  }
+
   /// The config as YAML, every default written out.
   public func yaml() -> String {
     (try? YAMLEncoder().encode(self)) ?? ""

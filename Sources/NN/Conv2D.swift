@@ -1,4 +1,3 @@
-import Linalg
 
 /// A 2-D convolution over NHWC maps, computed as im2col followed by one sgemm.
 ///
@@ -8,8 +7,8 @@ public struct Conv2D: Layer {
   public let height: Int, width: Int, channels: Int
   public let filters: Int, kernel: Int, stride: Int, padding: Int
   public let outHeight: Int, outWidth: Int
-  let weightOffset: Int
-  let biasOffset: Int
+  /// The convolution as an affine map on im2col rows: W [F, K], b [F].
+  let affine: Affine
 
   /// Fails (returns nil) when the kernel does not fit the padded input.
   public init?(
@@ -22,8 +21,10 @@ public struct Conv2D: Layer {
     outHeight = (height + 2 * padding - kernel) / stride + 1
     outWidth = (width + 2 * padding - kernel) / stride + 1
     guard height + 2 * padding >= kernel, width + 2 * padding >= kernel else { return nil }
-    weightOffset = layout.add("\(name).weight", shape: [filters, kernel, kernel, channels])
-    biasOffset = layout.add("\(name).bias", shape: [filters])
+    affine = Affine(
+      inputs: kernel * kernel * inputShape[2], outputs: filters,
+      weightOffset: layout.add("\(name).weight", shape: [filters, kernel, kernel, inputShape[2]]),
+      biasOffset: layout.add("\(name).bias", shape: [filters]))
   }
 
   var patch: Int { kernel * kernel * channels }
@@ -32,28 +33,15 @@ public struct Conv2D: Layer {
   public var forwardFLOPsPerSample: Int { 2 * outHeight * outWidth * patch * filters }
 
   public func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator) {
-    heNormal(store.value(at: weightOffset), count: filters * patch, fanIn: patch, &rng)
-    store.value(at: biasOffset).update(repeating: 0, count: filters)
+    heNormal(store.value(at: affine.weightOffset), count: filters * patch, fanIn: patch, &rng)
+    store.value(at: affine.biasOffset).update(repeating: 0, count: filters)
   }
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     let batch = x.batchSize
     let rows = batch * outHeight * outWidth
     let col = im2col(x)
-    var y = [Float](unsafeUninitializedCapacity: rows * filters) { buffer, initialized in
-      let bias = store.value(at: biasOffset)
-      for r in 0..<rows { (buffer.baseAddress! + r * filters).update(from: bias, count: filters) }
-      initialized = rows * filters
-    }
-    col.withUnsafeBufferPointer { cp in
-      y.withUnsafeMutableBufferPointer { yp in
-        // y[R, F] = col[R, K] · W[F, K]ᵀ + y
-        gemm(.none, .transposed, m: rows, n: filters, k: patch,
-             a: cp.baseAddress!, aCount: cp.count,
-             b: store.value(at: weightOffset), bCount: filters * patch,
-             beta: 1, c: yp.baseAddress!, cCount: yp.count)
-      }
-    }
+    let y = affine.forward(col, rows: rows, store)  // y[R, F] = col[R, K] · W[F, K]ᵀ + b
     let out = Tensor(shape: [batch, outHeight, outWidth, filters], storage: y)
     return (out, LayerCache(tensors: [Tensor(shape: [rows, patch], storage: col)]))
   }
@@ -63,29 +51,8 @@ public struct Conv2D: Layer {
   ) -> Tensor? {
     let col = cache.tensors[0]
     let rows = col.shape[0]
-    dy.storage.withUnsafeBufferPointer { dyp in
-      col.storage.withUnsafeBufferPointer { cp in
-        // dW[F, K] += dy[R, F]ᵀ · col[R, K]
-        gemm(.transposed, .none, m: filters, n: patch, k: rows,
-             a: dyp.baseAddress!, aCount: dyp.count, b: cp.baseAddress!, bCount: cp.count,
-             beta: 1, c: store.gradient(at: weightOffset), cCount: filters * patch)
-      }
-      let db = store.gradient(at: biasOffset)
-      for r in 0..<rows {
-        let row = dyp.baseAddress! + r * filters
-        for f in 0..<filters { db[f] += row[f] }
-      }
-    }
-    guard inputGradient else { return nil }
-    let dcol = [Float](unsafeUninitializedCapacity: rows * patch) { dp, initialized in
-      dy.storage.withUnsafeBufferPointer { dyp in
-        // dcol[R, K] = dy[R, F] · W[F, K] (beta = 0 writes every element)
-        gemm(.none, .none, m: rows, n: patch, k: filters,
-             a: dyp.baseAddress!, aCount: dyp.count,
-             b: store.value(at: weightOffset), bCount: filters * patch,
-             c: dp.baseAddress!, cCount: dp.count)
-      }
-      initialized = rows * patch
+    guard let dcol = affine.backward(dy.storage, col.storage, rows: rows, store, inputGradient: inputGradient) else {
+      return nil
     }
     return col2im(dcol, batch: rows / (outHeight * outWidth))
   }

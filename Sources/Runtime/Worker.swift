@@ -338,7 +338,7 @@ public final class Worker {
     let path = "\(assignment.runDirectory)/stage-\(assignment.stage).safetensors"
     var saved: String?
     do {
-      try stage.save(to: path, metadata: ["step": "\(trainStep)", "job": "\(assignment.job)"])
+      try stage.save(to: path, metadata: ["step": "\(trainStep)", "job": "\(assignment.job)", "config_hash": config.configHash])
       saved = path
     } catch {
       log("could not save \(path): \(error)")

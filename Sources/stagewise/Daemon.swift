@@ -5,44 +5,6 @@ import NN
 import Linalg
 import Runtime
 
-/// Options shared by `launch` and `scheduler`.
-struct JobOptions: ParsableArguments {
-  @Option(name: .shortAndLong, help: "YAML config; the default trains model A greedily with 4 stages.")
-  var config: String?
-
-  @Option(help: "Override training.epochs.")
-  var epochs: Int?
-
-  @Option(help: "Override the schedule (lockstep, pipelined).")
-  var schedule: String?
-
-  @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
-  var out: String?
-
-  /// The config with overrides applied, validated.
-  func resolved() throws -> RunConfig {
-    var runConfig = try config.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
-    if let epochs { runConfig.training.epochs = epochs }
-    if let schedule {
-      guard let value = Schedule(rawValue: schedule) else {
-        throw ValidationError("--schedule \(schedule) is not one of: \(Schedule.allCases.map(\.rawValue).joined(separator: ", "))")
-      }
-      runConfig.schedule = value
-    }
-    try runConfig.validate()
-    return runConfig
-  }
-
-  /// Loads the data, makes the run directory and the scheduler.
-  func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
-    let (train, test) = try runConfig.loadData()
-    let directory = try RunDirectory(path: out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
-    return try Scheduler(
-      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal,
-      log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
-  }
-}
-
 /// Prints the end of a daemon run.
 func summarize(_ outcome: Scheduler.Outcome, directory: String) {
   let rejected = outcome.rejected.values.reduce(0, +) + outcome.stageRejected.values.flatMap(\.values).reduce(0, +)

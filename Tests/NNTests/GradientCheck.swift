@@ -55,23 +55,20 @@ enum GradientCheck {
       worst = max(worst, error)
       #expect(error < tolerance, "\(name) \(what): analytic \(analytic) numeric \(numeric)", sourceLocation: sourceLocation)
     }
-    for i in strideIndices(x.count) {
-      let saved = x.storage[i]
-      x.storage[i] = saved + step
+    /// (L(v + h) − L(v − h)) / 2h for one value v, set through `set` and restored afterwards.
+    func centralDifference(at value: Float, _ set: (Float) -> Void) -> Double {
+      set(value + step)
       let up = loss()
-      x.storage[i] = saved - step
+      set(value - step)
       let down = loss()
-      x.storage[i] = saved
-      compare(dx.storage[i], (up - down) / Double(2 * step), "dx[\(i)]")
+      set(value)
+      return (up - down) / Double(2 * step)
+    }
+    for i in strideIndices(x.count) {
+      compare(dx.storage[i], centralDifference(at: x.storage[i]) { x.storage[i] = $0 }, "dx[\(i)]")
     }
     for i in strideIndices(store.count) {
-      let saved = store.values[i]
-      store.values[i] = saved + step
-      let up = loss()
-      store.values[i] = saved - step
-      let down = loss()
-      store.values[i] = saved
-      compare(analyticParams[i], (up - down) / Double(2 * step), "dθ[\(i)]")
+      compare(analyticParams[i], centralDifference(at: store.values[i]) { store.values[i] = $0 }, "dθ[\(i)]")
     }
     return worst
   }

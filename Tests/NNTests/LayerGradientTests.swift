@@ -77,16 +77,16 @@ struct LayerGradientTests {
     let store = ParameterStore(layout: layout)
     var rng = SeededGenerator(seed: 3)
     conv.initialize(store, &rng)
-    for f in 0..<3 { store.values[conv.biasOffset + f] = Float(f) * 0.5 }
+    for f in 0..<3 { store.values[conv.affine.biasOffset + f] = Float(f) * 0.5 }
     let x = GradientCheck.random([2, 4, 4, 2], &rng)
     let y = conv.forward(x, store).0
     // y[b, i, j, f] = b_f + Σ_{kh, kw, c} W[f, kh, kw, c] · x[b, i + kh − 1, j + kw − 1, c]
     for b in 0..<2 { for i in 0..<4 { for j in 0..<4 { for f in 0..<3 {
-      var sum = Double(store.values[conv.biasOffset + f])
+      var sum = Double(store.values[conv.affine.biasOffset + f])
       for kh in 0..<3 { for kw in 0..<3 { for c in 0..<2 {
         let (ii, jj) = (i + kh - 1, j + kw - 1)
         guard (0..<4).contains(ii), (0..<4).contains(jj) else { continue }
-        let w = store.values[conv.weightOffset + ((f * 3 + kh) * 3 + kw) * 2 + c]
+        let w = store.values[conv.affine.weightOffset + ((f * 3 + kh) * 3 + kw) * 2 + c]
         sum += Double(w) * Double(x.storage[((b * 4 + ii) * 4 + jj) * 2 + c])
       } } }
       let got = y.storage[((b * 4 + i) * 4 + j) * 3 + f]

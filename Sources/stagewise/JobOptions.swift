@@ -1,0 +1,52 @@
+import ArgumentParser
+import Learning
+import Runtime
+
+/// Options shared by `train`, `launch` and `scheduler`.
+struct JobOptions: ParsableArguments {
+  @Option(name: .shortAndLong, help: "YAML config; the default trains model A greedily with 4 stages.")
+  var config: String?
+
+  @Option(help: "Override training.epochs.")
+  var epochs: Int?
+
+  @Option(help: "Override the schedule (lockstep, pipelined).")
+  var schedule: String?
+
+  @Option(help: "Override the method (e2e, greedy).")
+  var method: String?
+
+  @Option(help: "Override training.threads (OpenBLAS threads per process).")
+  var threads: Int?
+
+  @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
+  var out: String?
+
+  /// The config with overrides applied, validated.
+  func resolved() throws -> RunConfig {
+    var runConfig = try config.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
+    if let epochs { runConfig.training.epochs = epochs }
+    if let threads { runConfig.training.threads = threads }
+    if let schedule { runConfig.schedule = try choice(schedule, flag: "--schedule") }
+    if let method { runConfig.method = try choice(method, flag: "--method") }
+    try runConfig.validate()
+    return runConfig
+  }
+
+  func choice<T: RawRepresentable & CaseIterable>(_ text: String, flag: String) throws -> T where T.RawValue == String {
+    guard let value = T(rawValue: text) else {
+      throw ValidationError("\(flag) \(text) is not one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return value
+  }
+
+  /// Loads the data, makes the run directory and the scheduler.
+  func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
+    let (train, test) = try runConfig.loadData()
+    let directory = try RunDirectory(path: out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
+    return try Scheduler(
+      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal,
+      log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
+  }
+}
+
