@@ -11,13 +11,26 @@ public struct Dataset: Sendable {
   public var labels: [Int32]
   /// The raw bytes of each image (N × H·W·C), kept for methods that ship raw input as context.
   public var rawPixels: [UInt8]
+  /// pixels = (raw / 255 − mean) / std.
+  public let mean: Float
+  public let std: Float
 
   public init(sampleShape: [Int], classes: Int, rawPixels: [UInt8], labels: [Int32], mean: Float, std: Float) {
     self.sampleShape = sampleShape
     self.classes = classes
     self.rawPixels = rawPixels
     self.labels = labels
+    (self.mean, self.std) = (mean, std)
     pixels = rawPixels.map { (Float($0) / 255 - mean) / std }
+  }
+
+  /// The raw bytes of the images at `indices` (B × H·W·C).
+  public func rawBatch(_ indices: ArraySlice<Int>) -> [UInt8] {
+    let n = sampleSize
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(indices.count * n)
+    for index in indices { bytes += rawPixels[(index * n)..<((index + 1) * n)] }
+    return bytes
   }
 
   public var count: Int { labels.count }

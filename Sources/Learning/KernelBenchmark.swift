@@ -37,8 +37,9 @@ public struct KernelBenchmark {
 
   /// The (m, n, k, transA, transB) of every GEMM one e2e training step makes, in order.
   static func gemmShapes(_ stages: [Stage], batch: Int) -> [(Int, Int, Int, Transpose, Transpose)] {
-    let linears = stages.flatMap { $0.body.layers + [] }.compactMap { $0 as? Linear }
-      + (stages.last.map { $0.head.layers.compactMap { $0 as? Linear } } ?? [])
+    let bodies: [any Layer] = stages.flatMap(\.body.layers)
+    let classifier: [any Layer] = stages.last?.head?.classifier.layers ?? []
+    let linears = (bodies + classifier).compactMap { $0 as? Linear }
     var shapes: [(Int, Int, Int, Transpose, Transpose)] = []
     for l in linears { shapes.append((batch, l.outputs, l.inputs, .none, .transposed)) }  // forward
     for (i, l) in linears.enumerated().reversed() {

@@ -4,7 +4,7 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, sid, contsup
   }
 
   public init(from decoder: any Decoder) throws {
@@ -21,6 +21,8 @@ extension RunConfig {
     learningRateSchedule = try c.value(.learningRateSchedule, or: d.learningRateSchedule)
     stages = try c.value(.stages, or: d.stages)
     daemon = try c.value(.daemon, or: d.daemon)
+    sid = try c.value(.sid, or: d.sid)
+    contsup = try c.value(.contsup, or: d.contsup)
   }
 
   /// Decodes YAML text; every error names its key path.
@@ -74,6 +76,30 @@ extension DataConfig {
     syntheticTrain = try c.value(.syntheticTrain, or: d.syntheticTrain)
     syntheticTest = try c.value(.syntheticTest, or: d.syntheticTest)
     syntheticSide = try c.value(.syntheticSide, or: d.syntheticSide)
+  }
+}
+
+extension SIDConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case alpha, labelSmoothing, direction, beliefInput }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = SIDConfig()
+    alpha = try c.value(.alpha, or: d.alpha)
+    labelSmoothing = try c.value(.labelSmoothing, or: d.labelSmoothing)
+    direction = try c.choice(.direction, or: d.direction)
+    beliefInput = try c.value(.beliefInput, or: d.beliefInput)
+  }
+}
+
+extension ContSupConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case mode }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    mode = try c.choice(.mode, or: ContSupConfig().mode)
   }
 }
 

@@ -25,6 +25,15 @@ extension RunConfig {
     try check(data.testLimit.map { $0 >= 1 } ?? true, "data.testLimit", "must be at least 1")
     try check(data.syntheticSide >= 4, "data.syntheticSide", "must be at least 4")
     try check(data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain", "synthetic sets need samples")
+    try check((0...1).contains(sid.alpha), "sid.alpha", "must be in [0, 1], got \(sid.alpha)")
+    try check((0..<1).contains(sid.labelSmoothing), "sid.labelSmoothing", "must be in [0, 1)")
+    try check(
+      !(method == .sid && sid.direction == .reverse && sid.labelSmoothing == 0), "sid.labelSmoothing",
+      "the reverse KL direction needs smoothed labels (the paper's theory assumes full support): set a small ε such as 0.1")
+    try check(
+      method != .kernel || training.batchSize >= 2, "training.batchSize",
+      "the kernel method aligns pairs within a batch: a batch of \(training.batchSize) has one class and no pairs; use 2 or more (64+ recommended)")
+    try check(method != .e2e || schedule != .sequential, "schedule", "e2e has no stages to train one after another: use lockstep")
     try check(daemon.maxInFlight >= 0, "daemon.maxInFlight", "must not be negative (0 picks 2 × stages)")
     try check(daemon.highWaterMark >= 1, "daemon.highWaterMark", "must be at least 1")
     try check(daemon.heartbeatMilliseconds >= 10, "daemon.heartbeatMilliseconds", "must be at least 10")
@@ -38,10 +47,14 @@ extension RunConfig {
   public func blueprints(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage.Blueprint] {
     try validate()
     var shape = sampleShape
+    var previousInput: [Int]? = nil
     var plans: [Stage.Blueprint] = []
-    for (index, stageConfig) in stages.enumerated() {
-      let plan = try Stage.blueprint(stageConfig, index: index, inputShape: shape, classes: classes)
+    for index in stages.indices {
+      let shapes = Stage.Shapes(
+        input: shape, image: sampleShape, previousInput: previousInput, classes: classes, isLast: index == stages.count - 1)
+      let plan = try Stage.blueprint(self, index: index, shapes: shapes)
       plans.append(plan)
+      previousInput = shape
       shape = plan.body.outputShape
     }
     return plans

@@ -6,6 +6,43 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   case e2e
   /// Each stage trains on its own auxiliary head's cross-entropy (DGL), gradient-isolated.
   case greedy
+  /// Synergistic Information Distillation: each head refines the previous stage's belief,
+  /// α·CE + (1 − α)·KL(previous belief ‖ own belief); the belief travels forward.
+  case sid
+  /// Context supply (ContSup): stage k's input is sg(h_{k−1}) + Enc_k(context), the context
+  /// (raw input and/or the previous stage's input) travelling forward; loss as greedy.
+  case contsup
+  /// Duan & Principe: hidden stages align their normalised features' Gram matrix with the
+  /// label kernel; the last stage trains a classifier with CE on what they output.
+  case kernel
+}
+
+/// SID's settings (`sid:` in the config).
+public struct SIDConfig: Sendable, Equatable, Codable {
+  /// Weight of the label term; 1 − α weighs the distillation from the previous belief.
+  public var alpha: Float = 0.5
+  /// Label smoothing ε of the CE term.
+  public var labelSmoothing: Float = 0
+  /// `forward`: KL(previous ‖ own), the authors' code; `reverse`: the paper's text.
+  public var direction: KLDirection = .forward
+  /// The head reads [features ; previous belief].
+  public var beliefInput = false
+  public init() {}
+}
+
+/// Which context ContSup supplies to each stage after the first.
+public enum ContextMode: String, Sendable, Codable, CaseIterable {
+  /// The raw input image.
+  case E
+  /// The previous stage's (context-augmented) input: a skip over one stage.
+  case R1
+  /// Both, summed.
+  case R1E
+}
+
+public struct ContSupConfig: Sendable, Equatable, Codable {
+  public var mode: ContextMode = .E
+  public init() {}
 }
 
 /// How stages step relative to each other.
@@ -14,8 +51,11 @@ public enum Schedule: String, Sendable, Codable, CaseIterable {
   case lockstep
   /// Stage k works on batch t while stage k+1 works on batch t−1; batches in flight are
   /// bounded by `daemon.maxInFlight`. In one process it runs in lockstep order, which for
-  /// greedy learning gives the same numbers: each stage sees the same inputs in the same order.
+  /// local methods gives the same numbers: each stage sees the same inputs in the same order.
   case pipelined
+  /// Modular training: stage 0 trains for all its epochs, then is frozen while stage 1
+  /// trains on its outputs, and so on (`stagewise train` only, for now).
+  case sequential
 }
 
 /// How the daemon's processes talk: endpoints, flow control, liveness.
@@ -91,7 +131,12 @@ public struct LayerConfig: Sendable, Equatable, Codable {
 /// A stage's auxiliary head: `linear` (global average pool for maps, then Linear→C) or
 /// `mlp` (Linear→hidden, ReLU, Linear→C). The last stage's head is the network's classifier.
 public struct HeadConfig: Sendable, Equatable, Codable {
-  public enum Kind: String, Sendable, Codable, CaseIterable { case linear, mlp }
+  public enum Kind: String, Sendable, Codable, CaseIterable {
+    case linear, mlp
+    /// DGL's head for maps: adaptive average pool to ⌈H/4⌉×⌈W/4⌉, 1×1 conv + ReLU, adaptive
+    /// average pool to 2×2, then the MLP.
+    case mlpSR = "mlp-sr"
+  }
   public var type: Kind = .linear
   public var hidden: Int = 256
   public init() {}
@@ -119,6 +164,8 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var learningRateSchedule = RunConfig.defaultSchedule
   public var stages: [StageConfig] = RunConfig.mlpStages(width: 1024, count: 4)
   public var daemon = DaemonConfig()
+  public var sid = SIDConfig()
+  public var contsup = ContSupConfig()
 
   public init() {}
 

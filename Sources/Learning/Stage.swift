@@ -1,40 +1,81 @@
 import NN
 
 /// One gradient-isolated module: a body f_k, an auxiliary head g_k (the classifier on the
-/// last stage), one flat parameter store and one optimizer.
+/// last stage), ContSup's context encoders when the method supplies context, one flat
+/// parameter store and one optimizer.
 ///
-/// The same type trains inside the one-process trainer and, later, inside a worker process.
+/// The same type trains inside the one-process trainer and inside a worker process.
 public final class Stage {
+  /// What a stage minimises.
+  public enum Objective: Sendable, Equatable {
+    /// CE of its head (greedy, contsup, and the last stage of kernel).
+    case crossEntropy
+    /// α·CE + (1 − α)·KL against the previous stage's belief.
+    case sid(SIDConfig)
+    /// Gram alignment of its normalised features (kernel, hidden stages; no head).
+    case kernel
+  }
+
+  /// Where a ContSup context comes from.
+  public enum ContextSource: String, Sendable, CaseIterable {
+    /// The raw input image (mode E).
+    case image
+    /// The previous stage's context-augmented input (mode R1).
+    case previousInput
+  }
+
   public let index: Int
   public let body: Sequential
-  public let head: Sequential
+  public let head: Head?
+  public let encoders: [(source: ContextSource, net: Sequential)]
+  public let objective: Objective
   public let store: ParameterStore
   public var optimizer: Optimizer
+
+  /// What arrives at a stage with a batch.
+  public struct Input {
+    public var x: Tensor
+    public var labels: [Int32]
+    /// The previous stage's belief (SID); nil means uniform.
+    public var belief: Tensor?
+    /// The batch's input images (ContSup E).
+    public var image: Tensor?
+    /// The previous stage's augmented input (ContSup R1).
+    public var previousInput: Tensor?
+
+    public init(x: Tensor, labels: [Int32], belief: Tensor? = nil, image: Tensor? = nil, previousInput: Tensor? = nil) {
+      (self.x, self.labels, self.belief, self.image, self.previousInput) = (x, labels, belief, image, previousInput)
+    }
+  }
+
+  /// One forward pass: what goes downstream, and what the local backward needs.
+  public struct Pass {
+    /// The detached output for the next stage (normalised features for kernel stages).
+    public var activations: Tensor
+    /// This stage's belief softmax(logits) (SID).
+    public var belief: Tensor?
+    /// The stage's input after adding its contexts, z = x + Σ Enc(c).
+    public var augmentedInput: Tensor
+    var h: Tensor
+    var bodyCaches: [LayerCache]
+    var encoderCaches: [[LayerCache]]
+    var headPass: (logits: Tensor, cache: Head.Cache)?
+    var previousBelief: Tensor?
+
+    /// A pass that carries only activations (e2e evaluation).
+    static func detached(_ h: Tensor) -> Pass {
+      Pass(activations: h, belief: nil, augmentedInput: h, h: h, bodyCaches: [], encoderCaches: [], headPass: nil, previousBelief: nil)
+    }
+  }
 
   /// A stage's layers and parameter layout, before any memory is allocated: enough to check
   /// shapes and to learn a stage's output shape.
   public struct Blueprint: Sendable {
     public let body: Sequential
-    public let head: Sequential
+    public let head: Head?
+    public let encoders: [(source: ContextSource, net: Sequential)]
+    public let objective: Objective
     public let layout: ParameterLayout
-  }
-
-  /// Lays out stage `index` from its config for per-sample inputs of `inputShape`.
-  public static func blueprint(_ config: StageConfig, index: Int, inputShape: [Int], classes: Int)
-    throws(ConfigError) -> Blueprint
-  {
-    var layout = ParameterLayout()
-    var shape = inputShape
-    var layers: [any Layer] = []
-    for (j, layerConfig) in config.layers.enumerated() {
-      let path = "stages[\(index)].layers[\(j)]"
-      let source = j > 0 ? "the previous layer outputs" : index > 0 ? "the previous stage outputs" : "the input is"
-      let layer = try makeLayer(layerConfig, name: "body.\(j)", input: shape, source: source, path: path, layout: &layout)
-      layers.append(layer)
-      shape = layer.outputShape
-    }
-    let head = try makeHead(config.head, input: shape, classes: classes, path: "stages[\(index)].head", layout: &layout)
-    return Blueprint(body: Sequential(inputShape: inputShape, layers: layers), head: head, layout: layout)
   }
 
   /// Allocates and initialises a stage; parameters are drawn from a stream of `seed` that
@@ -43,136 +84,97 @@ public final class Stage {
     self.index = index
     body = blueprint.body
     head = blueprint.head
+    encoders = blueprint.encoders
+    objective = blueprint.objective
     store = ParameterStore(layout: blueprint.layout)
     self.optimizer = Optimizer(optimizer)
     var rng = SeededGenerator(seed: seed, stream: UInt64(index + 1))
     body.initialize(store, &rng)
-    head.initialize(store, &rng)
+    head?.initialize(store, &rng)
+    for encoder in encoders { encoder.net.initialize(store, &rng) }
   }
 
   public var inputShape: [Int] { body.inputShape }
   public var outputShape: [Int] { body.outputShape }
-
-  // MARK: - Training steps
-
-  /// Greedy local learning on one batch: body and head forward, CE on the head, backward
-  /// inside the stage, optimizer step. Returns the body's output (detached: nothing flows
-  /// back to earlier stages) and the local loss.
-  public func trainLocal(_ x: Tensor, labels: [Int32], learningRate: Float) -> (Tensor, LossResult) {
-    let (h, bodyCaches) = body.forward(x, store)
-    return (h, learnLocally(h, bodyCaches, labels: labels, learningRate: learningRate))
+  public var contextSources: [ContextSource] { encoders.map(\.source) }
+  public var forwardFLOPsPerSample: Int {
+    body.forwardFLOPsPerSample + (head?.forwardFLOPsPerSample ?? 0) + encoders.reduce(0) { $0 + $1.net.forwardFLOPsPerSample }
   }
 
-  /// The second half of `trainLocal`, for a worker that has already sent `h` downstream.
-  public func learnLocally(_ h: Tensor, _ bodyCaches: [LayerCache], labels: [Int32], learningRate: Float)
-    -> LossResult
-  {
-    let result = localGradients(h, bodyCaches, labels: labels)
-    optimizer.update(store, learningRate: learningRate)
-    return result
+  // MARK: - Training
+
+  /// Contexts in, body forward, and (SID) the head, whose belief goes downstream.
+  public func forward(_ input: Input) -> Pass {
+    var z = input.x
+    var encoderCaches: [[LayerCache]] = []
+    for (source, net) in encoders {
+      let context = source == .image ? input.image! : input.previousInput!
+      let (e, caches) = net.forward(context, store)
+      encoderCaches.append(caches)
+      for i in 0..<z.count { z.storage[i] += e.storage[i] }
+    }
+    let (h, bodyCaches) = body.forward(z, store)
+    var pass = Pass(
+      activations: h, belief: nil, augmentedInput: z, h: h, bodyCaches: bodyCaches, encoderCaches: encoderCaches,
+      headPass: nil, previousBelief: input.belief)
+    switch objective {
+    case .kernel: pass.activations = rowNormalize(h).0
+    case .sid:
+      let (logits, cache) = head!.forward(h, belief: input.belief, store)
+      pass.headPass = (logits, cache)
+      pass.belief = softmax(logits)
+    case .crossEntropy: break
+    }
+    return pass
   }
 
-  /// Head forward, CE against the labels, backward through head and body: adds the local
-  /// objective's gradients into the store (the input is a constant: nothing flows out).
-  public func localGradients(_ h: Tensor, _ bodyCaches: [LayerCache], labels: [Int32]) -> LossResult {
-    let (logits, headCaches) = head.forward(h, store)
-    let result = softmaxCrossEntropy(logits: logits, labels: labels)
-    if let dh = head.backward(result.gradient, headCaches, store, inputGradient: true) {
-      _ = body.backward(dh, bodyCaches, store, inputGradient: false)
+  /// The local objective's gradients, added into the store: head (if any), body, encoders.
+  /// The input is a constant: nothing flows back to earlier stages.
+  public func localGradients(_ pass: Pass, labels: [Int32]) -> LossResult {
+    let result: LossResult
+    let dh: Tensor
+    switch objective {
+    case .kernel:
+      result = kernelAlignmentLoss(features: pass.h, labels: labels)
+      dh = result.gradient
+    case .crossEntropy:
+      let (logits, cache) = head!.forward(pass.h, belief: nil, store)
+      result = softmaxCrossEntropy(logits: logits, labels: labels)
+      dh = head!.backward(result.gradient, cache, store)
+    case .sid(let settings):
+      let (logits, cache) = pass.headPass!
+      result = sidLoss(
+        logits: logits, labels: labels,
+        previousBelief: pass.previousBelief ?? uniformBelief(batch: labels.count, classes: logits.sampleCount),
+        alpha: settings.alpha, labelSmoothing: settings.labelSmoothing, direction: settings.direction)
+      dh = head!.backward(result.gradient, cache, store)
+    }
+    let dz = body.backward(dh, pass.bodyCaches, store, inputGradient: !encoders.isEmpty)
+    if let dz {
+      for (k, encoder) in encoders.enumerated() {
+        _ = encoder.net.backward(dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store, inputGradient: false)
+      }
     }
     return result
   }
+
+  /// Forward, local gradients and the optimizer step on one batch (what the trainer does).
+  public func trainLocal(_ input: Input, learningRate: Float) -> (Pass, LossResult) {
+    let pass = forward(input)
+    let result = localGradients(pass, labels: input.labels)
+    optimizer.update(store, learningRate: learningRate)
+    return (pass, result)
+  }
+
+  /// Evaluation: the pass (without training) and the head's logits, if the stage has a head.
+  public func infer(_ input: Input) -> (pass: Pass, logits: Tensor?) {
+    let pass = forward(input)
+    if let headPass = pass.headPass { return (pass, headPass.logits) }
+    return (pass, head.map { $0.infer(pass.h, belief: nil, store) })
+  }
+
+  // MARK: - End to end (the baseline)
 
   /// Forward through the body for end-to-end training, keeping what backward needs.
   public func forwardBody(_ x: Tensor) -> (Tensor, [LayerCache]) { body.forward(x, store) }
-
-  /// Logits of the head on a body output, with caches.
-  public func forwardHead(_ h: Tensor) -> (Tensor, [LayerCache]) { head.forward(h, store) }
-
-  /// Evaluation: the body's output and the head's logits, no caches kept.
-  public func infer(_ x: Tensor) -> (output: Tensor, logits: Tensor) {
-    let h = body.infer(x, store)
-    return (h, head.infer(h, store))
-  }
-
-  public var forwardFLOPsPerSample: Int { body.forwardFLOPsPerSample + head.forwardFLOPsPerSample }
-
-  // MARK: - Building
-
-  static func makeLayer(
-    _ config: LayerConfig, name: String, input: [Int], source: String, path: String,
-    layout: inout ParameterLayout
-  ) throws(ConfigError) -> any Layer {
-    func need(_ value: Int?, _ key: String) throws(ConfigError) -> Int {
-      guard let value else { throw ConfigError(path: path, "\(config.type.rawValue) needs `\(key)`") }
-      guard value > 0 else { throw ConfigError(path: path, "`\(key)` must be positive, got \(value)") }
-      return value
-    }
-    func needMap() throws(ConfigError) {
-      guard input.count == 3 else {
-        throw ConfigError(path: path, "\(config.type.rawValue) needs an image map [H, W, C], \(source) \(input)")
-      }
-    }
-    switch config.type {
-    case .linear:
-      let inputs = input.reduce(1, *)
-      if let expected = config.in, expected != inputs {
-        throw ConfigError(path: path, "linear expects \(expected) inputs, \(source) \(inputs)")
-      }
-      return Linear(name: name, inputs: inputs, outputs: try need(config.out, "out"), layout: &layout)
-    case .conv:
-      try needMap()
-      if let expected = config.in, expected != input[2] {
-        throw ConfigError(path: path, "conv expects \(expected) channels, \(source) \(input[2])")
-      }
-      let kernel = config.kernel ?? 3
-      guard let conv = Conv2D(
-        name: name, inputShape: input, filters: try need(config.out, "out"), kernel: kernel,
-        stride: config.stride ?? 1, padding: config.padding ?? kernel / 2, layout: &layout)
-      else {
-        throw ConfigError(path: path, "conv kernel \(kernel) does not fit \(source) \(input) (check kernel, stride, padding)")
-      }
-      return conv
-    case .relu:
-      return ReLU(shape: input)
-    case .flatten:
-      return Flatten(inputShape: input)
-    case .maxpool, .avgpool:
-      try needMap()
-      let size = config.size ?? 2
-      let stride = config.stride ?? size
-      let pool: (any Layer)? =
-        config.type == .maxpool
-        ? MaxPool2D(inputShape: input, size: size, stride: stride)
-        : AveragePool2D(inputShape: input, size: size, stride: stride)
-      guard let pool else {
-        throw ConfigError(path: path, "\(config.type.rawValue) window \(size)/\(stride) does not fit \(source) \(input)")
-      }
-      return pool
-    case .gap:
-      try needMap()
-      return AveragePool2D(globalOver: input)!
-    }
-  }
-
-  static func makeHead(
-    _ config: HeadConfig, input: [Int], classes: Int, path: String, layout: inout ParameterLayout
-  ) throws(ConfigError) -> Sequential {
-    var layers: [any Layer] = []
-    var features = input.reduce(1, *)
-    if input.count == 3, let pool = AveragePool2D(globalOver: input) {
-      layers.append(pool)
-      features = input[2]
-    }
-    switch config.type {
-    case .linear:
-      layers.append(Linear(name: "head.fc", inputs: features, outputs: classes, layout: &layout))
-    case .mlp:
-      guard config.hidden > 0 else { throw ConfigError(path: "\(path).hidden", "must be positive") }
-      layers.append(Linear(name: "head.fc1", inputs: features, outputs: config.hidden, layout: &layout))
-      layers.append(ReLU(shape: [config.hidden]))
-      layers.append(Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout))
-    }
-    return Sequential(inputShape: input, layers: layers)
-  }
 }

@@ -8,9 +8,11 @@ public struct EvalReport: Sendable, Codable, Equatable {
   public var accuracy: Double
   public var stageAccuracy: [Double]
   public var stageLoss: [Double]
+  /// Which stage each entry belongs to (stages without a head are not evaluated).
+  public var stages: [Int]?
 
-  public init(accuracy: Double, stageAccuracy: [Double], stageLoss: [Double]) {
-    (self.accuracy, self.stageAccuracy, self.stageLoss) = (accuracy, stageAccuracy, stageLoss)
+  public init(accuracy: Double, stageAccuracy: [Double], stageLoss: [Double], stages: [Int]? = nil) {
+    (self.accuracy, self.stageAccuracy, self.stageLoss, self.stages) = (accuracy, stageAccuracy, stageLoss, stages)
   }
 }
 
@@ -26,14 +28,16 @@ public struct EpochReport: Sendable, Codable, Equatable {
   public var seconds: Double
   public var samplesPerSecond: Double
   public var test: EvalReport
+  /// The stage being trained, under the `sequential` schedule.
+  public var activeStage: Int?
 
   public init(
     epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,
-    seconds: Double, samplesPerSecond: Double, test: EvalReport
+    seconds: Double, samplesPerSecond: Double, test: EvalReport, activeStage: Int? = nil
   ) {
     (self.epoch, self.steps, self.trainLoss, self.trainAccuracy, self.learningRate) =
       (epoch, steps, trainLoss, trainAccuracy, learningRate)
-    (self.seconds, self.samplesPerSecond, self.test) = (seconds, samplesPerSecond, test)
+    (self.seconds, self.samplesPerSecond, self.test, self.activeStage) = (seconds, samplesPerSecond, test, activeStage)
   }
 }
 
@@ -41,7 +45,8 @@ extension EpochReport {
   /// The one line printed per epoch, the same from the trainer and the daemon.
   public static func line(_ report: EpochReport, of epochs: Int) -> String {
     let depth = report.test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " ")
-    return String(
+    let prefix = report.activeStage.map { "stage \($0) " } ?? ""
+    return prefix + String(
       format: "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  by depth [%@]  %.1f s  %.0f samples/s",
       report.epoch + 1, epochs, report.trainLoss.last ?? 0, report.trainAccuracy * 100,
       report.test.accuracy * 100, depth, report.seconds, report.samplesPerSecond)
@@ -50,8 +55,9 @@ extension EpochReport {
 
 /// Trains every stage in one process: the numerical reference for the daemon.
 ///
-/// `e2e` backpropagates through all stages; `greedy` trains each stage on its own head with
-/// its input detached, stage by stage on each batch (`lockstep`).
+/// `e2e` backpropagates through all stages; the local methods train each stage on its own
+/// objective with its input detached, stage by stage on each batch (`lockstep` order), or one
+/// stage after another (`sequential`).
 public final class Trainer {
   public let config: RunConfig
   public let stages: [Stage]
@@ -76,54 +82,69 @@ public final class Trainer {
       totalEpochs: config.training.epochs)
   }
 
-  /// One optimizer step of every stage on one batch; returns each stage's loss (one loss for
-  /// e2e) and the network output's correct count.
-  @discardableResult
-  public func trainStep(_ batch: Batch) -> (losses: [Float], correct: Int) {
-    let lr = learningRate
-    defer { step += 1 }
-    switch config.method {
-    case .greedy:
-      var h = batch.images
-      var losses: [Float] = []
-      var correct = 0
-      for stage in stages {
-        let (output, result) = stage.trainLocal(h, labels: batch.labels, learningRate: lr)
-        losses.append(result.loss)
-        correct = result.correct
-        h = output
-      }
-      return (losses, correct)
-    case .e2e:
-      var h = batch.images
-      var caches: [[LayerCache]] = []
-      for stage in stages {
-        let (output, cache) = stage.forwardBody(h)
-        caches.append(cache)
-        h = output
-      }
-      let last = stages[stages.count - 1]
-      let (logits, headCaches) = last.forwardHead(h)
-      let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
-      var grad = last.head.backward(result.gradient, headCaches, last.store, inputGradient: true)
-      for (k, stage) in stages.enumerated().reversed() {
-        guard let g = grad else { break }
-        grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0)
-      }
-      for stage in stages { stage.optimizer.update(stage.store, learningRate: lr) }
-      return ([result.loss], result.correct)
-    }
+  /// The input of the stage after `previous` (or of stage 0): what travels down the pipeline.
+  public static func nextInput(after previous: Stage.Pass?, batch: Batch) -> Stage.Input {
+    Stage.Input(
+      x: previous?.activations ?? batch.images, labels: batch.labels, belief: previous?.belief,
+      image: batch.images, previousInput: previous?.augmentedInput)
   }
 
-  /// Trains one epoch; `progress(done, total, loss)` is called after every batch.
-  public func trainEpoch(_ epoch: Int, progress: ((Int, Int, Float) -> Void)? = nil) -> EpochReport {
+  /// One optimizer step on one batch; returns each trained stage's loss (one loss for e2e)
+  /// and the correct count of the last trained stage's head. With `activeStage` (the
+  /// `sequential` schedule) earlier stages only run forward and later ones not at all.
+  @discardableResult
+  public func trainStep(_ batch: Batch, activeStage: Int? = nil) -> (losses: [Float], correct: Int) {
+    let lr = learningRate
+    defer { step += 1 }
+    if config.method == .e2e { return trainEndToEnd(batch, learningRate: lr) }
+    var previous: Stage.Pass?
+    var losses: [Float] = []
+    var correct = 0
+    for stage in stages.prefix((activeStage ?? stages.count - 1) + 1) {
+      let input = Self.nextInput(after: previous, batch: batch)
+      if let activeStage, stage.index < activeStage {
+        previous = stage.forward(input)  // frozen
+        continue
+      }
+      let (pass, result) = stage.trainLocal(input, learningRate: lr)
+      losses.append(result.loss)
+      correct = result.correct
+      previous = pass
+    }
+    return (losses, correct)
+  }
+
+  func trainEndToEnd(_ batch: Batch, learningRate lr: Float) -> (losses: [Float], correct: Int) {
+    var h = batch.images
+    var caches: [[LayerCache]] = []
+    for stage in stages {
+      let (output, cache) = stage.forwardBody(h)
+      caches.append(cache)
+      h = output
+    }
+    let last = stages[stages.count - 1]
+    let (logits, headCache) = last.head!.forward(h, belief: nil, last.store)
+    let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
+    var grad: Tensor? = last.head!.backward(result.gradient, headCache, last.store)
+    for (k, stage) in stages.enumerated().reversed() {
+      guard let g = grad else { break }
+      grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0)
+    }
+    for stage in stages { stage.optimizer.update(stage.store, learningRate: lr) }
+    return ([result.loss], result.correct)
+  }
+
+  /// Trains one epoch; `progress(done, total, loss)` is called after every batch. With
+  /// `activeStage`, only that stage trains (the `sequential` schedule).
+  public func trainEpoch(_ epoch: Int, activeStage: Int? = nil, progress: ((Int, Int, Float) -> Void)? = nil) -> EpochReport {
     let batches = order.batches(epoch: epoch)
     let start = ContinuousClock.now
     let lr = learningRate
-    var lossSums = [Double](repeating: 0, count: config.method == .e2e ? 1 : stages.count)
+    var lossSums: [Double] = []
     var correct = 0
     for (i, indices) in batches.enumerated() {
-      let (losses, right) = trainStep(train.batch(indices))
+      let (losses, right) = trainStep(train.batch(indices), activeStage: activeStage)
+      if lossSums.isEmpty { lossSums = [Double](repeating: 0, count: losses.count) }
       for (k, loss) in losses.enumerated() { lossSums[k] += Double(loss) }
       correct += right
       progress?(i + 1, batches.count, losses.last ?? 0)
@@ -133,33 +154,48 @@ public final class Trainer {
       epoch: epoch, steps: step, trainLoss: lossSums.map { $0 / Double(max(batches.count, 1)) },
       trainAccuracy: Double(correct) / Double(max(train.count, 1)), learningRate: lr,
       seconds: seconds, samplesPerSecond: Double(train.count) / max(seconds, 1e-9),
-      test: evaluate())
+      test: evaluate(), activeStage: activeStage)
   }
 
-  /// Accuracy and loss of every stage's head on the test set (only the last for e2e, whose
-  /// other heads are not trained).
+  /// Restarts the learning-rate schedule (the `sequential` schedule does, for each stage).
+  public func restartSchedule() { step = 0 }
+
+  /// Accuracy and loss of every stage's head on the test set (accuracy by depth): stages
+  /// without a head (kernel hidden stages) are skipped, and e2e reports only the last.
   public func evaluate() -> EvalReport {
-    let evaluated = config.method == .e2e ? [stages.count - 1] : Array(stages.indices)
+    let evaluated = config.method == .e2e ? [stages.count - 1] : stages.filter { $0.head != nil }.map(\.index)
     var correct = [Int](repeating: 0, count: stages.count)
     var lossSum = [Double](repeating: 0, count: stages.count)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
     for indices in evalOrder.batches(epoch: 0) {
       let batch = test.batch(indices)
-      var h = batch.images
-      for (k, stage) in stages.enumerated() {
-        let (output, logits) = stage.infer(h)
-        if evaluated.contains(k) {
-          let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
-          correct[k] += result.correct
-          lossSum[k] += Double(result.loss) * Double(indices.count)
+      var previous: Stage.Pass?
+      for stage in stages {
+        let input = Self.nextInput(after: previous, batch: batch)
+        if config.method == .e2e {
+          let h = stage.body.infer(input.x, stage.store)
+          previous = Stage.Pass.detached(h)
+          if stage.index == stages.count - 1 {
+            let result = softmaxCrossEntropy(logits: stage.head!.infer(h, belief: nil, stage.store), labels: batch.labels)
+            correct[stage.index] += result.correct
+            lossSum[stage.index] += Double(result.loss) * Double(indices.count)
+          }
+          continue
         }
-        h = output
+        let (pass, logits) = stage.infer(input)
+        if let logits {
+          let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
+          correct[stage.index] += result.correct
+          lossSum[stage.index] += Double(result.loss) * Double(indices.count)
+        }
+        previous = pass
       }
     }
     let n = Double(max(test.count, 1))
     let accuracy = evaluated.map { Double(correct[$0]) / n }
     return EvalReport(
-      accuracy: accuracy.last ?? 0, stageAccuracy: accuracy, stageLoss: evaluated.map { lossSum[$0] / n })
+      accuracy: accuracy.last ?? 0, stageAccuracy: accuracy, stageLoss: evaluated.map { lossSum[$0] / n },
+      stages: evaluated)
   }
 }
 

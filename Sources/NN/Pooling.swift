@@ -149,3 +149,63 @@ public struct AveragePool2D: Layer {
     return Tensor(shape: [batch, height, width, channels], storage: dx)
   }
 }
+
+/// Averages NHWC maps down to a fixed `outHeight × outWidth` grid; output cell i covers input
+/// rows ⌊i·H/OH⌋ ..< ⌈(i+1)·H/OH⌉ (likewise columns), as PyTorch's adaptive pooling.
+public struct AdaptiveAveragePool2D: Layer {
+  public let height: Int, width: Int, channels: Int
+  public let outHeight: Int, outWidth: Int
+
+  public init?(inputShape: [Int], outHeight: Int, outWidth: Int) {
+    guard inputShape.count == 3, outHeight >= 1, outWidth >= 1, outHeight <= inputShape[0], outWidth <= inputShape[1]
+    else { return nil }
+    (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
+    (self.outHeight, self.outWidth) = (outHeight, outWidth)
+  }
+
+  public var summary: String { "adaptive avgpool → \(outHeight)×\(outWidth)" }
+  public var outputShape: [Int] { [outHeight, outWidth, channels] }
+
+  static func window(_ i: Int, _ size: Int, _ out: Int) -> Range<Int> {
+    (i * size / out)..<(((i + 1) * size + out - 1) / out)
+  }
+
+  /// Calls body(outputIndex, inputIndex, 1 / window size) for every input cell of every window.
+  @inline(__always)
+  func forEachWindowPair(batch: Int, _ body: (Int, Int, Float) -> Void) {
+    var o = 0
+    for b in 0..<batch {
+      for oh in 0..<outHeight {
+        let rows = Self.window(oh, height, outHeight)
+        for ow in 0..<outWidth {
+          let cols = Self.window(ow, width, outWidth)
+          let scale = 1 / Float(rows.count * cols.count)
+          for ih in rows {
+            for iw in cols {
+              let base = ((b * height + ih) * width + iw) * channels
+              for c in 0..<channels { body(o + c, base + c, scale) }
+            }
+          }
+          o += channels
+        }
+      }
+    }
+  }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    var y = [Float](repeating: 0, count: x.batchSize * outHeight * outWidth * channels)
+    x.storage.withUnsafeBufferPointer { xp in
+      y.withUnsafeMutableBufferPointer { yp in forEachWindowPair(batch: x.batchSize) { o, i, s in yp[o] += xp[i] * s } }
+    }
+    return (Tensor(shape: [x.batchSize, outHeight, outWidth, channels], storage: y), LayerCache())
+  }
+
+  public func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool) -> Tensor? {
+    guard inputGradient else { return nil }
+    var dx = [Float](repeating: 0, count: dy.batchSize * height * width * channels)
+    dy.storage.withUnsafeBufferPointer { dyp in
+      dx.withUnsafeMutableBufferPointer { xp in forEachWindowPair(batch: dy.batchSize) { o, i, s in xp[i] += dyp[o] * s } }
+    }
+    return Tensor(shape: [dy.batchSize, height, width, channels], storage: dx)
+  }
+}

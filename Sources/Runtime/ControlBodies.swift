@@ -28,6 +28,15 @@ public struct Assignment: Codable, Sendable {
   public var runDirectory: String
   /// The job's start on the scheduler's clock (trace times are relative to it).
   public var originMicros: Int64
+  /// Image normalisation, for stages that receive the raw images as context.
+  public var pixelMean: Float
+  public var pixelStd: Float
+  /// What travels with the activations into this stage and out of it.
+  public var receivesBelief: Bool
+  public var receivesImages: Bool
+  /// The previous stage's input shape when it arrives as context (ContSup R1).
+  public var previousInputShape: [Int]?
+  public var sendsSkip: Bool
 }
 
 /// READY, worker → scheduler: the stage is built and connected.

@@ -28,7 +28,9 @@ struct EpochLedger {
     let trainTotals = train.map { $0! }, evalTotals = eval.map { $0! }
     let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
     let samples = trainTotals.last!.samples
-    let accuracy = evalTotals.map { Double($0.correct) / Double(max($0.samples, 1)) }
+    // Stages without a head (kernel hidden stages) score nothing and are left out.
+    let scored = evalTotals.filter { $0.samples > 0 }
+    let accuracy = scored.map { Double($0.correct) / Double($0.samples) }
     return EpochReport(
       epoch: epoch, steps: steps,
       trainLoss: trainTotals.map { $0.batchLossSum / Double(max($0.batches, 1)) },
@@ -37,6 +39,6 @@ struct EpochLedger {
       samplesPerSecond: Double(samples) / max(seconds, 1e-9),
       test: EvalReport(
         accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
-        stageLoss: evalTotals.map { $0.weightedLossSum / Double(max($0.samples, 1)) }))
+        stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage)))
   }
 }

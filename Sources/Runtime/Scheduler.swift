@@ -62,6 +62,9 @@ public final class Scheduler {
     guard config.method != .e2e else {
       throw RuntimeError("method e2e needs gradient messages between processes, which the daemon does not send yet: run it with `stagewise train`")
     }
+    guard config.schedule != .sequential else {
+      throw RuntimeError("schedule sequential runs in `stagewise train` for now: use pipelined or lockstep with the daemon")
+    }
     (self.config, self.directory, self.train, self.test, self.live, self.log, self.report) =
       (config, directory, train, test, live, log, report)
     // Check every stage's shapes here, before any process is asked to build one.
@@ -92,6 +95,9 @@ public final class Scheduler {
   }
 
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
+  /// Whether the images travel with every batch (ContSup with the E context).
+  var usesImages: Bool { config.method == .contsup && config.contsup.mode != .R1 }
+  var usesSkip: Bool { config.method == .contsup && config.contsup.mode != .E }
   var stageCount: Int { config.stages.count }
 
   // MARK: - Run
@@ -208,10 +214,14 @@ public final class Scheduler {
     case .train(let epoch, let indices), .eval(let epoch, let indices):
       let isTrain = { if case .train = item { return true } else { return false } }()
       let batch = (isTrain ? train : test).batch(indices)
+      let data = isTrain ? train : test
       message = Message(kind: isTrain ? .train : .eval, tensors: [
         WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
         WireTensor(role: .labels, labels: batch.labels),
       ])
+      if usesImages {  // ContSup E: the raw images ride along, one byte a pixel
+        message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
+      }
       message.epoch = UInt32(epoch)
     case .marker(let epoch, let flag):
       message = Message(kind: .marker)
@@ -260,8 +270,9 @@ public final class Scheduler {
       reports.append(epochReport)
       ledgers[epoch] = nil
       try directory.record(epochReport)
-      for (stage, accuracy) in epochReport.test.stageAccuracy.enumerated() {
-        try directory.record(EvalLine(epoch: epoch, stage: stage, accuracy: accuracy, loss: epochReport.test.stageLoss[stage]), in: "eval.jsonl")
+      let stages = epochReport.test.stages ?? Array(epochReport.test.stageAccuracy.indices)
+      for (i, accuracy) in epochReport.test.stageAccuracy.enumerated() {
+        try directory.record(EvalLine(epoch: epoch, stage: stages[i], accuracy: accuracy, loss: epochReport.test.stageLoss[i]), in: "eval.jsonl")
       }
       clearLive()
       report(EpochReport.line(epochReport, of: config.training.epochs))
@@ -361,12 +372,16 @@ public final class Scheduler {
   func assignAll() throws {
     originMicros = WallClock.micros()
     schedulerTrace.originMicros = originMicros
+    let plans = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
     for stage in 0..<stageCount {
       let downstream = stage + 1 < stageCount ? registry.members[stage + 1]!.hello.dataEndpoint : sinkEndpoint
       let assignment = Assignment(
         job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
-        runDirectory: directory.path, originMicros: originMicros)
+        runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
+        receivesBelief: config.method == .sid && stage > 0, receivesImages: usesImages,
+        previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
+        sendsSkip: usesSkip && stage < stageCount - 1)
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }
   }

@@ -215,54 +215,71 @@ public final class Worker {
       guard MarkerFlag(rawValue: message.flags) != nil else { throw .unexpected("unknown marker flag \(message.flags)") }
     } else {
       let x = try message.expect(.activations, .f32, sampleShape: stage.inputShape)
-      let labels = try message.expect(.labels, .i32, sampleShape: [], batch: x.shape[0])
+      let batch = x.shape[0]
+      let labels = try message.expect(.labels, .i32, sampleShape: [], batch: batch)
       guard labels.int32s.allSatisfy({ (0..<Int32(assignment.classes)).contains($0) }) else {
         throw .unexpected("labels outside 0…\(assignment.classes - 1)")
       }
+      if assignment.receivesBelief { _ = try message.expect(.belief, .f32, sampleShape: [assignment.classes], batch: batch) }
+      if assignment.receivesImages { _ = try message.expect(.context, .u8, sampleShape: assignment.sampleShape, batch: batch) }
+      if let shape = assignment.previousInputShape { _ = try message.expect(.skip, .f32, sampleShape: shape, batch: batch) }
     }
     guard message.sequence == expectedSequence else {
       throw .outOfOrder(expected: expectedSequence, got: message.sequence)
     }
   }
 
+  /// The stage's input from a message's tensors (checked by `check`).
+  func stageInput(_ message: Message) -> Stage.Input {
+    func tensor(_ role: Role) -> Tensor? {
+      message.tensor(role).map { Tensor(shape: $0.shape, storage: $0.floats) }
+    }
+    // Images travel as their raw bytes (ContSup E) and are normalised here.
+    let image = message.tensor(.context).map { raw in
+      Tensor(shape: raw.shape, storage: raw.bytes.map { (Float($0) / 255 - assignment.pixelMean) / assignment.pixelStd })
+    }
+    return Stage.Input(
+      x: tensor(.activations)!, labels: message.tensor(.labels)!.int32s, belief: tensor(.belief), image: image,
+      previousInput: tensor(.skip))
+  }
+
   func train(_ message: Message) throws {
-    let x = Tensor(shape: message.tensor(.activations)!.shape, storage: message.tensor(.activations)!.floats)
-    let labels = message.tensor(.labels)!.int32s
+    let input = stageInput(message)
     let lr = config.learningRateSchedule.rate(
       base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
       totalEpochs: config.training.epochs)
     let t0 = WallClock.micros()
-    let (h, caches) = stage.forwardBody(x)
+    let pass = stage.forward(input)
     let t1 = WallClock.micros()
     trace.record("forward", startMicros: t0, endMicros: t1)
-    if !isLast { try forward(message, output: h) }  // downstream starts now, before our backward
+    if !isLast { try forward(message, pass) }  // downstream starts now, before our backward
     let t2 = WallClock.micros()
-    let result = stage.localGradients(h, caches, labels: labels)
+    let result = stage.localGradients(pass, labels: input.labels)
     let t3 = WallClock.micros()
     stage.optimizer.update(stage.store, learningRate: lr)
     let t4 = WallClock.micros()
     trace.record("backward", startMicros: t2, endMicros: t3)
     trace.record("update", startMicros: t3, endMicros: t4)
-    if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: labels.count) }
+    if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count) }
     trainStep += 1
-    totals.add(loss: result.loss, correct: result.correct, samples: labels.count)
-    window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: labels.count)
+    totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
+    window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
   }
 
   func evaluate(_ message: Message) throws {
-    let x = Tensor(shape: message.tensor(.activations)!.shape, storage: message.tensor(.activations)!.floats)
-    let labels = message.tensor(.labels)!.int32s
+    let input = stageInput(message)
     let t0 = WallClock.micros()
-    let h = stage.body.infer(x, stage.store)
+    let (pass, logits) = stage.infer(input)
     let t1 = WallClock.micros()
-    if !isLast { try forward(message, output: h) }
+    if !isLast { try forward(message, pass) }
     let t2 = WallClock.micros()
-    let result = softmaxCrossEntropy(logits: stage.head.infer(h, stage.store), labels: labels)
+    // A stage without a head (a kernel hidden stage) has nothing to score.
+    let result = logits.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
     let t3 = WallClock.micros()
     trace.record("eval", startMicros: t0, endMicros: t1)
     trace.record("eval", startMicros: t2, endMicros: t3)
-    if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: labels.count) }
-    totals.add(loss: result.loss, correct: result.correct, samples: labels.count)
+    if isLast { try sendResult(message, loss: result?.loss ?? 0, correct: result?.correct ?? 0, samples: input.labels.count) }
+    if let result { totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
     window.add(busyMicros: (t1 - t0) + (t3 - t2), loss: nil, samples: 0)
   }
 
@@ -278,11 +295,19 @@ public final class Worker {
     try sendDownstream(message)
   }
 
-  /// Sends our output on with the same header (a detached copy: no gradient comes back).
-  func forward(_ input: Message, output h: Tensor) throws {
+  /// Sends our output on with the same header (a detached copy: no gradient comes back),
+  /// with what the next stage's method needs: the labels, our belief (SID), the images
+  /// (ContSup E, passed along) and our augmented input (ContSup R1).
+  func forward(_ input: Message, _ pass: Stage.Pass) throws {
     var message = input
     message.stage = UInt16(assignment.stage + 1)
-    message.tensors = [WireTensor(role: .activations, shape: h.shape, floats: h.storage), input.tensor(.labels)!]
+    var tensors = [WireTensor(role: .activations, shape: pass.activations.shape, floats: pass.activations.storage), input.tensor(.labels)!]
+    if let belief = pass.belief { tensors.append(WireTensor(role: .belief, shape: belief.shape, floats: belief.storage)) }
+    if let image = input.tensor(.context) { tensors.append(image) }
+    if assignment.sendsSkip {
+      tensors.append(WireTensor(role: .skip, shape: pass.augmentedInput.shape, floats: pass.augmentedInput.storage))
+    }
+    message.tensors = tensors
     try sendDownstream(message)
   }
 

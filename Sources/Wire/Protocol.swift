@@ -55,6 +55,8 @@ public enum Role: UInt8, Sendable, CaseIterable {
   case activations = 1, labels = 2, context = 3, belief = 4, gradient = 5, stats = 6
   /// A control message's JSON body.
   case body = 7
+  /// The previous stage's input (ContSup's R1 context).
+  case skip = 8
 }
 
 /// Element types on the wire.

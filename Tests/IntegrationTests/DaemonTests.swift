@@ -75,11 +75,20 @@ struct DaemonTests {
     for stage in manifest.stages { #expect(!processExists(stage.pid), "worker \(stage.pid) is gone") }
   }
 
-  /// Same seed: the daemon's stage weights equal the one-process trainer's. In greedy
-  /// learning this holds pipelined too: each stage sees the same inputs in the same order.
-  @Test(arguments: [Schedule.lockstep, .pipelined])
-  func stageWeightsMatchTheOneProcessTrainer(schedule: Schedule) throws {
-    let config = daemonConfig(epochs: 2, schedule: schedule)
+  /// Same seed: the daemon's stage weights equal the one-process trainer's. For local
+  /// methods this holds pipelined too: each stage sees the same inputs in the same order.
+  /// SID's belief, ContSup's images and skips, and kernel's normalised features all travel.
+  static let methodCases: [(Method, Schedule)] = [
+    (.greedy, .lockstep), (.greedy, .pipelined), (.sid, .pipelined), (.contsup, .pipelined), (.kernel, .pipelined),
+  ]
+
+  @Test(arguments: methodCases.indices)
+  func stageWeightsMatchTheOneProcessTrainer(caseIndex: Int) throws {
+    let (method, schedule) = Self.methodCases[caseIndex]
+    var config = daemonConfig(epochs: 2, schedule: schedule)
+    config.method = method
+    config.sid.beliefInput = true
+    config.contsup.mode = .R1E
     let (dir, path) = try prepare(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
@@ -179,6 +188,22 @@ struct DaemonTests {
       #expect(!tensors.isEmpty)
     }
     for stage in manifest.stages { #expect(!processExists(stage.pid), "worker pid \(stage.pid) outlived the launcher") }
+  }
+
+  /// Paranoid Pirate: workers whose scheduler vanished (kill -9, no goodbye) notice the silence
+  /// and exit by themselves.
+  @Test func workersLeaveWhenTheirSchedulerIsKilled() throws {
+    var config = daemonConfig(epochs: 500)
+    config.daemon.heartbeatMilliseconds = 100
+    config.daemon.liveness = 10
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
+    #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
+    let manifest = try #require(readManifest("\(dir)/run"))
+    launch.signal(SIGKILL)
+    launch.wait(timeout: .seconds(10))
+    #expect(eventually(timeout: .seconds(20)) { manifest.stages.allSatisfy { !processExists($0.pid) } })
   }
 
   @Test func malformedFramesAreRejectedCountedAndTheRunFinishes() throws {

@@ -57,7 +57,7 @@ struct ConfigTests {
 
   @Test func badChoiceListsTheValidOnes() {
     let message = configError("method: backprop\n")
-    #expect(message == "method: `backprop` is not one of: e2e, greedy")
+    #expect(message == "method: `backprop` is not one of: e2e, greedy, sid, contsup, kernel")
   }
 
   @Test func mismatchedShapesNameTheLayerAndBothSizes() {

@@ -78,10 +78,9 @@ struct TrainerTests {
     let before = stage0.valueArray
 
     func loss() -> Double {
-      var h = batch.images
-      for stage in trainer.stages { h = stage.infer(h).output }
-      let logits = trainer.stages.last!.infer(trainer.stages.dropLast().reduce(batch.images) { $1.infer($0).output }).logits
-      _ = h
+      let h = trainer.stages.reduce(batch.images) { $1.body.infer($0, $1.store) }
+      let last = trainer.stages.last!
+      let logits = last.head!.infer(h, belief: nil, last.store)
       return Double(softmaxCrossEntropy(logits: logits, labels: batch.labels).loss)
     }
     let probes = Array(stride(from: 0, to: stage0.count, by: stage0.count / 25))

@@ -45,6 +45,17 @@ struct LayerGradientTests {
     GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [3, 5, 4])
   }
 
+  @Test(arguments: [(2, 2), (3, 2), (1, 1)])
+  func adaptiveAveragePool(outHeight: Int, outWidth: Int) throws {
+    let layer = try #require(AdaptiveAveragePool2D(inputShape: [7, 5, 2], outHeight: outHeight, outWidth: outWidth))
+    GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [7, 5, 2])
+  }
+
+  @Test func adaptivePoolWindowsCoverTheMap() {
+    // 7 rows into 3 cells: 0..<3, 2..<5, 4..<7 (overlapping, as PyTorch's).
+    #expect((0..<3).map { AdaptiveAveragePool2D.window($0, 7, 3) } == [0..<3, 2..<5, 4..<7])
+  }
+
   @Test func flatten() {
     GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
   }

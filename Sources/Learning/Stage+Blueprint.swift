@@ -1,0 +1,138 @@
+import NN
+
+/// Laying out a stage from the config: layers, head, context encoders and objective, with
+/// every shape checked and every error naming its key path.
+extension Stage {
+  /// The shapes a stage is built for.
+  public struct Shapes: Sendable {
+    /// One sample of this stage's input.
+    public var input: [Int]
+    /// One sample of the data set's images (ContSup E).
+    public var image: [Int]
+    /// One sample of the previous stage's input (ContSup R1); nil for stage 0.
+    public var previousInput: [Int]?
+    public var classes: Int
+    public var isLast: Bool
+  }
+
+  /// Lays out stage `index` of `config` for the given shapes.
+  public static func blueprint(_ config: RunConfig, index: Int, shapes: Shapes) throws(ConfigError) -> Blueprint {
+    let stageConfig = config.stages[index]
+    var layout = ParameterLayout()
+    var shape = shapes.input
+    var layers: [any Layer] = []
+    for (j, layerConfig) in stageConfig.layers.enumerated() {
+      let path = "stages[\(index)].layers[\(j)]"
+      let source = j > 0 ? "the previous layer outputs" : index > 0 ? "the previous stage outputs" : "the input is"
+      let layer = try makeLayer(layerConfig, name: "body.\(j)", input: shape, source: source, path: path, layout: &layout)
+      layers.append(layer)
+      shape = layer.outputShape
+    }
+    let objective: Objective
+    switch config.method {
+    case .kernel where !shapes.isLast: objective = .kernel
+    case .sid: objective = .sid(config.sid)
+    default: objective = .crossEntropy
+    }
+    let head: Head? =
+      objective == .kernel
+      ? nil
+      : try Head.make(
+        stageConfig.head, input: shape, classes: shapes.classes,
+        beliefInput: config.method == .sid && config.sid.beliefInput, path: "stages[\(index)].head", layout: &layout)
+    var encoders: [(source: ContextSource, net: Sequential)] = []
+    if config.method == .contsup, index > 0 {
+      let mode = config.contsup.mode
+      if mode == .E || mode == .R1E {
+        encoders.append((.image, try contextEncoder(from: shapes.image, to: shapes.input, name: "context.image", skip: false, stage: index, layout: &layout)))
+      }
+      if mode == .R1 || mode == .R1E, let previous = shapes.previousInput {
+        encoders.append((.previousInput, try contextEncoder(from: previous, to: shapes.input, name: "context.previous", skip: true, stage: index, layout: &layout)))
+      }
+    }
+    return Blueprint(
+      body: Sequential(inputShape: shapes.input, layers: layers), head: head, encoders: encoders,
+      objective: objective, layout: layout)
+  }
+
+  /// ContSup's Enc_k, mapping a context of shape `from` onto the stage's input shape `to`:
+  /// Linear for vector inputs; for maps conv3×3(→12) + ReLU, conv3×3(12→C) + ReLU, average
+  /// pool to the input's size (a skip from the previous stage: 1×1 conv + ReLU + pool).
+  static func contextEncoder(from: [Int], to: [Int], name: String, skip: Bool, stage: Int, layout: inout ParameterLayout)
+    throws(ConfigError) -> Sequential
+  {
+    if to.count != 3 {
+      let linear = Linear(name: "\(name).fc", inputs: from.reduce(1, *), outputs: to.reduce(1, *), layout: &layout)
+      return Sequential(inputShape: from, layers: [linear])
+    }
+    guard from.count == 3, from[0] >= to[0], from[1] >= to[1] else {
+      throw ConfigError(path: "contsup.mode", "stage \(stage) takes maps \(to) but its context is \(from): ContSup needs a context at least as large as the stage input")
+    }
+    var layers: [any Layer] = []
+    var shape = from
+    let convs: [(Int, Int)] = skip ? [(to[2], 1)] : [(12, 3), (to[2], 3)]
+    for (j, (filters, kernel)) in convs.enumerated() {
+      let conv = Conv2D(name: "\(name).conv\(j)", inputShape: shape, filters: filters, kernel: kernel, stride: 1, padding: kernel / 2, layout: &layout)!
+      layers += [conv, ReLU(shape: conv.outputShape)]
+      shape = conv.outputShape
+    }
+    layers.append(AdaptiveAveragePool2D(inputShape: shape, outHeight: to[0], outWidth: to[1])!)
+    return Sequential(inputShape: from, layers: layers)
+  }
+
+  static func makeLayer(
+    _ config: LayerConfig, name: String, input: [Int], source: String, path: String,
+    layout: inout ParameterLayout
+  ) throws(ConfigError) -> any Layer {
+    func need(_ value: Int?, _ key: String) throws(ConfigError) -> Int {
+      guard let value else { throw ConfigError(path: path, "\(config.type.rawValue) needs `\(key)`") }
+      guard value > 0 else { throw ConfigError(path: path, "`\(key)` must be positive, got \(value)") }
+      return value
+    }
+    func needMap() throws(ConfigError) {
+      guard input.count == 3 else {
+        throw ConfigError(path: path, "\(config.type.rawValue) needs an image map [H, W, C], \(source) \(input)")
+      }
+    }
+    switch config.type {
+    case .linear:
+      let inputs = input.reduce(1, *)
+      if let expected = config.in, expected != inputs {
+        throw ConfigError(path: path, "linear expects \(expected) inputs, \(source) \(inputs)")
+      }
+      return Linear(name: name, inputs: inputs, outputs: try need(config.out, "out"), layout: &layout)
+    case .conv:
+      try needMap()
+      if let expected = config.in, expected != input[2] {
+        throw ConfigError(path: path, "conv expects \(expected) channels, \(source) \(input[2])")
+      }
+      let kernel = config.kernel ?? 3
+      guard let conv = Conv2D(
+        name: name, inputShape: input, filters: try need(config.out, "out"), kernel: kernel,
+        stride: config.stride ?? 1, padding: config.padding ?? kernel / 2, layout: &layout)
+      else {
+        throw ConfigError(path: path, "conv kernel \(kernel) does not fit \(source) \(input) (check kernel, stride, padding)")
+      }
+      return conv
+    case .relu:
+      return ReLU(shape: input)
+    case .flatten:
+      return Flatten(inputShape: input)
+    case .maxpool, .avgpool:
+      try needMap()
+      let size = config.size ?? 2
+      let stride = config.stride ?? size
+      let pool: (any Layer)? =
+        config.type == .maxpool
+        ? MaxPool2D(inputShape: input, size: size, stride: stride)
+        : AveragePool2D(inputShape: input, size: size, stride: stride)
+      guard let pool else {
+        throw ConfigError(path: path, "\(config.type.rawValue) window \(size)/\(stride) does not fit \(source) \(input)")
+      }
+      return pool
+    case .gap:
+      try needMap()
+      return AdaptiveAveragePool2D(inputShape: input, outHeight: 1, outWidth: 1)!
+    }
+  }
+}

@@ -1,0 +1,196 @@
+import Data
+import Foundation
+import NN
+import Testing
+
+@testable import Learning
+
+func methodConfig(_ method: Method, mode: ContextMode = .E, beliefInput: Bool = false, maps: Bool = false, epochs: Int = 3) -> RunConfig {
+  var config = smallConfig(method, epochs: epochs)
+  config.contsup.mode = mode
+  config.sid.beliefInput = beliefInput
+  config.training.batchSize = 32
+  if maps {
+    config.stages = [
+      StageConfig(layers: [LayerConfig(.conv, out: 4), LayerConfig(.relu)]),
+      StageConfig(layers: [LayerConfig(.conv, out: 6), LayerConfig(.relu), LayerConfig(.maxpool)]),
+      StageConfig(layers: [LayerConfig(.conv, out: 6), LayerConfig(.relu)], head: { var h = HeadConfig(); h.type = .mlpSR; h.hidden = 16; return h }()),
+    ]
+  }
+  return config
+}
+
+/// Every method's local objective: the gradient a stage adds to its store matches central
+/// differences of its local loss (heads, belief input, context encoders, kernel loss).
+@Suite("Local objectives: stage gradients match central differences")
+struct StageGradientTests {
+  static let cases: [(String, RunConfig)] = [
+    ("greedy mlp", methodConfig(.greedy)),
+    ("greedy maps + mlp-sr head", methodConfig(.greedy, maps: true)),
+    ("sid", methodConfig(.sid)),
+    ("sid, belief input, reverse KL", {
+      var c = methodConfig(.sid, beliefInput: true)
+      c.sid.direction = .reverse
+      c.sid.labelSmoothing = 0.1
+      return c
+    }()),
+    ("contsup E", methodConfig(.contsup, mode: .E)),
+    ("contsup R1E", methodConfig(.contsup, mode: .R1E)),
+    ("contsup R1E on maps", methodConfig(.contsup, mode: .R1E, maps: true)),
+    ("kernel", methodConfig(.kernel)),
+  ]
+
+  @Test(arguments: cases.indices)
+  func stageGradient(caseIndex: Int) throws {
+    let (name, config) = Self.cases[caseIndex]
+    let (train, _) = try config.loadData()
+    let stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
+    let batch = train.batch(ArraySlice(0..<12))
+    var previous: Stage.Pass?
+    for stage in stages {
+      let input = Trainer.nextInput(after: previous, batch: batch)
+      stage.store.zeroGradients()
+      let pass = stage.forward(input)
+      _ = stage.localGradients(pass, labels: batch.labels)
+      let analytic = Array(stage.store.gradients.prefix(stage.store.count))
+      func loss() -> Double {
+        let p = stage.forward(input)
+        stage.store.zeroGradients()
+        return Double(stage.localGradients(p, labels: batch.labels).loss)
+      }
+      var worst = 0.0
+      let step: Float = 1e-3
+      for i in stride(from: 0, to: stage.store.count, by: max(1, stage.store.count / 40)) {
+        let saved = stage.store.values[i]
+        stage.store.values[i] = saved + step
+        let up = loss()
+        stage.store.values[i] = saved - step
+        let down = loss()
+        stage.store.values[i] = saved
+        let numeric = (up - down) / Double(2 * step)
+        let error = abs(numeric - Double(analytic[i])) / max(1, abs(numeric))
+        worst = max(worst, error)
+      }
+      #expect(worst < 2e-2, "\(name), stage \(stage.index): worst relative error \(worst)")
+      previous = stage.forward(input)
+    }
+  }
+}
+
+@Suite("Local methods in the one-process trainer")
+struct MethodTrainingTests {
+  @Test(arguments: [
+    methodConfig(.sid, epochs: 6), methodConfig(.sid, beliefInput: true, epochs: 6), methodConfig(.contsup, mode: .E),
+    methodConfig(.contsup, mode: .R1), methodConfig(.contsup, mode: .R1E), methodConfig(.kernel, epochs: 6),
+  ])
+  func learnsTheToyTask(config: RunConfig) throws {
+    let trainer = try makeTrainer(config)
+    let reports = (0..<config.training.epochs).map { trainer.trainEpoch($0) }
+    #expect(reports.last!.test.accuracy > 0.85, "\(config.method) \(config.contsup.mode)")
+    #expect(reports.last!.test.stages == (config.method == .kernel ? [2] : [0, 1, 2]))
+  }
+
+  @Test func contsupStagesOwnTheirEncoders() throws {
+    let stages = try methodConfig(.contsup, mode: .R1E).buildStages(sampleShape: [8, 8, 1], classes: 10)
+    #expect(stages[0].contextSources.isEmpty)
+    #expect(stages[1].contextSources == [.image, .previousInput])
+    #expect(stages[2].store.layout.specs.contains { $0.name == "context.image.fc.weight" && $0.shape == [32, 64] })
+  }
+
+  @Test func kernelHiddenStagesHaveNoHeadAndSendUnitRows() throws {
+    let trainer = try makeTrainer(methodConfig(.kernel, epochs: 1))
+    #expect(trainer.stages.map { $0.head == nil } == [true, true, false])
+    let pass = trainer.stages[0].forward(Trainer.nextInput(after: nil, batch: trainer.train.batch(ArraySlice(0..<4))))
+    for row in 0..<4 {
+      let norm = pass.activations.storage[(row * 32)..<((row + 1) * 32)].reduce(Float(0)) { $0 + $1 * $1 }
+      #expect(abs(norm - 1) < 1e-4 || norm == 0)
+    }
+  }
+
+  /// SID's property, on a trained model: per-stage test cross-entropy does not rise with depth.
+  @Test func sidCrossEntropyDoesNotRiseWithDepth() throws {
+    var config = methodConfig(.sid, epochs: 4)
+    config.data.syntheticTrain = 1000
+    let trainer = try makeTrainer(config)
+    var report: EpochReport!
+    for epoch in 0..<4 { report = trainer.trainEpoch(epoch) }
+    let losses = report.test.stageLoss
+    for k in 1..<losses.count { #expect(losses[k] <= losses[k - 1] + 0.02, "stage CE by depth: \(losses)") }
+  }
+
+  @Test func sequentialTrainsOneStageAtATime() throws {
+    var config = methodConfig(.greedy, epochs: 1)
+    config.schedule = .sequential
+    let trainer = try makeTrainer(config)
+    let untouched = trainer.stages[1].store.valueArray
+    let report = trainer.trainEpoch(0, activeStage: 0)
+    #expect(report.trainLoss.count == 1 && report.activeStage == 0)
+    #expect(trainer.stages[1].store.valueArray == untouched, "later stages wait their turn")
+    let frozen = trainer.stages[0].store.valueArray
+    trainer.restartSchedule()
+    _ = trainer.trainEpoch(0, activeStage: 1)
+    #expect(trainer.stages[0].store.valueArray == frozen, "earlier stages are frozen")
+    #expect(trainer.stages[1].store.valueArray != untouched)
+  }
+}
+
+@Suite("Method settings are checked before anything starts")
+struct MethodConfigTests {
+  @Test func badSettingsNameTheKey() {
+    #expect(configError("method: sid\nsid: {alpha: 1.5}\n") == "sid.alpha: must be in [0, 1], got 1.5")
+    #expect(configError("method: sid\nsid: {direction: reverse}\n")?.hasPrefix("sid.labelSmoothing: the reverse KL direction needs smoothed labels") == true)
+    #expect(configError("method: kernel\ntraining: {batchSize: 1}\n")?.hasPrefix("training.batchSize: the kernel method aligns pairs") == true)
+    #expect(configError("contsup: {mode: R2}\n") == "contsup.mode: `R2` is not one of: E, R1, R1E")
+    #expect(configError("method: e2e\nschedule: sequential\n")?.hasPrefix("schedule: e2e has no stages") == true)
+  }
+
+  @Test func aContextAStageCannotTakeIsRefused() {
+    // Stage 1 takes 16×16 maps (upsampled? no: padded conv on a 28×28 input keeps 28×28,
+    // the pooled stage 1 outputs 14×14); an 8×8 context cannot be pooled up to them.
+    let yaml = """
+      method: contsup
+      data: {source: synthetic, syntheticSide: 8}
+      stages:
+        - layers: [{type: conv, out: 4}, {type: relu}]
+        - layers: [{type: conv, out: 4}, {type: relu}]
+      """
+    do {
+      let config = try RunConfig.parse(yaml: yaml)
+      _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
+      // Same-size maps are fine; now a context smaller than the stage input:
+      _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
+    } catch {
+      Issue.record("unexpected: \(error)")
+    }
+    var config = RunConfig()
+    config.method = .contsup
+    config.stages = [
+      StageConfig(layers: [LayerConfig(.flatten), LayerConfig(.linear, out: 20)]),
+      StageConfig(layers: [LayerConfig(.relu)]),
+    ]
+    #expect(throws: Never.self) { try config.buildStages(sampleShape: [8, 8, 1], classes: 10) }
+    var maps = RunConfig()
+    maps.method = .contsup
+    maps.contsup.mode = .R1
+    maps.stages = [
+      StageConfig(layers: [LayerConfig(.conv, out: 4), LayerConfig(.relu), LayerConfig(.maxpool)]),
+      StageConfig(layers: [LayerConfig(.conv, out: 4), LayerConfig(.relu)]),
+      StageConfig(layers: [LayerConfig(.relu)]),
+    ]
+    // Stage 2's R1 context is stage 1's input (4×4×4), stage 2's input is 4×4×4: fine.
+    #expect(throws: Never.self) { try maps.buildStages(sampleShape: [8, 8, 1], classes: 10) }
+    // A vector context cannot become maps.
+    maps.stages[0] = StageConfig(layers: [LayerConfig(.flatten)])
+    maps.stages[1] = StageConfig(layers: [LayerConfig(.linear, out: 64)])
+    #expect(configErrorOf(maps) == nil || configErrorOf(maps)!.hasPrefix("contsup.mode"))
+  }
+}
+
+func configErrorOf(_ config: RunConfig) -> String? {
+  do {
+    _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
+    return nil
+  } catch {
+    return error.description
+  }
+}
