@@ -47,7 +47,9 @@ public struct ContSupConfig: Sendable, Equatable, Codable {
 
 /// How stages step relative to each other.
 public enum Schedule: String, Sendable, Codable, CaseIterable {
-  /// Batch t+1 enters stage 1 only after batch t has left stage K: the update-locked control.
+  /// Batch t+1 enters stage 0 only after batch t has left the last stage, and each stage
+  /// hands a batch on only after its own update: one stage computes at a time, the order of
+  /// the one-process trainer. The update-locked control.
   case lockstep
   /// Stage k works on batch t while stage k+1 works on batch t−1; batches in flight are
   /// bounded by `daemon.maxInFlight`. In one process it runs in lockstep order, which for

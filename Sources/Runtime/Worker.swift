@@ -252,7 +252,10 @@ public final class Worker {
     let pass = stage.forward(input)
     let t1 = WallClock.micros()
     trace.record("forward", startMicros: t0, endMicros: t1)
-    if !isLast { try forward(message, pass) }  // downstream starts now, before our backward
+    // Pipelined: downstream starts now, before our backward. Lockstep is the locked
+    // control: one stage computes at a time, so the batch moves on after our update.
+    let handOnEarly = config.schedule != .lockstep
+    if !isLast && handOnEarly { try forward(message, pass) }
     let t2 = WallClock.micros()
     let result = stage.localGradients(pass, labels: input.labels)
     let t3 = WallClock.micros()
@@ -260,6 +263,7 @@ public final class Worker {
     let t4 = WallClock.micros()
     trace.record("backward", startMicros: t2, endMicros: t3)
     trace.record("update", startMicros: t3, endMicros: t4)
+    if !isLast && !handOnEarly { try forward(message, pass) }
     if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count) }
     trainStep += 1
     totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)

@@ -3,12 +3,46 @@ import Foundation
 import Learning
 import Data
 import Linalg
+import NN
 import Runtime
 
 /// `stagewise bench …`: performance measured side by side in one run (never in tests).
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmarks.", subcommands: [Kernels.self, Pipeline.self])
+    abstract: "Benchmarks.", subcommands: [Kernels.self, Pipeline.self, Accuracy.self])
+
+  struct Accuracy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Each method at each stage count on Fashion-MNIST: a table and a plot of accuracy by depth.")
+
+    @Option(help: "Methods, comma-separated (e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential).")
+    var methods = "e2e,greedy,sid,contsup-E,kernel"
+    @Option(help: "Stage counts, comma-separated.") var stages = "2,4,8"
+    @Option(help: "Epochs per run.") var epochs = 3
+    @Option(help: "Hidden width of model A.") var width = 1024
+    @Option(help: "Use only the first N training samples.") var trainLimit: Int?
+    @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
+    @Option(help: "Folder for accuracy.md, accuracy.json and accuracy-by-depth.svg.") var out = "runs/bench-accuracy"
+
+    func run() throws {
+      Allocator.keepFreedMemory()
+      var bench = AccuracyBenchmark()
+      bench.variants = try methods.split(separator: ",").map { try AccuracyBenchmark.Variant.parse(String($0)) }
+      bench.stageCounts = stages.split(separator: ",").compactMap { Int($0) }
+      (bench.epochs, bench.width, bench.trainLimit, bench.dataPath) = (epochs, width, trainLimit, data)
+      Console.print("OpenBLAS core \(BLAS.coreName); model A (width \(width)), \(epochs) epochs, seed \(bench.seed)")
+      let rows = try bench.run { Console.status($0) }
+      try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+      let table = AccuracyBenchmark.table(rows)
+      try AtomicFile.write(table, to: "\(out)/accuracy.md")
+      try AtomicFile.write(AccuracyBenchmark.plot(rows), to: "\(out)/accuracy-by-depth.svg")
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      try AtomicFile.write(Array(encoder.encode(rows)), to: "\(out)/accuracy.json")
+      Console.print(table)
+      Console.print("wrote \(out)/accuracy.md, accuracy.json, accuracy-by-depth.svg")
+    }
+  }
 
   struct Pipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
