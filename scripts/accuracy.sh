@@ -22,7 +22,7 @@ for spec in "${runs[@]}"; do
   # shellcheck disable=SC2086
   "$bin" train --config "$config" --out "$out/$name" $extra | tee "$out/$name.log"
 done
-echo "| run | epochs | final test accuracy | accuracy by depth (stage 1…K) | seconds/epoch |"
+echo "| run | epochs | final test accuracy | accuracy by depth (stage 0…K−1) | seconds/epoch |"
 echo "|---|---|---|---|---|"
 for spec in "${runs[@]}"; do
   name=${spec%%:*}

@@ -4,7 +4,7 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, sid, contsup
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, sid, contsup, replay
   }
 
   public init(from decoder: any Decoder) throws {
@@ -23,6 +23,7 @@ extension RunConfig {
     daemon = try c.value(.daemon, or: d.daemon)
     sid = try c.value(.sid, or: d.sid)
     contsup = try c.value(.contsup, or: d.contsup)
+    replay = try c.value(.replay, or: d.replay)
   }
 
   /// Decodes YAML text; every error names its key path.
@@ -90,6 +91,17 @@ extension SIDConfig {
     labelSmoothing = try c.value(.labelSmoothing, or: d.labelSmoothing)
     direction = try c.choice(.direction, or: d.direction)
     beliefInput = try c.value(.beliefInput, or: d.beliefInput)
+  }
+}
+
+extension ReplayConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case buffer, maxReuse }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    buffer = try c.value(.buffer, or: ReplayConfig().buffer)
+    maxReuse = try c.value(.maxReuse, or: ReplayConfig().maxReuse)
   }
 }
 

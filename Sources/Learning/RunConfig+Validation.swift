@@ -34,6 +34,9 @@ extension RunConfig {
       method != .kernel || training.batchSize >= 2, "training.batchSize",
       "the kernel method aligns pairs within a batch: a batch of \(training.batchSize) has one class and no pairs; use 2 or more (64+ recommended)")
     try check(method != .e2e || schedule != .sequential, "schedule", "e2e has no stages to train one after another: use lockstep")
+    try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")
+    try check(replay.maxReuse >= 0, "replay.maxReuse", "must not be negative (0: no cap)")
+    try check(method != .e2e || schedule != .replay, "schedule", "e2e has no local steps to replay: use lockstep")
     try check(daemon.maxInFlight >= 0, "daemon.maxInFlight", "must not be negative (0 picks 2 × stages)")
     try check(daemon.highWaterMark >= 1, "daemon.highWaterMark", "must be at least 1")
     try check(daemon.heartbeatMilliseconds >= 10, "daemon.heartbeatMilliseconds", "must be at least 10")

@@ -55,9 +55,23 @@ public enum Schedule: String, Sendable, Codable, CaseIterable {
   /// bounded by `daemon.maxInFlight`. In one process it runs in lockstep order, which for
   /// local methods gives the same numbers: each stage sees the same inputs in the same order.
   case pipelined
+  /// DGL's asynchronous mode: like pipelined, and a stage after the first keeps its last
+  /// `replay.buffer` inputs; while no fresh input waits it trains on a buffer draw (least
+  /// used, then newest) instead of idling. In one process there is never idle time, so
+  /// `stagewise train` runs it in lockstep order.
+  case replay
   /// Modular training: stage 0 trains for all its epochs, then is frozen while stage 1
   /// trains on its outputs, and so on (`stagewise train` only, for now).
   case sequential
+}
+
+/// DGL's replay buffer (`replay:` in the config, for the `replay` schedule).
+public struct ReplayConfig: Sendable, Equatable, Codable {
+  /// Batches kept at each stage boundary.
+  public var buffer: Int = 4
+  /// Uses after which an entry is not drawn again; 0 for no cap.
+  public var maxReuse: Int = 0
+  public init() {}
 }
 
 /// How the daemon's processes talk: endpoints, flow control, liveness.
@@ -168,6 +182,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var daemon = DaemonConfig()
   public var sid = SIDConfig()
   public var contsup = ContSupConfig()
+  public var replay = ReplayConfig()
 
   public init() {}
 

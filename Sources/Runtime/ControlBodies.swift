@@ -1,3 +1,4 @@
+import Learning
 import Telemetry
 
 /// The JSON bodies of control messages (the header's `kind` says which).
@@ -101,6 +102,8 @@ public struct Bye: Codable, Sendable {
   public var traceDropped: Int
   /// Why the worker leaves: `stop` when told to, else what happened.
   public var reason: String
+  /// The replay buffer's staleness figures (the replay schedule).
+  public var replay: ReplayStatistics?
 }
 
 /// TRACE, worker → scheduler: a chunk of the worker's trace events.

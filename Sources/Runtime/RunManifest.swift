@@ -1,3 +1,5 @@
+import Learning
+
 /// `run.json`: who ran which stage where, and how the run ended. Written when training starts
 /// and again at the end; tests and tools read endpoints from it.
 public struct RunManifest: Codable, Sendable {
@@ -8,6 +10,7 @@ public struct RunManifest: Codable, Sendable {
     public var dataEndpoint: String
     public var checkpoint: String?
     public var rejected: [String: Int]?
+    public var replay: ReplayStatistics?
   }
 
   public var job: UInt32

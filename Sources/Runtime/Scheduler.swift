@@ -443,7 +443,7 @@ public final class Scheduler {
       member.map {
         RunManifest.StageEntry(
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
-          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected)
+          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected, replay: byes[stage]?.replay)
       }
     }
     let manifest = RunManifest(

@@ -54,6 +54,10 @@ public final class Worker {
   var statsInterval: Int64 = 500_000
   var lastSequence: UInt64 = 0
   var stopReason: String?
+  /// The replay schedule's buffer (stages after the first), fresh inputs counted as producer steps.
+  var replay: ReplayBuffer<Stage.Input>?
+  var arrivals = 0
+  var replayStalled = false
 
   public init(_ options: Options, log: @escaping @Sendable (String) -> Void) throws {
     self.options = options
@@ -127,6 +131,9 @@ public final class Worker {
     trace = TraceRecorder(pid: assignment.stage + 1)
     trace.originMicros = assignment.originMicros
     totals = PhaseTotals(stage: assignment.stage, epoch: 0, phase: .train)
+    if config.schedule == .replay && assignment.stage > 0 {
+      replay = ReplayBuffer(capacity: config.replay.buffer, maxReuse: config.replay.maxReuse > 0 ? config.replay.maxReuse : nil)
+    }
     log("stage \(assignment.stage) of 0…\(assignment.stageCount - 1): \(stage.body.layers.map(\.summary).joined(separator: ", ")); \(stage.store.count) parameters; output → \(assignment.downstream)")
   }
 
@@ -148,10 +155,15 @@ public final class Worker {
       if now - window.startMicros >= statsInterval { try sendLiveStats(now) }
 
       let waitStart = WallClock.micros()
-      let ready = try Socket.pollReadable([control, dataIn], timeoutMilliseconds: 50)
+      // With a replay buffer, a stage that can replay does not wait for fresh input.
+      let canReplay = replay != nil && !replayStalled
+      let ready = try Socket.pollReadable([control, dataIn], timeoutMilliseconds: canReplay ? 0 : 50)
       if ready.contains(1) {
         trace.record("receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
+        replayStalled = false
         try handleData()
+      } else if canReplay {
+        replayOnce()
       }
       if ready.contains(0) { try serviceControl() }
     }
@@ -265,9 +277,28 @@ public final class Worker {
     trace.record("update", startMicros: t3, endMicros: t4)
     if !isLast && !handOnEarly { try forward(message, pass) }
     if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count) }
+    replay?.write(input, producerStep: arrivals, uses: 1)  // trained on once already
+    arrivals += 1
     trainStep += 1
     totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
     window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
+  }
+
+  /// One replay step: a buffer draw trains the stage again (nothing is sent on); when no
+  /// entry can be drawn the stage stalls until fresh input arrives.
+  func replayOnce() {
+    guard let entry = replay?.draw(producerStep: arrivals) else {
+      replayStalled = true
+      return
+    }
+    let lr = config.learningRateSchedule.rate(
+      base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
+      totalEpochs: config.training.epochs)
+    let t0 = WallClock.micros()
+    let result = stage.trainLocal(entry.payload, learningRate: lr).1
+    let t1 = WallClock.micros()
+    trace.record("replay", startMicros: t0, endMicros: t1)
+    window.add(busyMicros: t1 - t0, loss: result.loss, samples: 0)
   }
 
   func evaluate(_ message: Message) throws {
@@ -375,7 +406,12 @@ public final class Worker {
     while !trace.events.isEmpty {
       try send(Message(kind: .trace, body: TraceChunk(stage: assignment.stage, events: trace.drain(upTo: 5000))))
     }
-    let bye = Bye(stage: assignment.stage, checkpoint: saved, rejected: rejected, traceDropped: trace.dropped, reason: stopReason ?? "stop")
+    let bye = Bye(
+      stage: assignment.stage, checkpoint: saved, rejected: rejected, traceDropped: trace.dropped,
+      reason: stopReason ?? "stop", replay: replay?.statistics)
+    if let stats = replay?.statistics {
+      log(String(format: "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per entry", stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
+    }
     try send(Message(kind: .bye, body: bye))
     try control.setLinger(milliseconds: 5000)  // let BYE and the trace leave
     if !rejected.isEmpty { log("rejected messages: \(rejected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") }

@@ -190,6 +190,31 @@ struct DaemonTests {
     for stage in manifest.stages { #expect(!processExists(stage.pid), "worker pid \(stage.pid) outlived the launcher") }
   }
 
+  /// DGL's replay: a light stage behind a heavy one trains on buffer draws instead of idling,
+  /// up to the reuse cap, and reports its staleness.
+  @Test func replayKeepsAFastStageBusyBehindASlowOne() throws {
+    var config = daemonConfig(epochs: 3, schedule: .replay)
+    config.stages = [
+      StageConfig(layers: [LayerConfig(.linear, out: 384), LayerConfig(.relu), LayerConfig(.linear, out: 384), LayerConfig(.relu)]),
+      StageConfig(layers: [LayerConfig(.linear, out: 16), LayerConfig(.relu)]),
+    ]
+    config.replay.buffer = 3
+    config.replay.maxReuse = 4
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.count == 3 && reports.last!.test.accuracy > 0.5)
+    let manifest = try #require(readManifest("\(dir)/run"))
+    #expect(manifest.stages[0].replay == nil, "stage 0 reads fresh data only")
+    let replay = try #require(manifest.stages[1].replay)
+    #expect(replay.draws > 0, "the light stage replayed")
+    #expect(replay.stalls > 0, "and hit the reuse cap")
+    #expect(replay.meanUses <= 4)
+    #expect(result.stderr.contains("replay:"))
+  }
+
   /// Paranoid Pirate: workers whose scheduler vanished (kill -9, no goodbye) notice the silence
   /// and exit by themselves.
   @Test func workersLeaveWhenTheirSchedulerIsKilled() throws {
