@@ -117,7 +117,7 @@ extension ContSupConfig {
 
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds
+    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches
   }
 
   public init(from decoder: any Decoder) throws {
@@ -131,6 +131,7 @@ extension DaemonConfig {
     bind = try c.value(.bind, or: d.bind)
     controlPort = try c.value(.controlPort, or: d.controlPort)
     statsMilliseconds = try c.value(.statsMilliseconds, or: d.statsMilliseconds)
+    microBatches = try c.value(.microBatches, or: d.microBatches)
   }
 }
 

@@ -34,6 +34,9 @@ extension RunConfig {
       method != .kernel || training.batchSize >= 2, "training.batchSize",
       "the kernel method aligns pairs within a batch: a batch of \(training.batchSize) has one class and no pairs; use 2 or more (64+ recommended)")
     try check(method != .e2e || schedule != .sequential, "schedule", "e2e has no stages to train one after another: use lockstep")
+    try check(
+      daemon.microBatches >= 1 && daemon.microBatches <= training.batchSize, "daemon.microBatches",
+      "must be between 1 and training.batchSize (\(training.batchSize))")
     try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")
     try check(replay.maxReuse >= 0, "replay.maxReuse", "must not be negative (0: no cap)")
     try check(method != .e2e || schedule != .replay, "schedule", "e2e has no local steps to replay: use lockstep")

@@ -89,6 +89,8 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   public var controlPort: Int = 0
   /// How often workers send live statistics.
   public var statsMilliseconds: Int = 500
+  /// e2e across processes: micro-batches per batch (GPipe); 1 is naive model parallelism.
+  public var microBatches: Int = 1
   public init() {}
 }
 

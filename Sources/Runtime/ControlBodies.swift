@@ -9,6 +9,8 @@ public struct Hello: Codable, Sendable, Equatable {
   public var host: String
   public var pid: Int32
   public var dataEndpoint: String
+  /// Where gradients for this stage arrive (e2e across processes).
+  public var gradEndpoint: String
   /// A stage asked for by flag, environment, Slurm or Kubernetes; nil takes any vacant one.
   public var requestedStage: Int?
 }
@@ -38,6 +40,8 @@ public struct Assignment: Codable, Sendable {
   /// The previous stage's input shape when it arrives as context (ContSup R1).
   public var previousInputShape: [Int]?
   public var sendsSkip: Bool
+  /// e2e: the previous stage's gradient endpoint (nil for stage 0 and local methods).
+  public var upstreamGradient: String?
 }
 
 /// READY, worker → scheduler: the stage is built and connected.

@@ -25,7 +25,8 @@ struct EpochLedger {
   }
 
   func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {
-    let trainTotals = train.map { $0! }, evalTotals = eval.map { $0! }
+    // Stages without a local loss (e2e's inner stages) report no samples and are left out.
+    let trainTotals = train.map { $0! }.filter { $0.samples > 0 }, evalTotals = eval.map { $0! }
     let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
     let samples = trainTotals.last!.samples
     // Stages without a head (kernel hidden stages) score nothing and are left out.

@@ -6,7 +6,9 @@ import Wire
 /// the caller.
 public struct FeedPlan: Sendable {
   public enum Item: Equatable, Sendable {
-    case train(epoch: Int, indices: ArraySlice<Int>)
+    /// A training batch, or micro-batch `micro` of `of` of a batch of `batchSize` samples
+    /// when batches are split (GPipe; 0 means the indices are the whole batch).
+    case train(epoch: Int, indices: ArraySlice<Int>, micro: Int = 0, of: Int = 1, batchSize: Int = 0)
     case eval(epoch: Int, indices: ArraySlice<Int>)
     case marker(epoch: Int, MarkerFlag)
 
@@ -19,18 +21,26 @@ public struct FeedPlan: Sendable {
   public let trainOrder: BatchOrder
   public let evalOrder: BatchOrder
   public let epochs: Int
+  public let microBatches: Int
   private var epoch = 0
   private var items: [Item] = []
   private var position = 0
 
-  public init(trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, startEpoch: Int = 0) {
-    (self.trainOrder, self.evalOrder, self.epochs) = (trainOrder, evalOrder, epochs)
+  public init(trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1, startEpoch: Int = 0) {
+    (self.trainOrder, self.evalOrder, self.epochs, self.microBatches) = (trainOrder, evalOrder, epochs, microBatches)
     epoch = startEpoch
     items = epoch < epochs ? plan(epoch) : []
   }
 
   private func plan(_ epoch: Int) -> [Item] {
-    trainOrder.batches(epoch: epoch).map { .train(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .trainEnd)]
+    trainOrder.batches(epoch: epoch).flatMap { batch in
+      // Micro-batch sizes differ by at most one sample.
+      let parts = min(microBatches, batch.count)
+      return (0..<parts).map { i -> Item in
+        let from = batch.startIndex + i * batch.count / parts, to = batch.startIndex + (i + 1) * batch.count / parts
+        return .train(epoch: epoch, indices: batch[from..<to], micro: i, of: parts, batchSize: parts > 1 ? batch.count : 0)
+      }
+    } + [.marker(epoch: epoch, .trainEnd)]
       + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .evalEnd)]
   }
 

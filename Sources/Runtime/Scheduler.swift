@@ -59,9 +59,6 @@ public final class Scheduler {
     config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
     log: @escaping @Sendable (String) -> Void, report: @escaping @Sendable (String) -> Void
   ) throws {
-    guard config.method != .e2e else {
-      throw RuntimeError("method e2e needs gradient messages between processes, which the daemon does not send yet: run it with `stagewise train`")
-    }
     guard config.schedule != .sequential else {
       throw RuntimeError("schedule sequential runs in `stagewise train` for now: use pipelined or lockstep with the daemon")
     }
@@ -78,8 +75,12 @@ public final class Scheduler {
     liveStats = Array(repeating: nil, count: config.stages.count)
     let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
-    plan = FeedPlan(trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs)
-    maxInFlight = config.schedule == .lockstep ? 1 : (config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count)
+    let micro = config.method == .e2e ? config.daemon.microBatches : 1
+    plan = FeedPlan(trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs, microBatches: micro)
+    // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
+    maxInFlight =
+      config.method == .e2e ? micro
+      : config.schedule == .lockstep ? 1 : (config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count)
     var rng = SeededGenerator(seed: UInt64(bitPattern: WallClock.micros()) ^ UInt64(getpid()))
     job = UInt32(truncatingIfNeeded: rng.next()) | 1
   }
@@ -198,7 +199,7 @@ public final class Scheduler {
         throw error
       }
       let item = plan.peek!
-      if case .train(let epoch, _) = item, ledgers[epoch] == nil {
+      if case .train(let epoch, _, _, _, _) = item, ledgers[epoch] == nil {
         ledgers[epoch] = EpochLedger(stageCount: stageCount, startMicros: WallClock.micros())
       }
       if item.isBatch { inFlight += 1 }
@@ -211,7 +212,7 @@ public final class Scheduler {
   func frames(for item: FeedPlan.Item) -> [[UInt8]] {
     var message: Message
     switch item {
-    case .train(let epoch, let indices), .eval(let epoch, let indices):
+    case .train(let epoch, let indices, _, _, _), .eval(let epoch, let indices):
       let isTrain = { if case .train = item { return true } else { return false } }()
       let batch = (isTrain ? train : test).batch(indices)
       let data = isTrain ? train : test
@@ -223,6 +224,11 @@ public final class Scheduler {
         message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
       }
       message.epoch = UInt32(epoch)
+      if case .train(_, _, let micro, let parts, let batchSize) = item, parts > 1 {
+        // A micro-batch's share of its batch scales its loss gradient on the last stage.
+        message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
+        (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
+      }
     case .marker(let epoch, let flag):
       message = Message(kind: .marker)
       message.flags = flag.rawValue
@@ -381,7 +387,8 @@ public final class Scheduler {
         runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
         receivesBelief: config.method == .sid && stage > 0, receivesImages: usesImages,
         previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
-        sendsSkip: usesSkip && stage < stageCount - 1)
+        sendsSkip: usesSkip && stage < stageCount - 1,
+        upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil)
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }
   }

@@ -30,7 +30,12 @@ public final class Worker {
   let context: Context
   let control: Socket
   let dataIn: Socket
+  /// e2e only: gradients from the next stage arrive here; ours go to the previous stage.
+  let gradIn: Socket
+  var gradOut: Socket?
+  var backprop = BackpropState()
   var dataEndpoint = ""
+  var gradEndpoint = ""
 
   // Assigned state.
   var assignment: Assignment!
@@ -66,6 +71,7 @@ public final class Worker {
     control = try Socket(context, .dealer)
     try control.setMaximumMessageSize(Protocol.maxControlFrameBytes)
     dataIn = try Socket(context, .pull)
+    gradIn = try Socket(context, .pull)
     trace = TraceRecorder(pid: 0)
   }
 
@@ -78,10 +84,14 @@ public final class Worker {
     let bound = dataIn.lastEndpoint
     let port = bound.split(separator: ":").last.map(String.init) ?? ""
     dataEndpoint = "tcp://\(options.advertiseHost ?? options.bindHost):\(port)"
+    try gradIn.setMaximumMessageSize(Protocol.maxFrameBytes)
+    try gradIn.bind("tcp://\(options.bindHost):*")
+    let gradPort = gradIn.lastEndpoint.split(separator: ":").last.map(String.init) ?? ""
+    gradEndpoint = "tcp://\(options.advertiseHost ?? options.bindHost):\(gradPort)"
     try control.connect(options.scheduler)
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,
-      pid: getpid(), dataEndpoint: dataEndpoint, requestedStage: options.requestedStage)
+      pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage)
     try send(Message(kind: .hello, body: hello))
     log("registering with \(options.scheduler) (data endpoint \(dataEndpoint))")
 
@@ -125,6 +135,13 @@ public final class Worker {
     try downstream.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
     try dataIn.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
     try downstream.connect(assignment.downstream)
+    if let upstream = assignment.upstreamGradient {
+      let socket = try Socket(context, .push)
+      try socket.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+      try socket.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
+      try socket.connect(upstream)
+      gradOut = socket
+    }
     heartbeatInterval = Int64(config.daemon.heartbeatMilliseconds) * 1000
     liveness = Int64(config.daemon.liveness)
     statsInterval = Int64(config.daemon.statsMilliseconds) * 1000
@@ -157,8 +174,14 @@ public final class Worker {
       let waitStart = WallClock.micros()
       // With a replay buffer, a stage that can replay does not wait for fresh input.
       let canReplay = replay != nil && !replayStalled
-      let ready = try Socket.pollReadable([control, dataIn], timeoutMilliseconds: canReplay ? 0 : 50)
-      if ready.contains(1) {
+      // e2e: between a batch's last forward and its update, only gradients are read.
+      let sockets = backprop.awaitingGradients ? [control, gradIn] : (isBackprop ? [control, dataIn, gradIn] : [control, dataIn])
+      let polled = try Socket.pollReadable(sockets, timeoutMilliseconds: canReplay ? 0 : 50)
+      let ready = Set(polled.map { sockets[$0] === gradIn ? 2 : sockets[$0] === dataIn ? 1 : 0 })
+      if ready.contains(2) {
+        trace.record(backprop.awaitingGradients ? "gradient-wait" : "receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
+        try handleGradient()
+      } else if ready.contains(1) {
         trace.record("receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
         replayStalled = false
         try handleData()
@@ -210,6 +233,7 @@ public final class Worker {
     expectedSequence = message.sequence + 1
     lastSequence = message.sequence
     switch message.kind {
+    case .train where isBackprop: try trainBackprop(message)
     case .train: try train(message)
     case .eval: try evaluate(message)
     case .marker: try mark(message)
@@ -308,8 +332,10 @@ public final class Worker {
     let t1 = WallClock.micros()
     if !isLast { try forward(message, pass) }
     let t2 = WallClock.micros()
-    // A stage without a head (a kernel hidden stage) has nothing to score.
-    let result = logits.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
+    // A stage without a head (a kernel hidden stage) has nothing to score, nor has an inner
+    // stage of e2e, whose head is never trained.
+    let scored = isBackprop && !isLast ? nil : logits
+    let result = scored.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
     let t3 = WallClock.micros()
     trace.record("eval", startMicros: t0, endMicros: t1)
     trace.record("eval", startMicros: t2, endMicros: t3)

@@ -11,7 +11,8 @@ extension Message {
     header.appendLE(stage)
     header.appendLE(UInt16(tensors.count))
     header.appendLE(epoch)
-    header.appendLE(UInt32(0))
+    header.appendLE(microIndex)
+    header.appendLE(microCount)
     header.appendLE(step)
     header.appendLE(sequence)
     for tensor in tensors {
@@ -39,7 +40,8 @@ extension Message {
     stage = reader.read()
     let count = Int(reader.read() as UInt16)
     epoch = reader.read()
-    let _: UInt32 = reader.read()
+    microIndex = reader.read()
+    microCount = reader.read()
     step = reader.read()
     sequence = reader.read()
     guard count <= Protocol.maxTensors else { throw .tooManyTensors(count) }

@@ -45,6 +45,9 @@ public struct Message: Equatable, Sendable {
   public var epoch: UInt32 = 0
   public var step: UInt64 = 0
   public var sequence: UInt64 = 0
+  /// GPipe: this message's micro-batch and how many make up its batch (0 when not split).
+  public var microIndex: UInt16 = 0
+  public var microCount: UInt16 = 0
   public var tensors: [WireTensor] = []
   /// The header's version: `Protocol.version` unless a test forges another.
   public var version: UInt16 = Protocol.version

@@ -7,7 +7,9 @@ import Wire
 @testable import Runtime
 
 func hello(_ stage: Int?, version: Int = Int(Protocol.version), pid: Int32 = 1) -> Hello {
-  Hello(protocolVersion: version, host: "h", pid: pid, dataEndpoint: "tcp://127.0.0.1:\(5000 + Int(pid))", requestedStage: stage)
+  Hello(
+    protocolVersion: version, host: "h", pid: pid, dataEndpoint: "tcp://127.0.0.1:\(5000 + Int(pid))",
+    gradEndpoint: "tcp://127.0.0.1:\(6000 + Int(pid))", requestedStage: stage)
 }
 
 @Suite("Registration state machine")
@@ -84,12 +86,28 @@ struct FeedPlanTests {
     #expect(items.filter(\.isBatch).count == 8)
   }
 
+  @Test func gpipeSplitsEachBatchIntoMicroBatches() {
+    var plan = FeedPlan(
+      trainOrder: BatchOrder(count: 10, batchSize: 7, shuffle: false, seed: 0),
+      evalOrder: BatchOrder(count: 2, batchSize: 2, shuffle: false, seed: 0), epochs: 1, microBatches: 3)
+    var items: [FeedPlan.Item] = []
+    while let item = plan.peek {
+      items.append(item)
+      plan.advance()
+    }
+    #expect(items[0] == .train(epoch: 0, indices: [0, 1], micro: 0, of: 3, batchSize: 7))
+    #expect(items[2] == .train(epoch: 0, indices: [4, 5, 6], micro: 2, of: 3, batchSize: 7))
+    #expect(items[3] == .train(epoch: 0, indices: [7], micro: 0, of: 3, batchSize: 3))
+    #expect(items[5] == .train(epoch: 0, indices: [9], micro: 2, of: 3, batchSize: 3))
+    #expect(items[6] == .marker(epoch: 0, .trainEnd))
+  }
+
   @Test func trainingOrderIsTheTrainersOrder() {
     let order = BatchOrder(count: 50, batchSize: 8, shuffle: true, seed: 3)
     var plan = FeedPlan(trainOrder: order, evalOrder: BatchOrder(count: 4, batchSize: 4, shuffle: false, seed: 0), epochs: 2)
     var epoch1: [ArraySlice<Int>] = []
     while let item = plan.peek {
-      if case .train(1, let indices) = item { epoch1.append(indices) }
+      if case .train(1, let indices, _, _, _) = item { epoch1.append(indices) }
       plan.advance()
     }
     #expect(epoch1.map(Array.init) == order.batches(epoch: 1).map(Array.init))

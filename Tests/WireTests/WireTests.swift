@@ -14,6 +14,8 @@ func sampleMessage() -> Message {
   message.step = 1234
   message.sequence = 99
   message.flags = 1
+  message.microIndex = 2
+  message.microCount = 4
   return message
 }
 
