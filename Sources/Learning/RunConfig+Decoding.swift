@@ -106,12 +106,13 @@ extension ReplayConfig {
 }
 
 extension ContSupConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case mode }
+  enum CodingKeys: String, CodingKey, CaseIterable { case mode, encoderLearningRateScale }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     mode = try c.choice(.mode, or: ContSupConfig().mode)
+    encoderLearningRateScale = try c.value(.encoderLearningRateScale, or: ContSupConfig().encoderLearningRateScale)
   }
 }
 

@@ -37,6 +37,7 @@ extension RunConfig {
     try check(
       daemon.microBatches >= 1 && daemon.microBatches <= training.batchSize, "daemon.microBatches",
       "must be between 1 and training.batchSize (\(training.batchSize))")
+    try check(contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale", "must not be negative")
     try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")
     try check(replay.maxReuse >= 0, "replay.maxReuse", "must not be negative (0: no cap)")
     try check(method != .e2e || schedule != .replay, "schedule", "e2e has no local steps to replay: use lockstep")

@@ -42,6 +42,10 @@ public enum ContextMode: String, Sendable, Codable, CaseIterable {
 
 public struct ContSupConfig: Sendable, Equatable, Codable {
   public var mode: ContextMode = .E
+  /// The context encoders learn at this fraction of the stage's learning rate. A step on an
+  /// encoder of the raw image moves the stage's input in proportion to the image's squared
+  /// norm (784 pixels): at the full rate SGD 0.05 diverges on Fashion-MNIST.
+  public var encoderLearningRateScale: Float = 0.1
   public init() {}
 }
 

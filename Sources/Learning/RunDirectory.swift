@@ -45,6 +45,7 @@ public final class RunDirectory {
   public func record<T: Encodable>(_ value: T, in file: String = "metrics.jsonl") throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     var line = try encoder.encode(value)
     line.append(0x0A)
     try handle(file).write(contentsOf: line)
@@ -54,6 +55,7 @@ public final class RunDirectory {
   public func write<T: Encodable>(_ value: T, to file: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     try AtomicFile.write(Array(try encoder.encode(value)), to: "\(path)/\(file)")
   }
 

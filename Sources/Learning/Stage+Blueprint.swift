@@ -41,6 +41,7 @@ extension Stage {
         stageConfig.head, input: shape, classes: shapes.classes,
         beliefInput: config.method == .sid && config.sid.beliefInput, path: "stages[\(index)].head", layout: &layout)
     var encoders: [(source: ContextSource, net: Sequential)] = []
+    let encoderParameterStart = layout.count  // encoders are laid out last
     if config.method == .contsup, index > 0 {
       let mode = config.contsup.mode
       if mode == .E || mode == .R1E {
@@ -52,7 +53,8 @@ extension Stage {
     }
     return Blueprint(
       body: Sequential(inputShape: shapes.input, layers: layers), head: head, encoders: encoders,
-      objective: objective, layout: layout)
+      objective: objective, layout: layout, encoderParameterStart: encoderParameterStart,
+      encoderGradientScale: config.contsup.encoderLearningRateScale)
   }
 
   /// ContSup's Enc_k, mapping a context of shape `from` onto the stage's input shape `to`:

@@ -24,11 +24,18 @@ public final class Stage {
     case previousInput
   }
 
+  /// Scale of a context encoder's last layer at initialisation, relative to He.
+  public static let contextInitScale: Float = 0.1
+
   public let index: Int
   public let body: Sequential
   public let head: Head?
   public let encoders: [(source: ContextSource, net: Sequential)]
   public let objective: Objective
+  /// The encoders' parameters are the tail of the store, from here; their gradients are
+  /// scaled by `encoderGradientScale` before each update.
+  let encoderParameterStart: Int
+  let encoderGradientScale: Float
   public let store: ParameterStore
   public var optimizer: Optimizer
 
@@ -76,6 +83,8 @@ public final class Stage {
     public let encoders: [(source: ContextSource, net: Sequential)]
     public let objective: Objective
     public let layout: ParameterLayout
+    public let encoderParameterStart: Int
+    public let encoderGradientScale: Float
   }
 
   /// Allocates and initialises a stage; parameters are drawn from a stream of `seed` that
@@ -86,12 +95,20 @@ public final class Stage {
     head = blueprint.head
     encoders = blueprint.encoders
     objective = blueprint.objective
+    encoderParameterStart = blueprint.encoderParameterStart
+    encoderGradientScale = blueprint.encoderGradientScale
     store = ParameterStore(layout: blueprint.layout)
     self.optimizer = Optimizer(optimizer)
     var rng = SeededGenerator(seed: seed, stream: UInt64(index + 1))
     body.initialize(store, &rng)
     head?.initialize(store, &rng)
-    for encoder in encoders { encoder.net.initialize(store, &rng) }
+    for encoder in encoders {
+      encoder.net.initialize(store, &rng)
+      // The context joins the stage's input as a sum: start it small, so the stage begins
+      // as greedy and learns how much context to take (at full He scale the sum doubles the
+      // input's variance and SGD diverges on Fashion-MNIST).
+      encoder.net.layers.last { $0 is Linear || $0 is Conv2D }?.scaleWeights(by: Self.contextInitScale, store)
+    }
   }
 
   public var inputShape: [Int] { body.inputShape }
@@ -153,6 +170,9 @@ public final class Stage {
     if let dz {
       for (k, encoder) in encoders.enumerated() {
         _ = encoder.net.backward(dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store, inputGradient: false)
+      }
+      if encoderGradientScale != 1 {
+        for i in encoderParameterStart..<store.count { store.gradients[i] *= encoderGradientScale }
       }
     }
     return result

@@ -10,6 +10,11 @@ struct Affine: Sendable {
   let weightOffset: Int
   let biasOffset: Int
 
+  func scaleWeights(by factor: Float, _ store: ParameterStore) {
+    let w = store.value(at: weightOffset)
+    for i in 0..<(inputs * outputs) { w[i] *= factor }
+  }
+
   /// y = x·Wᵀ + b.
   func forward(_ x: [Float], rows: Int, _ store: ParameterStore) -> [Float] {
     var y = [Float](unsafeUninitializedCapacity: rows * outputs) { buffer, initialized in

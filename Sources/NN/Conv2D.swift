@@ -37,6 +37,8 @@ public struct Conv2D: Layer {
     store.value(at: affine.biasOffset).update(repeating: 0, count: filters)
   }
 
+  public func scaleWeights(by factor: Float, _ store: ParameterStore) { affine.scaleWeights(by: factor, store) }
+
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     let batch = x.batchSize
     let rows = batch * outHeight * outWidth

@@ -21,6 +21,8 @@ public protocol Layer: Sendable {
   var forwardFLOPsPerSample: Int { get }
   /// Draws initial parameters (biases zero).
   func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator)
+  /// Multiplies the layer's weights (not biases) by `factor`; no-op for layers without any.
+  func scaleWeights(by factor: Float, _ store: ParameterStore)
   /// y = f(x); returns y and what backward needs.
   func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache)
   /// Adds (+=) ∂L/∂θ into the store's gradients and returns ∂L/∂x when `inputGradient`.
@@ -30,6 +32,7 @@ public protocol Layer: Sendable {
 
 extension Layer {
   public func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator) {}
+  public func scaleWeights(by factor: Float, _ store: ParameterStore) {}
   public var forwardFLOPsPerSample: Int { 0 }
 }
 

@@ -25,6 +25,8 @@ public struct Linear: Layer {
     store.value(at: affine.biasOffset).update(repeating: 0, count: outputs)
   }
 
+  public func scaleWeights(by factor: Float, _ store: ParameterStore) { affine.scaleWeights(by: factor, store) }
+
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     precondition(x.sampleCount == inputs, "linear: expected \(inputs) inputs per sample, got \(x.sampleCount)")
     let y = affine.forward(x.storage, rows: x.batchSize, store)

@@ -108,6 +108,9 @@ public struct Bye: Codable, Sendable {
   public var reason: String
   /// The replay buffer's staleness figures (the replay schedule).
   public var replay: ReplayStatistics?
+  /// The worker's peak resident memory, and the bytes it sent downstream and upstream.
+  public var peakResidentBytes: Int?
+  public var bytesSent: Int?
 }
 
 /// TRACE, worker → scheduler: a chunk of the worker's trace events.

@@ -4,45 +4,77 @@ import Learning
 import Linalg
 import Telemetry
 
-/// `stagewise bench pipeline`: the same greedy model, data and BLAS threads trained by the
-/// one-process trainer, the daemon in lockstep and the daemon pipelined, one after another in
-/// one run; throughput and per-stage busy fractions side by side.
+/// `stagewise bench pipeline`: what removing update locking buys, measured side by side in
+/// one run on the same model, data and BLAS threads. Modes: the one-process trainers (e2e and
+/// greedy), e2e across processes (one batch in flight), GPipe (M micro-batches), and the
+/// local method in `lockstep`, `pipelined` and `replay`.
 public struct PipelineBenchmark {
+  public enum Mode: String, CaseIterable, Codable, Sendable {
+    case oneProcessE2E = "one-process-e2e"
+    case oneProcessGreedy = "one-process-greedy"
+    case e2e = "e2e-distributed"
+    case gpipe
+    case lockstep
+    case pipelined
+    case replay
+  }
+
   public struct Row: Codable, Sendable {
-    public var mode: String
+    public var mode: Mode
     public var stages: Int
     public var samplesPerSecond: Double
-    public var speedupOverOneProcess: Double
-    /// Fraction of the steady-state window each stage spent computing (daemon modes).
+    public var speedupOverOneProcessE2E: Double
+    /// Compute time over the steady-state window, per stage (daemon modes).
     public var busy: [Double]
+    /// 1 − mean busy; and for GPipe, the theory (K − 1)/(M + K − 1).
+    public var bubble: Double?
+    public var theoreticalBubble: Double?
+    /// Peak resident memory of each worker process, or of the one process, in MiB.
+    public var peakResidentMiB: [Double]
+    /// Data-plane megabytes per second each stage sent (activations down, gradients up).
+    public var megabytesPerSecond: [Double]
     public var testAccuracy: Double
   }
 
+  public var modes = Mode.allCases
   public var stageCounts = [2]
   public var hiddenLayers = 4
   public var width = 1024
   public var batchSize = 128
   public var batches = 200
   public var threads = 1
+  public var microBatches = 4
   public var maxInFlight = 0
   public var dataPath = FashionMNIST.defaultDirectory
+  public var synthetic = false
   public var workDirectory: String
   public var executable = Launcher.currentExecutable
 
   public init(workDirectory: String) { self.workDirectory = workDirectory }
 
-  /// Model A's hidden layers split evenly over `stages` stages, trained greedily.
-  func config(stages: Int, schedule: Schedule) throws -> RunConfig {
+  /// Model A's hidden layers split evenly over `stages` stages, for `mode`.
+  func config(_ mode: Mode, stages: Int) throws -> RunConfig {
     guard stages >= 1, hiddenLayers % stages == 0 else {
       throw RuntimeError("\(hiddenLayers) hidden layers do not split evenly into \(stages) stages (use --layers)")
     }
     var config = RunConfig()
-    config.name = "bench-\(schedule.rawValue)-k\(stages)"
-    config.method = .greedy
-    config.schedule = schedule
-    config.data.path = dataPath
-    config.data.trainLimit = batches * batchSize
-    config.data.testLimit = 2000
+    config.name = "\(mode.rawValue)-k\(stages)"
+    switch mode {
+    case .oneProcessE2E, .e2e, .gpipe: (config.method, config.schedule) = (.e2e, .lockstep)
+    case .oneProcessGreedy, .lockstep: (config.method, config.schedule) = (.greedy, .lockstep)
+    case .pipelined: (config.method, config.schedule) = (.greedy, .pipelined)
+    case .replay: (config.method, config.schedule) = (.greedy, .replay)
+    }
+    config.daemon.microBatches = mode == .gpipe ? microBatches : 1
+    if synthetic {
+      config.data.source = .synthetic
+      config.data.syntheticTrain = batches * batchSize
+      config.data.syntheticTest = 200
+    } else {
+      config.data.path = dataPath
+      config.data.trainLimit = batches * batchSize
+      config.data.testLimit = 2000
+    }
     config.training.epochs = 1
     config.training.batchSize = batchSize
     config.training.threads = threads
@@ -58,50 +90,115 @@ public struct PipelineBenchmark {
   public func run(log: @escaping @Sendable (String) -> Void) throws -> [Row] {
     var rows: [Row] = []
     for k in stageCounts {
-      let reference = try config(stages: k, schedule: .lockstep)
-      let (train, test) = try reference.loadData()
-      BLAS.setThreads(threads)
-      let trainer = try Trainer(config: reference, train: train, test: test)
-      let single = trainer.trainEpoch(0)
-      rows.append(Row(mode: "one-process", stages: k, samplesPerSecond: single.samplesPerSecond, speedupOverOneProcess: 1, busy: [], testAccuracy: single.test.accuracy))
-      log(String(format: "K=%d one-process: %.0f samples/s", k, single.samplesPerSecond))
-      for schedule in [Schedule.lockstep, .pipelined] {
-        let config = try self.config(stages: k, schedule: schedule)
-        let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
-        let scheduler = try Scheduler(
-          config: config, directory: directory, train: train, test: test, live: false,
-          log: { _ in }, report: { _ in })
-        let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
-        guard let report = outcome.reports.first else { throw RuntimeError("the \(schedule.rawValue) run reported no epoch") }
-        let busy = try Self.busyFractions(traceAt: "\(directory.path)/trace.json", stages: k)
-        rows.append(Row(
-          mode: schedule.rawValue, stages: k, samplesPerSecond: report.samplesPerSecond,
-          speedupOverOneProcess: report.samplesPerSecond / single.samplesPerSecond, busy: busy,
-          testAccuracy: report.test.accuracy))
-        log(String(format: "K=%d %@: %.0f samples/s, busy %@", k, schedule.rawValue, report.samplesPerSecond,
-                   busy.map { String(format: "%.2f", $0) }.joined(separator: " ")))
+      var baseline: Double?
+      for mode in modes {
+        let config = try self.config(mode, stages: k)
+        let (train, test) = try config.loadData()
+        var row: Row
+        if mode == .oneProcessE2E || mode == .oneProcessGreedy {
+          BLAS.setThreads(threads)
+          ProcessMemory.resetPeak()
+          let trainer = try Trainer(config: config, train: train, test: test)
+          let report = trainer.trainEpoch(0)
+          let peak = Double(ProcessMemory.peakResidentBytes ?? 0) / 1_048_576
+          row = Row(
+            mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
+            peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
+        } else {
+          let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
+          let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
+          let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
+          guard let report = outcome.reports.first else { throw RuntimeError("the \(mode.rawValue) run reported no epoch") }
+          let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
+          let busy = Self.busyFractions(trace, stages: k)
+          try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(mode.rawValue), K = \(k)"), to: "\(workDirectory)/timeline-\(config.name).svg")
+          let byes = (0..<k).map { outcome.byes[$0] }
+          row = Row(
+            mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
+            bubble: busy.isEmpty ? nil : 1 - busy.reduce(0, +) / Double(busy.count),
+            theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
+            peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
+            megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
+            testAccuracy: report.test.accuracy)
+        }
+        if mode == .oneProcessE2E { baseline = row.samplesPerSecond }
+        row.speedupOverOneProcessE2E = baseline.map { row.samplesPerSecond / $0 } ?? .nan
+        rows.append(row)
+        log(String(format: "K=%d %@: %.0f samples/s", k, mode.rawValue, row.samplesPerSecond))
       }
     }
     return rows
   }
 
-  /// Each stage's compute time (forward, backward, update) over the steady-state window:
-  /// from the moment the last stage first computes to the moment the first stage last
-  /// computes a training batch, trimmed by 5 % at each end.
-  public static func busyFractions(traceAt path: String, stages: Int) throws -> [Double] {
-    let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-    let compute: Set<String> = ["forward", "backward", "update"]
-    let spans = trace.traceEvents.filter { $0.ph == "X" && compute.contains($0.name) }
+  /// Compute spans (forward, backward, update, replay) over the steady-state window: from the
+  /// last stage's first compute to the first stage's last, trimmed by 5 % at each end.
+  public static func busyFractions(_ trace: ChromeTrace, stages: Int) -> [Double] {
+    guard let (from, to) = steadyWindow(trace, stages: stages) else { return [] }
+    let spans = computeSpans(trace)
+    return (1...stages).map { pid in
+      spans.filter { $0.pid == pid }.reduce(0.0) { sum, e in
+        sum + max(0, min(e.ts + (e.dur ?? 0), to) - max(e.ts, from))
+      } / (to - from)
+    }
+  }
+
+  static func computeSpans(_ trace: ChromeTrace) -> [TraceEvent] {
+    let compute: Set<String> = ["forward", "backward", "update", "replay"]
+    return trace.traceEvents.filter { $0.ph == "X" && compute.contains($0.name) }
+  }
+
+  static func steadyWindow(_ trace: ChromeTrace, stages: Int) -> (Double, Double)? {
+    let spans = computeSpans(trace)
     guard let lastStart = spans.filter({ $0.pid == stages }).map(\.ts).min(),
       let firstEnd = spans.filter({ $0.pid == 1 }).map({ $0.ts + ($0.dur ?? 0) }).max(), firstEnd > lastStart
-    else { return [] }
+    else { return nil }
     let margin = (firstEnd - lastStart) * 0.05
-    let (from, to) = (lastStart + margin, firstEnd - margin)
-    return (1...stages).map { pid in
-      let busy = spans.filter { $0.pid == pid }.reduce(0.0) { sum, e in
-        sum + max(0, min(e.ts + (e.dur ?? 0), to) - max(e.ts, from))
-      }
-      return busy / (to - from)
+    return (lastStart + margin, firstEnd - margin)
+  }
+
+  /// A Gantt chart of ~40 ms… a few batches from the middle of the steady state.
+  static func timeline(_ trace: ChromeTrace, stages: Int, title: String) -> String {
+    let spans = trace.traceEvents.filter { $0.ph == "X" && $0.pid >= 1 }
+    guard let (from, to) = steadyWindow(trace, stages: stages) else { return GanttChart.render([], rows: [], from: 0, to: 1, title: title) }
+    let updates = spans.filter { $0.pid == 1 && $0.name == "update" }.map(\.ts).sorted()
+    let perBatch = updates.count > 1 ? (updates.last! - updates.first!) / Double(updates.count - 1) : (to - from) / 10
+    let middle = (from + to) / 2
+    let window = min(6 * perBatch, to - from)
+    return GanttChart.render(
+      spans.map { ($0.pid, $0.name, $0.ts, $0.dur ?? 0) }, rows: (1...stages).map { ($0, "stage \($0 - 1)") },
+      from: middle - window / 2, to: middle + window / 2, title: title)
+  }
+
+  /// The Markdown report of `rows`.
+  public static func report(_ rows: [Row], microBatches: Int) -> String {
+    var text = "| K | mode | samples/s | × one-process e2e | busy per stage | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. |\n"
+    text += "|---|---|---|---|---|---|---|---|---|\n"
+    func list(_ values: [Double], _ format: String) -> String {
+      values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
     }
+    for row in rows {
+      let bubble = row.bubble.map { b in String(format: "%.2f", b) + (row.theoreticalBubble.map { String(format: " (%.2f)", $0) } ?? "") } ?? "–"
+      text += String(
+        format: "| %d | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %.2f %% |\n", row.stages, row.mode.rawValue, row.samplesPerSecond,
+        row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), bubble, list(row.peakResidentMiB, "%.0f"),
+        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100)
+    }
+    for k in Set(rows.map(\.stages)).sorted() {
+      let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode }?.samplesPerSecond ?? .nan }
+      text += String(
+        format: "\nK = %d: pipelined / e2e-distributed = %.2f, pipelined / gpipe (M = %d) = %.2f, pipelined / lockstep = %.2f, pipelined / one-process greedy = %.2f\n",
+        k, of(.pipelined) / of(.e2e), microBatches, of(.pipelined) / of(.gpipe), of(.pipelined) / of(.lockstep), of(.pipelined) / of(.oneProcessGreedy))
+    }
+    return text
+  }
+
+  /// rows as CSV.
+  public static func csv(_ rows: [Row]) -> String {
+    var text = "stages,mode,samples_per_second,speedup_over_one_process_e2e,busy,bubble,theoretical_bubble,peak_rss_mib,mb_per_second,test_accuracy\n"
+    for r in rows {
+      let join = { (v: [Double]) in v.map { String(format: "%.4f", $0) }.joined(separator: ";") }
+      text += "\(r.stages),\(r.mode.rawValue),\(r.samplesPerSecond),\(r.speedupOverOneProcessE2E),\(join(r.busy)),\(r.bubble.map { "\($0)" } ?? ""),\(r.theoreticalBubble.map { "\($0)" } ?? ""),\(join(r.peakResidentMiB)),\(join(r.megabytesPerSecond)),\(r.testAccuracy)\n"
+    }
+    return text
   }
 }

@@ -11,6 +11,8 @@ public struct RunManifest: Codable, Sendable {
     public var checkpoint: String?
     public var rejected: [String: Int]?
     public var replay: ReplayStatistics?
+    public var peakResidentBytes: Int?
+    public var bytesSent: Int?
   }
 
   public var job: UInt32

@@ -14,6 +14,8 @@ public final class Scheduler {
 
   public struct Outcome: Sendable {
     public var reports: [EpochReport]
+    /// Each stage's last word (peak memory, bytes sent, replay figures), by stage.
+    public var byes: [Int: Bye]
     public var interrupted: Bool
     public var rejected: [String: Int]
     public var stageRejected: [Int: [String: Int]]
@@ -123,7 +125,7 @@ public final class Scheduler {
     try writeManifest(state: interrupted ? "interrupted" : "finished", detail: nil)
     phase = .done
     return Outcome(
-      reports: reports, interrupted: interrupted, rejected: rejected,
+      reports: reports, byes: byes, interrupted: interrupted, rejected: rejected,
       stageRejected: byes.mapValues(\.rejected))
   }
 
@@ -450,7 +452,8 @@ public final class Scheduler {
       member.map {
         RunManifest.StageEntry(
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
-          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected, replay: byes[stage]?.replay)
+          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected, replay: byes[stage]?.replay,
+          peakResidentBytes: byes[stage]?.peakResidentBytes, bytesSent: byes[stage]?.bytesSent)
       }
     }
     let manifest = RunManifest(

@@ -109,6 +109,7 @@ extension Worker {
       (input.job, UInt16(assignment.stage), input.epoch, input.step, input.sequence)
     (message.microIndex, message.microCount) = (input.microIndex, input.microCount)
     let frames = message.encode()
+    bytesSent += frames.reduce(0) { $0 + $1.count }
     let start = WallClock.micros()
     while true {
       let outcome = Result { () throws(ZMQError) in try gradOut.send(frames) }

@@ -63,6 +63,8 @@ public final class Worker {
   var replay: ReplayBuffer<Stage.Input>?
   var arrivals = 0
   var replayStalled = false
+  /// Data-plane bytes this stage sent (activations and gradients).
+  var bytesSent = 0
 
   public init(_ options: Options, log: @escaping @Sendable (String) -> Void) throws {
     self.options = options
@@ -384,6 +386,7 @@ public final class Worker {
   /// messages so heartbeats and STOP still get through.
   func sendDownstream(_ message: Message) throws {
     let frames = message.encode()
+    bytesSent += frames.reduce(0) { $0 + $1.count }
     let start = WallClock.micros()
     while true {
       let outcome = Result { () throws(ZMQError) in try downstream.send(frames) }
@@ -434,7 +437,8 @@ public final class Worker {
     }
     let bye = Bye(
       stage: assignment.stage, checkpoint: saved, rejected: rejected, traceDropped: trace.dropped,
-      reason: stopReason ?? "stop", replay: replay?.statistics)
+      reason: stopReason ?? "stop", replay: replay?.statistics, peakResidentBytes: ProcessMemory.peakResidentBytes,
+      bytesSent: bytesSent)
     if let stats = replay?.statistics {
       log(String(format: "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per entry", stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
     }

@@ -38,6 +38,7 @@ struct Bench: ParsableCommand {
       try AtomicFile.write(AccuracyBenchmark.plot(rows), to: "\(out)/accuracy-by-depth.svg")
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
       try AtomicFile.write(Array(encoder.encode(rows)), to: "\(out)/accuracy.json")
       Console.print(table)
       Console.print("wrote \(out)/accuracy.md, accuracy.json, accuracy-by-depth.svg")
@@ -46,42 +47,48 @@ struct Bench: ParsableCommand {
 
   struct Pipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "One-process trainer vs. daemon lockstep vs. daemon pipelined, greedy model A, side by side.")
+      abstract: "Update-locking elimination, side by side: one-process e2e and greedy, e2e across processes, GPipe, lockstep, pipelined, replay.")
 
     @Option(help: "Stage counts to measure, comma-separated.") var stages = "2"
+    @Option(help: "Modes, comma-separated (default: all).") var modes: String?
     @Option(help: "Hidden layers of width --width, split evenly over the stages.") var layers = 4
     @Option(help: "Hidden width.") var width = 1024
     @Option(help: "Batch size.") var batchSize = 128
     @Option(help: "Training batches per measurement.") var batches = 200
     @Option(help: "OpenBLAS threads per process.") var threads = 1
-    @Option(help: "Batches in flight for pipelined (0: 2 × stages).") var maxInFlight = 0
+    @Option(help: "GPipe micro-batches per batch.") var microBatches = 4
+    @Option(help: "Batches in flight for pipelined and replay (0: 2 × stages).") var maxInFlight = 0
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
-    @Option(help: "Folder for the runs (kept).") var out = "runs/bench-pipeline"
-    @Option(help: "Write the rows as JSON here.") var json: String?
+    @Flag(help: "Use generated data (for a quick check of the instrument).") var synthetic = false
+    @Option(help: "Folder for the runs, report.md, rows.json, rows.csv and the timelines.") var out = "runs/bench-pipeline"
 
     func run() throws {
+      Allocator.keepFreedMemory()
       let counts = stages.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
       guard !counts.isEmpty else { throw ValidationError("--stages needs numbers, e.g. 1,2,4") }
       var bench = PipelineBenchmark(workDirectory: out)
+      if let modes {
+        bench.modes = try modes.split(separator: ",").map { name in
+          guard let mode = PipelineBenchmark.Mode(rawValue: String(name)) else {
+            throw ValidationError("--modes: \(name) is not one of \(PipelineBenchmark.Mode.allCases.map(\.rawValue).joined(separator: ", "))")
+          }
+          return mode
+        }
+      }
       (bench.stageCounts, bench.hiddenLayers, bench.width, bench.batchSize) = (counts, layers, width, batchSize)
       (bench.batches, bench.threads, bench.maxInFlight, bench.dataPath) = (batches, threads, maxInFlight, data)
-      Console.print("OpenBLAS core \(BLAS.coreName); greedy \(layers) × \(width) hidden, batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process")
+      (bench.microBatches, bench.synthetic) = (microBatches, synthetic)
+      try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+      Console.print("OpenBLAS core \(BLAS.coreName); model A \(layers) × \(width), batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process, GPipe M = \(microBatches)")
       let rows = try bench.run { Console.status($0) }
-      Console.print("| K | mode | samples/s | × one-process | busy per stage | test acc. |")
-      Console.print("|---|---|---|---|---|---|")
-      for row in rows {
-        let busy = row.busy.isEmpty ? "–" : row.busy.map { String(format: "%.2f", $0) }.joined(separator: " / ")
-        Console.print(String(format: "| %d | %@ | %.0f | %.2f | %@ | %.2f %% |", row.stages, row.mode, row.samplesPerSecond, row.speedupOverOneProcess, busy, row.testAccuracy * 100))
-      }
-      for k in counts {
-        let of = { (mode: String) in rows.first { $0.stages == k && $0.mode == mode }?.samplesPerSecond ?? .nan }
-        Console.print(String(format: "K=%d: pipelined / lockstep = %.2f, pipelined / one-process = %.2f", k, of("pipelined") / of("lockstep"), of("pipelined") / of("one-process")))
-      }
-      if let json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(Array(encoder.encode(rows)), to: json)
-      }
+      let report = PipelineBenchmark.report(rows, microBatches: microBatches)
+      try AtomicFile.write(report, to: "\(out)/report.md")
+      try AtomicFile.write(PipelineBenchmark.csv(rows), to: "\(out)/rows.csv")
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      try AtomicFile.write(Array(encoder.encode(rows)), to: "\(out)/rows.json")
+      Console.print(report)
+      Console.print("wrote \(out)/report.md, rows.json, rows.csv, timeline-*.svg; traces in \(out)/*/trace.json")
     }
   }
 

@@ -42,7 +42,8 @@ struct StageGradientTests {
 
   @Test(arguments: cases.indices)
   func stageGradient(caseIndex: Int) throws {
-    let (name, config) = Self.cases[caseIndex]
+    var (name, config) = Self.cases[caseIndex]
+    config.contsup.encoderLearningRateScale = 1  // the true gradient; the scale is a step size
     let (train, _) = try config.loadData()
     let stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
     let batch = train.batch(ArraySlice(0..<12))
@@ -79,6 +80,27 @@ struct StageGradientTests {
 
 @Suite("Local methods in the one-process trainer")
 struct MethodTrainingTests {
+  /// The encoders' gradients are scaled (their step size), the rest of the stage's are not.
+  @Test func contextEncodersLearnAtTheirScale() throws {
+    func gradients(scale: Float) throws -> (Stage, [Float]) {
+      var config = methodConfig(.contsup, mode: .E)
+      config.contsup.encoderLearningRateScale = scale
+      let (train, _) = try config.loadData()
+      let stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
+      let batch = train.batch(ArraySlice(0..<8))
+      let first = stages[0].forward(Trainer.nextInput(after: nil, batch: batch))
+      let pass = stages[1].forward(Trainer.nextInput(after: first, batch: batch))
+      _ = stages[1].localGradients(pass, labels: batch.labels)
+      return (stages[1], Array(stages[1].store.gradients.prefix(stages[1].store.count)))
+    }
+    let (stage, full) = try gradients(scale: 1)
+    let (_, scaled) = try gradients(scale: 0.1)
+    let encoder = stage.store.layout.specs.first { $0.name.hasPrefix("context.") }!.offset
+    #expect(encoder == stage.encoderParameterStart)
+    for i in 0..<encoder { #expect(scaled[i] == full[i]) }
+    for i in encoder..<full.count { #expect(abs(scaled[i] - 0.1 * full[i]) <= 1e-6 * max(1, abs(full[i]))) }
+  }
+
   @Test(arguments: [
     methodConfig(.sid, epochs: 6), methodConfig(.sid, beliefInput: true, epochs: 6), methodConfig(.contsup, mode: .E),
     methodConfig(.contsup, mode: .R1), methodConfig(.contsup, mode: .R1E), methodConfig(.kernel, epochs: 6),
