@@ -49,6 +49,7 @@ public struct AccuracyBenchmark {
   public var width = 1024
   public var dataPath = FashionMNIST.defaultDirectory
   public var trainLimit: Int?
+  public var synthetic = false
   public var seed: UInt64 = 1
 
   public init() {}
@@ -63,6 +64,7 @@ public struct AccuracyBenchmark {
     config.contsup.mode = variant.contextMode
     config.data.path = dataPath
     config.data.trainLimit = trainLimit
+    if synthetic { config.data.source = .synthetic }
     config.training.epochs = epochs
     let layers = max(4, stages)
     config.stages = (0..<stages).map { k in

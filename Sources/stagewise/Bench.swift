@@ -22,6 +22,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Hidden width of model A.") var width = 1024
     @Option(help: "Use only the first N training samples.") var trainLimit: Int?
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
+    @Flag(help: "Use generated data (for a quick check of the instrument).") var synthetic = false
     @Option(help: "Folder for accuracy.md, accuracy.json and accuracy-by-depth.svg.") var out = "runs/bench-accuracy"
 
     func run() throws {
@@ -30,6 +31,7 @@ struct Bench: ParsableCommand {
       bench.variants = try methods.split(separator: ",").map { try AccuracyBenchmark.Variant.parse(String($0)) }
       bench.stageCounts = stages.split(separator: ",").compactMap { Int($0) }
       (bench.epochs, bench.width, bench.trainLimit, bench.dataPath) = (epochs, width, trainLimit, data)
+      bench.synthetic = synthetic
       Console.print("OpenBLAS core \(BLAS.coreName); model A (width \(width)), \(epochs) epochs, seed \(bench.seed)")
       let rows = try bench.run { Console.status($0) }
       try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

@@ -86,6 +86,47 @@ struct CLITests {
     #expect(((test?["accuracy"] as? Double) ?? 0) > 0.5)
   }
 
+  /// The update-locking benchmark at a tiny size: every mode runs and every artifact is
+  /// written and well formed (no speed is asserted).
+  @Test func pipelineBenchmarkWritesEveryArtifact() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(
+      ["bench", "pipeline", "--synthetic", "--batches", "8", "--batch-size", "16", "--width", "16", "--out", dir], timeout: .seconds(300))
+    #expect(result.status == 0, "\(result.stderr)")
+    let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
+    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay"]
+    #expect(rows?.compactMap { $0["mode"] as? String } == modes)
+    let gpipe = rows?.first { $0["mode"] as? String == "gpipe" }
+    #expect(gpipe?["theoreticalBubble"] as? Double == 1.0 / 5.0)
+    #expect((gpipe?["busy"] as? [Double])?.count == 2)
+    let report = try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8)
+    #expect(report.contains("| 2 | pipelined |") && report.contains("pipelined / gpipe (M = 4)"))
+    #expect(try String(contentsOfFile: "\(dir)/rows.csv", encoding: .utf8).split(separator: "\n").count == modes.count + 1)
+    for mode in modes.dropFirst(2) {
+      let svg = try String(contentsOfFile: "\(dir)/timeline-\(mode)-k2.svg", encoding: .utf8)
+      #expect(svg.hasPrefix("<svg") && svg.contains("stage 1") && svg.hasSuffix("</svg>\n"))
+      let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(mode)-k2/trace.json"))) as? [String: Any]
+      #expect((trace?["traceEvents"] as? [Any])?.isEmpty == false)
+    }
+  }
+
+  @Test func accuracyBenchmarkWritesTableJSONAndPlot() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(
+      ["bench", "accuracy", "--synthetic", "--methods", "e2e,greedy,sid,contsup-R1E,kernel-sequential", "--stages", "2,4",
+       "--epochs", "1", "--width", "16", "--out", dir], timeout: .seconds(300))
+    #expect(result.status == 0, "\(result.stderr)")
+    let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/accuracy.json"))) as? [[String: Any]]
+    #expect(rows?.count == 10)
+    let sid = rows?.first { $0["method"] as? String == "sid" && $0["stages"] as? Int == 4 }
+    #expect((sid?["byDepth"] as? [Double])?.count == 4)
+    #expect(try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8).contains("| 4 | contsup-R1E |"))
+    let svg = try String(contentsOfFile: "\(dir)/accuracy-by-depth.svg", encoding: .utf8)
+    #expect(svg.contains("K = 2") && svg.contains("K = 4") && svg.contains("polyline"))
+  }
+
   @Test func kernelBenchmarkRunsAtATinySize() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
