@@ -65,7 +65,7 @@ public enum Schedule: String, Sendable, Codable, CaseIterable {
   /// `stagewise train` runs it in lockstep order.
   case replay
   /// Modular training: stage 0 trains for all its epochs, then is frozen while stage 1
-  /// trains on its outputs, and so on (`stagewise train` only, for now).
+  /// trains on its outputs, and so on.
   case sequential
 }
 

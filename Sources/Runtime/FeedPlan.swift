@@ -22,18 +22,25 @@ public struct FeedPlan: Sendable {
   public let evalOrder: BatchOrder
   public let epochs: Int
   public let microBatches: Int
+  /// The `sequential` schedule runs `epochs` in phases of this many, one per stage; each
+  /// phase shuffles like epochs 0, 1, … again (as the trainer does).
+  public let epochsPerPhase: Int
   private var epoch = 0
   private var items: [Item] = []
   private var position = 0
 
-  public init(trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1, startEpoch: Int = 0) {
+  public init(
+    trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1, epochsPerPhase: Int? = nil,
+    startEpoch: Int = 0
+  ) {
     (self.trainOrder, self.evalOrder, self.epochs, self.microBatches) = (trainOrder, evalOrder, epochs, microBatches)
+    self.epochsPerPhase = epochsPerPhase ?? epochs
     epoch = startEpoch
     items = epoch < epochs ? plan(epoch) : []
   }
 
   private func plan(_ epoch: Int) -> [Item] {
-    trainOrder.batches(epoch: epoch).flatMap { batch in
+    trainOrder.batches(epoch: epoch % epochsPerPhase).flatMap { batch in
       // Micro-batch sizes differ by at most one sample.
       let parts = min(microBatches, batch.count)
       return (0..<parts).map { i -> Item in
@@ -43,6 +50,9 @@ public struct FeedPlan: Sendable {
     } + [.marker(epoch: epoch, .trainEnd)]
       + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .evalEnd)]
   }
+
+  /// The stage that trains in `epoch` under the `sequential` schedule (nil: every stage).
+  public func activeStage(epoch: Int) -> Int? { epochsPerPhase < epochs ? epoch / epochsPerPhase : nil }
 
   /// The next item, without taking it.
   public var peek: Item? { position < items.count ? items[position] : nil }

@@ -61,9 +61,6 @@ public final class Scheduler {
     config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
     log: @escaping @Sendable (String) -> Void, report: @escaping @Sendable (String) -> Void
   ) throws {
-    guard config.schedule != .sequential else {
-      throw RuntimeError("schedule sequential runs in `stagewise train` for now: use pipelined or lockstep with the daemon")
-    }
     (self.config, self.directory, self.train, self.test, self.live, self.log, self.report) =
       (config, directory, train, test, live, log, report)
     // Check every stage's shapes here, before any process is asked to build one.
@@ -78,7 +75,11 @@ public final class Scheduler {
     let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
     let micro = config.method == .e2e ? config.daemon.microBatches : 1
-    plan = FeedPlan(trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs, microBatches: micro)
+    // `sequential`: one phase of training.epochs per stage, each training only that stage.
+    let phases = config.schedule == .sequential ? config.stages.count : 1
+    plan = FeedPlan(
+      trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs * phases, microBatches: micro,
+      epochsPerPhase: config.training.epochs)
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
     maxInFlight =
       config.method == .e2e ? micro
@@ -158,7 +159,7 @@ public final class Scheduler {
   }
 
   func feedLoop(tick: (Phase) throws -> Void) throws {
-    let epochs = config.training.epochs
+    let epochs = plan.epochs
     var drainDeadline: ContinuousClock.Instant?
     while reports.count < epochs {
       try tick(.running)
@@ -226,6 +227,7 @@ public final class Scheduler {
         message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
       }
       message.epoch = UInt32(epoch)
+      if isTrain, let active = plan.activeStage(epoch: epoch) { message.flags = UInt8(active + 1) }  // who trains
       if case .train(_, _, let micro, let parts, let batchSize) = item, parts > 1 {
         // A micro-batch's share of its batch scales its loss gradient on the last stage.
         message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
@@ -270,11 +272,13 @@ public final class Scheduler {
   func closeEpochs() throws {
     while let ledger = ledgers[reports.count], ledger.isComplete {
       let epoch = reports.count
+      let phaseEpoch = epoch % plan.epochsPerPhase
       let batches = plan.trainOrder.batchesPerEpoch
       let lr = config.learningRateSchedule.rate(
-        base: config.optimizer.learningRate, step: epoch * batches, stepsPerEpoch: batches,
+        base: config.optimizer.learningRate, step: phaseEpoch * batches, stepsPerEpoch: batches,
         totalEpochs: config.training.epochs)
-      let epochReport = ledger.report(epoch: epoch, steps: (epoch + 1) * batches, learningRate: lr)
+      var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
+      epochReport.activeStage = plan.activeStage(epoch: epoch)
       reports.append(epochReport)
       ledgers[epoch] = nil
       try directory.record(epochReport)
@@ -283,7 +287,7 @@ public final class Scheduler {
         try directory.record(EvalLine(epoch: epoch, stage: stages[i], accuracy: accuracy, loss: epochReport.test.stageLoss[i]), in: "eval.jsonl")
       }
       clearLive()
-      report(EpochReport.line(epochReport, of: config.training.epochs))
+      report(EpochReport.line(epochReport, of: plan.epochsPerPhase))
       try writeManifest(state: "running", detail: nil)
     }
   }

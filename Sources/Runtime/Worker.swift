@@ -283,6 +283,12 @@ public final class Worker {
 
   func train(_ message: Message) throws {
     let input = stageInput(message)
+    // `sequential`: the flags name the one stage that trains; the others only pass data on.
+    if message.flags > 0 && Int(message.flags) - 1 != assignment.stage {
+      let pass = stage.forward(input)
+      if isLast { try sendResult(message, loss: 0, correct: 0, samples: 0) } else { try forward(message, pass) }
+      return
+    }
     let lr = config.learningRateSchedule.rate(
       base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
       totalEpochs: config.training.epochs)
