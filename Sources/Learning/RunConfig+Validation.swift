@@ -37,6 +37,9 @@ extension RunConfig {
     try check(
       daemon.microBatches >= 1 && daemon.microBatches <= training.batchSize, "daemon.microBatches",
       "must be between 1 and training.batchSize (\(training.batchSize))")
+    try check(
+      method != .contsup || stages.count >= 2, "contsup.mode",
+      "context \(contsup.mode.rawValue) goes to the stages after the first, and this config has one stage: use 2 or more, or method greedy")
     try check(contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale", "must not be negative")
     try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")
     try check(replay.maxReuse >= 0, "replay.maxReuse", "must not be negative (0: no cap)")

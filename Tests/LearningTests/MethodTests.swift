@@ -166,45 +166,26 @@ struct MethodConfigTests {
     #expect(configError("method: e2e\nschedule: sequential\n")?.hasPrefix("schedule: e2e has no stages") == true)
   }
 
-  @Test func aContextAStageCannotTakeIsRefused() {
-    // Stage 1 takes 16×16 maps (upsampled? no: padded conv on a 28×28 input keeps 28×28,
-    // the pooled stage 1 outputs 14×14); an 8×8 context cannot be pooled up to them.
-    let yaml = """
-      method: contsup
-      data: {source: synthetic, syntheticSide: 8}
-      stages:
-        - layers: [{type: conv, out: 4}, {type: relu}]
-        - layers: [{type: conv, out: 4}, {type: relu}]
-      """
-    do {
-      let config = try RunConfig.parse(yaml: yaml)
-      _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
-      // Same-size maps are fine; now a context smaller than the stage input:
-      _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
-    } catch {
-      Issue.record("unexpected: \(error)")
-    }
-    var config = RunConfig()
-    config.method = .contsup
-    config.stages = [
-      StageConfig(layers: [LayerConfig(.flatten), LayerConfig(.linear, out: 20)]),
-      StageConfig(layers: [LayerConfig(.relu)]),
-    ]
-    #expect(throws: Never.self) { try config.buildStages(sampleShape: [8, 8, 1], classes: 10) }
+  @Test func aContextNoStageCanTakeIsRefused() {
+    let single = "method: contsup\ncontsup: {mode: R1E}\nstages:\n  - layers: [{type: linear, out: 8}]\n"
+    #expect(configError(single)?.hasPrefix("contsup.mode: context R1E goes to the stages after the first, and this config has one stage") == true)
+  }
+
+  @Test func contextEncodersFitMapsAndVectors() throws {
     var maps = RunConfig()
     maps.method = .contsup
-    maps.contsup.mode = .R1
+    maps.contsup.mode = .R1E
     maps.stages = [
       StageConfig(layers: [LayerConfig(.conv, out: 4), LayerConfig(.relu), LayerConfig(.maxpool)]),
       StageConfig(layers: [LayerConfig(.conv, out: 4), LayerConfig(.relu)]),
-      StageConfig(layers: [LayerConfig(.relu)]),
+      StageConfig(layers: [LayerConfig(.flatten), LayerConfig(.linear, out: 12)]),
     ]
-    // Stage 2's R1 context is stage 1's input (4×4×4), stage 2's input is 4×4×4: fine.
-    #expect(throws: Never.self) { try maps.buildStages(sampleShape: [8, 8, 1], classes: 10) }
-    // A vector context cannot become maps.
-    maps.stages[0] = StageConfig(layers: [LayerConfig(.flatten)])
-    maps.stages[1] = StageConfig(layers: [LayerConfig(.linear, out: 64)])
-    #expect(configErrorOf(maps) == nil || configErrorOf(maps)!.hasPrefix("contsup.mode"))
+    let stages = try maps.buildStages(sampleShape: [8, 8, 1], classes: 10)
+    // Stage 1 takes 4×4×4 maps: its image encoder convolves and pools 8×8 down to them.
+    #expect(stages[1].encoders[0].net.outputShape == [4, 4, 4])
+    #expect(stages[1].encoders[1].net.outputShape == [4, 4, 4])  // R1: stage 0's input, the image
+    // Stage 2 takes maps as well (it flattens them itself).
+    #expect(stages[2].encoders.map(\.net.outputShape) == [[4, 4, 4], [4, 4, 4]])
   }
 }
 
