@@ -118,7 +118,7 @@ extension ContSupConfig {
 
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches
+    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown
   }
 
   public init(from decoder: any Decoder) throws {
@@ -133,6 +133,8 @@ extension DaemonConfig {
     controlPort = try c.value(.controlPort, or: d.controlPort)
     statsMilliseconds = try c.value(.statsMilliseconds, or: d.statsMilliseconds)
     microBatches = try c.value(.microBatches, or: d.microBatches)
+    slowStage = try c.value(.slowStage, or: d.slowStage)
+    slowdown = try c.value(.slowdown, or: d.slowdown)
   }
 }
 

@@ -95,6 +95,10 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   public var statsMilliseconds: Int = 500
   /// e2e across processes: micro-batches per batch (GPipe); 1 is naive model parallelism.
   public var microBatches: Int = 1
+  /// Benchmarks: slow stage `slowStage` down by `slowdown` (its compute takes that many times
+  /// as long: the worker waits out the difference after each step). 1 is no slowdown.
+  public var slowStage: Int = 0
+  public var slowdown: Double = 1
   public init() {}
 }
 

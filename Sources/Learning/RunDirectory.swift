@@ -43,22 +43,27 @@ public final class RunDirectory {
 
   /// Appends one JSON object as a line of `file` (by default `metrics.jsonl`).
   public func record<T: Encodable>(_ value: T, in file: String = "metrics.jsonl") throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    var line = try encoder.encode(value)
+    var line = try JSONEncoder.stagewise(pretty: false).encode(value)
     line.append(0x0A)
     try handle(file).write(contentsOf: line)
   }
 
   /// Writes `value` as pretty JSON to `file`, atomically.
   public func write<T: Encodable>(_ value: T, to file: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    try AtomicFile.write(Array(try encoder.encode(value)), to: "\(path)/\(file)")
+    try AtomicFile.write(Array(try JSONEncoder.stagewise(pretty: true).encode(value)), to: "\(path)/\(file)")
   }
 
   /// Path of stage `index`'s weights file.
   public func stageWeightsPath(_ index: Int) -> String { "\(path)/stage-\(index).safetensors" }
+}
+
+extension JSONEncoder {
+  /// How Stagewise writes JSON files: sorted keys, plain slashes, and a diverged run's NaN or
+  /// infinity written as a string instead of failing the write.
+  public static func stagewise(pretty: Bool) -> JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return encoder
+  }
 }

@@ -34,6 +34,10 @@ public struct PipelineBenchmark {
     /// Data-plane megabytes per second each stage sent (activations down, gradients up).
     public var megabytesPerSecond: [Double]
     public var testAccuracy: Double
+    /// The straggler experiment: stage 0's compute stretched by this factor (1: none).
+    public var slowdown: Double = 1
+    /// Replay's staleness at stage 1 (the replay mode).
+    public var replay: ReplayStatistics?
   }
 
   public var modes = Mode.allCases
@@ -47,18 +51,21 @@ public struct PipelineBenchmark {
   public var maxInFlight = 0
   public var dataPath = FashionMNIST.defaultDirectory
   public var synthetic = false
+  /// Straggler factors to re-run the daemon modes with (stage 0 slowed).
+  public var stragglerFactors: [Double] = []
   public var workDirectory: String
   public var executable = Launcher.currentExecutable
 
   public init(workDirectory: String) { self.workDirectory = workDirectory }
 
   /// Model A's hidden layers split evenly over `stages` stages, for `mode`.
-  func config(_ mode: Mode, stages: Int) throws -> RunConfig {
+  func config(_ mode: Mode, stages: Int, slowdown: Double = 1) throws -> RunConfig {
     guard stages >= 1, hiddenLayers % stages == 0 else {
       throw RuntimeError("\(hiddenLayers) hidden layers do not split evenly into \(stages) stages (use --layers)")
     }
     var config = RunConfig()
-    config.name = "\(mode.rawValue)-k\(stages)"
+    config.name = "\(mode.rawValue)-k\(stages)" + (slowdown > 1 ? "-slow\(slowdown)" : "")
+    config.daemon.slowdown = slowdown
     switch mode {
     case .oneProcessE2E, .e2e, .gpipe: (config.method, config.schedule) = (.e2e, .lockstep)
     case .oneProcessGreedy, .lockstep: (config.method, config.schedule) = (.greedy, .lockstep)
@@ -91,46 +98,50 @@ public struct PipelineBenchmark {
     var rows: [Row] = []
     for k in stageCounts {
       var baseline: Double?
-      for mode in modes {
-        let config = try self.config(mode, stages: k)
-        let (train, test) = try config.loadData()
-        var row: Row
-        if mode == .oneProcessE2E || mode == .oneProcessGreedy {
-          BLAS.setThreads(threads)
-          ProcessMemory.resetPeak()
-          let trainer = try Trainer(config: config, train: train, test: test)
-          let report = trainer.trainEpoch(0)
-          let peak = Double(ProcessMemory.peakResidentBytes ?? 0) / 1_048_576
-          row = Row(
-            mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
-            peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
-        } else {
-          let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
-          let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
-          let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
-          guard let report = outcome.reports.first else { throw RuntimeError("the \(mode.rawValue) run reported no epoch") }
-          let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
-          let busy = Self.busyFractions(trace, stages: k)
-          try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(mode.rawValue), K = \(k)"), to: "\(workDirectory)/timeline-\(config.name).svg")
-          let byes = (0..<k).map { outcome.byes[$0] }
-          row = Row(
-            mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
-            bubble: busy.isEmpty ? nil : 1 - busy.reduce(0, +) / Double(busy.count),
-            theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
-            peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
-            megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
-            testAccuracy: report.test.accuracy)
-        }
+      let daemonModes = modes.filter { $0 != .oneProcessE2E && $0 != .oneProcessGreedy }
+      let runs = modes.map { ($0, 1.0) } + stragglerFactors.flatMap { f in daemonModes.map { ($0, f) } }
+      for (mode, slowdown) in runs {
+        var row = try measure(mode, stages: k, slowdown: slowdown, log: log)
         if mode == .oneProcessE2E { baseline = row.samplesPerSecond }
         row.speedupOverOneProcessE2E = baseline.map { row.samplesPerSecond / $0 } ?? .nan
         rows.append(row)
-        log(String(format: "K=%d %@: %.0f samples/s", k, mode.rawValue, row.samplesPerSecond))
+        log(String(format: "K=%d %@%@: %.0f samples/s", k, mode.rawValue, slowdown > 1 ? String(format: " (stage 0 × %.1f)", slowdown) : "", row.samplesPerSecond))
       }
     }
     return rows
   }
 
-  /// Compute spans (forward, backward, update, replay) over the steady-state window: from the
+  func measure(_ mode: Mode, stages k: Int, slowdown: Double, log: @escaping @Sendable (String) -> Void) throws -> Row {
+    let config = try self.config(mode, stages: k, slowdown: slowdown)
+    let (train, test) = try config.loadData()
+    if mode == .oneProcessE2E || mode == .oneProcessGreedy {
+      BLAS.setThreads(threads)
+      ProcessMemory.resetPeak()
+      let trainer = try Trainer(config: config, train: train, test: test)
+      let report = trainer.trainEpoch(0)
+      let peak = Double(ProcessMemory.peakResidentBytes ?? 0) / 1_048_576
+      return Row(
+        mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
+        peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
+    }
+    let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
+    let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
+    let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
+    guard let report = outcome.reports.first else { throw RuntimeError("the \(mode.rawValue) run reported no epoch") }
+    let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
+    let busy = Self.busyFractions(trace, stages: k)
+    try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(config.name)"), to: "\(workDirectory)/timeline-\(config.name).svg")
+    let byes = (0..<k).map { outcome.byes[$0] }
+    return Row(
+      mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
+      bubble: busy.isEmpty ? nil : 1 - busy.reduce(0, +) / Double(busy.count),
+      theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
+      peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
+      megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
+      testAccuracy: report.test.accuracy, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
+  }
+
+  /// Compute spans (forward, backward, update, replay, injected straggle) over the steady-state window: from the
   /// last stage's first compute to the first stage's last, trimmed by 5 % at each end.
   public static func busyFractions(_ trace: ChromeTrace, stages: Int) -> [Double] {
     guard let (from, to) = steadyWindow(trace, stages: stages) else { return [] }
@@ -143,7 +154,7 @@ public struct PipelineBenchmark {
   }
 
   static func computeSpans(_ trace: ChromeTrace) -> [TraceEvent] {
-    let compute: Set<String> = ["forward", "backward", "update", "replay"]
+    let compute: Set<String> = ["forward", "backward", "update", "replay", "straggle"]  // straggle: injected compute
     return trace.traceEvents.filter { $0.ph == "X" && compute.contains($0.name) }
   }
 
@@ -171,20 +182,22 @@ public struct PipelineBenchmark {
 
   /// The Markdown report of `rows`.
   public static func report(_ rows: [Row], microBatches: Int) -> String {
-    var text = "| K | mode | samples/s | × one-process e2e | busy per stage | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. |\n"
-    text += "|---|---|---|---|---|---|---|---|---|\n"
+    var text = "| K | mode | stage 0 slowed | samples/s | × one-process e2e | busy per stage | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
+    text += "|---|---|---|---|---|---|---|---|---|---|---|\n"
     func list(_ values: [Double], _ format: String) -> String {
       values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
     }
     for row in rows {
       let bubble = row.bubble.map { b in String(format: "%.2f", b) + (row.theoreticalBubble.map { String(format: " (%.2f)", $0) } ?? "") } ?? "–"
+      let replay = row.replay.map { String(format: "%d / %d / %.1f", $0.draws, $0.stalls, $0.meanAge) } ?? "–"
       text += String(
-        format: "| %d | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %.2f %% |\n", row.stages, row.mode.rawValue, row.samplesPerSecond,
+        format: "| %d | %@ | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages, row.mode.rawValue,
+        row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
         row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), bubble, list(row.peakResidentMiB, "%.0f"),
-        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100)
+        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
     }
     for k in Set(rows.map(\.stages)).sorted() {
-      let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode }?.samplesPerSecond ?? .nan }
+      let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode && $0.slowdown == 1 }?.samplesPerSecond ?? .nan }
       text += String(
         format: "\nK = %d: pipelined / e2e-distributed = %.2f, pipelined / gpipe (M = %d) = %.2f, pipelined / lockstep = %.2f, pipelined / one-process greedy = %.2f\n",
         k, of(.pipelined) / of(.e2e), microBatches, of(.pipelined) / of(.gpipe), of(.pipelined) / of(.lockstep), of(.pipelined) / of(.oneProcessGreedy))
@@ -194,10 +207,10 @@ public struct PipelineBenchmark {
 
   /// rows as CSV.
   public static func csv(_ rows: [Row]) -> String {
-    var text = "stages,mode,samples_per_second,speedup_over_one_process_e2e,busy,bubble,theoretical_bubble,peak_rss_mib,mb_per_second,test_accuracy\n"
+    var text = "stages,mode,slowdown,samples_per_second,speedup_over_one_process_e2e,busy,bubble,theoretical_bubble,peak_rss_mib,mb_per_second,test_accuracy\n"
     for r in rows {
       let join = { (v: [Double]) in v.map { String(format: "%.4f", $0) }.joined(separator: ";") }
-      text += "\(r.stages),\(r.mode.rawValue),\(r.samplesPerSecond),\(r.speedupOverOneProcessE2E),\(join(r.busy)),\(r.bubble.map { "\($0)" } ?? ""),\(r.theoreticalBubble.map { "\($0)" } ?? ""),\(join(r.peakResidentMiB)),\(join(r.megabytesPerSecond)),\(r.testAccuracy)\n"
+      text += "\(r.stages),\(r.mode.rawValue),\(r.slowdown),\(r.samplesPerSecond),\(r.speedupOverOneProcessE2E),\(join(r.busy)),\(r.bubble.map { "\($0)" } ?? ""),\(r.theoreticalBubble.map { "\($0)" } ?? ""),\(join(r.peakResidentMiB)),\(join(r.megabytesPerSecond)),\(r.testAccuracy)\n"
     }
     return text
   }

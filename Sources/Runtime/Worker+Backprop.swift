@@ -32,6 +32,7 @@ extension Worker {
     let (h, caches) = stage.forwardBody(input.x)
     let t1 = WallClock.micros()
     trace.record("forward", startMicros: t0, endMicros: t1)
+    batchComputeMicros += t1 - t0
     backprop.forwards += 1
     guard isLast else {
       backprop.pending[message.sequence] = caches
@@ -51,6 +52,7 @@ extension Worker {
     let dx = stage.body.backward(dh, caches, stage.store, inputGradient: assignment.stage > 0)
     let t2 = WallClock.micros()
     trace.record("backward", startMicros: t1, endMicros: t2)
+    batchComputeMicros += t2 - t1
     if let dx { try sendGradient(dx, for: message) }
     try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count)
     totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
@@ -83,6 +85,7 @@ extension Worker {
     let dx = stage.body.backward(Tensor(shape: g.shape, storage: g.floats), caches, stage.store, inputGradient: assignment.stage > 0)
     let t1 = WallClock.micros()
     trace.record("backward", startMicros: t0, endMicros: t1)
+    batchComputeMicros += t1 - t0
     window.add(busyMicros: t1 - t0, loss: nil, samples: g.shape[0])
     if let dx { try sendGradient(dx, for: message) }
     try finishMicroBatch()
@@ -98,6 +101,8 @@ extension Worker {
     let t0 = WallClock.micros()
     stage.optimizer.update(stage.store, learningRate: lr)
     trace.record("update", startMicros: t0, endMicros: WallClock.micros())
+    straggle(computedMicros: batchComputeMicros + (WallClock.micros() - t0))
+    batchComputeMicros = 0
     trainStep += 1
     backprop = BackpropState()
   }

@@ -34,6 +34,8 @@ public final class Worker {
   let gradIn: Socket
   var gradOut: Socket?
   var backprop = BackpropState()
+  /// e2e: compute time of the current batch so far (for the straggler experiment).
+  var batchComputeMicros: Int64 = 0
   var dataEndpoint = ""
   var gradEndpoint = ""
 
@@ -307,6 +309,7 @@ public final class Worker {
     let t4 = WallClock.micros()
     trace.record("backward", startMicros: t2, endMicros: t3)
     trace.record("update", startMicros: t3, endMicros: t4)
+    straggle(computedMicros: (t1 - t0) + (t4 - t2))
     if !isLast && !handOnEarly { try forward(message, pass) }
     if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count) }
     replay?.write(input, producerStep: arrivals, uses: 1)  // trained on once already
@@ -314,6 +317,16 @@ public final class Worker {
     trainStep += 1
     totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
     window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
+  }
+
+  /// The straggler experiment: a slowed stage waits out (slowdown − 1) × its compute time,
+  /// traced as `straggle` so it counts as neither work nor waiting for input.
+  func straggle(computedMicros: Int64) {
+    guard config.daemon.slowdown > 1, config.daemon.slowStage == assignment.stage else { return }
+    let extra = Double(computedMicros) * (config.daemon.slowdown - 1)
+    let start = WallClock.micros()
+    usleep(UInt32(max(0, extra)))
+    trace.record("straggle", startMicros: start, endMicros: WallClock.micros())
   }
 
   /// One replay step: a buffer draw trains the stage again (nothing is sent on); when no

@@ -5,7 +5,7 @@ import Foundation
 public enum GanttChart {
   static let colors = [
     "forward": "#1f77b4", "backward": "#d62728", "update": "#2ca02c", "replay": "#9467bd", "eval": "#17becf",
-    "receive-wait": "#dddddd", "gradient-wait": "#f4c7c3", "send-blocked": "#ff7f0e",
+    "receive-wait": "#dddddd", "gradient-wait": "#f4c7c3", "send-blocked": "#ff7f0e", "straggle": "#8c564b",
   ]
 
   /// Spans of `events` (microseconds) between `from` and `to`, rows labelled by pid.
@@ -26,7 +26,7 @@ public enum GanttChart {
     let axisY = 26 + Double(rows.count) * rowHeight + 12
     svg += "<text x=\"\(left)\" y=\"\(axisY)\">0 ms</text><text x=\"\(left + width)\" y=\"\(axisY)\" text-anchor=\"end\">\(String(format: "%.0f", (to - from) / 1000)) ms</text>\n"
     var legendX = left + 60
-    for name in ["forward", "backward", "update", "replay", "receive-wait", "gradient-wait", "send-blocked"] {
+    for name in ["forward", "backward", "update", "replay", "receive-wait", "gradient-wait", "send-blocked", "straggle"] {
       svg += "<rect x=\"\(legendX)\" y=\"\(axisY - 9)\" width=\"10\" height=\"10\" fill=\"\(colors[name]!)\"/><text x=\"\(legendX + 13)\" y=\"\(axisY)\">\(name)</text>\n"
       legendX += Double(name.count) * 6.5 + 30
     }

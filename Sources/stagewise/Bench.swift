@@ -38,10 +38,7 @@ struct Bench: ParsableCommand {
       let table = AccuracyBenchmark.table(rows)
       try AtomicFile.write(table, to: "\(out)/accuracy.md")
       try AtomicFile.write(AccuracyBenchmark.plot(rows), to: "\(out)/accuracy-by-depth.svg")
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-      try AtomicFile.write(Array(encoder.encode(rows)), to: "\(out)/accuracy.json")
+      try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(rows)), to: "\(out)/accuracy.json")
       Console.print(table)
       Console.print("wrote \(out)/accuracy.md, accuracy.json, accuracy-by-depth.svg")
     }
@@ -62,6 +59,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batches in flight for pipelined and replay (0: 2 × stages).") var maxInFlight = 0
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
     @Flag(help: "Use generated data (for a quick check of the instrument).") var synthetic = false
+    @Option(help: "Straggler factors, comma-separated (e.g. 1.5,2): the daemon modes again with stage 0 slowed.") var straggler: String?
     @Option(help: "Folder for the runs, report.md, rows.json, rows.csv and the timelines.") var out = "runs/bench-pipeline"
 
     func run() throws {
@@ -80,15 +78,14 @@ struct Bench: ParsableCommand {
       (bench.stageCounts, bench.hiddenLayers, bench.width, bench.batchSize) = (counts, layers, width, batchSize)
       (bench.batches, bench.threads, bench.maxInFlight, bench.dataPath) = (batches, threads, maxInFlight, data)
       (bench.microBatches, bench.synthetic) = (microBatches, synthetic)
+      bench.stragglerFactors = straggler.map { $0.split(separator: ",").compactMap { Double($0) } } ?? []
       try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
       Console.print("OpenBLAS core \(BLAS.coreName); model A \(layers) × \(width), batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process, GPipe M = \(microBatches)")
       let rows = try bench.run { Console.status($0) }
       let report = PipelineBenchmark.report(rows, microBatches: microBatches)
       try AtomicFile.write(report, to: "\(out)/report.md")
       try AtomicFile.write(PipelineBenchmark.csv(rows), to: "\(out)/rows.csv")
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      try AtomicFile.write(Array(encoder.encode(rows)), to: "\(out)/rows.json")
+      try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(rows)), to: "\(out)/rows.json")
       Console.print(report)
       Console.print("wrote \(out)/report.md, rows.json, rows.csv, timeline-*.svg; traces in \(out)/*/trace.json")
     }
@@ -112,9 +109,7 @@ struct Bench: ParsableCommand {
       let result = try bench.run { Console.print($0) }
       Console.print(String(format: "ratio (training step / raw sgemm) = %.2f (target ≥ 0.75)", result.ratio))
       if let json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(Array(encoder.encode(result)), to: json)
+        try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(result)), to: json)
       }
     }
   }
