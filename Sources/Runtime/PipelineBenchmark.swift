@@ -141,6 +141,65 @@ public struct PipelineBenchmark {
       testAccuracy: report.test.accuracy, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
   }
 
+  /// Time to a test accuracy on the full training set, for the one-process e2e trainer at
+  /// `threads` BLAS threads and for the local method pipelined across K processes (one BLAS
+  /// thread each): wall time from the first batch to the end of the first epoch whose
+  /// evaluation reaches `target`, evaluations included.
+  public struct TimeToAccuracy: Codable, Sendable {
+    public var mode: String
+    public var threads: Int
+    public var seconds: Double?
+    public var epochs: Int
+    public var finalAccuracy: Double
+  }
+
+  public func timeToAccuracy(target: Double, maxEpochs: Int, oneProcessThreads: Int, stages k: Int, log: @escaping @Sendable (String) -> Void) throws -> [TimeToAccuracy] {
+    var results: [TimeToAccuracy] = []
+    for mode in [Mode.oneProcessE2E, .pipelined] {
+      var config = try self.config(mode, stages: k)
+      config.data.trainLimit = nil
+      config.data.testLimit = nil
+      config.training.epochs = maxEpochs
+      config.learningRateSchedule.kind = .cosine
+      config.name = "time-to-\(Int(target * 100))-\(mode.rawValue)-k\(k)"
+      let (train, test) = try config.loadData()
+      let start = ContinuousClock.now
+      var reached: Double?
+      var epochs = 0
+      var accuracy = 0.0
+      if mode == .oneProcessE2E {
+        config.training.threads = oneProcessThreads
+        BLAS.setThreads(oneProcessThreads)
+        let trainer = try Trainer(config: config, train: train, test: test)
+        for epoch in 0..<maxEpochs {
+          accuracy = trainer.trainEpoch(epoch).test.accuracy
+          epochs = epoch + 1
+          if accuracy >= target {
+            reached = (ContinuousClock.now - start).seconds
+            break
+          }
+        }
+        BLAS.setThreads(threads)
+      } else {
+        let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
+        let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
+        scheduler.onEpoch = { report in
+          epochs += 1
+          accuracy = report.test.accuracy
+          return report.test.accuracy >= target
+        }
+        _ = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
+        // Wall time from START to the close of the epoch that reached the target.
+        if accuracy >= target, let startedAt = scheduler.startedAt, let reachedAt = scheduler.lastEpochAt {
+          reached = (reachedAt - startedAt).seconds
+        }
+      }
+      results.append(TimeToAccuracy(mode: mode.rawValue, threads: mode == .oneProcessE2E ? oneProcessThreads : threads, seconds: reached, epochs: epochs, finalAccuracy: accuracy))
+      log(String(format: "%@: %@ after %d epochs (%.2f %%)", mode.rawValue, reached.map { String(format: "%.1f s", $0) } ?? "not reached", epochs, accuracy * 100))
+    }
+    return results
+  }
+
   /// Compute spans (forward, backward, update, replay, injected straggle) over the steady-state window: from the
   /// last stage's first compute to the first stage's last, trimmed by 5 % at each end.
   public static func busyFractions(_ trace: ChromeTrace, stages: Int) -> [Double] {

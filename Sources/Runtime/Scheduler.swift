@@ -56,6 +56,12 @@ public final class Scheduler {
   var lastLiveMicros: Int64 = 0
   var liveLinesShown = 0
   var interrupted = false
+  /// Called with each finished epoch; returning true drains and stops the job (benchmarks).
+  public var onEpoch: ((EpochReport) -> Bool)?
+  var stopAfterEpoch = false
+  /// When training started (START) and when the last epoch closed, on this process's clock.
+  public private(set) var startedAt: ContinuousClock.Instant?
+  public private(set) var lastEpochAt: ContinuousClock.Instant?
 
   public init(
     config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
@@ -153,6 +159,7 @@ public final class Scheduler {
     self.feed = feed
     for stage in 0..<stageCount { try sendControl(to: stage, Message(kind: .start)) }
     phase = .running
+    startedAt = ContinuousClock.now
     lastLiveMicros = WallClock.micros()
     try writeManifest(state: "running", detail: nil)
     log("all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most \(maxInFlight) batches in flight)")
@@ -168,6 +175,7 @@ public final class Scheduler {
         interrupted = true
         drainDeadline = ContinuousClock.now + .seconds(60)
       }
+      if stopAfterEpoch, drainDeadline == nil { drainDeadline = ContinuousClock.now + .seconds(60) }
       if let drainDeadline {
         if inFlight == 0 { break }
         guard ContinuousClock.now < drainDeadline else {
@@ -280,6 +288,7 @@ public final class Scheduler {
       var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
       epochReport.activeStage = plan.activeStage(epoch: epoch)
       reports.append(epochReport)
+      lastEpochAt = ContinuousClock.now
       ledgers[epoch] = nil
       try directory.record(epochReport)
       let stages = epochReport.test.stages ?? Array(epochReport.test.stageAccuracy.indices)
@@ -288,6 +297,7 @@ public final class Scheduler {
       }
       clearLive()
       report(EpochReport.line(epochReport, of: plan.epochsPerPhase))
+      if onEpoch?(epochReport) == true { stopAfterEpoch = true }
       try writeManifest(state: "running", detail: nil)
     }
   }

@@ -60,6 +60,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
     @Flag(help: "Use generated data (for a quick check of the instrument).") var synthetic = false
     @Option(help: "Straggler factors, comma-separated (e.g. 1.5,2): the daemon modes again with stage 0 slowed.") var straggler: String?
+    @Option(help: "Also measure time to this test accuracy (e.g. 0.88): one-process e2e vs. pipelined, full data.") var targetAccuracy: Double?
+    @Option(help: "BLAS threads of the one-process e2e trainer in the time-to-accuracy race.") var oneProcessThreads = 2
+    @Option(help: "Most epochs of the time-to-accuracy race.") var maxEpochs = 10
     @Option(help: "Folder for the runs, report.md, rows.json, rows.csv and the timelines.") var out = "runs/bench-pipeline"
 
     func run() throws {
@@ -82,7 +85,15 @@ struct Bench: ParsableCommand {
       try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
       Console.print("OpenBLAS core \(BLAS.coreName); model A \(layers) × \(width), batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process, GPipe M = \(microBatches)")
       let rows = try bench.run { Console.status($0) }
-      let report = PipelineBenchmark.report(rows, microBatches: microBatches)
+      var report = PipelineBenchmark.report(rows, microBatches: microBatches)
+      if let target = targetAccuracy {
+        let race = try bench.timeToAccuracy(target: target, maxEpochs: maxEpochs, oneProcessThreads: oneProcessThreads, stages: counts[0]) { Console.status($0) }
+        report += String(format: "\nTime to %.0f %% test accuracy (full data, evaluations included):\n\n| mode | BLAS threads per process | time | epochs | accuracy |\n|---|---|---|---|---|\n", target * 100)
+        for r in race {
+          report += String(format: "| %@ | %d | %@ | %d | %.2f %% |\n", r.mode, r.threads, r.seconds.map { String(format: "%.1f s", $0) } ?? "not reached", r.epochs, r.finalAccuracy * 100)
+        }
+        try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(race)), to: "\(out)/time-to-accuracy.json")
+      }
       try AtomicFile.write(report, to: "\(out)/report.md")
       try AtomicFile.write(PipelineBenchmark.csv(rows), to: "\(out)/rows.csv")
       try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(rows)), to: "\(out)/rows.json")

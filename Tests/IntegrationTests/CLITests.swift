@@ -92,17 +92,22 @@ struct CLITests {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let result = try ChildProcess.stagewise(
-      ["bench", "pipeline", "--synthetic", "--batches", "8", "--batch-size", "16", "--width", "16", "--out", dir], timeout: .seconds(300))
+      ["bench", "pipeline", "--synthetic", "--batches", "8", "--batch-size", "16", "--width", "16", "--straggler", "2",
+       "--target-accuracy", "0.3", "--max-epochs", "2", "--out", dir], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
     let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
     let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay"]
-    #expect(rows?.compactMap { $0["mode"] as? String } == modes)
+    #expect(rows?.compactMap { $0["mode"] as? String } == modes + modes.dropFirst(2))  // then stage 0 slowed × 2
+    #expect(rows?.last?["slowdown"] as? Double == 2)
+    #expect((rows?.last?["replay"] as? [String: Any])?["draws"] != nil)
+    let race = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/time-to-accuracy.json"))) as? [[String: Any]]
+    #expect(race?.compactMap { $0["mode"] as? String } == ["one-process-e2e", "pipelined"])
     let gpipe = rows?.first { $0["mode"] as? String == "gpipe" }
     #expect(gpipe?["theoreticalBubble"] as? Double == 1.0 / 5.0)
     #expect((gpipe?["busy"] as? [Double])?.count == 2)
     let report = try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8)
     #expect(report.contains("| 2 | pipelined |") && report.contains("pipelined / gpipe (M = 4)"))
-    #expect(try String(contentsOfFile: "\(dir)/rows.csv", encoding: .utf8).split(separator: "\n").count == modes.count + 1)
+    #expect(try String(contentsOfFile: "\(dir)/rows.csv", encoding: .utf8).split(separator: "\n").count == 2 * modes.count - 1)
     for mode in modes.dropFirst(2) {
       let svg = try String(contentsOfFile: "\(dir)/timeline-\(mode)-k2.svg", encoding: .utf8)
       #expect(svg.hasPrefix("<svg") && svg.contains("stage 1") && svg.hasSuffix("</svg>\n"))
