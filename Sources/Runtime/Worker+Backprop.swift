@@ -113,20 +113,6 @@ extension Worker {
     (message.job, message.stage, message.epoch, message.step, message.sequence) =
       (input.job, UInt16(assignment.stage), input.epoch, input.step, input.sequence)
     (message.microIndex, message.microCount) = (input.microIndex, input.microCount)
-    let frames = message.encode()
-    bytesSent += frames.reduce(0) { $0 + $1.count }
-    let start = WallClock.micros()
-    while true {
-      let outcome = Result { () throws(ZMQError) in try gradOut.send(frames) }
-      if case .failure(let error) = outcome {
-        guard error.isTimeout else { throw error }
-        try serviceControl()
-        if stopReason != nil { return }
-        continue
-      }
-      break
-    }
-    let end = WallClock.micros()
-    if end - start > 50 { trace.record("send-blocked", startMicros: start, endMicros: end) }
+    try send(message, on: gradOut)
   }
 }

@@ -401,20 +401,22 @@ public final class Worker {
     try sendDownstream(message)
   }
 
-  /// Sends on the data plane; while the next stage's queue is full, keeps answering control
-  /// messages so heartbeats and STOP still get through.
-  func sendDownstream(_ message: Message) throws {
+  func sendDownstream(_ message: Message) throws { try send(message, on: downstream) }
+
+  /// Sends on a data-plane socket (activations down, gradients up); while the peer's queue is
+  /// full, keeps answering control messages so heartbeats and STOP still get through.
+  func send(_ message: Message, on socket: Socket) throws {
     let frames = message.encode()
     bytesSent += frames.reduce(0) { $0 + $1.count }
     let start = WallClock.micros()
     while true {
-      let outcome = Result { () throws(ZMQError) in try downstream.send(frames) }
+      let outcome = Result { () throws(ZMQError) in try socket.send(frames) }
       if case .failure(let error) = outcome {
         guard error.isTimeout else { throw error }
         try serviceControl()
         if stopReason != nil { return }
         if WallClock.micros() - lastHeardMicros > liveness * heartbeatInterval {
-          throw RuntimeError("lost the scheduler while blocked sending downstream")
+          throw RuntimeError("lost the scheduler while blocked sending to the next stage")
         }
         continue
       }

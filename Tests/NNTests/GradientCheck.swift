@@ -73,6 +73,27 @@ enum GradientCheck {
     return worst
   }
 
+  /// Checks a scalar loss's gradient with respect to its input `x` by central differences.
+  static func checkLoss(
+    _ x: Tensor, step: Float = 1e-2, tolerance: Double = 2e-3, sourceLocation: SourceLocation = #_sourceLocation,
+    _ loss: (Tensor) -> LossResult
+  ) {
+    let analytic = loss(x).gradient
+    var probe = x
+    for i in 0..<x.count {
+      let saved = probe.storage[i]
+      probe.storage[i] = saved + step
+      let up = Double(loss(probe).loss)
+      probe.storage[i] = saved - step
+      let down = Double(loss(probe).loss)
+      probe.storage[i] = saved
+      let numeric = (up - down) / Double(2 * step)
+      #expect(
+        abs(numeric - Double(analytic.storage[i])) < tolerance + 1e-2 * abs(numeric),
+        "[\(i)] numeric \(numeric) vs analytic \(analytic.storage[i])", sourceLocation: sourceLocation)
+    }
+  }
+
   /// At most ~60 indices spread over 0..<count.
   static func strideIndices(_ count: Int) -> [Int] {
     guard count > 0 else { return [] }

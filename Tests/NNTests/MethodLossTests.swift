@@ -5,21 +5,8 @@ import Testing
 
 @Suite("Kernel alignment and SID losses")
 struct MethodLossTests {
-  /// Numerical gradient of a scalar loss of `x` against its analytic gradient.
-  func check(_ x: Tensor, step: Float = 1e-3, tolerance: Double = 2e-3, _ f: (Tensor) -> LossResult,
-             sourceLocation: SourceLocation = #_sourceLocation) {
-    let analytic = f(x).gradient
-    var probe = x
-    for i in 0..<x.count {
-      let saved = probe.storage[i]
-      probe.storage[i] = saved + step
-      let up = Double(f(probe).loss)
-      probe.storage[i] = saved - step
-      let down = Double(f(probe).loss)
-      probe.storage[i] = saved
-      let numeric = (up - down) / Double(2 * step)
-      #expect(abs(numeric - Double(analytic.storage[i])) < tolerance + 1e-2 * abs(numeric), "[\(i)] \(numeric) vs \(analytic.storage[i])", sourceLocation: sourceLocation)
-    }
+  func check(_ x: Tensor, step: Float = 1e-3, _ f: (Tensor) -> LossResult, sourceLocation: SourceLocation = #_sourceLocation) {
+    GradientCheck.checkLoss(x, step: step, sourceLocation: sourceLocation, f)
   }
 
   func positive(_ shape: [Int], seed: UInt64) -> Tensor {
