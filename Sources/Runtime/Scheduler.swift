@@ -35,7 +35,7 @@ public final class Scheduler {
   var feed: Socket?
   public private(set) var controlEndpoint = ""
   public private(set) var sinkEndpoint = ""
-  public private(set) var phase = Phase.registering
+  public internal(set) var phase = Phase.registering
   public let job: UInt32
 
   var registry: Registry
@@ -61,7 +61,7 @@ public final class Scheduler {
   var stopAfterEpoch = false
   /// When training started (START) and when the last epoch closed, on this process's clock.
   public private(set) var startedAt: ContinuousClock.Instant?
-  public private(set) var lastEpochAt: ContinuousClock.Instant?
+  public internal(set) var lastEpochAt: ContinuousClock.Instant?
 
   public init(
     config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
@@ -192,114 +192,6 @@ public final class Scheduler {
       showLive()
     }
     clearLive()
-  }
-
-  // MARK: - Feeding
-
-  func feedWhileCredits() throws {
-    guard let feed else { return }
-    while true {
-      if pendingFeed == nil {
-        guard let item = plan.peek else { return }
-        if item.isBatch && inFlight >= maxInFlight { return }
-        pendingFeed = frames(for: item)
-      }
-      let outcome = Result { () throws(ZMQError) in try feed.send(pendingFeed!) }
-      if case .failure(let error) = outcome {
-        if error.isTimeout { return }  // stage 1's queue is full: try again next turn
-        throw error
-      }
-      let item = plan.peek!
-      if case .train(let epoch, _, _, _, _) = item, ledgers[epoch] == nil {
-        ledgers[epoch] = EpochLedger(stageCount: stageCount, startMicros: WallClock.micros())
-      }
-      if item.isBatch { inFlight += 1 }
-      sequence += 1
-      pendingFeed = nil
-      plan.advance()
-    }
-  }
-
-  func frames(for item: FeedPlan.Item) -> [[UInt8]] {
-    var message: Message
-    switch item {
-    case .train(let epoch, let indices, _, _, _), .eval(let epoch, let indices):
-      let isTrain = { if case .train = item { return true } else { return false } }()
-      let batch = (isTrain ? train : test).batch(indices)
-      let data = isTrain ? train : test
-      message = Message(kind: isTrain ? .train : .eval, tensors: [
-        WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
-        WireTensor(role: .labels, labels: batch.labels),
-      ])
-      if usesImages {  // ContSup E: the raw images ride along, one byte a pixel
-        message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
-      }
-      message.epoch = UInt32(epoch)
-      if isTrain, let active = plan.activeStage(epoch: epoch) { message.flags = UInt8(active + 1) }  // who trains
-      if case .train(_, _, let micro, let parts, let batchSize) = item, parts > 1 {
-        // A micro-batch's share of its batch scales its loss gradient on the last stage.
-        message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
-        (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
-      }
-    case .marker(let epoch, let flag):
-      message = Message(kind: .marker)
-      message.flags = flag.rawValue
-      message.epoch = UInt32(epoch)
-    }
-    message.job = job
-    message.sequence = sequence
-    return message.encode()
-  }
-
-  // MARK: - Sink
-
-  func serviceSink() throws {
-    while try !Socket.pollReadable([sink], timeoutMilliseconds: 0).isEmpty {
-      let frames = try sink.receive()
-      let result = Result { () throws(WireError) -> Message in
-        let message = try Message(frames: frames)
-        guard message.job == job else { throw .unexpected("sink message for job \(message.job)") }
-        guard message.kind == .result || message.kind == .marker else { throw .unexpected("\(message.kind) at the sink") }
-        return message
-      }
-      guard case .success(let message) = result else {
-        if case .failure(let error) = result { reject(error.reason, "sink: \(error)") }
-        continue
-      }
-      let epoch = Int(message.epoch)
-      if message.kind == .result {
-        inFlight = max(0, inFlight - 1)
-      } else if let flag = MarkerFlag(rawValue: message.flags) {
-        if flag == .trainEnd { ledgers[epoch]?.trainEndMicros = WallClock.micros() }
-        if flag == .evalEnd { ledgers[epoch]?.evalEndSeen = true }
-        try closeEpochs()
-      }
-    }
-  }
-
-  func closeEpochs() throws {
-    while let ledger = ledgers[reports.count], ledger.isComplete {
-      let epoch = reports.count
-      let phaseEpoch = epoch % plan.epochsPerPhase
-      let batches = plan.trainOrder.batchesPerEpoch
-      let lr = config.learningRateSchedule.rate(
-        base: config.optimizer.learningRate, step: phaseEpoch * batches, stepsPerEpoch: batches,
-        totalEpochs: config.training.epochs)
-      var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
-      epochReport.activeStage = plan.activeStage(epoch: epoch)
-      reports.append(epochReport)
-      lastEpochAt = ContinuousClock.now
-      ledgers[epoch] = nil
-      try directory.record(epochReport)
-      let stages = epochReport.test.stages ?? Array(epochReport.test.stageAccuracy.indices)
-      for (i, accuracy) in epochReport.test.stageAccuracy.enumerated() {
-        try directory.record(EvalLine(epoch: epoch, stage: stages[i], accuracy: accuracy, loss: epochReport.test.stageLoss[i]), in: "eval.jsonl")
-      }
-      clearLive()
-      report(EpochReport.line(epochReport, of: plan.epochsPerPhase))
-      if onEpoch?(epochReport) == true { stopAfterEpoch = true }
-      try writeManifest(state: "running", detail: nil)
-    }
   }
 
   // MARK: - Control
@@ -436,72 +328,6 @@ public final class Scheduler {
     if rejected[reason]! <= 5 { log("rejected: \(detail)") }
   }
 
-  // MARK: - Stopping
-
-  /// STOP to every stage; collect traces and BYEs for a bounded time.
-  func stopWorkers(reason: String) {
-    phase = .stopping
-    for stage in 0..<stageCount where registry.members[stage] != nil {
-      try? sendControl(to: stage, Message(kind: .stop, body: StopBody(reason: reason)))
-    }
-    let deadline = ContinuousClock.now + .seconds(30)
-    let expected = registry.members.indices.filter { registry.members[$0] != nil }
-    while ContinuousClock.now < deadline, !expected.allSatisfy({ byes[$0] != nil }) {
-      guard (try? Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty) == false else { continue }
-      try? serviceControl()
-    }
-    let missing = expected.filter { byes[$0] == nil }
-    if !missing.isEmpty { log("no BYE from stages \(missing) within 30 s") }
-  }
-
-  func writeTrace() throws {
-    var events = [TraceEvent.processName("scheduler", pid: 0)]
-    events += (0..<stageCount).map { TraceEvent.processName("stage \($0)", pid: $0 + 1) }
-    events += schedulerTrace.events + traceEvents.sorted { $0.ts < $1.ts }
-    try directory.write(ChromeTrace(traceEvents: events, displayTimeUnit: "ms"), to: "trace.json")
-  }
-
-  func writeManifest(state: String, detail: String?) throws {
-    let stages = registry.members.enumerated().compactMap { stage, member in
-      member.map {
-        RunManifest.StageEntry(
-          stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
-          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected, replay: byes[stage]?.replay,
-          peakResidentBytes: byes[stage]?.peakResidentBytes, bytesSent: byes[stage]?.bytesSent)
-      }
-    }
-    let manifest = RunManifest(
-      job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
-      maxInFlight: maxInFlight, stages: stages, state: state, detail: detail, rejected: rejected,
-      epochsCompleted: reports.count)
-    try directory.write(manifest, to: "run.json")
-  }
-
-  // MARK: - Live view
-
-  func showLive() {
-    guard live else { return }
-    let now = WallClock.micros()
-    guard now - lastLiveMicros >= 1_000_000 else { return }
-    lastLiveMicros = now
-    var depth = [Int](repeating: 0, count: stageCount)
-    for k in 0..<stageCount {
-      let upstream = k == 0 ? (sequence > 0 ? sequence - 1 : 0) : (liveStats[k - 1]?.lastSequence ?? 0)
-      // An estimate from reports taken at different moments: clamp to what can be in flight.
-      depth[k] = min(max(Int(upstream) - Int(liveStats[k]?.lastSequence ?? 0), 0), maxInFlight)
-    }
-    let lines = LiveView.render(liveStats, queueDepth: depth)
-    var text = liveLinesShown > 0 ? "\u{1B}[\(liveLinesShown)A" : ""
-    text += lines.map { "\u{1B}[K" + $0 }.joined(separator: "\n") + "\n"
-    FileHandle.standardError.write(Data(text.utf8))
-    liveLinesShown = lines.count
-  }
-
-  func clearLive() {
-    guard live, liveLinesShown > 0 else { return }
-    FileHandle.standardError.write(Data(("\u{1B}[\(liveLinesShown)A" + "\u{1B}[J").utf8))
-    liveLinesShown = 0
-  }
 }
 
 /// One line of `eval.jsonl`: a stage's head on the test set after an epoch.

@@ -1,0 +1,118 @@
+import Data
+import Foundation
+import Learning
+import Telemetry
+import Wire
+import ZMQ
+
+/// The data plane seen from the scheduler: feeding batches with credits, and the sink where
+/// results and markers come back and epochs close.
+extension Scheduler {
+  // MARK: - Feeding
+
+  func feedWhileCredits() throws {
+    guard let feed else { return }
+    while true {
+      if pendingFeed == nil {
+        guard let item = plan.peek else { return }
+        if item.isBatch && inFlight >= maxInFlight { return }
+        pendingFeed = frames(for: item)
+      }
+      let outcome = Result { () throws(ZMQError) in try feed.send(pendingFeed!) }
+      if case .failure(let error) = outcome {
+        if error.isTimeout { return }  // stage 1's queue is full: try again next turn
+        throw error
+      }
+      let item = plan.peek!
+      if case .train(let epoch, _, _, _, _) = item, ledgers[epoch] == nil {
+        ledgers[epoch] = EpochLedger(stageCount: stageCount, startMicros: WallClock.micros())
+      }
+      if item.isBatch { inFlight += 1 }
+      sequence += 1
+      pendingFeed = nil
+      plan.advance()
+    }
+  }
+
+  func frames(for item: FeedPlan.Item) -> [[UInt8]] {
+    var message: Message
+    switch item {
+    case .train(let epoch, let indices, _, _, _), .eval(let epoch, let indices):
+      let isTrain = { if case .train = item { return true } else { return false } }()
+      let batch = (isTrain ? train : test).batch(indices)
+      let data = isTrain ? train : test
+      message = Message(kind: isTrain ? .train : .eval, tensors: [
+        WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
+        WireTensor(role: .labels, labels: batch.labels),
+      ])
+      if usesImages {  // ContSup E: the raw images ride along, one byte a pixel
+        message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
+      }
+      message.epoch = UInt32(epoch)
+      if isTrain, let active = plan.activeStage(epoch: epoch) { message.flags = UInt8(active + 1) }  // who trains
+      if case .train(_, _, let micro, let parts, let batchSize) = item, parts > 1 {
+        // A micro-batch's share of its batch scales its loss gradient on the last stage.
+        message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
+        (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
+      }
+    case .marker(let epoch, let flag):
+      message = Message(kind: .marker)
+      message.flags = flag.rawValue
+      message.epoch = UInt32(epoch)
+    }
+    message.job = job
+    message.sequence = sequence
+    return message.encode()
+  }
+
+  // MARK: - Sink
+
+  func serviceSink() throws {
+    while try !Socket.pollReadable([sink], timeoutMilliseconds: 0).isEmpty {
+      let frames = try sink.receive()
+      let result = Result { () throws(WireError) -> Message in
+        let message = try Message(frames: frames)
+        guard message.job == job else { throw .unexpected("sink message for job \(message.job)") }
+        guard message.kind == .result || message.kind == .marker else { throw .unexpected("\(message.kind) at the sink") }
+        return message
+      }
+      guard case .success(let message) = result else {
+        if case .failure(let error) = result { reject(error.reason, "sink: \(error)") }
+        continue
+      }
+      let epoch = Int(message.epoch)
+      if message.kind == .result {
+        inFlight = max(0, inFlight - 1)
+      } else if let flag = MarkerFlag(rawValue: message.flags) {
+        if flag == .trainEnd { ledgers[epoch]?.trainEndMicros = WallClock.micros() }
+        if flag == .evalEnd { ledgers[epoch]?.evalEndSeen = true }
+        try closeEpochs()
+      }
+    }
+  }
+
+  func closeEpochs() throws {
+    while let ledger = ledgers[reports.count], ledger.isComplete {
+      let epoch = reports.count
+      let phaseEpoch = epoch % plan.epochsPerPhase
+      let batches = plan.trainOrder.batchesPerEpoch
+      let lr = config.learningRateSchedule.rate(
+        base: config.optimizer.learningRate, step: phaseEpoch * batches, stepsPerEpoch: batches,
+        totalEpochs: config.training.epochs)
+      var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
+      epochReport.activeStage = plan.activeStage(epoch: epoch)
+      reports.append(epochReport)
+      lastEpochAt = ContinuousClock.now
+      ledgers[epoch] = nil
+      try directory.record(epochReport)
+      let stages = epochReport.test.stages ?? Array(epochReport.test.stageAccuracy.indices)
+      for (i, accuracy) in epochReport.test.stageAccuracy.enumerated() {
+        try directory.record(EvalLine(epoch: epoch, stage: stages[i], accuracy: accuracy, loss: epochReport.test.stageLoss[i]), in: "eval.jsonl")
+      }
+      clearLive()
+      report(EpochReport.line(epochReport, of: plan.epochsPerPhase))
+      if onEpoch?(epochReport) == true { stopAfterEpoch = true }
+      try writeManifest(state: "running", detail: nil)
+    }
+  }
+}
