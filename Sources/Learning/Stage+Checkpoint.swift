@@ -23,3 +23,40 @@ extension Stage {
     try Safetensors.write(checkpointEntries(), metadata: meta, to: path)
   }
 }
+
+/// Why a checkpoint cannot be restored, and what to do.
+public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+  public var path: String
+  public var reason: String
+  public var description: String { "\(path): \(reason)" }
+}
+
+extension Stage {
+  /// Restores weights and optimizer state from a checkpoint written by `save`. Every tensor
+  /// must be there with its shape; a checkpoint of another stage or another config (by its
+  /// hash, when `configHash` is given) is refused before anything is changed.
+  public func restore(from path: String, configHash: String? = nil) throws {
+    let (tensors, metadata) = try Safetensors.read(path)
+    func fail(_ reason: String) -> CheckpointError { CheckpointError(path: path, reason: reason) }
+    if let stored = metadata["stage"], stored != "\(index)" {
+      throw fail("holds stage \(stored), not stage \(index)")
+    }
+    if let configHash, let stored = metadata["config_hash"], stored != configHash {
+      throw fail("was written for another config (hash \(stored), this one is \(configHash)): use the run's own config.yaml")
+    }
+    var values = [Float](repeating: 0, count: store.count)
+    for spec in store.layout.specs {
+      guard let tensor = tensors[spec.name] else { throw fail("has no tensor \(spec.name)") }
+      guard tensor.shape == spec.shape else { throw fail("\(spec.name) has shape \(tensor.shape), this stage needs \(spec.shape)") }
+      values.replaceSubrange(spec.offset..<(spec.offset + spec.count), with: tensor.storage)
+    }
+    var slots: [(String, [Float])] = []
+    for (name, tensor) in tensors where name.hasPrefix("optimizer.") {
+      guard tensor.count == store.count else { throw fail("\(name) has \(tensor.count) values, the stage \(store.count)") }
+      slots.append((String(name.dropFirst("optimizer.".count)), tensor.storage))
+    }
+    store.setValues(values)
+    for (slot, state) in slots { _ = store.slot(slot).update(fromContentsOf: state) }
+    if let steps = metadata["optimizer.steps"].flatMap(Int.init) { optimizer.stepCount = steps }
+  }
+}

@@ -132,6 +132,25 @@ struct CLITests {
     #expect(svg.contains("K = 2") && svg.contains("K = 4") && svg.contains("polyline"))
   }
 
+  @Test func evalReproducesARunAndInspectReadsIt() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = "data: {source: synthetic, syntheticTrain: 600, syntheticTest: 200}\ntraining: {epochs: 2, batchSize: 32}\nstages:\n  - layers: [{type: linear, out: 32}, {type: relu}]\n  - layers: [{type: linear, out: 32}, {type: relu}]\n"
+    try config.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    let trained = try ChildProcess.stagewise(["train", "--config", "\(dir)/c.yaml", "--out", "\(dir)/run"])
+    #expect(trained.status == 0, "\(trained.stderr)")
+    let final = trained.stdout.split(separator: "\n").last { $0.hasPrefix("final test accuracy") }!
+    let accuracy = final.split(separator: " ")[3].dropLast()  // "NN.NN%;"
+    let evaluated = try ChildProcess.stagewise(["eval", "\(dir)/run"])
+    #expect(evaluated.status == 0, "\(evaluated.stderr)")
+    #expect(evaluated.stdout.contains("test accuracy \(accuracy.dropLast()) %"), "\(evaluated.stdout) vs \(final)")
+    let inspected = try ChildProcess.stagewise(["inspect", "\(dir)/run/stage-0.safetensors"])
+    #expect(inspected.status == 0 && inspected.stdout.contains("body.0.weight") && inspected.stdout.contains("optimizer.momentum"))
+    let checkpoint = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/run/stage-1.safetensors"))
+    try checkpoint.prefix(checkpoint.count / 2).write(to: URL(fileURLWithPath: "\(dir)/run/stage-1.safetensors"))
+    expectOneLineError(try ChildProcess.stagewise(["eval", "\(dir)/run"]), mentioning: "stage-1.safetensors")
+  }
+
   @Test func kernelBenchmarkRunsAtATinySize() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -137,6 +137,30 @@ struct SafetensorsTests {
     #expect(!FileManager.default.fileExists(atPath: "\(path).tmp-\(getpid())"))
   }
 
+  @Test func restoreBringsBackWeightsAndOptimizerState() throws {
+    let config = smallConfig(.greedy, epochs: 1)
+    let trainer = try makeTrainer(config)
+    _ = trainer.trainEpoch(0)
+    let path = NSTemporaryDirectory() + "stagewise-\(UUID().uuidString).safetensors"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try trainer.stages[1].save(to: path, metadata: ["config_hash": config.configHash])
+    let fresh = try config.buildStage(1, sampleShape: trainer.train.sampleShape, classes: 10)
+    try fresh.restore(from: path, configHash: config.configHash)
+    #expect(fresh.store.valueArray == trainer.stages[1].store.valueArray)
+    #expect(Array(fresh.store.slot("momentum").prefix(fresh.store.count)) == Array(trainer.stages[1].store.slot("momentum").prefix(fresh.store.count)))
+    #expect(fresh.optimizer.stepCount == trainer.stages[1].optimizer.stepCount)
+
+    var other = config
+    other.seed = 99
+    #expect { try fresh.restore(from: path, configHash: other.configHash) } throws: { "\($0)".contains("another config") }
+    let stage0 = try config.buildStage(0, sampleShape: trainer.train.sampleShape, classes: 10)
+    #expect { try stage0.restore(from: path) } throws: { "\($0)".contains("holds stage 1, not stage 0") }
+    var wider = config
+    wider.stages = RunConfig.mlpStages(width: 48, count: 3)
+    let mismatched = try wider.buildStage(1, sampleShape: trainer.train.sampleShape, classes: 10)
+    #expect { try mismatched.restore(from: path) } throws: { "\($0)".contains("this stage needs") }
+  }
+
   @Test func truncatedOrCorruptFilesAreRefusedWithAReason() throws {
     let bytes = Safetensors.encode([.init(name: "w", shape: [2, 3], values: [1, 2, 3, 4, 5, 6])], metadata: ["a": "b"])
     #expect(try Safetensors.decode(bytes).tensors["w"]?.storage == [1, 2, 3, 4, 5, 6])
