@@ -42,6 +42,8 @@ public struct Assignment: Codable, Sendable {
   public var sendsSkip: Bool
   /// e2e: the previous stage's gradient endpoint (nil for stage 0 and local methods).
   public var upstreamGradient: String?
+  /// Resuming: the checkpoint this stage restores before it trains.
+  public var restoreFrom: String?
 }
 
 /// READY, worker → scheduler: the stage is built and connected.

@@ -92,8 +92,8 @@ extension Scheduler {
   }
 
   func closeEpochs() throws {
-    while let ledger = ledgers[reports.count], ledger.isComplete {
-      let epoch = reports.count
+    while let ledger = ledgers[firstEpoch + reports.count], ledger.isComplete {
+      let epoch = firstEpoch + reports.count
       let phaseEpoch = epoch % plan.epochsPerPhase
       let batches = plan.trainOrder.batchesPerEpoch
       let lr = config.learningRateSchedule.rate(

@@ -45,7 +45,7 @@ extension Scheduler {
     let manifest = RunManifest(
       job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
       maxInFlight: maxInFlight, stages: stages, state: state, detail: detail, rejected: rejected,
-      epochsCompleted: reports.count)
+      epochsCompleted: firstEpoch + reports.count)
     try directory.write(manifest, to: "run.json")
   }
 

@@ -63,10 +63,15 @@ public final class Scheduler {
   public private(set) var startedAt: ContinuousClock.Instant?
   public internal(set) var lastEpochAt: ContinuousClock.Instant?
 
+  /// Resuming: where the run continues (nil for a fresh run).
+  let resume: ResumePoint?
+  var firstEpoch: Int { resume?.epochsDone ?? 0 }
+
   public init(
-    config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool,
+    config: RunConfig, directory: RunDirectory, train: Dataset, test: Dataset, live: Bool, resume: ResumePoint? = nil,
     log: @escaping @Sendable (String) -> Void, report: @escaping @Sendable (String) -> Void
   ) throws {
+    self.resume = resume
     (self.config, self.directory, self.train, self.test, self.live, self.log, self.report) =
       (config, directory, train, test, live, log, report)
     // Check every stage's shapes here, before any process is asked to build one.
@@ -85,7 +90,7 @@ public final class Scheduler {
     let phases = config.schedule == .sequential ? config.stages.count : 1
     plan = FeedPlan(
       trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs * phases, microBatches: micro,
-      epochsPerPhase: config.training.epochs)
+      epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0)
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
     maxInFlight =
       config.method == .e2e ? micro
@@ -166,7 +171,7 @@ public final class Scheduler {
   }
 
   func feedLoop(tick: (Phase) throws -> Void) throws {
-    let epochs = plan.epochs
+    let epochs = plan.epochs - firstEpoch
     var drainDeadline: ContinuousClock.Instant?
     while reports.count < epochs {
       try tick(.running)
@@ -296,7 +301,8 @@ public final class Scheduler {
         receivesBelief: config.method == .sid && stage > 0, receivesImages: usesImages,
         previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
         sendsSkip: usesSkip && stage < stageCount - 1,
-        upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil)
+        upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
+        restoreFrom: resume?.checkpoints[stage])
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }
   }

@@ -101,6 +101,12 @@ public final class Worker {
 
     let assign = try awaitControl(.assign, timeout: options.registrationTimeout, waitingFor: "a stage assignment")
     try setUp(try assign.body(Assignment.self))
+    if let checkpoint = assignment.restoreFrom {
+      try stage.restore(from: checkpoint, configHash: config.configHash)
+      let (_, metadata) = try Safetensors.read(checkpoint)
+      trainStep = metadata["step"].flatMap(Int.init) ?? 0
+      log("restored from \(checkpoint) (step \(trainStep))")
+    }
     try send(Message(kind: .ready, body: Ready(stage: assignment.stage, parameterCount: stage.store.count)))
     _ = try awaitControl(.start, timeout: .seconds(600), waitingFor: "START")
     lastHeardMicros = WallClock.micros()
@@ -203,7 +209,7 @@ public final class Worker {
       lastHeardMicros = WallClock.micros()
       switch message.kind {
       case .heartbeat: try answerHeartbeat(message)
-      case .stop: stopReason = "stop"
+      case .stop: stopReason = (try? message.body(StopBody.self).reason) ?? "stop"
       case .error: throw RuntimeError("the scheduler ended the job: \((try? message.body(ErrorBody.self).message) ?? "")")
       default: count("unexpected-\(message.kind)")
       }
@@ -286,12 +292,39 @@ public final class Worker {
 
   func count(_ reason: String) { rejected[reason, default: 0] += 1 }
 
-  /// Saves the stage, ships the trace, says BYE, and gives the sockets time to flush.
+  /// Checkpoint paths: the final weights, an interrupted run's last weights, and the
+  /// consistent cut at the end of each epoch's training (the last two are kept).
+  var finalCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).safetensors" }
+  var interruptedCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).last.safetensors" }
+  func epochCheckpointPath(_ epochsDone: Int) -> String {
+    "\(assignment.runDirectory)/stage-\(assignment.stage).epoch-\(epochsDone).safetensors"
+  }
+
+  func saveCheckpoint(to path: String, epochsDone: Int?) throws {
+    var metadata = ["step": "\(trainStep)", "job": "\(assignment.job)", "config_hash": config.configHash]
+    if let epochsDone { metadata["epoch"] = "\(epochsDone)" }
+    try stage.save(to: path, metadata: metadata)
+  }
+
+  /// At the train-end marker every stage has trained exactly the epoch's batches: a
+  /// consistent cut with no global pause. Written atomically; the one before last is removed.
+  func saveEpochCheckpoint(epochsDone: Int) {
+    do {
+      try saveCheckpoint(to: epochCheckpointPath(epochsDone), epochsDone: epochsDone)
+      try? FileManager.default.removeItem(atPath: epochCheckpointPath(epochsDone - 2))
+    } catch {
+      log("could not save the epoch \(epochsDone) checkpoint: \(error)")
+    }
+  }
+
+  /// Saves the stage (final weights after a finished run, else the last weights beside the
+  /// epoch checkpoints), ships the trace, says BYE, and gives the sockets time to flush.
   func finish() throws {
-    let path = "\(assignment.runDirectory)/stage-\(assignment.stage).safetensors"
+    let finished = stopReason == "finished"
+    let path = finished ? finalCheckpointPath : interruptedCheckpointPath
     var saved: String?
     do {
-      try stage.save(to: path, metadata: ["step": "\(trainStep)", "job": "\(assignment.job)", "config_hash": config.configHash])
+      try saveCheckpoint(to: path, epochsDone: finished ? config.training.epochs * (config.schedule == .sequential ? assignment.stageCount : 1) : nil)
       saved = path
     } catch {
       log("could not save \(path): \(error)")

@@ -22,9 +22,18 @@ struct JobOptions: ParsableArguments {
   @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
   var out: String?
 
+  @Option(help: "Continue a stopped or crashed run from its last epoch checkpoints (launch and scheduler).")
+  var resume: String?
+
   /// The config with overrides applied, validated.
   func resolved() throws -> RunConfig {
-    var runConfig = try config.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
+    if let resume {
+      guard config == nil, out == nil else {
+        throw ValidationError("--resume \(resume) continues that run with its own config.yaml: drop --config and --out")
+      }
+    }
+    let configPath = resume.map { "\($0)/config.yaml" } ?? config
+    var runConfig = try configPath.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
     if let epochs { runConfig.training.epochs = epochs }
     if let threads { runConfig.training.threads = threads }
     if let schedule { runConfig.schedule = try choice(schedule, flag: "--schedule") }
@@ -43,9 +52,14 @@ struct JobOptions: ParsableArguments {
   /// Loads the data, makes the run directory and the scheduler.
   func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
     let (train, test) = try runConfig.loadData()
-    let directory = try RunDirectory(path: out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
+    let point = try resume.map { try ResumePoint.find(in: $0, stageCount: runConfig.stages.count) }
+    if let point, let resume {
+      try point.trimLogs(in: resume)
+      Console.status("resuming \(resume) after epoch \(point.epochsDone)")
+    }
+    let directory = try RunDirectory(path: resume ?? out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
     return try Scheduler(
-      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal,
+      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: point,
       log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
   }
 }

@@ -203,6 +203,43 @@ struct DaemonTests {
     for stage in manifest.stages { #expect(!processExists(stage.pid), "worker pid \(stage.pid) outlived the launcher") }
   }
 
+  /// Checkpoints at every train-end marker make a run resumable: interrupted with SIGINT and
+  /// resumed, it ends with the same weights as the run that was never stopped.
+  @Test func anInterruptedRunResumesToTheSameWeights() throws {
+    let config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let straight = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/straight"], timeout: .seconds(240))
+    #expect(straight.status == 0, "\(straight.stderr)")
+
+    let interrupted = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/resumed"])
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/resumed").count >= 1 })
+    interrupted.signal(SIGINT)
+    let first = interrupted.wait(timeout: .seconds(90))
+    #expect(first.status == 0, "\(first.stderr)")
+    let done = metricsLines("\(dir)/resumed").count
+    #expect(done < 12, "the interrupt came too late to test anything")
+    #expect(FileManager.default.fileExists(atPath: "\(dir)/resumed/stage-0.last.safetensors"))
+
+    let resumed = try ChildProcess.stagewise(["launch", "--resume", "\(dir)/resumed"], timeout: .seconds(240))
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(resumed.stderr.contains("resuming \(dir)/resumed after epoch"))
+    #expect(metricsLines("\(dir)/resumed").map(\.test.accuracy) == metricsLines("\(dir)/straight").map(\.test.accuracy))
+    for stage in 0..<3 {
+      let a = try Safetensors.read("\(dir)/straight/stage-\(stage).safetensors").tensors
+      let b = try Safetensors.read("\(dir)/resumed/stage-\(stage).safetensors").tensors
+      #expect(a.keys.sorted() == b.keys.sorted())
+      for (name, tensor) in a { #expect(tensor.storage == b[name]?.storage, "stage \(stage) \(name)") }
+    }
+  }
+
+  @Test func resumeWithoutCheckpointsSaysSo() throws {
+    let (dir, _) = try prepare(daemonConfig(epochs: 1))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try daemonConfig(epochs: 1).yaml().write(toFile: "\(dir)/config.yaml", atomically: true, encoding: .utf8)
+    expectOneLineError(try ChildProcess.stagewise(["launch", "--resume", dir]), mentioning: "has no epoch that every stage checkpointed")
+  }
+
   /// DGL's replay: a light stage behind a heavy one trains on buffer draws instead of idling,
   /// up to the reuse cap, and reports its staleness.
   @Test func replayKeepsAFastStageBusyBehindASlowOne() throws {
