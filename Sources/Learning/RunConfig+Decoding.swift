@@ -118,7 +118,7 @@ extension ContSupConfig {
 
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown
+    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown, restarts
   }
 
   public init(from decoder: any Decoder) throws {
@@ -135,6 +135,7 @@ extension DaemonConfig {
     microBatches = try c.value(.microBatches, or: d.microBatches)
     slowStage = try c.value(.slowStage, or: d.slowStage)
     slowdown = try c.value(.slowdown, or: d.slowdown)
+    restarts = try c.value(.restarts, or: d.restarts)
   }
 }
 

@@ -93,6 +93,9 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   public var controlPort: Int = 0
   /// How often workers send live statistics.
   public var statsMilliseconds: Int = 500
+  /// How often `stagewise launch` restarts a job whose worker died (from the newest epoch
+  /// checkpoint, with fresh workers) before it gives up.
+  public var restarts: Int = 3
   /// e2e across processes: micro-batches per batch (GPipe); 1 is naive model parallelism.
   public var microBatches: Int = 1
   /// Benchmarks: slow stage `slowStage` down by `slowdown` (its compute takes that many times

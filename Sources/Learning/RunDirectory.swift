@@ -18,6 +18,13 @@ public final class RunDirectory {
 
   deinit { for handle in logs.values { try? handle.close() } }
 
+  /// Closes the open logs so the next record reopens them: after a log was replaced (a
+  /// resume trims it atomically), appends must go to the new file.
+  public func reopenLogs() {
+    for handle in logs.values { try? handle.close() }
+    logs = [:]
+  }
+
   /// The open append handle of a log file in this folder.
   private func handle(_ name: String) throws -> FileHandle {
     if let handle = logs[name] { return handle }

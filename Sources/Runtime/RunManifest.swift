@@ -27,4 +27,6 @@ public struct RunManifest: Codable, Sendable {
   /// Messages the scheduler rejected, by reason.
   public var rejected: [String: Int]
   public var epochsCompleted: Int
+  /// Worker failures this run survived (the launcher's restarts).
+  public var recoveries: [Recovery]?
 }

@@ -4,3 +4,28 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable {
   public init(_ message: String) { self.message = message }
   public var description: String { message }
 }
+
+/// A worker that died or fell silent during a run: which stage, why, and how long it had been
+/// silent when that was noticed.
+public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
+  public var stage: Int
+  public var reason: String
+  public var silentSeconds: Double
+  public var description: String { "stage \(stage): \(reason)" }
+}
+
+/// One recovery from a worker failure, as listed in `run.json`.
+public struct Recovery: Codable, Sendable {
+  public var stage: Int
+  public var reason: String
+  /// How long the stage had been silent when the failure was noticed.
+  public var detectedAfterSeconds: Double
+  /// From the failure being noticed to training running again.
+  public var recoverySeconds: Double?
+  /// The epoch checkpoint training continued from (0: from the start).
+  public var resumedAfterEpoch: Int
+  /// Training batches that had been fed since that checkpoint: trained again.
+  public var batchesRetrained: Int
+  /// Batches in flight when the failure was noticed (part of the retrained ones).
+  public var batchesInFlight: Int
+}

@@ -28,6 +28,7 @@ extension Scheduler {
         ledgers[epoch] = EpochLedger(stageCount: stageCount, startMicros: WallClock.micros())
       }
       if item.isBatch { inFlight += 1 }
+      if case .train(let epoch, _, let micro, _, _) = item, micro == 0 { trainBatchesFed[epoch, default: 0] += 1 }
       sequence += 1
       pendingFeed = nil
       plan.advance()

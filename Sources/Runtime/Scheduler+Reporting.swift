@@ -11,13 +11,13 @@ extension Scheduler {
   // MARK: - Stopping
 
   /// STOP to every stage; collect traces and BYEs for a bounded time.
-  func stopWorkers(reason: String) {
+  func stopWorkers(reason: String, dead: Set<Int> = []) {
     phase = .stopping
-    for stage in 0..<stageCount where registry.members[stage] != nil {
+    let expected = registry.members.indices.filter { registry.members[$0] != nil && !dead.contains($0) }
+    for stage in expected {
       try? sendControl(to: stage, Message(kind: .stop, body: StopBody(reason: reason)))
     }
     let deadline = ContinuousClock.now + .seconds(30)
-    let expected = registry.members.indices.filter { registry.members[$0] != nil }
     while ContinuousClock.now < deadline, !expected.allSatisfy({ byes[$0] != nil }) {
       guard (try? Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty) == false else { continue }
       try? serviceControl()
@@ -45,7 +45,7 @@ extension Scheduler {
     let manifest = RunManifest(
       job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
       maxInFlight: maxInFlight, stages: stages, state: state, detail: detail, rejected: rejected,
-      epochsCompleted: firstEpoch + reports.count)
+      epochsCompleted: firstEpoch + reports.count, recoveries: recoveries.isEmpty ? nil : recoveries)
     try directory.write(manifest, to: "run.json")
   }
 

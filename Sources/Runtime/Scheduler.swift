@@ -23,8 +23,8 @@ public final class Scheduler {
 
   public let config: RunConfig
   public let directory: RunDirectory
-  let train: Dataset
-  let test: Dataset
+  public let train: Dataset
+  public let test: Dataset
   let log: @Sendable (String) -> Void
   let report: @Sendable (String) -> Void
   let live: Bool
@@ -59,6 +59,10 @@ public final class Scheduler {
   /// Called with each finished epoch; returning true drains and stops the job (benchmarks).
   public var onEpoch: ((EpochReport) -> Bool)?
   var stopAfterEpoch = false
+  /// Training batches fed per epoch (to count what a failure costs).
+  var trainBatchesFed: [Int: Int] = [:]
+  /// Recoveries before this attempt, for `run.json`.
+  public var recoveries: [Recovery] = []
   /// When training started (START) and when the last epoch closed, on this process's clock.
   public private(set) var startedAt: ContinuousClock.Instant?
   public internal(set) var lastEpochAt: ContinuousClock.Instant?
@@ -119,6 +123,16 @@ public final class Scheduler {
 
   /// Runs the job to the end. `tick` is called every loop turn (the launcher watches its
   /// children there) and may throw to abort.
+  /// Seconds since stage `stage` was last heard from.
+  public func silentSeconds(stage: Int) -> Double {
+    registry.members[stage].map { Double(WallClock.micros() - $0.lastHeardMicros) / 1e6 } ?? 0
+  }
+
+  /// Training batches fed in epochs at or after `epoch`, and batches in flight now.
+  public func batchesFed(since epoch: Int) -> (fed: Int, inFlight: Int) {
+    (trainBatchesFed.filter { $0.key >= epoch }.values.reduce(0, +), inFlight)
+  }
+
   public func run(registrationTimeout: Duration = .seconds(300), tick: (Phase) throws -> Void = { _ in }) throws -> Outcome {
     log("scheduler for job \(job) listening on \(controlEndpoint); waiting for \(stageCount) workers")
     do {
@@ -128,7 +142,8 @@ public final class Scheduler {
     } catch {
       phase = .stopping
       try? writeManifest(state: "failed", detail: "\(error)")
-      stopWorkers(reason: "the scheduler failed: \(error)")
+      // A dead stage says no BYE: wait only for the others, who save their weights.
+      stopWorkers(reason: "the scheduler failed: \(error)", dead: (error as? WorkerFailure).map { [$0.stage] } ?? [])
       throw error
     }
     phase = .stopping
@@ -325,7 +340,9 @@ public final class Scheduler {
     }
     let dead = registry.silent(nowMicros: now, limitMicros: Int64(config.daemon.liveness) * heartbeatMicros)
     if let stage = dead.first, let member = registry.members[stage] {
-      throw RuntimeError("stage \(stage) (\(member.hello.host) pid \(member.hello.pid)) missed \(config.daemon.liveness) heartbeats; the job stops")
+      throw WorkerFailure(
+        stage: stage, reason: "\(member.hello.host) pid \(member.hello.pid) missed \(config.daemon.liveness) heartbeats",
+        silentSeconds: Double(now - member.lastHeardMicros) / 1e6)
     }
   }
 

@@ -28,8 +28,17 @@ struct Launch: ParsableCommand {
     let scheduler = try job.makeScheduler(runConfig)
     Console.status(
       "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
-    let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
-    summarize(try launcher.run(), directory: scheduler.directory.path)
+    let directory = scheduler.directory
+    let (train, test) = (scheduler.train, scheduler.test)
+    let launcher = Launcher(
+      first: scheduler, restarts: runConfig.daemon.restarts, executable: Launcher.currentExecutable,
+      log: { Console.status("[launch] \($0)") }
+    ) { resume in
+      try Scheduler(
+        config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: resume,
+        log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
+    }
+    summarize(try launcher.run(), directory: directory.path)
   }
 }
 

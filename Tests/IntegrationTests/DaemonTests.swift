@@ -235,6 +235,38 @@ struct DaemonTests {
     }
   }
 
+  /// Chaos, short: kill -9 a worker mid-run. The launcher notices, lets the others save,
+  /// restarts from the newest epoch checkpoint with a fresh worker, and the run ends with the
+  /// weights of a run that was never disturbed; run.json lists the recovery.
+  @Test func aKilledWorkerIsReplacedAndTheRunEndsAsIfUndisturbed() throws {
+    let config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let calm = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/calm"], timeout: .seconds(240))
+    #expect(calm.status == 0, "\(calm.stderr)")
+
+    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/chaos"])
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/chaos").count >= 2 })
+    let victim = try #require(readManifest("\(dir)/chaos")?.stages[1].pid)
+    kill(victim, SIGKILL)
+    let result = launch.wait(timeout: .seconds(240))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("restarting from"))
+    let manifest = try #require(readManifest("\(dir)/chaos"))
+    #expect(manifest.state == "finished" && manifest.epochsCompleted == 12)
+    let recovery = try #require(manifest.recoveries?.first)
+    #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"))
+    #expect(recovery.recoverySeconds != nil && recovery.batchesRetrained >= 0 && recovery.detectedAfterSeconds < 5)
+    #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
+    for stage in 0..<3 {
+      let a = try Safetensors.read("\(dir)/calm/stage-\(stage).safetensors").tensors
+      let b = try Safetensors.read("\(dir)/chaos/stage-\(stage).safetensors").tensors
+      for (name, tensor) in a { #expect(tensor.storage == b[name]?.storage, "stage \(stage) \(name)") }
+    }
+    for entry in manifest.stages { #expect(!processExists(entry.pid)) }
+    #expect(!processExists(victim))
+  }
+
   @Test func resumeWithoutCheckpointsSaysSo() throws {
     let (dir, _) = try prepare(daemonConfig(epochs: 1))
     defer { try? FileManager.default.removeItem(atPath: dir) }
