@@ -151,6 +151,8 @@ public struct PipelineBenchmark {
     public var seconds: Double?
     public var epochs: Int
     public var finalAccuracy: Double
+    /// (wall seconds, test accuracy) after each epoch.
+    public var curve: [[Double]]
   }
 
   public func timeToAccuracy(target: Double, maxEpochs: Int, oneProcessThreads: Int, stages k: Int, log: @escaping @Sendable (String) -> Void) throws -> [TimeToAccuracy] {
@@ -167,6 +169,7 @@ public struct PipelineBenchmark {
       var reached: Double?
       var epochs = 0
       var accuracy = 0.0
+      var curve: [[Double]] = []
       if mode == .oneProcessE2E {
         config.training.threads = oneProcessThreads
         BLAS.setThreads(oneProcessThreads)
@@ -174,6 +177,7 @@ public struct PipelineBenchmark {
         for epoch in 0..<maxEpochs {
           accuracy = trainer.trainEpoch(epoch).test.accuracy
           epochs = epoch + 1
+          curve.append([(ContinuousClock.now - start).seconds, accuracy])
           if accuracy >= target {
             reached = (ContinuousClock.now - start).seconds
             break
@@ -183,9 +187,10 @@ public struct PipelineBenchmark {
       } else {
         let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
         let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
-        scheduler.onEpoch = { report in
+        scheduler.onEpoch = { [unowned scheduler] report in
           epochs += 1
           accuracy = report.test.accuracy
+          if let startedAt = scheduler.startedAt { curve.append([(ContinuousClock.now - startedAt).seconds, accuracy]) }
           return report.test.accuracy >= target
         }
         _ = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
@@ -194,7 +199,9 @@ public struct PipelineBenchmark {
           reached = (reachedAt - startedAt).seconds
         }
       }
-      results.append(TimeToAccuracy(mode: mode.rawValue, threads: mode == .oneProcessE2E ? oneProcessThreads : threads, seconds: reached, epochs: epochs, finalAccuracy: accuracy))
+      results.append(TimeToAccuracy(
+        mode: mode.rawValue, threads: mode == .oneProcessE2E ? oneProcessThreads : threads, seconds: reached, epochs: epochs,
+        finalAccuracy: accuracy, curve: curve))
       log(String(format: "%@: %@ after %d epochs (%.2f %%)", mode.rawValue, reached.map { String(format: "%.1f s", $0) } ?? "not reached", epochs, accuracy * 100))
     }
     return results
@@ -262,6 +269,26 @@ public struct PipelineBenchmark {
         k, of(.pipelined) / of(.e2e), microBatches, of(.pipelined) / of(.gpipe), of(.pipelined) / of(.lockstep), of(.pipelined) / of(.oneProcessGreedy))
     }
     return text
+  }
+
+  /// Samples/s against K, one line per mode (stage 0 not slowed).
+  public static func throughputPlot(_ rows: [Row]) -> String {
+    let calm = rows.filter { $0.slowdown == 1 }
+    let modes = Mode.allCases.filter { m in calm.contains { $0.mode == m } }
+    let series = modes.map { mode in
+      SVGChart.Series(name: mode.rawValue, points: calm.filter { $0.mode == mode }.map { (Double($0.stages), $0.samplesPerSecond) })
+    }
+    let top = (calm.map(\.samplesPerSecond).max() ?? 1) * 1.1
+    return SVGChart.render(panels: [SVGChart.Panel(title: "throughput", series: series)], xLabel: "stages (K)", yLabel: "samples/s", yRange: 0...top)
+  }
+
+  /// Test accuracy against wall-clock seconds for the time-to-accuracy race.
+  public static func accuracyOverTimePlot(_ race: [TimeToAccuracy]) -> String {
+    let series = race.map { r in
+      SVGChart.Series(name: "\(r.mode) (\(r.threads) thread\(r.threads == 1 ? "" : "s"))", points: r.curve.map { ($0[0], $0[1] * 100) })
+    }
+    let low = ((race.flatMap { $0.curve.map { $0[1] * 100 } }.min() ?? 0) / 5).rounded(.down) * 5
+    return SVGChart.render(panels: [SVGChart.Panel(title: "test accuracy over time", series: series)], xLabel: "seconds", yLabel: "test accuracy (%)", yRange: low...100)
   }
 
   /// rows as CSV.

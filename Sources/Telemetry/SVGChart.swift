@@ -43,8 +43,9 @@ public enum SVGChart {
         svg += "<line x1=\"\(x0)\" x2=\"\(x0 + plotWidth)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
         svg += "<text x=\"\(x0 - 4)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(String(format: "%.1f", y))</text>\n"
       }
-      for x in Set(xs).sorted() {
-        svg += "<text x=\"\(px(x))\" y=\"\(margin + plotHeight + 14)\" text-anchor=\"middle\">\(Int(x))</text>\n"
+      let ticks = Set(xs).count <= 10 ? Set(xs).sorted() : (0...4).map { xMin + Double($0) / 4 * (xMax - xMin) }
+      for x in ticks {
+        svg += "<text x=\"\(px(x))\" y=\"\(margin + plotHeight + 14)\" text-anchor=\"middle\">\(Int(x.rounded()))</text>\n"
       }
       svg += "<text x=\"\(x0 + plotWidth / 2)\" y=\"\(height + 5)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
       for series in panel.series {

@@ -93,12 +93,14 @@ struct Bench: ParsableCommand {
           report += String(format: "| %@ | %d | %@ | %d | %.2f %% |\n", r.mode, r.threads, r.seconds.map { String(format: "%.1f s", $0) } ?? "not reached", r.epochs, r.finalAccuracy * 100)
         }
         try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(race)), to: "\(out)/time-to-accuracy.json")
+        try AtomicFile.write(PipelineBenchmark.accuracyOverTimePlot(race), to: "\(out)/accuracy-over-time.svg")
       }
       try AtomicFile.write(report, to: "\(out)/report.md")
       try AtomicFile.write(PipelineBenchmark.csv(rows), to: "\(out)/rows.csv")
+      try AtomicFile.write(PipelineBenchmark.throughputPlot(rows), to: "\(out)/throughput.svg")
       try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(rows)), to: "\(out)/rows.json")
       Console.print(report)
-      Console.print("wrote \(out)/report.md, rows.json, rows.csv, timeline-*.svg; traces in \(out)/*/trace.json")
+      Console.print("wrote \(out)/report.md, rows.json, rows.csv, throughput.svg, timeline-*.svg\(targetAccuracy == nil ? "" : ", time-to-accuracy.json, accuracy-over-time.svg"); traces in \(out)/*/trace.json")
     }
   }
 

@@ -102,6 +102,9 @@ struct CLITests {
     #expect((rows?.last?["replay"] as? [String: Any])?["draws"] != nil)
     let race = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/time-to-accuracy.json"))) as? [[String: Any]]
     #expect(race?.compactMap { $0["mode"] as? String } == ["one-process-e2e", "pipelined"])
+    for plot in ["throughput.svg", "accuracy-over-time.svg"] {
+      #expect(try String(contentsOfFile: "\(dir)/\(plot)", encoding: .utf8).contains("polyline"), "\(plot)")
+    }
     let gpipe = rows?.first { $0["mode"] as? String == "gpipe" }
     #expect(gpipe?["theoreticalBubble"] as? Double == 1.0 / 5.0)
     #expect((gpipe?["busy"] as? [Double])?.count == 2)
