@@ -42,6 +42,18 @@ func metricsLines(_ runDirectory: String) -> [EpochReport] {
   return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochReport.self, from: Data($0.utf8)) }
 }
 
+/// Two runs' final checkpoints hold the same tensors, bit for bit.
+func expectSameFinalWeights(_ a: String, _ b: String, stages: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  for stage in 0..<stages {
+    let left = try Safetensors.read("\(a)/stage-\(stage).safetensors").tensors
+    let right = try Safetensors.read("\(b)/stage-\(stage).safetensors").tensors
+    #expect(left.keys.sorted() == right.keys.sorted(), sourceLocation: sourceLocation)
+    for (name, tensor) in left {
+      #expect(tensor.storage == right[name]?.storage, "stage \(stage) \(name)", sourceLocation: sourceLocation)
+    }
+  }
+}
+
 /// A TCP port that was free a moment ago (the system picks it).
 func freePort() throws -> Int {
   let context = try Context()
@@ -227,12 +239,7 @@ struct DaemonTests {
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(resumed.stderr.contains("resuming \(dir)/resumed after epoch"))
     #expect(metricsLines("\(dir)/resumed").map(\.test.accuracy) == metricsLines("\(dir)/straight").map(\.test.accuracy))
-    for stage in 0..<3 {
-      let a = try Safetensors.read("\(dir)/straight/stage-\(stage).safetensors").tensors
-      let b = try Safetensors.read("\(dir)/resumed/stage-\(stage).safetensors").tensors
-      #expect(a.keys.sorted() == b.keys.sorted())
-      for (name, tensor) in a { #expect(tensor.storage == b[name]?.storage, "stage \(stage) \(name)") }
-    }
+    try expectSameFinalWeights("\(dir)/straight", "\(dir)/resumed", stages: 3)
   }
 
   /// Chaos, short: kill -9 a worker mid-run. The launcher notices, lets the others save,
@@ -258,11 +265,7 @@ struct DaemonTests {
     #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"))
     #expect(recovery.recoverySeconds != nil && recovery.batchesRetrained >= 0 && recovery.detectedAfterSeconds < 5)
     #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
-    for stage in 0..<3 {
-      let a = try Safetensors.read("\(dir)/calm/stage-\(stage).safetensors").tensors
-      let b = try Safetensors.read("\(dir)/chaos/stage-\(stage).safetensors").tensors
-      for (name, tensor) in a { #expect(tensor.storage == b[name]?.storage, "stage \(stage) \(name)") }
-    }
+    try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: 3)
     for entry in manifest.stages { #expect(!processExists(entry.pid)) }
     #expect(!processExists(victim))
   }
