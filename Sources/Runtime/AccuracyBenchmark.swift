@@ -130,7 +130,7 @@ public struct AccuracyBenchmark {
         })
     }
     let all = rows.flatMap(\.byDepth).map { $0 * 100 }
-    let low = ((all.min() ?? 0) / 5).rounded(.down) * 5
-    return SVGChart.render(panels: panels, xLabel: "stage", yLabel: "test accuracy (%)", yRange: low...100)
+    let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
+    return SVGChart.render(panels: panels, xLabel: "stage", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
   }
 }

@@ -25,7 +25,16 @@ struct Bench: ParsableCommand {
     @Flag(help: "Use generated data (for a quick check of the instrument).") var synthetic = false
     @Option(help: "Folder for accuracy.md, accuracy.json and accuracy-by-depth.svg.") var out = "runs/bench-accuracy"
 
+    @Flag(help: "Redraw accuracy.md and the plot from the accuracy.json in --out, without training.") var replot = false
+
     func run() throws {
+      if replot {
+        let rows = try JSONDecoder().decode([AccuracyBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/accuracy.json")))
+        try AtomicFile.write(AccuracyBenchmark.table(rows), to: "\(out)/accuracy.md")
+        try AtomicFile.write(AccuracyBenchmark.plot(rows), to: "\(out)/accuracy-by-depth.svg")
+        Console.print(AccuracyBenchmark.table(rows))
+        return
+      }
       Allocator.keepFreedMemory()
       var bench = AccuracyBenchmark()
       bench.variants = try methods.split(separator: ",").map { try AccuracyBenchmark.Variant.parse(String($0)) }
