@@ -26,7 +26,8 @@ public struct PipelineBenchmark {
     public var speedupOverOneProcessE2E: Double
     /// Compute time over the steady-state window, per stage (daemon modes).
     public var busy: [Double]
-    /// 1 − mean busy; and for GPipe, the theory (K − 1)/(M + K − 1).
+    /// The bottleneck stage's idle fraction, 1 − max busy (the other stages' extra idle is
+    /// imbalance, not the schedule's); for GPipe next to the theory (K − 1)/(M + K − 1).
     public var bubble: Double?
     public var theoreticalBubble: Double?
     /// Peak resident memory of each worker process, or of the one process, in MiB.
@@ -134,7 +135,7 @@ public struct PipelineBenchmark {
     let byes = (0..<k).map { outcome.byes[$0] }
     return Row(
       mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
-      bubble: busy.isEmpty ? nil : 1 - busy.reduce(0, +) / Double(busy.count),
+      bubble: Self.bubble(busy),
       theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
       peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
       megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
@@ -206,6 +207,9 @@ public struct PipelineBenchmark {
     }
     return results
   }
+
+  /// The schedule's bubble: the idle fraction of the busiest (bottleneck) stage.
+  public static func bubble(_ busy: [Double]) -> Double? { busy.max().map { 1 - $0 } }
 
   /// Compute spans (forward, backward, update, replay, injected straggle) over the steady-state window: from the
   /// last stage's first compute to the first stage's last, trimmed by 5 % at each end.

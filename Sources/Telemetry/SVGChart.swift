@@ -26,7 +26,8 @@ public enum SVGChart {
   /// Panels side by side; y runs over `yRange`, x over each panel's own points.
   public static func render(panels: [Panel], xLabel: String, yLabel: String, yRange: ClosedRange<Double>) -> String {
     let (panelWidth, height, margin) = (320.0, 260.0, 45.0)
-    let width = Double(panels.count) * panelWidth + 150
+    let longest = panels.flatMap { $0.series.map(\.name.count) }.max() ?? 10
+    let width = Double(panels.count) * panelWidth + 40 + Double(longest) * 6.5
     var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + 40))\" font-family=\"sans-serif\" font-size=\"11\">\n"
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     var names: [String] = []
@@ -43,7 +44,9 @@ public enum SVGChart {
         svg += "<line x1=\"\(x0)\" x2=\"\(x0 + plotWidth)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
         svg += "<text x=\"\(x0 - 4)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(String(format: "%.1f", y))</text>\n"
       }
-      let ticks = Set(xs).count <= 10 ? Set(xs).sorted() : (0...4).map { xMin + Double($0) / 4 * (xMax - xMin) }
+      // The x values themselves when they are a few integers (stages, K); else 5 even ticks.
+      let integral = xs.allSatisfy { $0 == $0.rounded() } && Set(xs).count <= 10
+      let ticks = integral ? Set(xs).sorted() : (0...4).map { xMin + Double($0) / 4 * (xMax - xMin) }
       for x in ticks {
         svg += "<text x=\"\(px(x))\" y=\"\(margin + plotHeight + 14)\" text-anchor=\"middle\">\(Int(x.rounded()))</text>\n"
       }

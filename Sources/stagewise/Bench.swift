@@ -73,8 +73,16 @@ struct Bench: ParsableCommand {
     @Option(help: "BLAS threads of the one-process e2e trainer in the time-to-accuracy race.") var oneProcessThreads = 2
     @Option(help: "Most epochs of the time-to-accuracy race.") var maxEpochs = 10
     @Option(help: "Folder for the runs, report.md, rows.json, rows.csv and the timelines.") var out = "runs/bench-pipeline"
+    @Flag(help: "Rewrite report.md, rows.csv and the plots from rows.json (and time-to-accuracy.json) in --out, without measuring.") var replot = false
 
     func run() throws {
+      if replot {
+        var rows = try JSONDecoder().decode([PipelineBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/rows.json")))
+        for i in rows.indices { rows[i].bubble = PipelineBenchmark.bubble(rows[i].busy) }
+        let race = try? JSONDecoder().decode([PipelineBenchmark.TimeToAccuracy].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/time-to-accuracy.json")))
+        try write(rows, race: race, target: targetAccuracy ?? 0.88)
+        return
+      }
       Allocator.keepFreedMemory()
       let counts = stages.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
       guard !counts.isEmpty else { throw ValidationError("--stages needs numbers, e.g. 1,2,4") }
@@ -94,9 +102,17 @@ struct Bench: ParsableCommand {
       try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
       Console.print("OpenBLAS core \(BLAS.coreName); model A \(layers) × \(width), batch \(batchSize), \(batches) batches, \(threads) BLAS thread(s) per process, GPipe M = \(microBatches)")
       let rows = try bench.run { Console.status($0) }
+      let race = try targetAccuracy.map { target in
+        try bench.timeToAccuracy(target: target, maxEpochs: maxEpochs, oneProcessThreads: oneProcessThreads, stages: counts[0]) { Console.status($0) }
+      }
+      try write(rows, race: race, target: targetAccuracy ?? 0)
+      Console.print("wrote \(out)/report.md, rows.json, rows.csv, throughput.svg, timeline-*.svg\(targetAccuracy == nil ? "" : ", time-to-accuracy.json, accuracy-over-time.svg"); traces in \(out)/*/trace.json")
+    }
+
+    /// report.md, rows.json, rows.csv, throughput.svg, and the race's table, JSON and plot.
+    func write(_ rows: [PipelineBenchmark.Row], race: [PipelineBenchmark.TimeToAccuracy]?, target: Double) throws {
       var report = PipelineBenchmark.report(rows, microBatches: microBatches)
-      if let target = targetAccuracy {
-        let race = try bench.timeToAccuracy(target: target, maxEpochs: maxEpochs, oneProcessThreads: oneProcessThreads, stages: counts[0]) { Console.status($0) }
+      if let race {
         report += String(format: "\nTime to %.0f %% test accuracy (full data, evaluations included):\n\n| mode | BLAS threads per process | time | epochs | accuracy |\n|---|---|---|---|---|\n", target * 100)
         for r in race {
           report += String(format: "| %@ | %d | %@ | %d | %.2f %% |\n", r.mode, r.threads, r.seconds.map { String(format: "%.1f s", $0) } ?? "not reached", r.epochs, r.finalAccuracy * 100)
@@ -109,7 +125,6 @@ struct Bench: ParsableCommand {
       try AtomicFile.write(PipelineBenchmark.throughputPlot(rows), to: "\(out)/throughput.svg")
       try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(rows)), to: "\(out)/rows.json")
       Console.print(report)
-      Console.print("wrote \(out)/report.md, rows.json, rows.csv, throughput.svg, timeline-*.svg\(targetAccuracy == nil ? "" : ", time-to-accuracy.json, accuracy-over-time.svg"); traces in \(out)/*/trace.json")
     }
   }
 
