@@ -35,6 +35,13 @@ public struct PipelineBenchmark {
     /// Data-plane megabytes per second each stage sent (activations down, gradients up).
     public var megabytesPerSecond: [Double]
     public var testAccuracy: Double
+    /// Per stage over the steady-state window: waiting for input (activations or gradients)
+    /// and blocked on a full downstream queue, as fractions; and the wait spans' p50 and p99
+    /// in milliseconds.
+    public var waitFraction: [Double]?
+    public var sendBlockedFraction: [Double]?
+    public var waitP50Milliseconds: [Double]?
+    public var waitP99Milliseconds: [Double]?
     /// The straggler experiment: stage 0's compute stretched by this factor (1: none).
     public var slowdown: Double = 1
     /// Replay's staleness at stage 1 (the replay mode).
@@ -131,6 +138,7 @@ public struct PipelineBenchmark {
     guard let report = outcome.reports.first else { throw RuntimeError("the \(mode.rawValue) run reported no epoch") }
     let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
     let busy = Self.busyFractions(trace, stages: k)
+    let waits = Self.waitStatistics(trace, stages: k)
     try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(config.name)"), to: "\(workDirectory)/timeline-\(config.name).svg")
     let byes = (0..<k).map { outcome.byes[$0] }
     return Row(
@@ -139,7 +147,28 @@ public struct PipelineBenchmark {
       theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
       peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
       megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
-      testAccuracy: report.test.accuracy, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
+      testAccuracy: report.test.accuracy, waitFraction: waits.wait, sendBlockedFraction: waits.blocked,
+      waitP50Milliseconds: waits.p50, waitP99Milliseconds: waits.p99, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
+  }
+
+  /// Wait and send-blocked fractions and wait percentiles per stage (see `Row`).
+  public static func waitStatistics(_ trace: ChromeTrace, stages: Int)
+    -> (wait: [Double], blocked: [Double], p50: [Double], p99: [Double])
+  {
+    guard let (from, to) = steadyWindow(trace, stages: stages) else { return ([], [], [], []) }
+    func overlap(_ e: TraceEvent) -> Double { max(0, min(e.ts + (e.dur ?? 0), to) - max(e.ts, from)) }
+    var result: (wait: [Double], blocked: [Double], p50: [Double], p99: [Double]) = ([], [], [], [])
+    for pid in 1...stages {
+      let spans = trace.traceEvents.filter { $0.pid == pid && $0.ph == "X" && $0.ts + ($0.dur ?? 0) > from && $0.ts < to }
+      let waits = spans.filter { $0.name == "receive-wait" || $0.name == "gradient-wait" }
+      result.wait.append(waits.reduce(0) { $0 + overlap($1) } / (to - from))
+      result.blocked.append(spans.filter { $0.name == "send-blocked" }.reduce(0) { $0 + overlap($1) } / (to - from))
+      let sorted = waits.map { ($0.dur ?? 0) / 1000 }.sorted()
+      func percentile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))] }
+      result.p50.append(percentile(0.5))
+      result.p99.append(percentile(0.99))
+    }
+    return result
   }
 
   /// Time to a test accuracy on the full training set, for the one-process e2e trainer at
@@ -252,19 +281,21 @@ public struct PipelineBenchmark {
 
   /// The Markdown report of `rows`.
   public static func report(_ rows: [Row], microBatches: Int) -> String {
-    var text = "| K | mode | stage 0 slowed | samples/s | × one-process e2e | busy per stage | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
-    text += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    var text = "| K | mode | stage 0 slowed | samples/s | × one-process e2e | busy per stage | waiting for input | send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
+    text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     func list(_ values: [Double], _ format: String) -> String {
       values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
     }
     for row in rows {
       let bubble = row.bubble.map { b in String(format: "%.2f", b) + (row.theoreticalBubble.map { String(format: " (%.2f)", $0) } ?? "") } ?? "–"
       let replay = row.replay.map { String(format: "%d / %d / %.1f", $0.draws, $0.stalls, $0.meanAge) } ?? "–"
+      let percentiles = zip(row.waitP50Milliseconds ?? [], row.waitP99Milliseconds ?? []).map { String(format: "%.1f / %.1f", $0, $1) }
       text += String(
-        format: "| %d | %@ | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages, row.mode.rawValue,
+        format: "| %d | %@ | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages, row.mode.rawValue,
         row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
-        row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), bubble, list(row.peakResidentMiB, "%.0f"),
-        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
+        row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), list(row.waitFraction ?? [], "%.2f"),
+        list(row.sendBlockedFraction ?? [], "%.2f"), percentiles.isEmpty ? "–" : percentiles.joined(separator: ", "),
+        bubble, list(row.peakResidentMiB, "%.0f"), list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
     }
     for k in Set(rows.map(\.stages)).sorted() {
       let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode && $0.slowdown == 1 }?.samplesPerSecond ?? .nan }

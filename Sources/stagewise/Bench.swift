@@ -5,6 +5,7 @@ import Data
 import Linalg
 import NN
 import Runtime
+import Telemetry
 
 /// `stagewise bench …`: performance measured side by side in one run (never in tests).
 struct Bench: ParsableCommand {
@@ -78,7 +79,17 @@ struct Bench: ParsableCommand {
     func run() throws {
       if replot {
         var rows = try JSONDecoder().decode([PipelineBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/rows.json")))
-        for i in rows.indices { rows[i].bubble = PipelineBenchmark.bubble(rows[i].busy) }
+        for i in rows.indices {
+          rows[i].bubble = PipelineBenchmark.bubble(rows[i].busy)
+          let name = "\(rows[i].mode.rawValue)-k\(rows[i].stages)" + (rows[i].slowdown > 1 ? "-slow\(rows[i].slowdown)" : "")
+          if let data = FileManager.default.contents(atPath: "\(out)/\(name)/trace.json"),
+            let trace = try? JSONDecoder().decode(ChromeTrace.self, from: data)
+          {
+            let waits = PipelineBenchmark.waitStatistics(trace, stages: rows[i].stages)
+            (rows[i].waitFraction, rows[i].sendBlockedFraction) = (waits.wait, waits.blocked)
+            (rows[i].waitP50Milliseconds, rows[i].waitP99Milliseconds) = (waits.p50, waits.p99)
+          }
+        }
         let race = try? JSONDecoder().decode([PipelineBenchmark.TimeToAccuracy].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/time-to-accuracy.json")))
         try write(rows, race: race, target: targetAccuracy ?? 0.88)
         return
