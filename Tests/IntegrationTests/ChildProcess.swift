@@ -28,12 +28,17 @@ final class ChildProcess {
   var finished: Result?
 
   /// Starts `stagewise ARGUMENTS`.
-  init(stagewise arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
+  convenience init(stagewise arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
+    try self.init(executable: Self.stagewisePath, arguments, environment: environment, directory: directory)
+  }
+
+  /// Starts any program (`ip netns exec HOST stagewise …` for the multi-host test).
+  init(executable: String, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
     scratch = NSTemporaryDirectory() + "stagewise-child-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     FileManager.default.createFile(atPath: scratch + "/out", contents: nil)
     FileManager.default.createFile(atPath: scratch + "/err", contents: nil)
-    process.executableURL = URL(fileURLWithPath: Self.stagewisePath)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
