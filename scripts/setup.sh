@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Stagewise needs from Debian when it is missing: OpenBLAS, libzmq, zlib headers,
-# pkg-config, the Fashion-MNIST IDX files, and iproute2 (the multi-host test's namespaces). Safe to run any number of times; a few seconds
-# when everything is there, a minute or two on a fresh machine. Needs root (or sudo) for apt.
+# pkg-config, the Fashion-MNIST IDX files, and iproute2 (the multi-host test's namespaces).
+# Safe to run any number of times; a few seconds when everything is there, a minute or two on
+# a fresh machine. Needs root (or sudo) for apt.
 set -euo pipefail
 packages=(libopenblas-dev libzmq3-dev zlib1g-dev pkg-config dataset-fashion-mnist iproute2)
 missing=()
