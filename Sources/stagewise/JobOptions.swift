@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Learning
 import Runtime
 
@@ -57,10 +58,15 @@ struct JobOptions: ParsableArguments {
       try point.trimLogs(in: resume)
       Console.status("resuming \(resume) after epoch \(point.epochsDone)")
     }
+    // Recoveries before the stop stay on the record.
+    let earlier = resume.flatMap { FileManager.default.contents(atPath: "\($0)/run.json") }
+      .flatMap { try? JSONDecoder().decode(RunManifest.self, from: $0) }?.recoveries ?? []
     let directory = try RunDirectory(path: resume ?? out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
-    return try Scheduler(
+    let scheduler = try Scheduler(
       config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: point,
       log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
+    scheduler.recoveries = earlier
+    return scheduler
   }
 }
 
