@@ -131,7 +131,7 @@ public final class Worker {
       default: count("unexpected-\(message.kind)")
       }
     }
-    throw RuntimeError("no \(what) from \(options.scheduler) within \(timeout): is the scheduler running and reachable?")
+    throw RuntimeError("no answer from \(options.scheduler) within \(timeout) while waiting for \(what): is the scheduler running and reachable?")
   }
 
   func setUp(_ assignment: Assignment) throws {

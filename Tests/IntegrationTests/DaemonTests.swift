@@ -270,6 +270,25 @@ struct DaemonTests {
     #expect(!processExists(victim))
   }
 
+  /// Bounded waits with a clear message: a worker whose scheduler never answers, and a
+  /// scheduler whose workers never come.
+  @Test func anUnreachableSchedulerOrMissingWorkersEndInAClearMessage() throws {
+    let port = try freePort()
+    let start = ContinuousClock.now
+    let lonely = try ChildProcess.stagewise(["worker", "--scheduler", "tcp://127.0.0.1:\(port)", "--wait-seconds", "2"], timeout: .seconds(30))
+    #expect(ContinuousClock.now - start < .seconds(20))
+    #expect(lonely.status != 0 && !lonely.timedOut)
+    let last = lonely.stderr.split(separator: "\n").last.map(String.init) ?? ""
+    #expect(last.contains("no answer from tcp://127.0.0.1:\(port) within 2.0 seconds while waiting for a stage assignment: is the scheduler running and reachable?"), "\(lonely.stderr)")
+
+    let (dir, path) = try prepare(daemonConfig(epochs: 1))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let alone = try ChildProcess.stagewise(["scheduler", "--config", path, "--out", "\(dir)/run", "--wait-seconds", "2"], timeout: .seconds(30))
+    #expect(alone.status != 0)
+    #expect(alone.stderr.contains("stages 0, 1, 2 never became ready within 2.0 seconds: start a worker for each"), "\(alone.stderr)")
+    #expect(readManifest("\(dir)/run")?.state == "failed")
+  }
+
   @Test func resumeWithoutCheckpointsSaysSo() throws {
     let (dir, _) = try prepare(daemonConfig(epochs: 1))
     defer { try? FileManager.default.removeItem(atPath: dir) }
