@@ -27,10 +27,9 @@ extension Scheduler {
   }
 
   func writeTrace() throws {
-    var events = [TraceEvent.processName("scheduler", pid: 0)]
-    events += (0..<stageCount).map { TraceEvent.processName("stage \($0)", pid: $0 + 1) }
-    events += schedulerTrace.events + traceEvents.sorted { $0.ts < $1.ts }
-    try directory.write(ChromeTrace(traceEvents: events, displayTimeUnit: "ms"), to: "trace.json")
+    var head = [TraceEvent.processName("scheduler", pid: 0)]
+    head += (0..<stageCount).map { TraceEvent.processName("stage \($0)", pid: $0 + 1) }
+    try traceSpool.assemble(head: head + schedulerTrace.events, into: "\(directory.path)/trace.json")
   }
 
   func writeManifest(state: String, detail: String?) throws {

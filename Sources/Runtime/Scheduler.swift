@@ -49,7 +49,9 @@ public final class Scheduler {
   var liveStats: [LiveStats?]
   var rejected: [String: Int] = [:]
   var byes: [Int: Bye] = [:]
-  var traceEvents: [TraceEvent] = []
+  /// Workers' trace chunks go straight to disk as they arrive, one event a line, so a long
+  /// run's memory stays flat; `trace.json` is assembled from this file at the end.
+  lazy var traceSpool = TraceSpool(path: "\(directory.path)/trace.events.jsonl")
   var schedulerTrace = TraceRecorder(pid: 0, capacity: 50_000)
   var originMicros: Int64 = 0
   var lastHeartbeatMicros: Int64 = 0
@@ -270,7 +272,7 @@ public final class Scheduler {
         try closeEpochs()
       }
     case .trace:
-      if let chunk = try? message.body(TraceChunk.self) { traceEvents += chunk.events }
+      if let chunk = try? message.body(TraceChunk.self) { traceSpool.append(chunk.events) }
     case .bye:
       let bye = try message.body(Bye.self)
       byes[stage] = bye

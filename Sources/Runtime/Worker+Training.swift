@@ -107,7 +107,10 @@ extension Worker {
   /// A marker closes a phase: report its totals, then pass the marker on.
   func mark(_ message: Message) throws {
     let flag = MarkerFlag(rawValue: message.flags)!
-    if flag == .trainEnd { saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1) }
+    if flag == .trainEnd {
+      saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1)
+      try shipTrace()  // the scheduler spools it to disk: a long run's memory stays flat
+    }
     if flag == .trainEnd || flag == .evalEnd {
       totals.epoch = Int(message.epoch)
       totals.phase = flag == .trainEnd ? .train : .eval

@@ -317,6 +317,13 @@ public final class Worker {
     }
   }
 
+  /// Sends the trace recorded so far to the scheduler, in chunks, and forgets it.
+  func shipTrace() throws {
+    while !trace.events.isEmpty {
+      try send(Message(kind: .trace, body: TraceChunk(stage: assignment.stage, events: trace.drain(upTo: 5000))))
+    }
+  }
+
   /// Saves the stage (final weights after a finished run, else the last weights beside the
   /// epoch checkpoints), ships the trace, says BYE, and gives the sockets time to flush.
   func finish() throws {
@@ -329,9 +336,7 @@ public final class Worker {
     } catch {
       log("could not save \(path): \(error)")
     }
-    while !trace.events.isEmpty {
-      try send(Message(kind: .trace, body: TraceChunk(stage: assignment.stage, events: trace.drain(upTo: 5000))))
-    }
+    try shipTrace()
     let bye = Bye(
       stage: assignment.stage, checkpoint: saved, rejected: rejected, traceDropped: trace.dropped,
       reason: stopReason ?? "stop", replay: replay?.statistics, peakResidentBytes: ProcessMemory.peakResidentBytes,
