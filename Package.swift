@@ -52,7 +52,8 @@ let package = Package(
     // MARK: Tests.
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
-    .testTarget(name: "LearningTests", dependencies: ["Learning", "NN", "Data"]),
+    .testTarget(
+      name: "LearningTests", dependencies: ["Learning", "NN", "Data", .product(name: "Yams", package: "Yams")]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Data"]),
     .testTarget(name: "IntegrationTests", dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "stagewise"]),

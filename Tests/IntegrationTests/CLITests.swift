@@ -154,6 +154,20 @@ struct CLITests {
     expectOneLineError(try ChildProcess.stagewise(["eval", "\(dir)/run"]), mentioning: "stage-1.safetensors")
   }
 
+  @Test func renderK8sRefusesABadConfigLikeLaunch() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try "stages:\n  - layers: [{type: linear, out: 8}]\n  - layers: [{type: linear, in: 16, out: 4}]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+    expectOneLineError(
+      try ChildProcess.stagewise(["render", "k8s", "--config", "\(dir)/c.yaml", "--out", "\(dir)/k8s.yaml"]),
+      mentioning: "stages[1].layers[0]: linear expects 16 inputs, the previous stage outputs 8")
+    #expect(!FileManager.default.fileExists(atPath: "\(dir)/k8s.yaml"))
+    let good = try ChildProcess.stagewise(["render", "k8s", "--out", "\(dir)/k8s.yaml"])
+    #expect(good.status == 0, "\(good.stderr)")
+    let rendered = try String(contentsOfFile: "\(dir)/k8s.yaml", encoding: .utf8)
+    #expect(rendered.contains("completionMode: Indexed"))
+  }
+
   @Test func kernelBenchmarkRunsAtATinySize() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
