@@ -73,6 +73,17 @@ extension RunConfig {
     return plans
   }
 
+  /// The learning rate of update number `step` (0-based, counted per stage and, under
+  /// `sequential`, per phase) in epochs of `stepsPerEpoch` updates.
+  public func learningRate(step: Int, stepsPerEpoch: Int) -> Float {
+    learningRateSchedule.rate(
+      base: optimizer.learningRate, step: step, stepsPerEpoch: stepsPerEpoch, totalEpochs: training.epochs)
+  }
+
+  /// Whether stage `index`'s head is scored in evaluation: under e2e only the last stage's
+  /// head is trained (the others are never scored); kernel hidden stages have no head at all.
+  public func scoresHead(ofStage index: Int) -> Bool { method != .e2e || index == stages.count - 1 }
+
   /// Builds stage `index` alone (what a worker process does).
   public func buildStage(_ index: Int, sampleShape: [Int], classes: Int) throws(ConfigError) -> Stage {
     let plans = try blueprints(sampleShape: sampleShape, classes: classes)

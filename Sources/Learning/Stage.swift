@@ -68,11 +68,6 @@ public final class Stage {
     var encoderCaches: [[LayerCache]]
     var headPass: (logits: Tensor, cache: Head.Cache)?
     var previousBelief: Tensor?
-
-    /// A pass that carries only activations (e2e evaluation).
-    static func detached(_ h: Tensor) -> Pass {
-      Pass(activations: h, belief: nil, augmentedInput: h, h: h, bodyCaches: [], encoderCaches: [], headPass: nil, previousBelief: nil)
-    }
   }
 
   /// A stage's layers and parameter layout, before any memory is allocated: enough to check
@@ -186,9 +181,11 @@ public final class Stage {
     return (pass, result)
   }
 
-  /// Evaluation: the pass (without training) and the head's logits, if the stage has a head.
-  public func infer(_ input: Input) -> (pass: Pass, logits: Tensor?) {
+  /// Evaluation: the pass (without training) and the head's logits, if the stage has a head
+  /// and `scoringHead` (an e2e inner stage's head is never trained, so it is not run).
+  public func infer(_ input: Input, scoringHead: Bool = true) -> (pass: Pass, logits: Tensor?) {
     let pass = forward(input)
+    guard scoringHead else { return (pass, nil) }
     if let headPass = pass.headPass { return (pass, headPass.logits) }
     return (pass, head.map { $0.infer(pass.h, belief: nil, store) })
   }

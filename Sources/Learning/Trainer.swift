@@ -77,9 +77,7 @@ public final class Trainer {
   }
 
   public var learningRate: Float {
-    config.learningRateSchedule.rate(
-      base: config.optimizer.learningRate, step: step, stepsPerEpoch: order.batchesPerEpoch,
-      totalEpochs: config.training.epochs)
+    config.learningRate(step: step, stepsPerEpoch: order.batchesPerEpoch)
   }
 
   /// The input of the stage after `previous` (or of stage 0): what travels down the pipeline.
@@ -157,13 +155,38 @@ public final class Trainer {
       test: evaluate(), activeStage: activeStage)
   }
 
+  /// Runs the configured training: every epoch, or under `sequential` one phase of
+  /// `training.epochs` per stage with the schedule restarted for each. `onEpoch` sees every
+  /// report and ends the run early by returning true; `progress(epoch, done, total, loss)`
+  /// follows every batch.
+  @discardableResult
+  public func run(
+    progress: ((Int, Int, Int, Float) -> Void)? = nil, onEpoch: (EpochReport) throws -> Bool
+  ) rethrows -> [EpochReport] {
+    var reports: [EpochReport] = []
+    let phases: [Int?] = config.schedule == .sequential ? stages.map(\.index) : [nil]
+    for activeStage in phases {
+      if activeStage != nil { restartSchedule() }
+      for epoch in 0..<config.training.epochs {
+        let report = trainEpoch(epoch, activeStage: activeStage) { progress?(epoch, $0, $1, $2) }
+        reports.append(report)
+        if try onEpoch(report) { return reports }
+      }
+    }
+    return reports
+  }
+
+  /// Runs the configured training to the end.
+  @discardableResult
+  public func run() -> [EpochReport] { run(onEpoch: { _ in false }) }
+
   /// Restarts the learning-rate schedule (the `sequential` schedule does, for each stage).
   public func restartSchedule() { step = 0 }
 
   /// Accuracy and loss of every stage's head on the test set (accuracy by depth): stages
   /// without a head (kernel hidden stages) are skipped, and e2e reports only the last.
   public func evaluate() -> EvalReport {
-    let evaluated = config.method == .e2e ? [stages.count - 1] : stages.filter { $0.head != nil }.map(\.index)
+    let evaluated = stages.filter { $0.head != nil && config.scoresHead(ofStage: $0.index) }.map(\.index)
     var correct = [Int](repeating: 0, count: stages.count)
     var lossSum = [Double](repeating: 0, count: stages.count)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
@@ -172,17 +195,7 @@ public final class Trainer {
       var previous: Stage.Pass?
       for stage in stages {
         let input = Self.nextInput(after: previous, batch: batch)
-        if config.method == .e2e {
-          let h = stage.body.infer(input.x, stage.store)
-          previous = Stage.Pass.detached(h)
-          if stage.index == stages.count - 1 {
-            let result = softmaxCrossEntropy(logits: stage.head!.infer(h, belief: nil, stage.store), labels: batch.labels)
-            correct[stage.index] += result.correct
-            lossSum[stage.index] += Double(result.loss) * Double(indices.count)
-          }
-          continue
-        }
-        let (pass, logits) = stage.infer(input)
+        let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: stage.index))
         if let logits {
           let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
           correct[stage.index] += result.correct

@@ -89,14 +89,9 @@ public struct AccuracyBenchmark {
         if data == nil { data = try config.loadData() }
         let trainer = try Trainer(config: config, train: data!.train, test: data!.test)
         let start = ContinuousClock.now
-        var report: EpochReport?
-        let phases: [Int?] = config.schedule == .sequential ? trainer.stages.indices.map { $0 } : [nil]
-        for activeStage in phases {
-          if activeStage != nil { trainer.restartSchedule() }
-          for epoch in 0..<epochs { report = trainer.trainEpoch(epoch, activeStage: activeStage) }
-        }
+        let report = trainer.run().last!
         let seconds = (ContinuousClock.now - start).seconds
-        let test = report!.test
+        let test = report.test
         let row = Row(
           method: variant.label, stages: k, epochs: epochs, accuracy: test.accuracy, byDepth: test.stageAccuracy,
           depthStages: test.stages ?? Array(test.stageAccuracy.indices), crossEntropyByDepth: test.stageLoss, seconds: seconds)

@@ -204,15 +204,13 @@ public struct PipelineBenchmark {
         config.training.threads = oneProcessThreads
         BLAS.setThreads(oneProcessThreads)
         let trainer = try Trainer(config: config, train: train, test: test)
-        for epoch in 0..<maxEpochs {
-          accuracy = trainer.trainEpoch(epoch).test.accuracy
-          epochs = epoch + 1
+        trainer.run(onEpoch: { report in
+          accuracy = report.test.accuracy
+          epochs += 1
           curve.append([(ContinuousClock.now - start).seconds, accuracy])
-          if accuracy >= target {
-            reached = (ContinuousClock.now - start).seconds
-            break
-          }
-        }
+          if accuracy >= target { reached = (ContinuousClock.now - start).seconds }
+          return accuracy >= target
+        })
         BLAS.setThreads(threads)
       } else {
         let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)

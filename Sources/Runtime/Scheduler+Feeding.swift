@@ -97,9 +97,7 @@ extension Scheduler {
       let epoch = firstEpoch + reports.count
       let phaseEpoch = epoch % plan.epochsPerPhase
       let batches = plan.trainOrder.batchesPerEpoch
-      let lr = config.learningRateSchedule.rate(
-        base: config.optimizer.learningRate, step: phaseEpoch * batches, stepsPerEpoch: batches,
-        totalEpochs: config.training.epochs)
+      let lr = config.learningRate(step: phaseEpoch * batches, stepsPerEpoch: batches)
       var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
       epochReport.activeStage = plan.activeStage(epoch: epoch)
       reports.append(epochReport)

@@ -95,9 +95,7 @@ extension Worker {
   func finishMicroBatch() throws {
     backprop.backwards += 1
     guard backprop.backwards == backprop.microCount else { return }
-    let lr = config.learningRateSchedule.rate(
-      base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
-      totalEpochs: config.training.epochs)
+    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
     let t0 = WallClock.micros()
     stage.optimizer.update(stage.store, learningRate: lr)
     trace.record("update", startMicros: t0, endMicros: WallClock.micros())

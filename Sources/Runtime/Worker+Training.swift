@@ -30,9 +30,7 @@ extension Worker {
       if isLast { try sendResult(message, loss: 0, correct: 0, samples: 0) } else { try forward(message, pass) }
       return
     }
-    let lr = config.learningRateSchedule.rate(
-      base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
-      totalEpochs: config.training.epochs)
+    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
     let t0 = WallClock.micros()
     let pass = stage.forward(input)
     let t1 = WallClock.micros()
@@ -75,9 +73,7 @@ extension Worker {
       replayStalled = true
       return
     }
-    let lr = config.learningRateSchedule.rate(
-      base: config.optimizer.learningRate, step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch,
-      totalEpochs: config.training.epochs)
+    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
     let t0 = WallClock.micros()
     let result = stage.trainLocal(entry.payload, learningRate: lr).1
     let t1 = WallClock.micros()
@@ -88,14 +84,12 @@ extension Worker {
   func evaluate(_ message: Message) throws {
     let input = stageInput(message)
     let t0 = WallClock.micros()
-    let (pass, logits) = stage.infer(input)
+    let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: assignment.stage))
     let t1 = WallClock.micros()
     if !isLast { try forward(message, pass) }
     let t2 = WallClock.micros()
-    // A stage without a head (a kernel hidden stage) has nothing to score, nor has an inner
-    // stage of e2e, whose head is never trained.
-    let scored = isBackprop && !isLast ? nil : logits
-    let result = scored.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
+    // No logits: a kernel hidden stage (no head) or an inner e2e stage (head never trained).
+    let result = logits.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
     let t3 = WallClock.micros()
     trace.record("eval", startMicros: t0, endMicros: t1)
     trace.record("eval", startMicros: t2, endMicros: t3)

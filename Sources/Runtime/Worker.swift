@@ -85,13 +85,12 @@ public final class Worker {
   public func run() throws {
     try dataIn.setMaximumMessageSize(Protocol.maxFrameBytes)
     try dataIn.bind("tcp://\(options.bindHost):*")
-    let bound = dataIn.lastEndpoint
-    let port = bound.split(separator: ":").last.map(String.init) ?? ""
-    dataEndpoint = "tcp://\(options.advertiseHost ?? options.bindHost):\(port)"
     try gradIn.setMaximumMessageSize(Protocol.maxFrameBytes)
     try gradIn.bind("tcp://\(options.bindHost):*")
-    let gradPort = gradIn.lastEndpoint.split(separator: ":").last.map(String.init) ?? ""
-    gradEndpoint = "tcp://\(options.advertiseHost ?? options.bindHost):\(gradPort)"
+    // Others reach our sockets by the advertised host, on the ports the system chose.
+    let host = options.advertiseHost ?? options.bindHost
+    dataEndpoint = "tcp://\(host):\(dataIn.boundPort)"
+    gradEndpoint = "tcp://\(host):\(gradIn.boundPort)"
     try control.connect(options.scheduler)
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,

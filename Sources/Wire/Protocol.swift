@@ -72,6 +72,4 @@ public enum MarkerFlag: UInt8, Sendable, CaseIterable {
   case trainEnd = 1
   /// The epoch's evaluation batches are all in front of this marker.
   case evalEnd = 2
-  /// Nothing follows: drain and wait for STOP.
-  case drain = 3
 }

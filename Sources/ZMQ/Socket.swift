@@ -99,6 +99,9 @@ public final class Socket {
     return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
+  /// The port of the endpoint last bound (`tcp://HOST:PORT`), for advertising under another host.
+  public var boundPort: String { lastEndpoint.split(separator: ":").last.map(String.init) ?? "" }
+
   // MARK: Messages
 
   /// Sends one multipart message; each frame is copied into libzmq's buffers.

@@ -23,21 +23,18 @@ struct Train: ParsableCommand {
         + "\(train.count) train / \(test.count) test samples, BLAS \(BLAS.coreName) × \(runConfig.training.threads), run \(directory.path)")
 
     let epochsTotal = runConfig.training.epochs
-    // `sequential` trains stage 0 for every epoch, freezes it, then stage 1, …
-    let phases: [Int?] = runConfig.schedule == .sequential ? trainer.stages.indices.map { $0 } : [nil]
-    for activeStage in phases {
-      if activeStage != nil { trainer.restartSchedule() }
-      for epoch in 0..<epochsTotal {
-        let report = trainer.trainEpoch(epoch, activeStage: activeStage) { done, total, loss in
-          if done % 10 == 0 || done == total {
-            Console.progress("epoch \(epoch + 1)/\(epochsTotal) \(Console.bar(done, of: total)) \(done)/\(total) loss \(String(format: "%.4f", loss))")
-          }
+    try trainer.run(
+      progress: { epoch, done, total, loss in
+        if done % 10 == 0 || done == total {
+          Console.progress("epoch \(epoch + 1)/\(epochsTotal) \(Console.bar(done, of: total)) \(done)/\(total) loss \(String(format: "%.4f", loss))")
         }
+      },
+      onEpoch: { report in
         Console.clearProgress()
         try directory.record(report)
         Console.print(EpochReport.line(report, of: epochsTotal))
-      }
-    }
+        return false
+      })
     for stage in trainer.stages {
       try stage.save(
         to: directory.stageWeightsPath(stage.index),

@@ -113,12 +113,7 @@ struct DaemonTests {
 
     let (train, test) = try config.loadData()
     let trainer = try Trainer(config: config, train: train, test: test)
-    var reports: [EpochReport] = []
-    let phases: [Int?] = schedule == .sequential ? trainer.stages.indices.map { $0 } : [nil]
-    for activeStage in phases {
-      if activeStage != nil { trainer.restartSchedule() }
-      for epoch in 0..<2 { reports.append(trainer.trainEpoch(epoch, activeStage: activeStage)) }
-    }
+    let reports = trainer.run()
     for stage in trainer.stages {
       let (tensors, metadata) = try Safetensors.read("\(dir)/run/stage-\(stage.index).safetensors")
       if schedule != .sequential { #expect(metadata["step"] == "\(trainer.step)") }
