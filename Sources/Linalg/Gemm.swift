@@ -56,10 +56,4 @@ public enum BLAS {
     guard let name = openblas_get_corename() else { return "unknown" }
     return String(cString: name)
   }
-
-  /// OpenBLAS's build description.
-  public static var configuration: String {
-    guard let text = openblas_get_config() else { return "unknown" }
-    return String(cString: text)
-  }
 }

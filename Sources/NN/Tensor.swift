@@ -29,12 +29,4 @@ public struct Tensor: Sendable, Equatable {
   public func reshaped(_ newShape: [Int]) -> Tensor {
     Tensor(shape: newShape, storage: storage)
   }
-
-  /// Samples `range` of the batch, as a new tensor.
-  public func slice(samples range: Range<Int>) -> Tensor {
-    let n = sampleCount
-    return Tensor(
-      shape: [range.count] + sampleShape,
-      storage: Array(storage[(range.lowerBound * n)..<(range.upperBound * n)]))
-  }
 }

@@ -40,8 +40,8 @@ extension Scheduler {
     switch item {
     case .train(let epoch, let indices, _, _, _), .eval(let epoch, let indices):
       let isTrain = { if case .train = item { return true } else { return false } }()
-      let batch = (isTrain ? train : test).batch(indices)
       let data = isTrain ? train : test
+      let batch = data.batch(indices)
       message = Message(kind: isTrain ? .train : .eval, tensors: [
         WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
         WireTensor(role: .labels, labels: batch.labels),

@@ -5,9 +5,6 @@ public enum ProcessMemory {
   /// Peak resident set size (VmHWM) in bytes, or nil where /proc is not available.
   public static var peakResidentBytes: Int? { field("VmHWM") }
 
-  /// Current resident set size (VmRSS) in bytes.
-  public static var residentBytes: Int? { field("VmRSS") }
-
   /// Resets the peak to the current size (Linux ≥ 4.0), so a phase can be measured alone.
   public static func resetPeak() {
     try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)

@@ -46,8 +46,6 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .trace: "TRACE"
     }
   }
-
-  public var isData: Bool { rawValue < 16 }
 }
 
 /// What a tensor in a message carries.

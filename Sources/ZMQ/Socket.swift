@@ -47,12 +47,6 @@ public final class Socket {
     }
   }
 
-  public func setOption(_ option: Int32, bytes: [UInt8]) throws(ZMQError) {
-    guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
-      throw ZMQError.last("setsockopt(\(option))")
-    }
-  }
-
   /// Most messages queued for sending (receiving) before send blocks (messages drop, for
   /// patterns that drop): the bound on batches in flight.
   public func setHighWaterMarks(send: Int32, receive: Int32) throws(ZMQError) {
@@ -75,10 +69,6 @@ public final class Socket {
   /// last message that must get out).
   public func setLinger(milliseconds: Int32) throws(ZMQError) {
     try setOption(ZMQ_LINGER, milliseconds)
-  }
-
-  public func setIdentity(_ identity: [UInt8]) throws(ZMQError) {
-    try setOption(ZMQ_ROUTING_ID, bytes: identity)
   }
 
   // MARK: Endpoints
