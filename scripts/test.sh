@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The test suite: installs what is missing (scripts/setup.sh), then runs every test
+# The test suite: installs what is missing (scripts/setup.sh), runs every Swift test
 # (`swift test`: numerics with gradient checks, data, config, trainer, ZeroMQ on loopback,
-# the CLI as a real process). About 3–4 minutes on 2 cores from a clean checkout.
+# the CLI and the daemon as real processes, three hosts in network namespaces), then the
+# real-Slurm test (scripts/slurm/test.sh: installs slurm-wlm and munge, starts a one-node
+# Slurm, trains under sbatch, kills a stage). About 4–5 minutes on 2 cores from a clean
+# checkout. Arguments go to `swift test` (and then skip the Slurm test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec swift test "$@"
+swift test "$@"
+if [ $# -eq 0 ]; then bash scripts/slurm/test.sh; fi

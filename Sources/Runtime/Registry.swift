@@ -4,11 +4,15 @@ import Wire
 /// I/O. A HELLO takes the stage it asks for, else the lowest vacant one. Until every stage is
 /// filled (nothing is assigned before that), a worker that asked for no stage floats: an
 /// explicit request for its stage moves it to another vacant one instead of being refused.
+/// After a failure the dead stage is vacated and the survivors say HELLO again; stages are
+/// assigned once every stage has a worker that is waiting for its assignment.
 public struct Registry: Sendable {
   public struct Member: Sendable, Equatable {
     public var identity: [UInt8]
     public var hello: Hello
     public var ready = false
+    /// Holds its current assignment (false from HELLO until the next ASSIGN).
+    public var assigned = false
     public var lastHeardMicros: Int64
   }
 
@@ -18,6 +22,8 @@ public struct Registry: Sendable {
 
   public var isFull: Bool { members.allSatisfy { $0 != nil } }
   public var allReady: Bool { members.allSatisfy { $0?.ready == true } }
+  /// Every stage has a worker waiting for its assignment.
+  public var readyToAssign: Bool { members.allSatisfy { $0?.assigned == false } }
   public var stageCount: Int { members.count }
 
   public func stage(of identity: [UInt8]) -> Int? {
@@ -29,7 +35,11 @@ public struct Registry: Sendable {
     guard hello.protocolVersion == Int(Protocol.version) else {
       return .failure(RuntimeError("protocol version \(hello.protocolVersion) refused: the scheduler speaks \(Protocol.version); run the same stagewise build everywhere"))
     }
-    if let existing = stage(of: identity) { return .success(existing) }
+    if let existing = stage(of: identity) {  // a survivor of a failure, waiting again
+      members[existing]?.assigned = false
+      members[existing]?.ready = false
+      return .success(existing)
+    }
     let stage: Int
     if let requested = hello.requestedStage {
       guard members.indices.contains(requested) else {
@@ -54,6 +64,16 @@ public struct Registry: Sendable {
   }
 
   public mutating func markReady(_ stage: Int) { members[stage]?.ready = true }
+
+  public mutating func markAllAssigned() {
+    for stage in members.indices { members[stage]?.assigned = true }
+  }
+
+  /// A dead worker's stage becomes vacant; everyone else must get ready again.
+  public mutating func vacate(_ stage: Int) {
+    members[stage] = nil
+    for other in members.indices { members[other]?.ready = false }
+  }
 
   public mutating func heard(from stage: Int, atMicros now: Int64) { members[stage]?.lastHeardMicros = now }
 

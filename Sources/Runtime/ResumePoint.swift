@@ -10,6 +10,25 @@ public struct ResumePoint: Sendable, Equatable {
   /// Finds the resume point of `runDirectory` for `stageCount` stages; every file it picks is
   /// read once so a damaged one is named before any process starts.
   public static func find(in runDirectory: String, stageCount: Int) throws -> ResumePoint {
+    guard let point = try newest(in: runDirectory, stageCount: stageCount) else {
+      let held = checkpointedEpochs(in: runDirectory, stageCount: stageCount)
+        .enumerated().map { "stage \($0.offset): \($0.element.sorted())" }.joined(separator: ", ")
+      throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed (\(held)): nothing to resume from")
+    }
+    return point
+  }
+
+  /// The newest epoch every stage checkpointed, or nil when there is none yet.
+  public static func newest(in runDirectory: String, stageCount: Int) throws -> ResumePoint? {
+    let epochs = checkpointedEpochs(in: runDirectory, stageCount: stageCount)
+    guard let common = epochs.dropFirst().reduce(epochs.first ?? [], { $0.intersection($1) }).max() else { return nil }
+    let checkpoints = (0..<stageCount).map { "\(runDirectory)/stage-\($0).epoch-\(common).safetensors" }
+    for path in checkpoints { _ = try Safetensors.read(path) }
+    return ResumePoint(epochsDone: common, checkpoints: checkpoints)
+  }
+
+  /// The epochs each stage has a checkpoint of.
+  static func checkpointedEpochs(in runDirectory: String, stageCount: Int) -> [Set<Int>] {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
     var epochs: [Set<Int>] = Array(repeating: [], count: stageCount)
     for file in files {
@@ -20,13 +39,7 @@ public struct ResumePoint: Sendable, Equatable {
       else { continue }
       epochs[stage].insert(epoch)
     }
-    guard let common = epochs.dropFirst().reduce(epochs.first ?? [], { $0.intersection($1) }).max() else {
-      let held = epochs.enumerated().map { "stage \($0.offset): \($0.element.sorted())" }.joined(separator: ", ")
-      throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed (\(held)): nothing to resume from")
-    }
-    let checkpoints = (0..<stageCount).map { "\(runDirectory)/stage-\($0).epoch-\(common).safetensors" }
-    for path in checkpoints { _ = try Safetensors.read(path) }
-    return ResumePoint(epochsDone: common, checkpoints: checkpoints)
+    return epochs
   }
 
   /// Drops log lines of epochs at or after the resume point (they are trained again).

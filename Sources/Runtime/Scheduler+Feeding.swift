@@ -73,7 +73,9 @@ extension Scheduler {
       let frames = try sink.receive()
       let result = Result { () throws(WireError) -> Message in
         let message = try Message(frames: frames)
-        guard message.job == job else { throw .unexpected("sink message for job \(message.job)") }
+        guard message.job == job else {
+          throw retiredJobs.contains(message.job) ? .staleJob(message.job) : .unexpected("sink message for job \(message.job)")
+        }
         guard message.kind == .result || message.kind == .marker else { throw .unexpected("\(message.kind) at the sink") }
         return message
       }

@@ -36,7 +36,9 @@ public final class Scheduler {
   public private(set) var controlEndpoint = ""
   public private(set) var sinkEndpoint = ""
   public internal(set) var phase = Phase.registering
-  public let job: UInt32
+  /// The job's id on every message; a recovery retires it and takes a new one.
+  public internal(set) var job: UInt32
+  var retiredJobs: Set<UInt32> = []
 
   var registry: Registry
   var plan: FeedPlan
@@ -63,14 +65,19 @@ public final class Scheduler {
   var stopAfterEpoch = false
   /// Training batches fed per epoch (to count what a failure costs).
   var trainBatchesFed: [Int: Int] = [:]
-  /// Recoveries before this attempt, for `run.json`.
+  /// Worker failures recovered from, for `run.json`.
   public var recoveries: [Recovery] = []
+  /// Called with a stage whose worker died: start a replacement (the launcher spawns one,
+  /// `--on-vacancy` runs a command); without it, whoever registers next takes the stage.
+  public var onVacancy: ((Int) throws -> Void)?
+  /// Between a failure and the next START: when it was noticed.
+  var recoveryNoticed: ContinuousClock.Instant?
   /// When training started (START) and when the last epoch closed, on this process's clock.
   public private(set) var startedAt: ContinuousClock.Instant?
   public internal(set) var lastEpochAt: ContinuousClock.Instant?
 
   /// Resuming: where the run continues (nil for a fresh run).
-  let resume: ResumePoint?
+  var resume: ResumePoint?
   var firstEpoch: Int { resume?.epochsDone ?? 0 }
 
   public init(
@@ -89,20 +96,29 @@ public final class Scheduler {
     try sink.setMaximumMessageSize(Protocol.maxFrameBytes)
     registry = Registry(stageCount: config.stages.count)
     liveStats = Array(repeating: nil, count: config.stages.count)
-    let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
-    let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
-    let micro = config.method == .e2e ? config.daemon.microBatches : 1
-    // `sequential`: one phase of training.epochs per stage, each training only that stage.
-    let phases = config.schedule == .sequential ? config.stages.count : 1
-    plan = FeedPlan(
-      trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs * phases, microBatches: micro,
-      epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0)
+    plan = Self.plan(config: config, train: train, test: test, startEpoch: resume?.epochsDone ?? 0)
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
     maxInFlight =
-      config.method == .e2e ? micro
+      config.method == .e2e ? plan.microBatches
       : config.schedule == .lockstep ? 1 : (config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count)
+    job = Self.newJobID()
+  }
+
+  /// What is fed, in order, from `startEpoch` on.
+  static func plan(config: RunConfig, train: Dataset, test: Dataset, startEpoch: Int) -> FeedPlan {
+    let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+    let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
+    // `sequential`: one phase of training.epochs per stage, each training only that stage.
+    let phases = config.schedule == .sequential ? config.stages.count : 1
+    return FeedPlan(
+      trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs * phases,
+      microBatches: config.method == .e2e ? config.daemon.microBatches : 1,
+      epochsPerPhase: config.training.epochs, startEpoch: startEpoch)
+  }
+
+  static func newJobID() -> UInt32 {
     var rng = SeededGenerator(seed: UInt64(bitPattern: WallClock.micros()) ^ UInt64(getpid()))
-    job = UInt32(truncatingIfNeeded: rng.next()) | 1
+    return UInt32(truncatingIfNeeded: rng.next()) | 1
   }
 
   /// Binds the control and sink endpoints on the configured interface.
@@ -112,7 +128,7 @@ public final class Scheduler {
     controlEndpoint = control.lastEndpoint
     try sink.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
     try sink.bind("tcp://\(host):*")
-    sinkEndpoint = sink.lastEndpoint
+    sinkEndpoint = "tcp://\(advertisedHost(bind: host)):\(sink.boundPort)"  // the last stage connects here
   }
 
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
@@ -138,9 +154,21 @@ public final class Scheduler {
   public func run(registrationTimeout: Duration = .seconds(300), tick: (Phase) throws -> Void = { _ in }) throws -> Outcome {
     log("scheduler for job \(job) listening on \(controlEndpoint); waiting for \(stageCount) workers")
     do {
-      try register(timeout: registrationTimeout, tick: tick)
-      try start()
-      try feedLoop(tick: tick)
+      var failure: WorkerFailure?
+      while true {
+        do {
+          if let failure {
+            try recover(from: failure, timeout: registrationTimeout, tick: tick)
+          } else {
+            try register(timeout: registrationTimeout, tick: tick)
+          }
+          try start()
+          try feedLoop(tick: tick)
+          break
+        } catch let next as WorkerFailure where recoveries.count < config.daemon.restarts {
+          failure = next
+        }
+      }
     } catch {
       phase = .stopping
       try? writeManifest(state: "failed", detail: "\(error)")
@@ -161,6 +189,7 @@ public final class Scheduler {
   func register(timeout: Duration, tick: (Phase) throws -> Void) throws {
     let deadline = ContinuousClock.now + timeout
     while !registry.isFull || !registry.allReady {
+      try keepAlive()
       try tick(.registering)
       if let signal = Signals.stopRequested { throw RuntimeError("interrupted by signal \(signal) while waiting for workers") }
       guard ContinuousClock.now < deadline else {
@@ -179,9 +208,17 @@ public final class Scheduler {
     try feed.setTimeouts(receiveMilliseconds: 0, sendMilliseconds: 0)
     try feed.connect(first)
     self.feed = feed
-    for stage in 0..<stageCount { try sendControl(to: stage, Message(kind: .start)) }
+    let now = WallClock.micros()
+    for stage in 0..<stageCount {
+      registry.heard(from: stage, atMicros: now)  // silence is measured from START
+      try sendControl(to: stage, Message(kind: .start))
+    }
     phase = .running
     startedAt = ContinuousClock.now
+    if let noticed = recoveryNoticed {
+      recoveries[recoveries.count - 1].recoverySeconds = (ContinuousClock.now - noticed).seconds
+      recoveryNoticed = nil
+    }
     lastLiveMicros = WallClock.micros()
     try writeManifest(state: "running", detail: nil)
     log("all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most \(maxInFlight) batches in flight)")
@@ -250,11 +287,12 @@ public final class Scheduler {
       reject("unregistered", "\(message.kind) from a peer that never said HELLO")
       return
     }
-    guard message.job == job else {
+    registry.heard(from: stage, atMicros: now)  // any word, even about a retired job, says it lives
+    guard message.job == job || message.kind == .heartbeat else {
+      if retiredJobs.contains(message.job) { return reject("stale-job", "\(message.kind) from stage \(stage) for a retired job") }
       reject("wrong-job", "\(message.kind) for job \(message.job) from stage \(stage)")
       return
     }
-    registry.heard(from: stage, atMicros: now)
     switch message.kind {
     case .ready:
       registry.markReady(stage)
@@ -277,7 +315,7 @@ public final class Scheduler {
       let bye = try message.body(Bye.self)
       byes[stage] = bye
       if phase == .running || phase == .registering {
-        throw RuntimeError("stage \(stage)'s worker left during the run (\(bye.reason)); the job stops")
+        throw WorkerFailure(stage: stage, reason: "its worker left during the run (\(bye.reason))", silentSeconds: 0)
       }
     case .error:
       let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
@@ -300,12 +338,14 @@ public final class Scheduler {
       try control.send([identity] + Message(kind: .error, body: ErrorBody(message: error.message)).encode())
     case .success(let stage):
       log("stage \(stage) registered: \(hello.host) pid \(hello.pid), data at \(hello.dataEndpoint)")
-      if registry.isFull { try assignAll() }
+      if registry.readyToAssign { try assignAll() }
     }
   }
 
   /// Every stage has a worker: tell each one its stage and whom to send to.
   func assignAll() throws {
+    if recoveryNoticed != nil { try rollBack() }
+    registry.markAllAssigned()
     originMicros = WallClock.micros()
     schedulerTrace.originMicros = originMicros
     let plans = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
@@ -319,7 +359,7 @@ public final class Scheduler {
         previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
         sendsSkip: usesSkip && stage < stageCount - 1,
         upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
-        restoreFrom: resume?.checkpoints[stage])
+        restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil })
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }
   }
@@ -331,7 +371,8 @@ public final class Scheduler {
     try control.send([member.identity] + message.encode())
   }
 
-  /// Heartbeats out; stages silent too long are dead.
+  /// Heartbeats out, to every worker registered (waiting ones answer); stages silent too
+  /// long are dead.
   func keepAlive() throws {
     let now = WallClock.micros()
     if now - lastHeartbeatMicros >= heartbeatMicros {

@@ -65,6 +65,7 @@ extension Worker {
     let frames = try gradIn.receive()
     let checked = Result { () throws(WireError) -> (Message, [LayerCache]) in
       let message = try Message(frames: frames)
+      if retiredJobs.contains(message.job) { throw .staleJob(message.job) }
       guard message.job == assignment.job, message.kind == .grad else { throw .unexpected("\(message.kind) on the gradient socket") }
       guard let caches = backprop.pending[message.sequence] else {
         throw .unexpected("gradient for sequence \(message.sequence), which this stage is not holding")

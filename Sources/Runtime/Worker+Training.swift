@@ -151,10 +151,8 @@ extension Worker {
       if case .failure(let error) = outcome {
         guard error.isTimeout else { throw error }
         try serviceControl()
-        if stopReason != nil { return }
-        if WallClock.micros() - lastHeardMicros > liveness * heartbeatInterval {
-          throw RuntimeError("lost the scheduler while blocked sending to the next stage")
-        }
+        if stopReason != nil || resetReason != nil { return }
+        try keepAlive(WallClock.micros())  // a stage blocked behind a dead one is not dead itself
         continue
       }
       break

@@ -61,6 +61,11 @@ public final class Worker {
   var statsInterval: Int64 = 500_000
   var lastSequence: UInt64 = 0
   var stopReason: String?
+  /// Set by RESET (another stage failed): leave the loop, drop the stage, say HELLO again.
+  var resetReason: String?
+  var dataInConfigured = false
+  /// Jobs this worker was reset out of: their messages still in flight are stale.
+  var retiredJobs: Set<UInt32> = []
   /// The replay schedule's buffer (stages after the first), fresh inputs counted as producer steps.
   var replay: ReplayBuffer<Stage.Input>?
   var arrivals = 0
@@ -88,44 +93,67 @@ public final class Worker {
     try gradIn.setMaximumMessageSize(Protocol.maxFrameBytes)
     try gradIn.bind("tcp://\(options.bindHost):*")
     // Others reach our sockets by the advertised host, on the ports the system chose.
-    let host = options.advertiseHost ?? options.bindHost
+    let host = advertisedHost(bind: options.bindHost, advertise: options.advertiseHost)
     dataEndpoint = "tcp://\(host):\(dataIn.boundPort)"
     gradEndpoint = "tcp://\(host):\(gradIn.boundPort)"
     try control.connect(options.scheduler)
+    try sayHello()
+    log("registering with \(options.scheduler) (data endpoint \(dataEndpoint))")
+    while true {
+      let assign = try awaitControl([.assign, .reset], timeout: options.registrationTimeout, waitingFor: "a stage assignment")
+      if assign.kind == .reset {  // another failure while waiting: still waiting, say so
+        try sayHello()
+        continue
+      }
+      try setUp(try assign.body(Assignment.self))
+      if let checkpoint = assignment.restoreFrom {
+        try stage.restore(from: checkpoint, configHash: config.configHash)
+        let (_, metadata) = try Safetensors.read(checkpoint)
+        trainStep = metadata["step"].flatMap(Int.init) ?? 0
+        log("restored from \(checkpoint) (step \(trainStep))")
+      }
+      try send(Message(kind: .ready, body: Ready(stage: assignment.stage, parameterCount: stage.store.count)))
+      let go = try awaitControl([.start, .reset], timeout: .seconds(600), waitingFor: "START")
+      if go.kind == .start {
+        lastHeardMicros = WallClock.micros()
+        try loop()
+      } else {
+        resetReason = (try? go.body(StopBody.self).reason) ?? "reset"
+      }
+      guard let reason = resetReason else { break }
+      log("reset (\(reason)): dropping stage \(assignment.stage) and waiting for a new assignment")
+      retiredJobs.insert(assignment.job)
+      resetReason = nil
+      try sayHello()
+    }
+    try finish()
+  }
+
+  func sayHello() throws {
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,
       pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage)
     try send(Message(kind: .hello, body: hello))
-    log("registering with \(options.scheduler) (data endpoint \(dataEndpoint))")
-
-    let assign = try awaitControl(.assign, timeout: options.registrationTimeout, waitingFor: "a stage assignment")
-    try setUp(try assign.body(Assignment.self))
-    if let checkpoint = assignment.restoreFrom {
-      try stage.restore(from: checkpoint, configHash: config.configHash)
-      let (_, metadata) = try Safetensors.read(checkpoint)
-      trainStep = metadata["step"].flatMap(Int.init) ?? 0
-      log("restored from \(checkpoint) (step \(trainStep))")
-    }
-    try send(Message(kind: .ready, body: Ready(stage: assignment.stage, parameterCount: stage.store.count)))
-    _ = try awaitControl(.start, timeout: .seconds(600), waitingFor: "START")
-    lastHeardMicros = WallClock.micros()
-    try loop()
-    try finish()
   }
 
-  /// Waits for one control message of `kind`, answering heartbeats meanwhile; ERROR and
-  /// silence past the timeout are fatal.
-  func awaitControl(_ kind: Kind, timeout: Duration, waitingFor what: String) throws -> Message {
-    let deadline = ContinuousClock.now + timeout
+  /// Waits for a control message of one of `kinds`, answering heartbeats meanwhile; ERROR
+  /// and silence past the timeout are fatal (a heartbeat from the scheduler restarts the clock).
+  func awaitControl(_ kinds: Set<Kind>, timeout: Duration, waitingFor what: String) throws -> Message {
+    var deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
       if Signals.stopRequested != nil { throw RuntimeError("interrupted while waiting for \(what)") }
       guard try !Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty else { continue }
       guard let message = accepted(try control.receive(), plane: "control") else { continue }
       lastHeardMicros = WallClock.micros()
+      if kinds.contains(message.kind) { return message }
       switch message.kind {
-      case kind: return message
       case .error: throw RuntimeError("the scheduler refused this worker: \(try message.body(ErrorBody.self).message)")
-      case .heartbeat: try answerHeartbeat(message)
+      case .heartbeat:  // answered, so that the scheduler knows we are waiting, not dead
+        try answerHeartbeat(message)
+        if (try? message.body(Heartbeat.self))?.echoMicros == nil {
+          try send(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
+        }
+        deadline = ContinuousClock.now + timeout
       case .stop: throw RuntimeError("the scheduler stopped the job before it started: \((try? message.body(StopBody.self).reason) ?? "")")
       default: count("unexpected-\(message.kind)")
       }
@@ -135,6 +163,9 @@ public final class Worker {
 
   func setUp(_ assignment: Assignment) throws {
     self.assignment = assignment
+    // A fresh stage: nothing carries over from an assignment a reset ended.
+    (trainStep, expectedSequence, lastSequence, arrivals, replayStalled) = (0, 0, 0, 0, false)
+    (backprop, batchComputeMicros, window, replay, gradOut) = (BackpropState(), 0, StatsWindow(), nil, nil)
     config = try RunConfig.parse(yaml: assignment.config)
     BLAS.setThreads(config.training.threads)
     stage = try config.buildStage(assignment.stage, sampleShape: assignment.sampleShape, classes: assignment.classes)
@@ -142,7 +173,12 @@ public final class Worker {
     downstream = try Socket(context, .push)
     try downstream.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
     try downstream.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
-    try dataIn.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+    // Once, before any peer connects: libzmq pushes a changed limit into live pipes from
+    // this thread, which crashed its I/O thread when a pipe's peer had just died (a reset).
+    if !dataInConfigured {
+      try dataIn.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+      dataInConfigured = true
+    }
     try downstream.connect(assignment.downstream)
     if let upstream = assignment.upstreamGradient {
       let socket = try Socket(context, .push)
@@ -166,18 +202,13 @@ public final class Worker {
   // MARK: - The loop
 
   func loop() throws {
-    while stopReason == nil {
+    while stopReason == nil && resetReason == nil {
       if let signal = Signals.stopRequested {
         stopReason = "signal \(signal)"
         break
       }
       let now = WallClock.micros()
-      if now - lastHeardMicros > liveness * heartbeatInterval {
-        throw RuntimeError("lost the scheduler: nothing heard for \((now - lastHeardMicros) / 1000) ms (liveness \(liveness) × \(heartbeatInterval / 1000) ms)")
-      }
-      if now - lastSentMicros >= heartbeatInterval {
-        try send(Message(kind: .heartbeat, body: Heartbeat(sentMicros: now)))
-      }
+      try keepAlive(now)
       if now - window.startMicros >= statsInterval { try sendLiveStats(now) }
 
       let waitStart = WallClock.micros()
@@ -201,6 +232,16 @@ public final class Worker {
     }
   }
 
+  /// Our heartbeat when one is due; a scheduler silent past the liveness limit is lost.
+  func keepAlive(_ now: Int64) throws {
+    if now - lastHeardMicros > liveness * heartbeatInterval {
+      throw RuntimeError("lost the scheduler: nothing heard for \((now - lastHeardMicros) / 1000) ms (liveness \(liveness) × \(heartbeatInterval / 1000) ms)")
+    }
+    if now - lastSentMicros >= heartbeatInterval {
+      try send(Message(kind: .heartbeat, body: Heartbeat(sentMicros: now)))
+    }
+  }
+
   /// Handles every control message waiting (heartbeats, STOP, ERROR).
   func serviceControl() throws {
     while try !Socket.pollReadable([control], timeoutMilliseconds: 0).isEmpty {
@@ -209,6 +250,7 @@ public final class Worker {
       switch message.kind {
       case .heartbeat: try answerHeartbeat(message)
       case .stop: stopReason = (try? message.body(StopBody.self).reason) ?? "stop"
+      case .reset: resetReason = (try? message.body(StopBody.self).reason) ?? "reset"
       case .error: throw RuntimeError("the scheduler ended the job: \((try? message.body(ErrorBody.self).message) ?? "")")
       default: count("unexpected-\(message.kind)")
       }
@@ -232,7 +274,7 @@ public final class Worker {
     case .success(let message): return message
     case .failure(let error):
       count(error.reason)
-      log("rejected a \(plane) message (\(error.reason)): \(error)")
+      if rejected[error.reason, default: 0] <= 5 { log("rejected a \(plane) message (\(error.reason)): \(error)") }
       return nil
     }
   }
@@ -254,7 +296,10 @@ public final class Worker {
   /// sequence must be exactly the next one: a stale or forged far-ahead message cannot
   /// shift this stage's notion of where the stream is.
   func check(_ message: Message) throws(WireError) {
-    guard message.job == assignment.job else { throw .unexpected("message for job \(message.job), this is job \(assignment.job)") }
+    guard message.job == assignment.job else {
+      if retiredJobs.contains(message.job) { throw .staleJob(message.job) }
+      throw .unexpected("message for job \(message.job), this is job \(assignment.job)")
+    }
     guard [.train, .eval, .marker].contains(message.kind) else { throw .unexpected("\(message.kind) on a data socket") }
     if message.kind == .marker {
       guard MarkerFlag(rawValue: message.flags) != nil else { throw .unexpected("unknown marker flag \(message.flags)") }

@@ -24,7 +24,7 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   case train = 1, eval = 2, marker = 3, result = 4, grad = 5
   // control plane
   case hello = 16, assign = 17, ready = 18, start = 19, heartbeat = 20, stats = 21
-  case checkpointed = 22, error = 23, stop = 24, bye = 25, trace = 26
+  case reset = 22, error = 23, stop = 24, bye = 25, trace = 26
 
   public var description: String {
     switch self {
@@ -39,7 +39,7 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .start: "START"
     case .heartbeat: "HEARTBEAT"
     case .stats: "STATS"
-    case .checkpointed: "CHECKPOINTED"
+    case .reset: "RESET"
     case .error: "ERROR"
     case .stop: "STOP"
     case .bye: "BYE"

@@ -28,17 +28,8 @@ struct Launch: ParsableCommand {
     let scheduler = try job.makeScheduler(runConfig)
     Console.status(
       "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
-    let directory = scheduler.directory
-    let (train, test) = (scheduler.train, scheduler.test)
-    let launcher = Launcher(
-      first: scheduler, restarts: runConfig.daemon.restarts, executable: Launcher.currentExecutable,
-      log: { Console.status("[launch] \($0)") }
-    ) { resume in
-      try Scheduler(
-        config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: resume,
-        log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
-    }
-    summarize(try launcher.run(), directory: directory.path)
+    let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
+    summarize(try launcher.run(), directory: scheduler.directory.path)
   }
 }
 
@@ -55,8 +46,13 @@ struct SchedulerCommand: ParsableCommand {
   @Option(help: "Control port (overrides daemon.controlPort; 0 picks one).")
   var port: Int?
 
-  @Option(help: "Seconds to wait for every stage to register.")
+  @Option(help: "Seconds to wait for every stage to register (also for a failed stage's replacement).")
   var waitSeconds = 300
+
+  @Option(help: ArgumentHelp(
+    "Shell command that starts a worker for a stage whose worker died, e.g. 'srun --overlap -n1 stagewise worker'.",
+    discussion: "Else STAGEWISE_ON_VACANCY. {stage} in the command and STAGEWISE_STAGE in its environment name the stage. Without either, any worker that registers takes the vacant stage."))
+  var onVacancy: String?
 
   func run() throws {
     var runConfig = try job.resolved()
@@ -68,6 +64,19 @@ struct SchedulerCommand: ParsableCommand {
     try scheduler.bind()
     // The address workers need, on stdout, so scripts can read it.
     Console.print("scheduler \(scheduler.controlEndpoint)")
+    let replacements = StageProcesses(log: { Console.status("[scheduler] \($0)") })
+    defer { replacements.reapAll() }
+    if let onVacancy = onVacancy ?? ProcessInfo.processInfo.environment["STAGEWISE_ON_VACANCY"] {
+      scheduler.onVacancy = { stage in
+        let command = onVacancy.replacingOccurrences(of: "{stage}", with: "\(stage)")
+        Console.status("[scheduler] starting a worker for stage \(stage): \(command)")
+        var environment = ["STAGEWISE_STAGE": "\(stage)"]
+        if ProcessInfo.processInfo.environment["STAGEWISE_SCHEDULER"] == nil {
+          environment["STAGEWISE_SCHEDULER"] = scheduler.controlEndpoint
+        }
+        try replacements.start(stage: stage, executable: "/bin/sh", arguments: ["-c", command], environment: environment)
+      }
+    }
     let outcome = try scheduler.run(registrationTimeout: .seconds(waitSeconds))
     summarize(outcome, directory: scheduler.directory.path)
   }
@@ -87,7 +96,7 @@ struct WorkerCommand: ParsableCommand {
   @Option(help: "Interface the data socket binds.")
   var bind = "127.0.0.1"
 
-  @Option(help: "Host name or address other stages use to reach this one (default: --bind).")
+  @Option(help: "Host name or address other stages use to reach this one (default: --bind, or this host's name when binding 0.0.0.0).")
   var advertise: String?
 
   @Option(help: "Seconds to wait for the scheduler to assign a stage.")
@@ -106,6 +115,9 @@ struct WorkerCommand: ParsableCommand {
     options.registrationTimeout = .seconds(waitSeconds)
     if let protocolVersion { options.protocolVersion = protocolVersion }
     let tag = rendezvous.stage.map { "stage \($0)" } ?? "worker \(getpid())"
+    if let job = environment["SLURM_JOB_ID"], let step = environment["SLURM_STEP_ID"] {  // which job step this is
+      Console.status("[\(tag)] slurm step \(job).\(step), task \(environment["SLURM_PROCID"] ?? "?") on \(environment["SLURMD_NODENAME"] ?? ProcessInfo.processInfo.hostName)")
+    }
     let worker = try Worker(options, log: { Console.status("[\(tag)] \($0)") })
     try worker.run()
   }

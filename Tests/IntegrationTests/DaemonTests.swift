@@ -257,12 +257,56 @@ struct DaemonTests {
     let manifest = try #require(readManifest("\(dir)/chaos"))
     #expect(manifest.state == "finished" && manifest.epochsCompleted == 12)
     let recovery = try #require(manifest.recoveries?.first)
-    #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"))
+    #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"), "\(manifest.recoveries ?? [])")
     #expect(recovery.recoverySeconds != nil && recovery.batchesRetrained >= 0 && recovery.detectedAfterSeconds < 5)
     #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
     try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: 3)
     for entry in manifest.stages { #expect(!processExists(entry.pid)) }
     #expect(!processExists(victim))
+  }
+
+  /// A standalone scheduler keeps its surviving workers when one dies: the stage is vacated,
+  /// any worker that registers next takes it (here one started by hand, asking for no stage),
+  /// every stage rolls back to the newest common epoch checkpoint, and the run ends with the
+  /// weights of an undisturbed run. With `--on-vacancy` the scheduler starts the replacement.
+  @Test(arguments: [false, true])
+  func aVacantStageIsTakenByTheNextWorkerAndTheRunEndsAsIfUndisturbed(onVacancy: Bool) throws {
+    var config = daemonConfig(epochs: 10, schedule: .pipelined, trainSamples: 1200)
+    config.daemon.controlPort = try freePort()
+    (config.daemon.heartbeatMilliseconds, config.daemon.liveness) = (100, 10)  // dead after 1 s of silence
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let calm = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/calm"], timeout: .seconds(240))
+    #expect(calm.status == 0, "\(calm.stderr)")
+
+    let endpoint = "tcp://127.0.0.1:\(config.daemon.controlPort)"
+    var arguments = ["scheduler", "--config", path, "--out", "\(dir)/chaos", "--wait-seconds", "60"]
+    if onVacancy { arguments += ["--on-vacancy", "exec '\(ChildProcess.stagewisePath)' worker --scheduler \(endpoint) --stage {stage}"] }
+    let scheduler = try ChildProcess(stagewise: arguments)
+    var workers = try (0..<3).map { try ChildProcess(stagewise: ["worker", "--scheduler", endpoint, "--stage", "\($0)"]) }
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/chaos").count >= 2 })
+    let victim = try #require(readManifest("\(dir)/chaos")?.stages[1].pid)
+    kill(victim, SIGKILL)
+    if !onVacancy {
+      #expect(eventually(timeout: .seconds(30)) { readManifest("\(dir)/chaos")?.state == "recovering" })
+      workers.append(try ChildProcess(stagewise: ["worker", "--scheduler", endpoint]))
+    }
+    let result = scheduler.wait(timeout: .seconds(240))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("waiting for a worker to take stage 1"))
+    let manifest = try #require(readManifest("\(dir)/chaos"))
+    #expect(manifest.state == "finished" && manifest.epochsCompleted == 10)
+    let recovery = try #require(manifest.recoveries?.first)
+    #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim) missed"))
+    #expect(recovery.recoverySeconds != nil && recovery.resumedAfterEpoch >= 1)
+    #expect(manifest.stages[1].pid != victim)
+    #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
+    try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: 3)
+    for (index, worker) in workers.enumerated() {
+      let r = worker.wait(timeout: .seconds(60))
+      #expect(index == 1 || r.status == 0, "\(r.stderr)")  // 1: the victim
+    }
+    #expect(eventually(timeout: .seconds(30)) { !processExists(manifest.stages[1].pid) })
   }
 
   /// Bounded waits with a clear message: a worker whose scheduler never answers, and a
