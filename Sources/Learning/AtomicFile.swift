@@ -12,9 +12,9 @@ public enum AtomicFile {
     }
   }
 
-  public static func write(_ bytes: [UInt8], to path: String) throws(WriteError) {
+  public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(WriteError) {
     let temporary = "\(path).tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode)
     guard fd >= 0 else { throw WriteError(path: path, operation: "open", errno: errno) }
     var written = 0
     while written < bytes.count {
@@ -47,7 +47,7 @@ public enum AtomicFile {
     }
   }
 
-  public static func write(_ text: String, to path: String) throws(WriteError) {
-    try write(Array(text.utf8), to: path)
+  public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws(WriteError) {
+    try write(Array(text.utf8), to: path, mode: mode)
   }
 }

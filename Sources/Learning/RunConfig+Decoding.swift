@@ -4,7 +4,7 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, sid, contsup, replay
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, security, sid, contsup, replay
   }
 
   public init(from decoder: any Decoder) throws {
@@ -21,6 +21,7 @@ extension RunConfig {
     learningRateSchedule = try c.value(.learningRateSchedule, or: d.learningRateSchedule)
     stages = try c.value(.stages, or: d.stages)
     daemon = try c.value(.daemon, or: d.daemon)
+    security = try c.value(.security, or: d.security)
     sid = try c.value(.sid, or: d.sid)
     contsup = try c.value(.contsup, or: d.contsup)
     replay = try c.value(.replay, or: d.replay)
@@ -49,9 +50,12 @@ extension RunConfig {
     }
   }
 
-  /// FNV-1a of the resolved YAML: checkpoints record it, so one from another config is noticed.
+  /// FNV-1a of the resolved YAML (less `security`): checkpoints record it, so one from
+  /// another config is noticed.
   public var configHash: String {
-    let hash = yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    var hashed = self
+    hashed.security = SecurityConfig()
+    let hash = hashed.yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     return String(hash, radix: 16)
   }
 
@@ -113,6 +117,21 @@ extension ContSupConfig {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     mode = try c.choice(.mode, or: ContSupConfig().mode)
     encoderLearningRateScale = try c.value(.encoderLearningRateScale, or: ContSupConfig().encoderLearningRateScale)
+  }
+}
+
+extension SecurityConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case curve, schedulerKey, allowedWorkerKeys
+  }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = SecurityConfig()
+    curve = try c.value(.curve, or: d.curve)
+    schedulerKey = try c.value(.schedulerKey, or: d.schedulerKey)
+    allowedWorkerKeys = try c.value(.allowedWorkerKeys, or: d.allowedWorkerKeys)
   }
 }
 

@@ -53,6 +53,12 @@ extension RunConfig {
     try check(daemon.liveness >= 2, "daemon.liveness", "must be at least 2 missed heartbeats")
     try check((0...65535).contains(daemon.controlPort), "daemon.controlPort", "must be a TCP port (0 picks a free one)")
     try check(!daemon.bind.isEmpty && !daemon.bind.contains("/"), "daemon.bind", "must be an interface address such as 127.0.0.1")
+    if security.curve {
+      try check(!security.schedulerKey.isEmpty, "security.schedulerKey", "CURVE needs the scheduler's key file: make one with `stagewise keygen --out scheduler`")
+    }
+    for (i, key) in security.allowedWorkerKeys.enumerated() {
+      try check(Self.isZ85Key(key), "security.allowedWorkerKeys[\(i)]", "is not a public key (40 Z85 characters, as `stagewise keygen` prints)")
+    }
   }
 
   /// Lays out every stage for samples of `sampleShape` (no memory allocated), checking that
@@ -114,5 +120,13 @@ extension RunConfig {
         SyntheticDataset.make(count: data.syntheticTest, side: side, seed: seed &+ 200)
       )
     }
+  }
+}
+
+extension RunConfig {
+  /// Whether `text` looks like a CURVE key in Z85: 40 characters of its alphabet.
+  static func isZ85Key(_ text: String) -> Bool {
+    let alphabet = Set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+    return text.count == 40 && text.allSatisfy(alphabet.contains)
   }
 }

@@ -105,6 +105,19 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   public init() {}
 }
 
+/// Who may join a job: ZeroMQ CURVE on every control and data socket. Not part of the
+/// config hash (a new key on the allow-list does not orphan the run's checkpoints).
+public struct SecurityConfig: Sendable, Equatable, Codable {
+  /// Encrypt and authenticate every connection; workers need `--key` and `--scheduler-key`.
+  public var curve = false
+  /// The scheduler's key file (`stagewise keygen --out scheduler` writes scheduler.key); read
+  /// by the scheduler only — the secret never travels.
+  public var schedulerKey: String = ""
+  /// The public keys (Z85, 40 characters) of the workers allowed to join; others are refused.
+  public var allowedWorkerKeys: [String] = []
+  public init() {}
+}
+
 /// Where the data comes from.
 public enum DataSource: String, Sendable, Codable, CaseIterable {
   case fashionMNIST = "fashion-mnist"
@@ -193,6 +206,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var learningRateSchedule = RunConfig.defaultSchedule
   public var stages: [StageConfig] = RunConfig.mlpStages(width: 1024, count: 4)
   public var daemon = DaemonConfig()
+  public var security = SecurityConfig()
   public var sid = SIDConfig()
   public var contsup = ContSupConfig()
   public var replay = ReplayConfig()

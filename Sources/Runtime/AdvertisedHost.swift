@@ -7,3 +7,15 @@ public func advertisedHost(bind: String, advertise: String? = nil) -> String {
   if let advertise, !advertise.isEmpty { return advertise }
   return ["0.0.0.0", "*", "::"].contains(bind) ? ProcessInfo.processInfo.hostName : bind
 }
+
+/// Whether `host` is reachable from this machine only.
+public func isLoopback(_ host: String) -> Bool {
+  host.hasPrefix("127.") || host == "localhost" || host == "::1"
+}
+
+/// Binding beyond loopback without CURVE must be asked for: anyone who can reach the address
+/// could join the job or feed it data.
+func checkExposure(bind host: String, secured: Bool, insecure: Bool, fix: String) throws(RuntimeError) {
+  guard !secured, !insecure, !isLoopback(host) else { return }
+  throw RuntimeError("binding \(host) without CURVE lets anyone who can reach it join the job or feed it data: \(fix), or pass --insecure on a network you trust")
+}

@@ -13,6 +13,8 @@ public struct Hello: Codable, Sendable, Equatable {
   public var gradEndpoint: String
   /// A stage asked for by flag, environment, Slurm or Kubernetes; nil takes any vacant one.
   public var requestedStage: Int?
+  /// CURVE: the worker's public key, which its data and gradient sockets serve with.
+  public var publicKey: String?
 }
 
 /// ASSIGN, scheduler → worker: everything needed to build and run one stage.
@@ -44,6 +46,12 @@ public struct Assignment: Codable, Sendable {
   public var upstreamGradient: String?
   /// Resuming: the checkpoint this stage restores before it trains.
   public var restoreFrom: String?
+  /// CURVE: the public keys of `downstream` and `upstreamGradient`, and the keys of the
+  /// peers allowed to connect to this stage (the previous stage or the scheduler's feed, and
+  /// the next stage's gradients).
+  public var downstreamKey: String?
+  public var upstreamGradientKey: String?
+  public var peerKeys: [String]?
 }
 
 /// READY, worker → scheduler: the stage is built and connected.

@@ -1,5 +1,6 @@
 import Foundation
 import Learning
+import ZMQ
 
 /// The one-command local cluster: the scheduler in this process and one worker process per
 /// stage, on this machine. Children are watched while the job runs and always reaped. A
@@ -35,12 +36,18 @@ public final class Launcher {
   }
 
   func spawnWorker(stage: Int) throws {
+    var environment = [
+      "STAGEWISE_MANAGED": "1",  // Ctrl-C is the launcher's to handle
+      "OPENBLAS_NUM_THREADS": "\(scheduler.config.training.threads)",
+    ]
+    if let schedulerKeys = scheduler.curveKeys {  // CURVE: a key of its own, made for this worker
+      let keys = try CurveKeyPair.generate()
+      scheduler.allowWorkers([keys.publicKey])
+      environment["STAGEWISE_KEY"] = keys.secretKey
+      environment["STAGEWISE_SCHEDULER_KEY"] = schedulerKeys.publicKey
+    }
     try workers.start(
       stage: stage, executable: executable,
-      arguments: ["worker", "--scheduler", scheduler.controlEndpoint, "--stage", "\(stage)"],
-      environment: [
-        "STAGEWISE_MANAGED": "1",  // Ctrl-C is the launcher's to handle
-        "OPENBLAS_NUM_THREADS": "\(scheduler.config.training.threads)",
-      ])
+      arguments: ["worker", "--scheduler", scheduler.controlEndpoint, "--stage", "\(stage)"], environment: environment)
   }
 }

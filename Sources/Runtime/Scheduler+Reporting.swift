@@ -43,7 +43,8 @@ extension Scheduler {
     }
     let manifest = RunManifest(
       job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
-      maxInFlight: maxInFlight, stages: stages, state: state, detail: detail, rejected: rejected,
+      maxInFlight: maxInFlight, stages: stages, state: state, detail: detail,
+      rejected: rejected.merging(zap.map { ["refused-key": $0.refusedCount] }?.filter { $0.value > 0 } ?? [:]) { $1 },
       epochsCompleted: firstEpoch + reports.count, recoveries: recoveries.isEmpty ? nil : recoveries)
     try directory.write(manifest, to: "run.json")
   }

@@ -76,6 +76,14 @@ public final class Scheduler {
   public private(set) var startedAt: ContinuousClock.Instant?
   public internal(set) var lastEpochAt: ContinuousClock.Instant?
 
+  /// CURVE: the scheduler's keys, and the handler that checks every peer's key.
+  public let curveKeys: CurveKeyPair?
+  var zap: ZAPHandler?
+  /// Keys allowed besides `security.allowedWorkerKeys` (the launcher's own workers).
+  var extraWorkerKeys: Set<String> = []
+  /// Bind a non-loopback address without CURVE (`--insecure`).
+  public var allowInsecure = false
+
   /// Resuming: where the run continues (nil for a fresh run).
   var resume: ResumePoint?
   var firstEpoch: Int { resume?.epochsDone ?? 0 }
@@ -102,6 +110,21 @@ public final class Scheduler {
       config.method == .e2e ? plan.microBatches
       : config.schedule == .lockstep ? 1 : (config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count)
     job = Self.newJobID()
+    do {
+      curveKeys = config.security.curve ? try KeyFile.keyPair(config.security.schedulerKey) : nil
+    } catch {
+      throw RuntimeError("security.schedulerKey: \(error)")
+    }
+  }
+
+  deinit { zap?.stop() }
+
+  var allowedWorkerKeys: Set<String> { Set(config.security.allowedWorkerKeys).union(extraWorkerKeys) }
+
+  /// Lets workers with these public keys join too (the launcher's, made per run).
+  public func allowWorkers(_ keys: [String]) {
+    extraWorkerKeys.formUnion(keys)
+    zap?.allow(allowedWorkerKeys)
   }
 
   /// What is fed, in order, from `startEpoch` on.
@@ -124,6 +147,16 @@ public final class Scheduler {
   /// Binds the control and sink endpoints on the configured interface.
   public func bind() throws {
     let host = config.daemon.bind
+    if let keys = curveKeys {
+      zap = try ZAPHandler(context: context, allowed: allowedWorkerKeys) { [log] key, address in
+        log("refused a peer at \(address): key \(key) is not on security.allowedWorkerKeys")
+      }
+      try control.secure(.server(keys))
+      try sink.secure(.server(keys))
+    }
+    try checkExposure(
+      bind: host, secured: curveKeys != nil, insecure: allowInsecure,
+      fix: "set security.curve with a key from `stagewise keygen`")
     try control.bind("tcp://\(host):\(config.daemon.controlPort == 0 ? "*" : String(config.daemon.controlPort))")
     controlEndpoint = control.lastEndpoint
     try sink.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
@@ -204,6 +237,7 @@ public final class Scheduler {
   func start() throws {
     let first = registry.members[0]!.hello.dataEndpoint
     let feed = try Socket(context, .push)
+    if let keys = curveKeys { try feed.secure(.client(keys, serverKey: registry.members[0]!.hello.publicKey ?? "")) }
     try feed.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
     try feed.setTimeouts(receiveMilliseconds: 0, sendMilliseconds: 0)
     try feed.connect(first)
@@ -332,6 +366,11 @@ public final class Scheduler {
       try control.send([identity] + Message(kind: .error, body: ErrorBody(message: "job \(job) is already running with every stage taken")).encode())
       return
     }
+    if curveKeys != nil && hello.publicKey == nil {
+      reject("refused-hello", "refused \(hello.host) pid \(hello.pid): no public key in its HELLO")
+      try control.send([identity] + Message(kind: .error, body: ErrorBody(message: "this job uses CURVE: the worker's HELLO carries no public key")).encode())
+      return
+    }
     switch registry.register(identity: identity, hello: hello, nowMicros: now) {
     case .failure(let error):
       reject("refused-hello", "refused \(hello.host) pid \(hello.pid): \(error)")
@@ -351,7 +390,7 @@ public final class Scheduler {
     let plans = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
     for stage in 0..<stageCount {
       let downstream = stage + 1 < stageCount ? registry.members[stage + 1]!.hello.dataEndpoint : sinkEndpoint
-      let assignment = Assignment(
+      var assignment = Assignment(
         job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
         runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
@@ -360,6 +399,13 @@ public final class Scheduler {
         sendsSkip: usesSkip && stage < stageCount - 1,
         upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil })
+      if curveKeys != nil {
+        let key = { (stage: Int) in self.registry.members[stage]!.hello.publicKey! }
+        let sendsGradients = config.method == .e2e && stage + 1 < stageCount
+        assignment.downstreamKey = stage + 1 < stageCount ? key(stage + 1) : curveKeys?.publicKey
+        assignment.upstreamGradientKey = assignment.upstreamGradient != nil ? key(stage - 1) : nil
+        assignment.peerKeys = [stage == 0 ? curveKeys!.publicKey : key(stage - 1)] + (sendsGradients ? [key(stage + 1)] : [])
+      }
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }
   }

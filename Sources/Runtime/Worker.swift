@@ -19,6 +19,11 @@ public final class Worker {
     /// How long to wait for the scheduler to assign a stage.
     public var registrationTimeout: Duration = .seconds(120)
     public var protocolVersion = Int(Protocol.version)
+    /// CURVE: this worker's keys and the scheduler's public key (both, or neither).
+    public var curve: CurveKeyPair?
+    public var schedulerKey: String?
+    /// Bind a non-loopback address without CURVE (`--insecure`).
+    public var insecure = false
     public init(scheduler: String, requestedStage: Int? = nil) {
       self.scheduler = scheduler
       self.requestedStage = requestedStage
@@ -64,6 +69,8 @@ public final class Worker {
   /// Set by RESET (another stage failed): leave the loop, drop the stage, say HELLO again.
   var resetReason: String?
   var dataInConfigured = false
+  /// CURVE: checks who connects to our data and gradient sockets (our neighbours only).
+  var zap: ZAPHandler?
   /// Jobs this worker was reset out of: their messages still in flight are stale.
   var retiredJobs: Set<UInt32> = []
   /// The replay schedule's buffer (stages after the first), fresh inputs counted as producer steps.
@@ -84,10 +91,26 @@ public final class Worker {
     trace = TraceRecorder(pid: 0)
   }
 
+  deinit { zap?.stop() }
+
   // MARK: - Registration
 
   /// Runs the worker to the end; returns normally after a STOP, throws on a fatal problem.
   public func run() throws {
+    if let keys = options.curve {
+      guard let schedulerKey = options.schedulerKey else {
+        throw RuntimeError("a worker with a key needs the scheduler's public key too: pass --scheduler-key (or STAGEWISE_SCHEDULER_KEY)")
+      }
+      zap = try ZAPHandler(context: context, allowed: nil) { [log] key, address in
+        log("refused a peer at \(address): key \(key) is not a neighbour of this stage")
+      }
+      try dataIn.secure(.server(keys))
+      try gradIn.secure(.server(keys))
+      try control.secure(.client(keys, serverKey: schedulerKey))
+    }
+    try checkExposure(
+      bind: options.bindHost, secured: options.curve != nil, insecure: options.insecure,
+      fix: "give the worker a key (--key, from `stagewise keygen`) and the scheduler's (--scheduler-key)")
     try dataIn.setMaximumMessageSize(Protocol.maxFrameBytes)
     try dataIn.bind("tcp://\(options.bindHost):*")
     try gradIn.setMaximumMessageSize(Protocol.maxFrameBytes)
@@ -132,7 +155,8 @@ public final class Worker {
   func sayHello() throws {
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,
-      pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage)
+      pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage,
+      publicKey: options.curve?.publicKey)
     try send(Message(kind: .hello, body: hello))
   }
 
@@ -158,7 +182,7 @@ public final class Worker {
       default: count("unexpected-\(message.kind)")
       }
     }
-    throw RuntimeError("no answer from \(options.scheduler) within \(timeout) while waiting for \(what): is the scheduler running and reachable?")
+    throw RuntimeError("no answer from \(options.scheduler) within \(timeout) while waiting for \(what): is the scheduler running and reachable? (With CURVE on either side, both need it: security.curve there, --key and --scheduler-key here, and this worker's public key on its allow-list.)")
   }
 
   func setUp(_ assignment: Assignment) throws {
@@ -171,6 +195,13 @@ public final class Worker {
     stage = try config.buildStage(assignment.stage, sampleShape: assignment.sampleShape, classes: assignment.classes)
     isLast = assignment.stage == assignment.stageCount - 1
     downstream = try Socket(context, .push)
+    if let keys = options.curve {
+      guard let key = assignment.downstreamKey else {
+        throw RuntimeError("the scheduler sent no key for \(assignment.downstream): it runs without CURVE while this worker has a key")
+      }
+      zap?.allow(Set(assignment.peerKeys ?? []))
+      try downstream.secure(.client(keys, serverKey: key))
+    }
     try downstream.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
     try downstream.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
     // Once, before any peer connects: libzmq pushes a changed limit into live pipes from
@@ -182,6 +213,7 @@ public final class Worker {
     try downstream.connect(assignment.downstream)
     if let upstream = assignment.upstreamGradient {
       let socket = try Socket(context, .push)
+      if let keys = options.curve { try socket.secure(.client(keys, serverKey: assignment.upstreamGradientKey ?? "")) }
       try socket.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
       try socket.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
       try socket.connect(upstream)

@@ -22,10 +22,14 @@ struct Launch: ParsableCommand {
 
   @OptionGroup var job: JobOptions
 
+  @Flag(help: "Allow daemon.bind beyond loopback without CURVE.")
+  var insecure = false
+
   func run() throws {
     let runConfig = try job.resolved()
     Signals.install()
     let scheduler = try job.makeScheduler(runConfig)
+    scheduler.allowInsecure = insecure
     Console.status(
       "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
     let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
@@ -54,6 +58,9 @@ struct SchedulerCommand: ParsableCommand {
     discussion: "Else STAGEWISE_ON_VACANCY. {stage} in the command and STAGEWISE_STAGE in its environment name the stage. Without either, any worker that registers takes the vacant stage."))
   var onVacancy: String?
 
+  @Flag(help: "Allow binding beyond loopback without CURVE (security.curve).")
+  var insecure = false
+
   func run() throws {
     var runConfig = try job.resolved()
     if let bind { runConfig.daemon.bind = bind }
@@ -61,6 +68,7 @@ struct SchedulerCommand: ParsableCommand {
     try runConfig.validate()
     Signals.install()
     let scheduler = try job.makeScheduler(runConfig)
+    scheduler.allowInsecure = insecure
     try scheduler.bind()
     // The address workers need, on stdout, so scripts can read it.
     Console.print("scheduler \(scheduler.controlEndpoint)")
@@ -102,6 +110,15 @@ struct WorkerCommand: ParsableCommand {
   @Option(help: "Seconds to wait for the scheduler to assign a stage.")
   var waitSeconds = 120
 
+  @Option(help: "CURVE: this worker's key file or secret key (else STAGEWISE_KEY); from `stagewise keygen`.")
+  var key: String?
+
+  @Option(help: "CURVE: the scheduler's public key, or its .pub file (else STAGEWISE_SCHEDULER_KEY).")
+  var schedulerKey: String?
+
+  @Flag(help: "Allow --bind beyond loopback without CURVE.")
+  var insecure = false
+
   @Option(help: .hidden) var protocolVersion: Int?
 
   func run() throws {
@@ -113,6 +130,9 @@ struct WorkerCommand: ParsableCommand {
     options.bindHost = bind
     options.advertiseHost = advertise
     options.registrationTimeout = .seconds(waitSeconds)
+    options.insecure = insecure
+    options.curve = try (key ?? environment["STAGEWISE_KEY"]).map { try KeyFile.keyPair($0) }
+    options.schedulerKey = try (schedulerKey ?? environment["STAGEWISE_SCHEDULER_KEY"]).map { try KeyFile.publicKey($0) }
     if let protocolVersion { options.protocolVersion = protocolVersion }
     let tag = rendezvous.stage.map { "stage \($0)" } ?? "worker \(getpid())"
     if let job = environment["SLURM_JOB_ID"], let step = environment["SLURM_STEP_ID"] {  // which job step this is
@@ -120,5 +140,20 @@ struct WorkerCommand: ParsableCommand {
     }
     let worker = try Worker(options, log: { Console.status("[\(tag)] \($0)") })
     try worker.run()
+  }
+}
+
+/// `stagewise keygen`: a CURVE key pair for a scheduler or a worker.
+struct KeygenCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "keygen", abstract: "Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub.")
+
+  @Option(help: "Where to write: NAME.key and NAME.pub.")
+  var out: String
+
+  func run() throws {
+    let keys = try KeyFile.generate(base: out)
+    Console.status("wrote \(out).key (keep it secret) and \(out).pub")
+    Console.print(keys.publicKey)  // the public key alone on stdout, for allow-lists and scripts
   }
 }

@@ -80,17 +80,28 @@ final class TestHosts {
 @Suite("Across hosts: network namespaces on this machine", .serialized)
 struct MultiHostTests {
   @Test(.enabled(if: TestHosts.availability.ok, "skipped: \(TestHosts.availability.reason)"))
-  func threeHostsTrainOverTCP() throws {
+  func threeHostsTrainOverTCPWithCURVE() throws {
     let hosts = try TestHosts(count: 3)
     var config = daemonConfig(epochs: 2)
     config.daemon.bind = hosts.address(0)
     config.daemon.controlPort = 5555  // each namespace has its own ports
-    let (dir, path) = try prepare(config)
+    let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
+    // Beyond loopback every socket speaks CURVE: the scheduler's key, one per worker.
+    let schedulerKey = try KeyFile.generate(base: "\(dir)/scheduler")
+    let workerKeys = try (0..<3).map { try KeyFile.generate(base: "\(dir)/worker-\($0)") }
+    config.security.curve = true
+    config.security.schedulerKey = "\(dir)/scheduler.key"
+    config.security.allowedWorkerKeys = workerKeys.map(\.publicKey)
+    let path = "\(dir)/job.yaml"
+    try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
     let endpoint = "tcp://\(hosts.address(0)):5555"
     let scheduler = try hosts.stagewise(on: 0, ["scheduler", "--config", path, "--out", "\(dir)/run", "--wait-seconds", "120"])
     let workers = try [(1, 0), (2, 1), (1, 2)].map { host, stage in
-      try hosts.stagewise(on: host, ["worker", "--scheduler", endpoint, "--stage", "\(stage)", "--bind", hosts.address(host), "--wait-seconds", "60"])
+      try hosts.stagewise(on: host, [
+        "worker", "--scheduler", endpoint, "--stage", "\(stage)", "--bind", hosts.address(host), "--wait-seconds", "60",
+        "--key", "\(dir)/worker-\(stage).key", "--scheduler-key", schedulerKey.publicKey,
+      ])
     }
     let result = scheduler.wait(timeout: .seconds(180))
     for worker in workers { worker.wait(timeout: .seconds(60)) }

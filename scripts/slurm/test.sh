@@ -33,8 +33,13 @@ trap cleanup EXIT
 
 eval "$(scripts/slurm/local-slurm.sh start "$work/slurm")"
 
+# CURVE on every socket: the scheduler's key pair, and one key for the job's workers.
+"$bin" keygen --out "$work/scheduler" >/dev/null 2>&1
+worker_key=$("$bin" keygen --out "$work/workers" 2>/dev/null)
+
 # Two stages of model A at a quarter of its width: an epoch takes seconds even in a debug build.
-cat > "$work/job.yaml" <<'YAML'
+cat > "$work/job.yaml" <<YAML
+security: {curve: true, schedulerKey: "$work/scheduler.key", allowedWorkerKeys: ["$worker_key"]}
 name: slurm-test
 seed: 3
 method: greedy
@@ -49,6 +54,7 @@ YAML
 
 run=$work/run
 job=$(STAGEWISE=$bin STAGEWISE_CONFIG=$work/job.yaml STAGEWISE_OUT=$run \
+  STAGEWISE_KEY=$work/workers.key STAGEWISE_SCHEDULER_KEY=$work/scheduler.pub \
   sbatch --parsable --ntasks=3 --overcommit --output="$work/job.out" scripts/slurm/stagewise.sbatch)
 echo "slurm test: submitted job $job"
 
