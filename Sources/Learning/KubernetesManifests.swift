@@ -5,6 +5,11 @@ import Yams
 /// Deployment behind a Service; the stages are an Indexed Job (completion index = stage, read
 /// by the worker from JOB_COMPLETION_INDEX) behind a headless Service; the config travels in a
 /// ConfigMap. Every pod binds and advertises its own pod IP (never all interfaces).
+///
+/// With `security.curve` the keys come from a Secret, `NAME-keys`, that the user creates
+/// (`kubectl create secret generic NAME-keys --from-file=scheduler.key --from-file=scheduler.pub
+/// --from-file=workers.key`): the scheduler mounts its key alone, each worker the workers' key
+/// and the scheduler's public key. Without CURVE the pods talk in the clear (`--insecure`).
 public struct KubernetesManifests {
   public var config: RunConfig
   public var image: String
@@ -14,6 +19,9 @@ public struct KubernetesManifests {
   public init(config: RunConfig, image: String, namespace: String) {
     (self.config, self.image, self.namespace) = (config, image, namespace)
   }
+
+  /// Where the Secret's files are mounted in the pods.
+  static let keyDirectory = "/etc/stagewise/keys"
 
   var name: String {
     let cleaned = config.name.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }
@@ -31,9 +39,23 @@ public struct KubernetesManifests {
     func meta(_ suffix: String, _ extra: [String: String] = [:]) -> [String: Any] {
       ["name": "\(name)-\(suffix)", "namespace": namespace, "labels": labels.merging(extra) { $1 }]
     }
+    let curve = config.security.curve
+    var podConfig = config
+    if curve { podConfig.security.schedulerKey = "\(Self.keyDirectory)/scheduler.key" }
     let configMap: [String: Any] = [
-      "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("config"), "data": ["config.yaml": config.yaml()],
+      "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("config"), "data": ["config.yaml": podConfig.yaml()],
     ]
+    // The Secret's files a pod may see, as a volume and its mount.
+    func keys(_ files: [String]) -> (volume: [String: Any], mount: [String: Any]) {
+      (["name": "keys", "secret": ["secretName": "\(name)-keys", "defaultMode": 0o400, "items": files.map { ["key": $0, "path": $0] }]],
+       ["name": "keys", "mountPath": Self.keyDirectory, "readOnly": true])
+    }
+    let schedulerKeys = keys(["scheduler.key"]), workerKeys = keys(["workers.key", "scheduler.pub"])
+    let security = curve ? [String]() : ["--insecure"]
+    let workerKeyEnv: [[String: Any]] =
+      curve
+      ? [["name": "STAGEWISE_KEY", "value": "\(Self.keyDirectory)/workers.key"],
+         ["name": "STAGEWISE_SCHEDULER_KEY", "value": "\(Self.keyDirectory)/scheduler.pub"]] : []
     let schedulerLabels = labels.merging(["stagewise/role": "scheduler"]) { $1 }
     let scheduler: [String: Any] = [
       "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("scheduler", ["stagewise/role": "scheduler"]),
@@ -44,11 +66,12 @@ public struct KubernetesManifests {
           "spec": [
             "containers": [[
               "name": "scheduler", "image": image, "command": ["stagewise"],
-              "args": ["scheduler", "--config", "/etc/stagewise/config.yaml", "--bind", "$(POD_IP)", "--port", "\(port)", "--out", "/runs/\(name)"],
-              "env": [podIP], "ports": [["name": "control", "containerPort": port]], "volumeMounts": [mount],
+              "args": ["scheduler", "--config", "/etc/stagewise/config.yaml", "--bind", "$(POD_IP)", "--port", "\(port)", "--out", "/runs/\(name)"] + security,
+              "env": [podIP], "ports": [["name": "control", "containerPort": port]],
+              "volumeMounts": [mount] + (curve ? [schedulerKeys.mount] : []),
               "resources": ["requests": ["cpu": "1", "memory": "1Gi"]],
             ]],
-            "volumes": [configVolume],
+            "volumes": [configVolume] + (curve ? [schedulerKeys.volume] : []),
           ],
         ],
       ],
@@ -67,10 +90,12 @@ public struct KubernetesManifests {
           "metadata": ["labels": stageLabels],
           "spec": [
             "restartPolicy": "Never", "subdomain": "\(name)-stages",
+            "volumes": curve ? [workerKeys.volume] : [],
             "containers": [[
               "name": "worker", "image": image, "command": ["stagewise"],
-              "args": ["worker", "--scheduler", schedulerAddress, "--bind", "$(POD_IP)", "--advertise", "$(POD_IP)"],
-              "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]],
+              "args": ["worker", "--scheduler", schedulerAddress, "--bind", "$(POD_IP)", "--advertise", "$(POD_IP)"] + security,
+              "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]] + workerKeyEnv,
+              "volumeMounts": curve ? [workerKeys.mount] : [],
               "resources": ["requests": ["cpu": "\(threads)", "memory": "1Gi"], "limits": ["cpu": "\(threads)"]],
             ]],
           ],

@@ -1,7 +1,7 @@
 /// Where a worker finds its scheduler and which stage it asks for, launcher-agnostic:
-/// flags first, then `STAGEWISE_SCHEDULER` / `STAGEWISE_STAGE`, then Slurm (`SLURM_PROCID`,
-/// rank 0 being the scheduler, so stage = rank − 1) or Kubernetes (`JOB_COMPLETION_INDEX`,
-/// the stage itself).
+/// flags first, then `STAGEWISE_SCHEDULER` / `STAGEWISE_STAGE`, then Slurm (the scheduler on
+/// the first node of `SLURM_JOB_NODELIST` at `STAGEWISE_PORT`; `SLURM_PROCID`, rank 0 being
+/// the scheduler, so stage = rank − 1) or Kubernetes (`JOB_COMPLETION_INDEX`, the stage).
 public struct Rendezvous: Sendable, Equatable {
   public var scheduler: String
   public var stage: Int?
@@ -9,8 +9,11 @@ public struct Rendezvous: Sendable, Equatable {
   public static func resolve(scheduler flag: String?, stage stageFlag: Int?, environment: [String: String])
     throws(RuntimeError) -> Rendezvous
   {
-    guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"], !scheduler.isEmpty else {
-      throw RuntimeError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER")
+    let slurm = environment["SLURM_JOB_NODELIST"].flatMap(firstHost(ofNodeList:)).flatMap { host in
+      environment["STAGEWISE_PORT"].map { "tcp://\(host):\($0)" }
+    }
+    guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"] ?? slurm, !scheduler.isEmpty else {
+      throw RuntimeError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER (under Slurm, STAGEWISE_PORT: the scheduler runs on the allocation's first node)")
     }
     guard scheduler.hasPrefix("tcp://") || scheduler.hasPrefix("ipc://") else {
       throw RuntimeError("scheduler address \(scheduler) must look like tcp://HOST:PORT")
@@ -28,5 +31,19 @@ public struct Rendezvous: Sendable, Equatable {
     }
     if let index = try integer("JOB_COMPLETION_INDEX") { return Rendezvous(scheduler: scheduler, stage: index) }
     return Rendezvous(scheduler: scheduler, stage: nil)
+  }
+
+  /// The first host of a Slurm node list: `node[03-05,9],gpu1` → `node03`.
+  public static func firstHost(ofNodeList list: String) -> String? {
+    var depth = 0
+    let entry = list.prefix { character in
+      if character == "[" { depth += 1 }
+      if character == "]" { depth -= 1 }
+      return !(character == "," && depth == 0)
+    }
+    guard let open = entry.firstIndex(of: "[") else { return entry.isEmpty ? nil : String(entry) }
+    let ranges = entry[entry.index(after: open)...].prefix { $0 != "]" }
+    guard let first = ranges.split(separator: ",").first?.split(separator: "-").first else { return nil }
+    return String(entry[..<open]) + first
   }
 }

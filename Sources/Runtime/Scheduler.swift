@@ -35,6 +35,8 @@ public final class Scheduler {
   var feed: Socket?
   public private(set) var controlEndpoint = ""
   public private(set) var sinkEndpoint = ""
+  /// The control port bound (the one the system chose when daemon.controlPort is 0).
+  public var controlPort: String { control.boundPort }
   public internal(set) var phase = Phase.registering
   /// The job's id on every message; a recovery retires it and takes a new one.
   public internal(set) var job: UInt32

@@ -56,4 +56,46 @@ struct KubernetesManifestTests {
     let worker = try #require(((((spec["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"]) as? [[String: Any]])?.first)
     #expect(((worker["resources"] as? [String: Any])?["limits"] as? [String: Any])?["cpu"] as? String == "3")
   }
+
+  func container(_ doc: [String: Any]?, path: [String]) -> [String: Any]? {
+    var node: Any? = doc
+    for key in path { node = (node as? [String: Any])?[key] }
+    return (node as? [[String: Any]])?.first
+  }
+
+  /// CURVE: keys from a Secret — the scheduler sees its own key only, the workers theirs and
+  /// the scheduler's public key — and the config in the ConfigMap points at the mount.
+  /// Without it the pods must say --insecure to bind their pod IPs.
+  @Test func curveKeysComeFromASecret() throws {
+    let plain = try documents()
+    let plainWorker = container(find(plain, "Job", "-stages"), path: ["spec", "template", "spec", "containers"])
+    #expect((plainWorker?["args"] as? [String])?.contains("--insecure") == true)
+
+    var config = RunConfig()
+    config.security.curve = true
+    config.security.schedulerKey = "/home/me/scheduler.key"
+    let docs = try documents(config)
+    let configMap = try #require(find(docs, "ConfigMap", "-config"))
+    let yaml = try #require((configMap["data"] as? [String: Any])?["config.yaml"] as? String)
+    #expect(try RunConfig.parse(yaml: yaml).security.schedulerKey == "/etc/stagewise/keys/scheduler.key")
+
+    let deployment = try #require(find(docs, "Deployment", "-scheduler"))
+    let schedulerPod = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    let schedulerSecret = try #require((schedulerPod["volumes"] as? [[String: Any]])?.first { $0["name"] as? String == "keys" }?["secret"] as? [String: Any])
+    #expect(schedulerSecret["secretName"] as? String == "stagewise-mlp-greedy-k4-keys")
+    #expect((schedulerSecret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == ["scheduler.key"])
+    let scheduler = try #require(container(deployment, path: ["spec", "template", "spec", "containers"]))
+    #expect((scheduler["args"] as? [String])?.contains("--insecure") == false)
+    #expect((scheduler["volumeMounts"] as? [[String: Any]])?.contains { $0["mountPath"] as? String == "/etc/stagewise/keys" } == true)
+
+    let job = try #require(find(docs, "Job", "-stages"))
+    let workerPod = try #require(((job["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    let workerSecret = try #require((workerPod["volumes"] as? [[String: Any]])?.first?["secret"] as? [String: Any])
+    #expect((workerSecret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == ["workers.key", "scheduler.pub"])
+    let worker = try #require(container(job, path: ["spec", "template", "spec", "containers"]))
+    let env = try #require(worker["env"] as? [[String: Any]])
+    #expect(env.contains { $0["name"] as? String == "STAGEWISE_KEY" && $0["value"] as? String == "/etc/stagewise/keys/workers.key" })
+    #expect(env.contains { $0["name"] as? String == "STAGEWISE_SCHEDULER_KEY" && $0["value"] as? String == "/etc/stagewise/keys/scheduler.pub" })
+    #expect((worker["args"] as? [String])?.contains("--insecure") == false)
+  }
 }

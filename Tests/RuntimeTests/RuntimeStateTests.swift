@@ -123,6 +123,16 @@ struct RendezvousTests {
     #expect(r == Rendezvous(scheduler: endpoint, stage: 3))
   }
 
+  @Test func slurmNodeListsGiveTheSchedulerHost() throws {
+    #expect(Rendezvous.firstHost(ofNodeList: "node[03-05,9],gpu1") == "node03")
+    #expect(Rendezvous.firstHost(ofNodeList: "gpu1,node[1-2]") == "gpu1")
+    #expect(Rendezvous.firstHost(ofNodeList: "vm") == "vm")
+    #expect(Rendezvous.firstHost(ofNodeList: "") == nil)
+    let found = try Rendezvous.resolve(
+      scheduler: nil, stage: nil, environment: ["SLURM_JOB_NODELIST": "cn[007-008]", "STAGEWISE_PORT": "20042", "SLURM_PROCID": "2"])
+    #expect(found == Rendezvous(scheduler: "tcp://cn007:20042", stage: 1))
+  }
+
   @Test func environmentThenSlurmThenKubernetes() throws {
     #expect(try Rendezvous.resolve(scheduler: nil, stage: nil, environment: ["STAGEWISE_SCHEDULER": endpoint, "STAGEWISE_STAGE": "2", "SLURM_PROCID": "1"]).stage == 2)
     #expect(try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["SLURM_PROCID": "3", "JOB_COMPLETION_INDEX": "0"]).stage == 2)
