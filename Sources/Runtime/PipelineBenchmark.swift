@@ -7,7 +7,8 @@ import Telemetry
 /// `stagewise bench pipeline`: what removing update locking buys, measured side by side in
 /// one run on the same model, data and BLAS threads. Modes: the one-process trainers (e2e and
 /// greedy), e2e across processes (one batch in flight), GPipe (M micro-batches), and the
-/// local method in `lockstep`, `pipelined` and `replay`.
+/// local method in `lockstep`, `pipelined` and `replay` — and `pipelined` again with CURVE on
+/// every socket, for what encryption costs.
 public struct PipelineBenchmark {
   public enum Mode: String, CaseIterable, Codable, Sendable {
     case oneProcessE2E = "one-process-e2e"
@@ -17,6 +18,7 @@ public struct PipelineBenchmark {
     case lockstep
     case pipelined
     case replay
+    case pipelinedCurve = "pipelined-curve"
   }
 
   public struct Row: Codable, Sendable {
@@ -77,10 +79,14 @@ public struct PipelineBenchmark {
     switch mode {
     case .oneProcessE2E, .e2e, .gpipe: (config.method, config.schedule) = (.e2e, .lockstep)
     case .oneProcessGreedy, .lockstep: (config.method, config.schedule) = (.greedy, .lockstep)
-    case .pipelined: (config.method, config.schedule) = (.greedy, .pipelined)
+    case .pipelined, .pipelinedCurve: (config.method, config.schedule) = (.greedy, .pipelined)
     case .replay: (config.method, config.schedule) = (.greedy, .replay)
     }
     config.daemon.microBatches = mode == .gpipe ? microBatches : 1
+    if mode == .pipelinedCurve {  // the launcher makes each worker's key; the scheduler's is made once
+      config.security.curve = true
+      config.security.schedulerKey = "\(workDirectory)/scheduler.key"
+    }
     if synthetic {
       config.data.source = .synthetic
       config.data.syntheticTrain = batches * batchSize
@@ -131,6 +137,10 @@ public struct PipelineBenchmark {
       return Row(
         mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
         peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
+    }
+    if config.security.curve && !FileManager.default.fileExists(atPath: config.security.schedulerKey) {
+      try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+      _ = try KeyFile.generate(base: "\(workDirectory)/scheduler")
     }
     let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
     let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
@@ -300,6 +310,9 @@ public struct PipelineBenchmark {
       text += String(
         format: "\nK = %d: pipelined / e2e-distributed = %.2f, pipelined / gpipe (M = %d) = %.2f, pipelined / lockstep = %.2f, pipelined / one-process greedy = %.2f\n",
         k, of(.pipelined) / of(.e2e), microBatches, of(.pipelined) / of(.gpipe), of(.pipelined) / of(.lockstep), of(.pipelined) / of(.oneProcessGreedy))
+      if rows.contains(where: { $0.stages == k && $0.mode == .pipelinedCurve }) {
+        text += String(format: "K = %d: CURVE's cost: pipelined-curve / pipelined = %.2f\n", k, of(.pipelinedCurve) / of(.pipelined))
+      }
     }
     return text
   }

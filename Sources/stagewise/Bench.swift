@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
 
   struct Pipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Update-locking elimination, side by side: one-process e2e and greedy, e2e across processes, GPipe, lockstep, pipelined, replay.")
+      abstract: "Update-locking elimination, side by side: one-process e2e and greedy, e2e across processes, GPipe, lockstep, pipelined, replay, pipelined with CURVE.")
 
     @Option(help: "Stage counts to measure, comma-separated.") var stages = "2"
     @Option(help: "Modes, comma-separated (default: all).") var modes: String?

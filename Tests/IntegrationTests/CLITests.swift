@@ -96,10 +96,10 @@ struct CLITests {
        "--target-accuracy", "0.3", "--max-epochs", "2", "--out", dir], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
     let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
-    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay"]
+    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve"]
     #expect(rows?.compactMap { $0["mode"] as? String } == modes + modes.dropFirst(2))  // then stage 0 slowed × 2
     #expect(rows?.last?["slowdown"] as? Double == 2)
-    #expect((rows?.last?["replay"] as? [String: Any])?["draws"] != nil)
+    #expect((rows?.last { $0["mode"] as? String == "replay" }?["replay"] as? [String: Any])?["draws"] != nil)
     let race = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/time-to-accuracy.json"))) as? [[String: Any]]
     #expect(race?.compactMap { $0["mode"] as? String } == ["one-process-e2e", "pipelined"])
     for plot in ["throughput.svg", "accuracy-over-time.svg"] {
@@ -110,6 +110,7 @@ struct CLITests {
     #expect((gpipe?["busy"] as? [Double])?.count == 2)
     let report = try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8)
     #expect(report.contains("| 2 | pipelined |") && report.contains("pipelined / gpipe (M = 4)"))
+    #expect(report.contains("CURVE's cost: pipelined-curve / pipelined = "))
     #expect(try String(contentsOfFile: "\(dir)/rows.csv", encoding: .utf8).split(separator: "\n").count == 2 * modes.count - 1)
     for mode in modes.dropFirst(2) {
       let svg = try String(contentsOfFile: "\(dir)/timeline-\(mode)-k2.svg", encoding: .utf8)
