@@ -138,6 +138,7 @@ extension SecurityConfig {
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
     case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown, restarts
+    case checkpointEverySteps
   }
 
   public init(from decoder: any Decoder) throws {
@@ -155,6 +156,7 @@ extension DaemonConfig {
     slowStage = try c.value(.slowStage, or: d.slowStage)
     slowdown = try c.value(.slowdown, or: d.slowdown)
     restarts = try c.value(.restarts, or: d.restarts)
+    checkpointEverySteps = try c.value(.checkpointEverySteps, or: d.checkpointEverySteps)
   }
 }
 

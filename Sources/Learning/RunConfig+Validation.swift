@@ -42,6 +42,7 @@ extension RunConfig {
       "context \(contsup.mode.rawValue) goes to the stages after the first, and this config has one stage: use 2 or more, or method greedy")
     try check(contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale", "must not be negative")
     try check(daemon.restarts >= 0, "daemon.restarts", "must not be negative")
+    try check(daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps", "must not be negative (0: at epoch ends only)")
     try check(daemon.slowdown >= 1, "daemon.slowdown", "must be at least 1 (1: no slowdown)")
     try check(stages.indices.contains(daemon.slowStage), "daemon.slowStage", "must name a stage, 0…\(stages.count - 1)")
     try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")

@@ -96,6 +96,9 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   /// How often `stagewise launch` restarts a job whose worker died (from the newest epoch
   /// checkpoint, with fresh workers) before it gives up.
   public var restarts: Int = 3
+  /// Also checkpoint every this many training batches within an epoch (0: at epoch ends
+  /// only): a failure then costs at most this many batches instead of up to an epoch.
+  public var checkpointEverySteps: Int = 0
   /// e2e across processes: micro-batches per batch (GPipe); 1 is naive model parallelism.
   public var microBatches: Int = 1
   /// Benchmarks: slow stage `slowStage` down by `slowdown` (its compute takes that many times

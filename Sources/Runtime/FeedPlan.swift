@@ -1,9 +1,9 @@
 import Data
 import Wire
 
-/// What the scheduler sends into stage 1, in order: each epoch's training batches, a train-end
-/// marker, the evaluation batches, an eval-end marker. A pure sequence; credits are applied by
-/// the caller.
+/// What the scheduler sends into stage 1, in order: each epoch's training batches (with a
+/// checkpoint marker after every `checkpointEvery` of them), a train-end marker, the
+/// evaluation batches, an eval-end marker. A pure sequence; credits are applied by the caller.
 public struct FeedPlan: Sendable {
   public enum Item: Equatable, Sendable {
     /// A training batch, or micro-batch `micro` of `of` of a batch of `batchSize` samples
@@ -11,10 +11,14 @@ public struct FeedPlan: Sendable {
     case train(epoch: Int, indices: ArraySlice<Int>, micro: Int = 0, of: Int = 1, batchSize: Int = 0)
     case eval(epoch: Int, indices: ArraySlice<Int>)
     case marker(epoch: Int, MarkerFlag)
+    /// Save a checkpoint: `batchesDone` of the epoch's training batches are in front.
+    case checkpoint(epoch: Int, batchesDone: Int)
 
     public var isBatch: Bool {
-      if case .marker = self { return false }
-      return true
+      switch self {
+      case .train, .eval: true
+      case .marker, .checkpoint: false
+      }
     }
   }
 
@@ -25,28 +29,36 @@ public struct FeedPlan: Sendable {
   /// The `sequential` schedule runs `epochs` in phases of this many, one per stage; each
   /// phase shuffles like epochs 0, 1, … again (as the trainer does).
   public let epochsPerPhase: Int
+  /// Training batches between mid-epoch checkpoints (0: at the epoch's end only).
+  public let checkpointEvery: Int
   private var epoch = 0
   private var items: [Item] = []
   private var position = 0
 
   public init(
     trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1, epochsPerPhase: Int? = nil,
-    startEpoch: Int = 0
+    startEpoch: Int = 0, startBatch: Int = 0, checkpointEvery: Int = 0
   ) {
     (self.trainOrder, self.evalOrder, self.epochs, self.microBatches) = (trainOrder, evalOrder, epochs, microBatches)
     self.epochsPerPhase = epochsPerPhase ?? epochs
+    self.checkpointEvery = checkpointEvery
     epoch = startEpoch
-    items = epoch < epochs ? plan(epoch) : []
+    items = epoch < epochs ? plan(epoch, skipping: startBatch) : []
   }
 
-  private func plan(_ epoch: Int) -> [Item] {
-    trainOrder.batches(epoch: epoch % epochsPerPhase).flatMap { batch in
+  /// Epoch `epoch`, its first `skipping` training batches left out (resuming mid-epoch).
+  private func plan(_ epoch: Int, skipping: Int = 0) -> [Item] {
+    let batches = trainOrder.batches(epoch: epoch % epochsPerPhase)
+    return batches.enumerated().dropFirst(skipping).flatMap { index, batch in
       // Micro-batch sizes differ by at most one sample.
       let parts = min(microBatches, batch.count)
-      return (0..<parts).map { i -> Item in
+      let micro = (0..<parts).map { i -> Item in
         let from = batch.startIndex + i * batch.count / parts, to = batch.startIndex + (i + 1) * batch.count / parts
         return .train(epoch: epoch, indices: batch[from..<to], micro: i, of: parts, batchSize: parts > 1 ? batch.count : 0)
       }
+      let done = index + 1
+      let checkpoint = checkpointEvery > 0 && done % checkpointEvery == 0 && done < batches.count
+      return micro + (checkpoint ? [.checkpoint(epoch: epoch, batchesDone: done)] : [])
     } + [.marker(epoch: epoch, .trainEnd)]
       + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .evalEnd)]
   }

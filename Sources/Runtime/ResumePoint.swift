@@ -1,45 +1,89 @@
 import Foundation
 import Learning
 
-/// Where a stopped or crashed run continues: the newest epoch that every stage checkpointed
-/// at its train-end marker, and those checkpoint files.
+/// Where a stopped or crashed run continues: the newest consistent cut every stage
+/// checkpointed — at an epoch's train-end marker, or at a mid-epoch checkpoint marker — and
+/// those checkpoint files. Files are named by stage and by the global training step of the
+/// cut: `stage-K.epoch-N.safetensors` (step N × batches per epoch) and
+/// `stage-K.step-S.safetensors`.
 public struct ResumePoint: Sendable, Equatable {
   public var epochsDone: Int
+  /// Training batches of the next epoch already done (a mid-epoch cut; 0 at an epoch's end).
+  public var batchesDone = 0
   public var checkpoints: [String]
 
-  /// Finds the resume point of `runDirectory` for `stageCount` stages; every file it picks is
-  /// read once so a damaged one is named before any process starts.
-  public static func find(in runDirectory: String, stageCount: Int) throws -> ResumePoint {
-    guard let point = try newest(in: runDirectory, stageCount: stageCount) else {
-      let held = checkpointedEpochs(in: runDirectory, stageCount: stageCount)
-        .enumerated().map { "stage \($0.offset): \($0.element.sorted())" }.joined(separator: ", ")
+  public init(epochsDone: Int, batchesDone: Int = 0, checkpoints: [String]) {
+    (self.epochsDone, self.batchesDone, self.checkpoints) = (epochsDone, batchesDone, checkpoints)
+  }
+
+  public static func epochPath(in runDirectory: String, stage: Int, epochsDone: Int) -> String {
+    "\(runDirectory)/stage-\(stage).epoch-\(epochsDone).safetensors"
+  }
+
+  public static func stepPath(in runDirectory: String, stage: Int, step: Int) -> String {
+    "\(runDirectory)/stage-\(stage).step-\(step).safetensors"
+  }
+
+  /// Finds the resume point of `runDirectory` for `stageCount` stages (mid-epoch cuts count
+  /// when `batchesPerEpoch` is given); every file it picks is read once so a damaged one is
+  /// named before any process starts.
+  public static func find(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint {
+    guard let point = try newest(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch) else {
+      let held = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
+        .enumerated().map { "stage \($0.offset): \($0.element.keys.sorted())" }.joined(separator: ", ")
       throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed (\(held)): nothing to resume from")
     }
     return point
   }
 
-  /// The newest epoch every stage checkpointed, or nil when there is none yet.
-  public static func newest(in runDirectory: String, stageCount: Int) throws -> ResumePoint? {
-    let epochs = checkpointedEpochs(in: runDirectory, stageCount: stageCount)
-    guard let common = epochs.dropFirst().reduce(epochs.first ?? [], { $0.intersection($1) }).max() else { return nil }
-    let checkpoints = (0..<stageCount).map { "\(runDirectory)/stage-\($0).epoch-\(common).safetensors" }
+  /// The newest cut every stage checkpointed, or nil when there is none yet.
+  public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint? {
+    let cuts = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
+    let common = cuts.dropFirst().reduce(Set(cuts.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
+    guard let step = common.max() else { return nil }
+    let checkpoints = cuts.map { $0[step]! }
     for path in checkpoints { _ = try Safetensors.read(path) }
-    return ResumePoint(epochsDone: common, checkpoints: checkpoints)
+    let perEpoch = batchesPerEpoch ?? 1
+    return batchesPerEpoch == nil
+      ? ResumePoint(epochsDone: step, checkpoints: checkpoints)
+      : ResumePoint(epochsDone: step / perEpoch, batchesDone: step % perEpoch, checkpoints: checkpoints)
   }
 
-  /// The epochs each stage has a checkpoint of.
-  static func checkpointedEpochs(in runDirectory: String, stageCount: Int) -> [Set<Int>] {
+  /// Each stage's checkpoints by global step (by epoch when `batchesPerEpoch` is nil: then
+  /// mid-epoch files are left out). An epoch's file wins over a step file of the same cut.
+  static func cuts(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> [[Int: String]] {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
-    var epochs: [Set<Int>] = Array(repeating: [], count: stageCount)
-    for file in files {
-      // stage-K.epoch-N.safetensors
+    var cuts: [[Int: String]] = Array(repeating: [:], count: stageCount)
+    for file in files.sorted() {
+      // stage-K.epoch-N.safetensors or stage-K.step-S.safetensors
       let parts = file.split(separator: ".")
-      guard parts.count == 3, parts[2] == "safetensors", parts[0].hasPrefix("stage-"), parts[1].hasPrefix("epoch-"),
-        let stage = Int(parts[0].dropFirst(6)), let epoch = Int(parts[1].dropFirst(6)), epochs.indices.contains(stage)
+      guard parts.count == 3, parts[2] == "safetensors", parts[0].hasPrefix("stage-"),
+        let stage = Int(parts[0].dropFirst(6)), cuts.indices.contains(stage)
       else { continue }
-      epochs[stage].insert(epoch)
+      if parts[1].hasPrefix("epoch-"), let epoch = Int(parts[1].dropFirst(6)) {
+        cuts[stage][epoch * (batchesPerEpoch ?? 1)] = "\(runDirectory)/\(file)"
+      } else if let batchesPerEpoch, parts[1].hasPrefix("step-"), let step = Int(parts[1].dropFirst(5)) {
+        if step % batchesPerEpoch != 0 || cuts[stage][step] == nil { cuts[stage][step] = "\(runDirectory)/\(file)" }
+      }
     }
-    return epochs
+    return cuts
+  }
+
+  /// The global training step of this cut.
+  public func step(batchesPerEpoch: Int) -> Int { epochsDone * batchesPerEpoch + batchesDone }
+
+  /// Removes checkpoints of cuts after this one: a rolled-back run writes them again.
+  public func discardLaterCheckpoints(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int) {
+    let resumeStep = step(batchesPerEpoch: batchesPerEpoch)
+    for stage in Self.cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch) {
+      for (step, path) in stage where step > resumeStep { try? FileManager.default.removeItem(atPath: path) }
+    }
+  }
+
+  /// Removes stage `stage`'s checkpoints of cuts before global step `step`.
+  public static func prune(in runDirectory: String, stage: Int, batchesPerEpoch: Int, before step: Int) {
+    let all = cuts(in: runDirectory, stageCount: stage + 1, batchesPerEpoch: batchesPerEpoch)[stage]
+    for (cut, path) in all where cut < step { try? FileManager.default.removeItem(atPath: path) }
   }
 
   /// Drops log lines of epochs at or after the resume point (they are trained again).

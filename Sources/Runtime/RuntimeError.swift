@@ -22,8 +22,10 @@ public struct Recovery: Codable, Sendable {
   public var detectedAfterSeconds: Double
   /// From the failure being noticed to training running again.
   public var recoverySeconds: Double?
-  /// The epoch checkpoint training continued from (0: from the start).
+  /// The checkpoint training continued from: after this many epochs (0: from the start)
+  /// and this many of the next epoch's batches (a mid-epoch checkpoint).
   public var resumedAfterEpoch: Int
+  public var resumedAfterBatches: Int?
   /// Training batches that had been fed since that checkpoint: trained again.
   public var batchesRetrained: Int
   /// Batches in flight when the failure was noticed (part of the retrained ones).

@@ -60,6 +60,11 @@ extension Scheduler {
       message = Message(kind: .marker)
       message.flags = flag.rawValue
       message.epoch = UInt32(epoch)
+    case .checkpoint(let epoch, let batchesDone):
+      message = Message(kind: .marker)
+      message.flags = MarkerFlag.checkpoint.rawValue
+      message.epoch = UInt32(epoch)
+      message.step = UInt64(batchesDone)
     }
     message.job = job
     message.sequence = sequence

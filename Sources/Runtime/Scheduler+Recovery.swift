@@ -34,17 +34,23 @@ extension Scheduler {
   /// Every stage has a worker again: continue from the newest epoch every stage checkpointed
   /// (or from the start), dropping the logs of the epochs that are trained again.
   func rollBack() throws {
-    let point = try ResumePoint.newest(in: directory.path, stageCount: stageCount) ?? ResumePoint(epochsDone: 0, checkpoints: [])
-    let (fed, _) = batchesFed(since: point.epochsDone)
+    let perEpoch = plan.trainOrder.batchesPerEpoch
+    let point =
+      try ResumePoint.newest(in: directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
+      ?? ResumePoint(epochsDone: 0, checkpoints: [])
+    let fed = max(0, batchesFed(since: point.epochsDone).fed - point.batchesDone)
     recoveries[recoveries.count - 1].resumedAfterEpoch = point.epochsDone
+    recoveries[recoveries.count - 1].resumedAfterBatches = point.batchesDone
     recoveries[recoveries.count - 1].batchesRetrained = fed
+    point.discardLaterCheckpoints(in: directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
     try point.trimLogs(in: directory.path)
     directory.reopenLogs()
     resume = point
-    plan = Self.plan(config: config, train: train, test: test, startEpoch: point.epochsDone)
+    plan = Self.plan(config: config, train: train, test: test, from: point)
     trainBatchesFed = trainBatchesFed.filter { $0.key < point.epochsDone }
     (reports, ledgers, sequence, stopAfterEpoch) = ([], [:], 0, false)
     liveStats = Array(repeating: nil, count: stageCount)
-    log("restarting from \(point.epochsDone == 0 ? "the start" : "epoch \(point.epochsDone)") (\(fed) batches to train again)")
+    let place = point.batchesDone > 0 ? "epoch \(point.epochsDone) + \(point.batchesDone) batches" : point.epochsDone == 0 ? "the start" : "epoch \(point.epochsDone)"
+    log("restarting from \(place) (\(fed) batches to train again)")
   }
 }

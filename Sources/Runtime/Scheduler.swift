@@ -106,7 +106,7 @@ public final class Scheduler {
     try sink.setMaximumMessageSize(Protocol.maxFrameBytes)
     registry = Registry(stageCount: config.stages.count)
     liveStats = Array(repeating: nil, count: config.stages.count)
-    plan = Self.plan(config: config, train: train, test: test, startEpoch: resume?.epochsDone ?? 0)
+    plan = Self.plan(config: config, train: train, test: test, from: resume)
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
     maxInFlight =
       config.method == .e2e ? plan.microBatches
@@ -129,8 +129,8 @@ public final class Scheduler {
     zap?.allow(allowedWorkerKeys)
   }
 
-  /// What is fed, in order, from `startEpoch` on.
-  static func plan(config: RunConfig, train: Dataset, test: Dataset, startEpoch: Int) -> FeedPlan {
+  /// What is fed, in order, from `resume` on (from the start when nil).
+  static func plan(config: RunConfig, train: Dataset, test: Dataset, from resume: ResumePoint?) -> FeedPlan {
     let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
     // `sequential`: one phase of training.epochs per stage, each training only that stage.
@@ -138,7 +138,8 @@ public final class Scheduler {
     return FeedPlan(
       trainOrder: trainOrder, evalOrder: evalOrder, epochs: config.training.epochs * phases,
       microBatches: config.method == .e2e ? config.daemon.microBatches : 1,
-      epochsPerPhase: config.training.epochs, startEpoch: startEpoch)
+      epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0, startBatch: resume?.batchesDone ?? 0,
+      checkpointEvery: config.daemon.checkpointEverySteps)
   }
 
   static func newJobID() -> UInt32 {

@@ -69,6 +69,8 @@ public final class Worker {
   /// Set by RESET (another stage failed): leave the loop, drop the stage, say HELLO again.
   var resetReason: String?
   var dataInConfigured = false
+  /// Mid-epoch checkpoints this process wrote, oldest first.
+  var stepCheckpoints: [String] = []
   /// CURVE: checks who connects to our data and gradient sockets (our neighbours only).
   var zap: ZAPHandler?
   /// Jobs this worker was reset out of: their messages still in flight are stale.
@@ -373,7 +375,7 @@ public final class Worker {
   var finalCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).safetensors" }
   var interruptedCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).last.safetensors" }
   func epochCheckpointPath(_ epochsDone: Int) -> String {
-    "\(assignment.runDirectory)/stage-\(assignment.stage).epoch-\(epochsDone).safetensors"
+    ResumePoint.epochPath(in: assignment.runDirectory, stage: assignment.stage, epochsDone: epochsDone)
   }
 
   func saveCheckpoint(to path: String, epochsDone: Int?) throws {
@@ -383,13 +385,31 @@ public final class Worker {
   }
 
   /// At the train-end marker every stage has trained exactly the epoch's batches: a
-  /// consistent cut with no global pause. Written atomically; the one before last is removed.
+  /// consistent cut with no global pause. Written atomically; cuts before the previous
+  /// epoch's are removed.
   func saveEpochCheckpoint(epochsDone: Int) {
     do {
       try saveCheckpoint(to: epochCheckpointPath(epochsDone), epochsDone: epochsDone)
-      try? FileManager.default.removeItem(atPath: epochCheckpointPath(epochsDone - 2))
+      // Kept: this cut and the one an epoch before, with what lies between.
+      ResumePoint.prune(
+        in: assignment.runDirectory, stage: assignment.stage, batchesPerEpoch: assignment.batchesPerEpoch,
+        before: (epochsDone - 1) * assignment.batchesPerEpoch)
     } catch {
       log("could not save the epoch \(epochsDone) checkpoint: \(error)")
+    }
+  }
+
+  /// A mid-epoch checkpoint marker: the same consistent cut as at an epoch's end, named by
+  /// the global training step; this process keeps its last two.
+  func saveStepCheckpoint(epoch: Int, batchesDone: Int) {
+    let path = ResumePoint.stepPath(
+      in: assignment.runDirectory, stage: assignment.stage, step: epoch * assignment.batchesPerEpoch + batchesDone)
+    do {
+      try saveCheckpoint(to: path, epochsDone: nil)
+      stepCheckpoints.append(path)
+      if stepCheckpoints.count > 2 { try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst()) }
+    } catch {
+      log("could not save the checkpoint at epoch \(epoch) batch \(batchesDone): \(error)")
     }
   }
 

@@ -70,4 +70,7 @@ public enum MarkerFlag: UInt8, Sendable, CaseIterable {
   case trainEnd = 1
   /// The epoch's evaluation batches are all in front of this marker.
   case evalEnd = 2
+  /// Mid-epoch: save a checkpoint (the header's `step` says how many of the epoch's training
+  /// batches are in front of it).
+  case checkpoint = 3
 }

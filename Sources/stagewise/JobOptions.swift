@@ -1,4 +1,5 @@
 import ArgumentParser
+import Data
 import Foundation
 import Learning
 import Runtime
@@ -53,10 +54,12 @@ struct JobOptions: ParsableArguments {
   /// Loads the data, makes the run directory and the scheduler.
   func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
     let (train, test) = try runConfig.loadData()
-    let point = try resume.map { try ResumePoint.find(in: $0, stageCount: runConfig.stages.count) }
+    let perEpoch = BatchOrder(count: train.count, batchSize: runConfig.training.batchSize, shuffle: true, seed: runConfig.seed).batchesPerEpoch
+    let point = try resume.map { try ResumePoint.find(in: $0, stageCount: runConfig.stages.count, batchesPerEpoch: perEpoch) }
     if let point, let resume {
+      point.discardLaterCheckpoints(in: resume, stageCount: runConfig.stages.count, batchesPerEpoch: perEpoch)
       try point.trimLogs(in: resume)
-      Console.status("resuming \(resume) after epoch \(point.epochsDone)")
+      Console.status("resuming \(resume) after epoch \(point.epochsDone)" + (point.batchesDone > 0 ? " and \(point.batchesDone) batches of the next" : ""))
     }
     // Recoveries before the stop stay on the record.
     let earlier = resume.flatMap { FileManager.default.contents(atPath: "\($0)/run.json") }

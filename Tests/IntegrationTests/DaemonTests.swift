@@ -240,8 +240,12 @@ struct DaemonTests {
   /// Chaos, short: kill -9 a worker mid-run. The launcher notices, lets the others save,
   /// restarts from the newest epoch checkpoint with a fresh worker, and the run ends with the
   /// weights of a run that was never disturbed; run.json lists the recovery.
-  @Test func aKilledWorkerIsReplacedAndTheRunEndsAsIfUndisturbed() throws {
-    let config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
+  /// With `daemon.checkpointEverySteps` the cut is mid-epoch, and the batches trained again
+  /// are at most about two intervals plus what was in flight, not up to an epoch.
+  @Test(arguments: [0, 5])
+  func aKilledWorkerIsReplacedAndTheRunEndsAsIfUndisturbed(checkpointEvery: Int) throws {
+    var config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
+    config.daemon.checkpointEverySteps = checkpointEvery
     let (dir, path) = try prepare(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let calm = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/calm"], timeout: .seconds(240))
@@ -259,6 +263,7 @@ struct DaemonTests {
     let recovery = try #require(manifest.recoveries?.first)
     #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"), "\(manifest.recoveries ?? [])")
     #expect(recovery.recoverySeconds != nil && recovery.batchesRetrained >= 0 && recovery.detectedAfterSeconds < 5)
+    if checkpointEvery > 0 { #expect(recovery.batchesRetrained <= 2 * checkpointEvery + 6, "\(recovery)") }
     #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
     try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: 3)
     for entry in manifest.stages { #expect(!processExists(entry.pid)) }

@@ -102,6 +102,30 @@ struct FeedPlanTests {
     #expect(items[6] == .marker(epoch: 0, .trainEnd))
   }
 
+  /// Mid-epoch checkpoint markers after every N training batches (not after the last: the
+  /// train-end marker is that cut); resuming mid-epoch skips the batches already trained.
+  @Test func checkpointMarkersAndResumingMidEpoch() {
+    let order = BatchOrder(count: 14, batchSize: 2, shuffle: true, seed: 5)  // 7 batches
+    let eval = BatchOrder(count: 2, batchSize: 2, shuffle: false, seed: 0)
+    func items(_ plan: FeedPlan) -> [FeedPlan.Item] {
+      var plan = plan, items: [FeedPlan.Item] = []
+      while let item = plan.peek {
+        items.append(item)
+        plan.advance()
+      }
+      return items
+    }
+    let all = items(FeedPlan(trainOrder: order, evalOrder: eval, epochs: 2, checkpointEvery: 3))
+    let cuts = all.compactMap { if case .checkpoint(let e, let b) = $0 { (e, b) } else { nil } }
+    #expect(cuts.map(\.0) == [0, 0, 1, 1] && cuts.map(\.1) == [3, 6, 3, 6])
+    #expect(all[3] == .checkpoint(epoch: 0, batchesDone: 3))
+    let resumed = items(FeedPlan(trainOrder: order, evalOrder: eval, epochs: 2, startEpoch: 1, startBatch: 3, checkpointEvery: 3))
+    let trained = resumed.compactMap { if case .train(let e, let indices, _, _, _) = $0 { (e, Array(indices)) } else { nil } }
+    #expect(trained.map(\.0) == [1, 1, 1, 1])
+    #expect(trained.map(\.1) == order.batches(epoch: 1).dropFirst(3).map(Array.init))
+    #expect(resumed.first(where: { !$0.isBatch }) == .checkpoint(epoch: 1, batchesDone: 6))
+  }
+
   @Test func trainingOrderIsTheTrainersOrder() {
     let order = BatchOrder(count: 50, batchSize: 8, shuffle: true, seed: 3)
     var plan = FeedPlan(trainOrder: order, evalOrder: BatchOrder(count: 4, batchSize: 4, shuffle: false, seed: 0), epochs: 2)
