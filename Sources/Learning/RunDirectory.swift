@@ -74,3 +74,13 @@ extension JSONEncoder {
     return encoder
   }
 }
+
+extension JSONDecoder {
+  /// How Stagewise reads its own JSON files back (NaN and infinity as `JSONEncoder.stagewise`
+  /// writes them).
+  public static var stagewise: JSONDecoder {
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return decoder
+  }
+}

@@ -146,7 +146,7 @@ public struct PipelineBenchmark {
     let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
     let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
     guard let report = outcome.reports.first else { throw RuntimeError("the \(mode.rawValue) run reported no epoch") }
-    let trace = try JSONDecoder().decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
+    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
     let busy = Self.busyFractions(trace, stages: k)
     let waits = Self.waitStatistics(trace, stages: k)
     try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(config.name)"), to: "\(workDirectory)/timeline-\(config.name).svg")
@@ -307,12 +307,13 @@ public struct PipelineBenchmark {
     }
     for k in Set(rows.map(\.stages)).sorted() {
       let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode && $0.slowdown == 1 }?.samplesPerSecond ?? .nan }
-      text += String(
-        format: "\nK = %d: pipelined / e2e-distributed = %.2f, pipelined / gpipe (M = %d) = %.2f, pipelined / lockstep = %.2f, pipelined / one-process greedy = %.2f\n",
-        k, of(.pipelined) / of(.e2e), microBatches, of(.pipelined) / of(.gpipe), of(.pipelined) / of(.lockstep), of(.pipelined) / of(.oneProcessGreedy))
-      if rows.contains(where: { $0.stages == k && $0.mode == .pipelinedCurve }) {
-        text += String(format: "K = %d: CURVE's cost: pipelined-curve / pipelined = %.2f\n", k, of(.pipelinedCurve) / of(.pipelined))
-      }
+      // Each ratio whose two modes were measured.
+      let ratios = [
+        ("pipelined / e2e-distributed", Mode.pipelined, Mode.e2e), ("pipelined / gpipe (M = \(microBatches))", .pipelined, .gpipe),
+        ("pipelined / lockstep", .pipelined, .lockstep), ("pipelined / one-process greedy", .pipelined, .oneProcessGreedy),
+        ("CURVE's cost: pipelined-curve / pipelined", .pipelinedCurve, .pipelined),
+      ].filter { !of($0.1).isNaN && !of($0.2).isNaN }.map { String(format: "%@ = %.2f", $0.0, of($0.1) / of($0.2)) }
+      if !ratios.isEmpty { text += "\nK = \(k): " + ratios.joined(separator: ", ") + "\n" }
     }
     return text
   }

@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
       if replot {
-        let rows = try JSONDecoder().decode([AccuracyBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/accuracy.json")))
+        let rows = try JSONDecoder.stagewise.decode([AccuracyBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/accuracy.json")))
         try AtomicFile.write(AccuracyBenchmark.table(rows), to: "\(out)/accuracy.md")
         try AtomicFile.write(AccuracyBenchmark.plot(rows), to: "\(out)/accuracy-by-depth.svg")
         Console.print(AccuracyBenchmark.table(rows))
@@ -78,19 +78,19 @@ struct Bench: ParsableCommand {
 
     func run() throws {
       if replot {
-        var rows = try JSONDecoder().decode([PipelineBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/rows.json")))
+        var rows = try JSONDecoder.stagewise.decode([PipelineBenchmark.Row].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/rows.json")))
         for i in rows.indices {
           rows[i].bubble = PipelineBenchmark.bubble(rows[i].busy)
           let name = "\(rows[i].mode.rawValue)-k\(rows[i].stages)" + (rows[i].slowdown > 1 ? "-slow\(rows[i].slowdown)" : "")
           if let data = FileManager.default.contents(atPath: "\(out)/\(name)/trace.json"),
-            let trace = try? JSONDecoder().decode(ChromeTrace.self, from: data)
+            let trace = try? JSONDecoder.stagewise.decode(ChromeTrace.self, from: data)
           {
             let waits = PipelineBenchmark.waitStatistics(trace, stages: rows[i].stages)
             (rows[i].waitFraction, rows[i].sendBlockedFraction) = (waits.wait, waits.blocked)
             (rows[i].waitP50Milliseconds, rows[i].waitP99Milliseconds) = (waits.p50, waits.p99)
           }
         }
-        let race = try? JSONDecoder().decode([PipelineBenchmark.TimeToAccuracy].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/time-to-accuracy.json")))
+        let race = try? JSONDecoder.stagewise.decode([PipelineBenchmark.TimeToAccuracy].self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/time-to-accuracy.json")))
         try write(rows, race: race, target: targetAccuracy ?? 0.88)
         return
       }

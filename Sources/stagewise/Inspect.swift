@@ -59,7 +59,7 @@ struct Inspect: ParsableCommand {
 
   func showRun() throws {
     Console.print("run \(path)")
-    if let data = FileManager.default.contents(atPath: "\(path)/run.json"), let manifest = try? JSONDecoder().decode(RunManifest.self, from: data) {
+    if let data = FileManager.default.contents(atPath: "\(path)/run.json"), let manifest = try? JSONDecoder.stagewise.decode(RunManifest.self, from: data) {
       Console.print("  job \(manifest.job), \(manifest.schedule), state \(manifest.state)\(manifest.detail.map { " (\($0))" } ?? ""), \(manifest.epochsCompleted) epochs")
       for stage in manifest.stages {
         let rejected = stage.rejected?.values.reduce(0, +) ?? 0
@@ -67,7 +67,7 @@ struct Inspect: ParsableCommand {
       }
     }
     let metrics = (try? String(contentsOfFile: "\(path)/metrics.jsonl", encoding: .utf8)) ?? ""
-    let reports = metrics.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochReport.self, from: Data($0.utf8)) }
+    let reports = metrics.split(separator: "\n").compactMap { try? JSONDecoder.stagewise.decode(EpochReport.self, from: Data($0.utf8)) }
     if let last = reports.last {
       Console.print("  \(reports.count) epochs in metrics.jsonl; last: " + EpochReport.line(last, of: reports.count))
     }
