@@ -88,13 +88,7 @@ struct MultiHostTests {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     // Beyond loopback every socket speaks CURVE: the scheduler's key, one per worker.
-    let schedulerKey = try KeyFile.generate(base: "\(dir)/scheduler")
-    let workerKeys = try (0..<3).map { try KeyFile.generate(base: "\(dir)/worker-\($0)") }
-    config.security.curve = true
-    config.security.schedulerKey = "\(dir)/scheduler.key"
-    config.security.allowedWorkerKeys = workerKeys.map(\.publicKey)
-    let path = "\(dir)/job.yaml"
-    try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+    let (path, schedulerKey) = try writeCurveJob(config, workers: 3, in: dir)
     let endpoint = "tcp://\(hosts.address(0)):5555"
     let scheduler = try hosts.stagewise(on: 0, ["scheduler", "--config", path, "--out", "\(dir)/run", "--wait-seconds", "120"])
     let workers = try [(1, 0), (2, 1), (1, 2)].map { host, stage in

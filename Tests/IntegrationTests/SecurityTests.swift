@@ -5,6 +5,19 @@ import Testing
 import Wire
 import ZMQ
 
+/// Keys for a scheduler and `workers` workers (`DIR/scheduler.key`, `DIR/worker-K.key`), and
+/// `config` with CURVE on and those workers allowed, written to `DIR/job.yaml`.
+func writeCurveJob(_ config: RunConfig, workers: Int, in dir: String) throws -> (configPath: String, scheduler: CurveKeyPair) {
+  let schedulerKey = try KeyFile.generate(base: "\(dir)/scheduler")
+  var config = config
+  config.security.curve = true
+  config.security.schedulerKey = "\(dir)/scheduler.key"
+  config.security.allowedWorkerKeys = try (0..<workers).map { try KeyFile.generate(base: "\(dir)/worker-\($0)").publicKey }
+  let path = "\(dir)/job.yaml"
+  try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+  return (path, schedulerKey)
+}
+
 /// CURVE end to end, on loopback: only workers whose keys are on the allow-list join; a
 /// stranger's key is refused and logged, a plaintext peer cannot talk at all, and the job runs
 /// to the end regardless. Binding beyond loopback without CURVE needs --insecure.
@@ -13,16 +26,10 @@ struct SecurityTests {
   @Test func onlyAllowedKeysJoinAndTheJobIsUnaffected() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let schedulerKey = try KeyFile.generate(base: "\(dir)/scheduler")
-    let workerKeys = try (0..<3).map { try KeyFile.generate(base: "\(dir)/worker-\($0)") }
     let stranger = try KeyFile.generate(base: "\(dir)/stranger")
     var config = daemonConfig(epochs: 3)
     config.daemon.controlPort = try freePort()
-    config.security.curve = true
-    config.security.schedulerKey = "\(dir)/scheduler.key"
-    config.security.allowedWorkerKeys = workerKeys.map(\.publicKey)
-    let path = "\(dir)/job.yaml"
-    try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+    let (path, schedulerKey) = try writeCurveJob(config, workers: 3, in: dir)
     let endpoint = "tcp://127.0.0.1:\(config.daemon.controlPort)"
 
     let scheduler = try ChildProcess(stagewise: ["scheduler", "--config", path, "--out", "\(dir)/run", "--wait-seconds", "60"])
