@@ -14,4 +14,15 @@ public enum Allocator {
       mallopt(M_TRIM_THRESHOLD, Int32.max)
     #endif
   }
+
+  /// Hands the heap's free pages back to the kernel (glibc's malloc_trim). With freed memory
+  /// kept, the heap's size is its high-water mark, and fragmentation from the odd-sized
+  /// allocations (an epoch's evaluation batches, trace chunks) keeps raising it for a while;
+  /// trimming once per epoch makes resident memory follow what is live, at the price of
+  /// faulting a few pages in again.
+  public static func returnFreedMemory() {
+    #if canImport(Glibc)
+      _ = malloc_trim(0)
+    #endif
+  }
 }

@@ -1,6 +1,7 @@
 import Data
 import Foundation
 import Learning
+import NN
 import Telemetry
 import Wire
 import ZMQ
@@ -117,6 +118,7 @@ extension Scheduler {
       }
       clearLive()
       report(EpochReport.line(epochReport, of: plan.epochsPerPhase))
+      Allocator.returnFreedMemory()
       if onEpoch?(epochReport) == true { stopAfterEpoch = true }
       try writeManifest(state: "running", detail: nil)
     }

@@ -113,6 +113,7 @@ extension Worker {
       totals = PhaseTotals(stage: assignment.stage, epoch: Int(message.epoch), phase: flag == .trainEnd ? .eval : .train)
     }
     try sendDownstream(message)
+    if flag == .evalEnd { Allocator.returnFreedMemory() }  // once an epoch: memory stays flat over long runs
   }
 
   /// Sends our output on with the same header (a detached copy: no gradient comes back),
