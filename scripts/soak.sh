@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Soak: `stagewise launch` trains the default config on Fashion-MNIST for MINUTES (default 20)
-# while this script samples every process's resident memory (launcher and workers) every
-# INTERVAL seconds (default 15). At the end it stops the run with SIGINT and checks: each
-# process's memory grew less than 5 % after the first epoch, and no batch was lost (every epoch
-# closed with all its batches, no message was rejected). Not part of CI. Needs a release
-# build and the data set. Usage: scripts/soak.sh [MINUTES] [OUT_DIR]
+# while this script samples every process's memory (launcher and workers) every INTERVAL
+# seconds (default 15): resident memory now (VmRSS) and the most it has ever been (VmHWM).
+# At the end it stops the run with SIGINT and checks: each process's peak memory grew less
+# than 5 % after the first epoch, and no batch was lost (every epoch closed with all its
+# batches, no message was rejected). The peak is the measure because processes return freed
+# memory to the kernel once an epoch, so resident memory rises and falls within each epoch;
+# a leak shows as a peak that keeps rising. Not part of CI. Needs a release build and the
+# data set. Usage: scripts/soak.sh [MINUTES] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-20}
@@ -18,8 +21,8 @@ sed "s/^  epochs: .*/  epochs: 100000/" config/mlp-greedy-k4.yaml > "$out/job.ya
 "$bin" launch --config "$out/job.yaml" --out "$out/run" > "$out/run.log" 2>&1 &
 launcher=$!
 trap 'kill -INT $launcher 2>/dev/null || true' EXIT
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-echo "seconds,epochs,process,pid,rss_kib" > "$out/memory.csv"
+rss() { awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print (r ? r : 0) "," (h ? h : 0)}' "/proc/$1/status" 2>/dev/null || echo 0,0; }
+echo "seconds,epochs,process,pid,rss_kib,peak_kib" > "$out/memory.csv"
 end=$((SECONDS + minutes * 60))
 while [ $SECONDS -lt $end ] && kill -0 "$launcher" 2>/dev/null; do
   sleep "$interval"
@@ -42,15 +45,17 @@ epochs = sum(1 for _ in open(f"{out}/run/metrics.jsonl"))
 ok = True
 print(f"{epochs} epochs in {rows[-1]['seconds'] if rows else 0} s; state {manifest['state']}")
 for process in sorted({r["process"] for r in rows}):
-    samples = [r for r in rows if r["process"] == process and int(r["epochs"]) >= 1 and int(r["rss_kib"]) > 0]
+    samples = [r for r in rows if r["process"] == process and int(r["epochs"]) >= 1 and int(r["peak_kib"]) > 0]
     if len(samples) < 2:
         print(f"{process}: too few samples after the first epoch"); ok = False; continue
-    first, peak = int(samples[0]["rss_kib"]), max(int(r["rss_kib"]) for r in samples)
-    growth = (peak - first) / first * 100
-    # A leak keeps growing; allocator warm-up levels off: growth over the second half tells.
+    first, last = int(samples[0]["peak_kib"]), int(samples[-1]["peak_kib"])
+    growth = (last - first) / first * 100
+    # A leak keeps growing; warm-up levels off: the second half's growth tells them apart.
     half = samples[len(samples) // 2:]
-    late = (max(int(r["rss_kib"]) for r in half) - int(half[0]["rss_kib"])) / int(half[0]["rss_kib"]) * 100
-    print(f"{process}: {first / 1024:.0f} MiB after epoch 1, peak {peak / 1024:.0f} MiB later: {growth:+.1f} %; second half {late:+.1f} %")
+    late = (int(half[-1]["peak_kib"]) - int(half[0]["peak_kib"])) / int(half[0]["peak_kib"]) * 100
+    resident = [int(r["rss_kib"]) / 1024 for r in samples]
+    print(f"{process}: peak {first / 1024:.0f} MiB after epoch 1, {last / 1024:.0f} MiB at the end: {growth:+.1f} %; "
+          f"second half {late:+.1f} %; resident {min(resident):.0f}–{max(resident):.0f} MiB")
     ok &= growth < 5
 rejected = sum(manifest["rejected"].values()) + sum(sum((s.get("rejected") or {}).values()) for s in manifest["stages"])
 print(f"rejected messages: {rejected}; every epoch closed with all its batches: {epochs} epochs")

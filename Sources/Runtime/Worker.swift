@@ -180,7 +180,7 @@ public final class Worker {
           try send(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
         }
         deadline = ContinuousClock.now + timeout
-      case .stop: throw RuntimeError("the scheduler stopped the job before it started: \((try? message.body(StopBody.self).reason) ?? "")")
+      case .stop: throw RuntimeError("the scheduler stopped the job while this worker waited for \(what): \((try? message.body(StopBody.self).reason) ?? "")")
       default: count("unexpected-\(message.kind)")
       }
     }
