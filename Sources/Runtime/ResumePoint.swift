@@ -36,11 +36,16 @@ public struct ResumePoint: Sendable, Equatable {
     return point
   }
 
-  /// The newest cut every stage checkpointed, or nil when there is none yet.
+  /// The newest cut every stage checkpointed, or nil when there is none yet. A cut counts
+  /// only when every epoch before it was reported in `metrics.jsonl`: a run stopped between
+  /// an epoch's checkpoints and the end of its evaluation continues from the cut before, so
+  /// that no epoch is missing from the logs.
   public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint? {
     let cuts = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
     let common = cuts.dropFirst().reduce(Set(cuts.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
-    guard let step = common.max() else { return nil }
+    let reported = ((try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? "")
+      .split(separator: "\n").count
+    guard let step = common.filter({ $0 / (batchesPerEpoch ?? 1) <= reported }).max() else { return nil }
     let checkpoints = cuts.map { $0[step]! }
     for path in checkpoints { _ = try Safetensors.read(path) }
     let perEpoch = batchesPerEpoch ?? 1

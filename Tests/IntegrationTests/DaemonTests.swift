@@ -278,7 +278,7 @@ struct DaemonTests {
   func aVacantStageIsTakenByTheNextWorkerAndTheRunEndsAsIfUndisturbed(onVacancy: Bool) throws {
     var config = daemonConfig(epochs: 10, schedule: .pipelined, trainSamples: 1200)
     config.daemon.controlPort = try freePort()
-    (config.daemon.heartbeatMilliseconds, config.daemon.liveness) = (100, 10)  // dead after 1 s of silence
+    (config.daemon.heartbeatMilliseconds, config.daemon.liveness) = (100, 30)  // dead after 3 s of silence
     let (dir, path) = try prepare(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let calm = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/calm"], timeout: .seconds(240))

@@ -1,3 +1,4 @@
+import Foundation
 import Data
 import Learning
 import Telemetry
@@ -135,6 +136,40 @@ struct FeedPlanTests {
       plan.advance()
     }
     #expect(epoch1.map(Array.init) == order.batches(epoch: 1).map(Array.init))
+  }
+}
+
+@Suite("Resume points")
+struct ResumePointTests {
+  /// Two stages, 10 batches an epoch: epoch cuts after 1 and 2 epochs, step cuts at 15 and
+  /// 25 (stage 1 lacks 25); `reported` epochs in metrics.jsonl.
+  func runDirectory(reported: Int) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let entry = [Safetensors.Entry(name: "w", shape: [1], values: [1])]
+    for stage in 0..<2 {
+      for epoch in [1, 2] { try Safetensors.write(entry, metadata: [:], to: ResumePoint.epochPath(in: dir, stage: stage, epochsDone: epoch)) }
+      for step in stage == 0 ? [15, 25] : [15] { try Safetensors.write(entry, metadata: [:], to: ResumePoint.stepPath(in: dir, stage: stage, step: step)) }
+    }
+    try String(repeating: "{}\n", count: reported).write(toFile: "\(dir)/metrics.jsonl", atomically: true, encoding: .utf8)
+    return dir
+  }
+
+  @Test func theNewestCommonCutWhoseEpochsWereAllReported() throws {
+    let reportedTwo = try runDirectory(reported: 2)
+    defer { try? FileManager.default.removeItem(atPath: reportedTwo) }
+    let latest = try #require(try ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10))
+    #expect(latest.epochsDone == 2 && latest.batchesDone == 0 && latest.checkpoints[1].hasSuffix("stage-1.epoch-2.safetensors"))
+    // Epoch 2's evaluation never finished: its cut would leave a hole in the logs.
+    let reportedOne = try runDirectory(reported: 1)
+    defer { try? FileManager.default.removeItem(atPath: reportedOne) }
+    let safe = try #require(try ResumePoint.newest(in: reportedOne, stageCount: 2, batchesPerEpoch: 10))
+    #expect(safe.epochsDone == 1 && safe.batchesDone == 5 && safe.checkpoints[0].hasSuffix("stage-0.step-15.safetensors"))
+    // Without the batch count, only epoch cuts count.
+    #expect(try ResumePoint.newest(in: reportedOne, stageCount: 2)?.epochsDone == 1)
+    ResumePoint.prune(in: reportedTwo, stage: 0, batchesPerEpoch: 10, before: 20)
+    #expect(try ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10)?.epochsDone == 2)
+    #expect(!FileManager.default.fileExists(atPath: ResumePoint.stepPath(in: reportedTwo, stage: 0, step: 15)))
   }
 }
 
