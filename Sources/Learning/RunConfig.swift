@@ -144,9 +144,9 @@ public struct DataConfig: Sendable, Equatable, Codable {
 public struct TrainingConfig: Sendable, Equatable, Codable {
   public var epochs: Int = 10
   public var batchSize: Int = 128
-  /// Evaluation batches travel the pipeline too: at 256, one is 1 MiB of 1024-wide
-  /// activations, so the few a stage may find queued in front of it barely move its memory.
-  public var evalBatchSize: Int = 256
+  /// Evaluation batches travel the pipeline too; sized like training batches, the few a
+  /// stage may find queued in front of it take no more memory than training's do.
+  public var evalBatchSize: Int = 128
   /// OpenBLAS threads of each training process.
   public var threads: Int = 1
   public init() {}
