@@ -34,8 +34,10 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
 extension Stage {
   /// Restores weights and optimizer state from a checkpoint written by `save`. Every tensor
   /// must be there with its shape; a checkpoint of another stage or another config (by its
-  /// hash, when `configHash` is given) is refused before anything is changed.
-  public func restore(from path: String, configHash: String? = nil) throws {
+  /// hash, when `configHash` is given) is refused before anything is changed. Returns the
+  /// checkpoint's metadata.
+  @discardableResult
+  public func restore(from path: String, configHash: String? = nil) throws -> [String: String] {
     let (tensors, metadata) = try Safetensors.read(path)
     func fail(_ reason: String) -> CheckpointError { CheckpointError(path: path, reason: reason) }
     if let stored = metadata["stage"], stored != "\(index)" {
@@ -58,5 +60,6 @@ extension Stage {
     store.setValues(values)
     for (slot, state) in slots { _ = store.slot(slot).update(fromContentsOf: state) }
     if let steps = metadata["optimizer.steps"].flatMap(Int.init) { optimizer.stepCount = steps }
+    return metadata
   }
 }

@@ -45,8 +45,7 @@ extension Worker {
       }
       try setUp(try assign.body(Assignment.self))
       if let checkpoint = assignment.restoreFrom {
-        try stage.restore(from: checkpoint, configHash: config.configHash)
-        let (_, metadata) = try Safetensors.read(checkpoint)
+        let metadata = try stage.restore(from: checkpoint, configHash: config.configHash)
         trainStep = metadata["step"].flatMap(Int.init) ?? 0
         log("restored from \(checkpoint) (step \(trainStep))")
       }

@@ -18,7 +18,7 @@ public final class ZAPHandler: Sendable {
   /// after that (libzmq allows handing a socket to another thread with a memory barrier,
   /// which starting the thread is).
   final class Box: @unchecked Sendable {
-    let socket: Socket
+    var socket: Socket?
     init(_ socket: Socket) { self.socket = socket }
   }
 
@@ -34,7 +34,8 @@ public final class ZAPHandler: Sendable {
     try socket.bind("inproc://zeromq.zap.01")
     let box = Box(socket)
     let thread = Thread { [self] in
-      serve(box.socket, onRefused: onRefused)
+      serve(box.socket!, onRefused: onRefused)
+      box.socket = nil  // closed here, before `stop` returns: the context can end
       finished.signal()
     }
     thread.name = "zap"
