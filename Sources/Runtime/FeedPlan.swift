@@ -10,14 +10,14 @@ public struct FeedPlan: Sendable {
     /// when batches are split (GPipe; 0 means the indices are the whole batch).
     case train(epoch: Int, indices: ArraySlice<Int>, micro: Int = 0, of: Int = 1, batchSize: Int = 0)
     case eval(epoch: Int, indices: ArraySlice<Int>)
-    case marker(epoch: Int, MarkerFlag)
-    /// Save a checkpoint: `batchesDone` of the epoch's training batches are in front.
-    case checkpoint(epoch: Int, batchesDone: Int)
+    /// A marker; a checkpoint marker says how many of the epoch's training batches are in
+    /// front of it.
+    case marker(epoch: Int, MarkerFlag, batchesDone: Int = 0)
 
     public var isBatch: Bool {
       switch self {
       case .train, .eval: true
-      case .marker, .checkpoint: false
+      case .marker: false
       }
     }
   }
@@ -58,7 +58,7 @@ public struct FeedPlan: Sendable {
       }
       let done = index + 1
       let checkpoint = checkpointEvery > 0 && done % checkpointEvery == 0 && done < batches.count
-      return micro + (checkpoint ? [.checkpoint(epoch: epoch, batchesDone: done)] : [])
+      return micro + (checkpoint ? [.marker(epoch: epoch, .checkpoint, batchesDone: done)] : [])
     } + [.marker(epoch: epoch, .trainEnd)]
       + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .evalEnd)]
   }

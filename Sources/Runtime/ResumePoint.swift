@@ -77,22 +77,34 @@ public struct ResumePoint: Sendable, Equatable {
   /// The global training step of this cut.
   public func step(batchesPerEpoch: Int) -> Int { epochsDone * batchesPerEpoch + batchesDone }
 
-  /// Removes checkpoints of cuts after this one: a rolled-back run writes them again.
-  public func discardLaterCheckpoints(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int) {
+  /// Where training continues, for people: "epoch 6", "epoch 6 + 15 batches", "the start".
+  public var description: String {
+    batchesDone > 0 ? "epoch \(epochsDone) + \(batchesDone) batches" : epochsDone == 0 ? "the start" : "epoch \(epochsDone)"
+  }
+
+  /// Makes `runDirectory` what it was at this cut: the checkpoints of later cuts go (the run
+  /// writes them again), and so do the log lines of the epochs trained again.
+  public func rewind(_ runDirectory: String, stageCount: Int, batchesPerEpoch: Int) throws {
     let resumeStep = step(batchesPerEpoch: batchesPerEpoch)
-    for stage in Self.cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch) {
-      for (step, path) in stage where step > resumeStep { try? FileManager.default.removeItem(atPath: path) }
-    }
+    Self.removeCheckpoints(in: runDirectory, stages: 0..<stageCount, batchesPerEpoch: batchesPerEpoch) { $0 > resumeStep }
+    try trimLogs(in: runDirectory)
   }
 
   /// Removes stage `stage`'s checkpoints of cuts before global step `step`.
   public static func prune(in runDirectory: String, stage: Int, batchesPerEpoch: Int, before step: Int) {
-    let all = cuts(in: runDirectory, stageCount: stage + 1, batchesPerEpoch: batchesPerEpoch)[stage]
-    for (cut, path) in all where cut < step { try? FileManager.default.removeItem(atPath: path) }
+    removeCheckpoints(in: runDirectory, stages: stage..<(stage + 1), batchesPerEpoch: batchesPerEpoch) { $0 < step }
+  }
+
+  /// Removes the checkpoints of `stages` whose cut (global step) `drop` picks.
+  static func removeCheckpoints(in runDirectory: String, stages: Range<Int>, batchesPerEpoch: Int, where drop: (Int) -> Bool) {
+    let all = cuts(in: runDirectory, stageCount: stages.upperBound, batchesPerEpoch: batchesPerEpoch)
+    for stage in stages {
+      for (cut, path) in all[stage] where drop(cut) { try? FileManager.default.removeItem(atPath: path) }
+    }
   }
 
   /// Drops log lines of epochs at or after the resume point (they are trained again).
-  public func trimLogs(in runDirectory: String) throws {
+  func trimLogs(in runDirectory: String) throws {
     let metricsPath = "\(runDirectory)/metrics.jsonl", evalPath = "\(runDirectory)/eval.jsonl"
     let metrics = ((try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? "").split(separator: "\n")
     let eval = ((try? String(contentsOfFile: evalPath, encoding: .utf8)) ?? "").split(separator: "\n")

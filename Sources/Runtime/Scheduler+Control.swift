@@ -117,12 +117,12 @@ extension Scheduler {
         sendsSkip: usesSkip && stage < stageCount - 1,
         upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil })
-      if curveKeys != nil {
+      if let ours = curveKeys?.publicKey {  // whom it connects to, and who may connect to it
         let key = { (stage: Int) in self.registry.members[stage]!.hello.publicKey! }
         let sendsGradients = config.method == .e2e && stage + 1 < stageCount
-        assignment.downstreamKey = stage + 1 < stageCount ? key(stage + 1) : curveKeys?.publicKey
+        assignment.downstreamKey = stage + 1 < stageCount ? key(stage + 1) : ours
         assignment.upstreamGradientKey = assignment.upstreamGradient != nil ? key(stage - 1) : nil
-        assignment.peerKeys = [stage == 0 ? curveKeys!.publicKey : key(stage - 1)] + (sendsGradients ? [key(stage + 1)] : [])
+        assignment.peerKeys = [stage == 0 ? ours : key(stage - 1)] + (sendsGradients ? [key(stage + 1)] : [])
       }
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }

@@ -57,13 +57,9 @@ extension Scheduler {
         message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
         (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
       }
-    case .marker(let epoch, let flag):
+    case .marker(let epoch, let flag, let batchesDone):
       message = Message(kind: .marker)
       message.flags = flag.rawValue
-      message.epoch = UInt32(epoch)
-    case .checkpoint(let epoch, let batchesDone):
-      message = Message(kind: .marker)
-      message.flags = MarkerFlag.checkpoint.rawValue
       message.epoch = UInt32(epoch)
       message.step = UInt64(batchesDone)
     }

@@ -42,15 +42,13 @@ extension Scheduler {
     recoveries[recoveries.count - 1].resumedAfterEpoch = point.epochsDone
     recoveries[recoveries.count - 1].resumedAfterBatches = point.batchesDone
     recoveries[recoveries.count - 1].batchesRetrained = fed
-    point.discardLaterCheckpoints(in: directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
-    try point.trimLogs(in: directory.path)
+    try point.rewind(directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
     directory.reopenLogs()
     resume = point
     plan = Self.plan(config: config, train: train, test: test, from: point)
     trainBatchesFed = trainBatchesFed.filter { $0.key < point.epochsDone }
     (reports, ledgers, sequence, stopAfterEpoch) = ([], [:], 0, false)
     liveStats = Array(repeating: nil, count: stageCount)
-    let place = point.batchesDone > 0 ? "epoch \(point.epochsDone) + \(point.batchesDone) batches" : point.epochsDone == 0 ? "the start" : "epoch \(point.epochsDone)"
-    log("restarting from \(place) (\(fed) batches to train again)")
+    log("restarting from \(point.description) (\(fed) batches to train again)")
   }
 }

@@ -35,8 +35,6 @@ public final class Scheduler {
   var feed: Socket?
   public private(set) var controlEndpoint = ""
   public private(set) var sinkEndpoint = ""
-  /// The control port bound (the one the system chose when daemon.controlPort is 0).
-  public var controlPort: String { control.boundPort }
   public internal(set) var phase = Phase.registering
   /// The job's id on every message; a recovery retires it and takes a new one.
   public internal(set) var job: UInt32
@@ -131,7 +129,7 @@ public final class Scheduler {
 
   /// What is fed, in order, from `resume` on (from the start when nil).
   static func plan(config: RunConfig, train: Dataset, test: Dataset, from resume: ResumePoint?) -> FeedPlan {
-    let trainOrder = BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+    let trainOrder = self.trainOrder(config: config, train: train)
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
     // `sequential`: one phase of training.epochs per stage, each training only that stage.
     let phases = config.schedule == .sequential ? config.stages.count : 1
@@ -141,6 +139,21 @@ public final class Scheduler {
       epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0, startBatch: resume?.batchesDone ?? 0,
       checkpointEvery: config.daemon.checkpointEverySteps)
   }
+
+  static func trainOrder(config: RunConfig, train: Dataset) -> BatchOrder {
+    BatchOrder(count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+  }
+
+  /// Where the run in `runDirectory` continues (`--resume`), with the directory rewound to it.
+  public static func resumePoint(of runDirectory: String, config: RunConfig, train: Dataset) throws -> ResumePoint {
+    let perEpoch = trainOrder(config: config, train: train).batchesPerEpoch
+    let point = try ResumePoint.find(in: runDirectory, stageCount: config.stages.count, batchesPerEpoch: perEpoch)
+    try point.rewind(runDirectory, stageCount: config.stages.count, batchesPerEpoch: perEpoch)
+    return point
+  }
+
+  /// The control endpoint as workers elsewhere reach it (the bound one may be 0.0.0.0).
+  public var advertisedControlEndpoint: String { "tcp://\(advertisedHost(bind: config.daemon.bind)):\(control.boundPort)" }
 
   static func newJobID() -> UInt32 {
     var rng = SeededGenerator(seed: UInt64(bitPattern: WallClock.micros()) ^ UInt64(getpid()))

@@ -103,36 +103,20 @@ extension Worker {
     self.assignment = assignment
     // A fresh stage: nothing carries over from an assignment a reset ended.
     (trainStep, expectedSequence, lastSequence, arrivals, replayStalled) = (0, 0, 0, 0, false)
-    (backprop, batchComputeMicros, window, replay, gradOut) = (BackpropState(), 0, StatsWindow(), nil, nil)
+    (backprop, batchComputeMicros, window, replay) = (BackpropState(), 0, StatsWindow(), nil)
     config = try RunConfig.parse(yaml: assignment.config)
     BLAS.setThreads(config.training.threads)
     stage = try config.buildStage(assignment.stage, sampleShape: assignment.sampleShape, classes: assignment.classes)
     isLast = assignment.stage == assignment.stageCount - 1
-    downstream = try Socket(context, .push)
-    if let keys = options.curve {
-      guard let key = assignment.downstreamKey else {
-        throw RuntimeError("the scheduler sent no key for \(assignment.downstream): it runs without CURVE while this worker has a key")
-      }
-      zap?.allow(Set(assignment.peerKeys ?? []))
-      try downstream.secure(.client(keys, serverKey: key))
-    }
-    try downstream.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
-    try downstream.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
     // Once, before any peer connects: libzmq pushes a changed limit into live pipes from
     // this thread, which crashed its I/O thread when a pipe's peer had just died (a reset).
     if !dataInConfigured {
       try dataIn.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
       dataInConfigured = true
     }
-    try downstream.connect(assignment.downstream)
-    if let upstream = assignment.upstreamGradient {
-      let socket = try Socket(context, .push)
-      if let keys = options.curve { try socket.secure(.client(keys, serverKey: assignment.upstreamGradientKey ?? "")) }
-      try socket.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
-      try socket.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
-      try socket.connect(upstream)
-      gradOut = socket
-    }
+    zap?.allow(Set(assignment.peerKeys ?? []))
+    downstream = try pushSocket(to: assignment.downstream, serverKey: assignment.downstreamKey)
+    gradOut = try assignment.upstreamGradient.map { try pushSocket(to: $0, serverKey: assignment.upstreamGradientKey) }
     heartbeatInterval = Int64(config.daemon.heartbeatMilliseconds) * 1000
     liveness = Int64(config.daemon.liveness)
     statsInterval = Int64(config.daemon.statsMilliseconds) * 1000
@@ -143,5 +127,21 @@ extension Worker {
       replay = ReplayBuffer(capacity: config.replay.buffer, maxReuse: config.replay.maxReuse > 0 ? config.replay.maxReuse : nil)
     }
     log("stage \(assignment.stage) of 0…\(assignment.stageCount - 1): \(stage.body.layers.map(\.summary).joined(separator: ", ")); \(stage.store.count) parameters; output → \(assignment.downstream)")
+  }
+
+  /// A PUSH socket to a neighbour's data or gradient endpoint (CURVE when this worker has a
+  /// key, with the neighbour's public key from ASSIGN).
+  func pushSocket(to endpoint: String, serverKey: String?) throws -> Socket {
+    let socket = try Socket(context, .push)
+    if let keys = options.curve {
+      guard let serverKey else {
+        throw RuntimeError("the scheduler sent no key for \(endpoint): it runs without CURVE while this worker has a key")
+      }
+      try socket.secure(.client(keys, serverKey: serverKey))
+    }
+    try socket.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
+    try socket.setTimeouts(receiveMilliseconds: 200, sendMilliseconds: 200)
+    try socket.connect(endpoint)
+    return socket
   }
 }

@@ -80,7 +80,7 @@ struct SchedulerCommand: ParsableCommand {
         Console.status("[scheduler] starting a worker for stage \(stage): \(command)")
         var environment = ["STAGEWISE_STAGE": "\(stage)"]
         if ProcessInfo.processInfo.environment["STAGEWISE_SCHEDULER"] == nil {
-          environment["STAGEWISE_SCHEDULER"] = "tcp://\(advertisedHost(bind: runConfig.daemon.bind)):\(scheduler.controlPort)"
+          environment["STAGEWISE_SCHEDULER"] = scheduler.advertisedControlEndpoint
         }
         try replacements.start(stage: stage, executable: "/bin/sh", arguments: ["-c", command], environment: environment)
       }

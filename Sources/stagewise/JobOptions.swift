@@ -1,5 +1,4 @@
 import ArgumentParser
-import Data
 import Foundation
 import Learning
 import Runtime
@@ -54,13 +53,8 @@ struct JobOptions: ParsableArguments {
   /// Loads the data, makes the run directory and the scheduler.
   func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
     let (train, test) = try runConfig.loadData()
-    let perEpoch = BatchOrder(count: train.count, batchSize: runConfig.training.batchSize, shuffle: true, seed: runConfig.seed).batchesPerEpoch
-    let point = try resume.map { try ResumePoint.find(in: $0, stageCount: runConfig.stages.count, batchesPerEpoch: perEpoch) }
-    if let point, let resume {
-      point.discardLaterCheckpoints(in: resume, stageCount: runConfig.stages.count, batchesPerEpoch: perEpoch)
-      try point.trimLogs(in: resume)
-      Console.status("resuming \(resume) after epoch \(point.epochsDone)" + (point.batchesDone > 0 ? " and \(point.batchesDone) batches of the next" : ""))
-    }
+    let point = try resume.map { try Scheduler.resumePoint(of: $0, config: runConfig, train: train) }
+    if let point, let resume { Console.status("resuming \(resume) after \(point.description)") }
     // Recoveries before the stop stay on the record.
     let earlier = resume.flatMap { FileManager.default.contents(atPath: "\($0)/run.json") }
       .flatMap { try? JSONDecoder.stagewise.decode(RunManifest.self, from: $0) }?.recoveries ?? []

@@ -237,9 +237,9 @@ struct DaemonTests {
     try expectSameFinalWeights("\(dir)/straight", "\(dir)/resumed", stages: 3)
   }
 
-  /// Chaos, short: kill -9 a worker mid-run. The launcher notices, lets the others save,
-  /// restarts from the newest epoch checkpoint with a fresh worker, and the run ends with the
-  /// weights of a run that was never disturbed; run.json lists the recovery.
+  /// Chaos, short: kill -9 a worker mid-run. The launcher notices and starts a fresh worker
+  /// for the vacant stage, every stage rolls back to the newest common checkpoint, and the run
+  /// ends with the weights of a run that was never disturbed; run.json lists the recovery.
   /// With `daemon.checkpointEverySteps` the cut is mid-epoch, and the batches trained again
   /// are at most about two intervals plus what was in flight, not up to an epoch.
   @Test(arguments: [0, 5])

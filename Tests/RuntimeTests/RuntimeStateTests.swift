@@ -117,14 +117,14 @@ struct FeedPlanTests {
       return items
     }
     let all = items(FeedPlan(trainOrder: order, evalOrder: eval, epochs: 2, checkpointEvery: 3))
-    let cuts = all.compactMap { if case .checkpoint(let e, let b) = $0 { (e, b) } else { nil } }
+    let cuts = all.compactMap { if case .marker(let e, .checkpoint, let b) = $0 { (e, b) } else { nil } }
     #expect(cuts.map(\.0) == [0, 0, 1, 1] && cuts.map(\.1) == [3, 6, 3, 6])
-    #expect(all[3] == .checkpoint(epoch: 0, batchesDone: 3))
+    #expect(all[3] == .marker(epoch: 0, .checkpoint, batchesDone: 3))
     let resumed = items(FeedPlan(trainOrder: order, evalOrder: eval, epochs: 2, startEpoch: 1, startBatch: 3, checkpointEvery: 3))
     let trained = resumed.compactMap { if case .train(let e, let indices, _, _, _) = $0 { (e, Array(indices)) } else { nil } }
     #expect(trained.map(\.0) == [1, 1, 1, 1])
     #expect(trained.map(\.1) == order.batches(epoch: 1).dropFirst(3).map(Array.init))
-    #expect(resumed.first(where: { !$0.isBatch }) == .checkpoint(epoch: 1, batchesDone: 6))
+    #expect(resumed.first(where: { !$0.isBatch }) == .marker(epoch: 1, .checkpoint, batchesDone: 6))
   }
 
   @Test func trainingOrderIsTheTrainersOrder() {
