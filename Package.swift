@@ -21,12 +21,14 @@ let package = Package(
       name: "CZeroMQ", pkgConfig: "libzmq",
       providers: [.apt(["libzmq3-dev"])]),
     .systemLibrary(name: "CMalloc"),  // glibc's mallopt
+    .target(name: "CCPU"),  // CPUID and an FMA loop: what the processor is and can do
     .systemLibrary(
       name: "CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
 
     // MARK: Wrappers (the only importers of the C modules).
-    .target(name: "Linalg", dependencies: ["CBLAS"]),
+    .target(name: "Hardware", dependencies: ["CCPU"]),
+    .target(name: "Linalg", dependencies: ["CBLAS", "Hardware"]),
     .target(name: "ZMQ", dependencies: ["CZeroMQ"]),
 
     // MARK: The library proper.
@@ -45,17 +47,20 @@ let package = Package(
     .executableTarget(
       name: "stagewise",
       dependencies: [
-        "Learning", "NN", "Data", "Linalg", "ZMQ", "Wire", "Runtime", "Telemetry",
+        "Learning", "NN", "Data", "Linalg", "Hardware", "ZMQ", "Wire", "Runtime", "Telemetry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // MARK: Tests.
+    .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
     .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
     .testTarget(
       name: "LearningTests", dependencies: ["Learning", "NN", "Data", .product(name: "Yams", package: "Yams")]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Data"]),
-    .testTarget(name: "IntegrationTests", dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "stagewise"]),
+    .testTarget(
+      name: "IntegrationTests",
+      dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "stagewise"]),
   ]
 )

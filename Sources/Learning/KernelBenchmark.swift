@@ -1,41 +1,87 @@
 import Data
 import Foundation
+import Hardware
 import Linalg
 import NN
 
-/// `stagewise bench kernels`: how close a whole training step of an MLP comes to raw sgemm
-/// on the same shapes, measured side by side in one run.
+/// `stagewise bench kernels`: how close training comes to the machine's limits, measured side
+/// by side in one run — the CPU's FMA peak, raw sgemm on model A's shapes, a whole training
+/// step of model A (MLP) and of model B (CNN), on 1 core and on all cores — and, where PyTorch
+/// can be imported, PyTorch on the same models and recipe as a column.
 public struct KernelBenchmark {
-  public struct Result: Sendable, Codable {
-    public var coreName: String
+  public struct ModelResult: Sendable, Codable {
+    public var model: String
     public var batchSize: Int
-    public var gemmFLOPsPerStep: Double
-    public var stepGFLOPS: Double
-    public var rawGemmGFLOPS: Double
-    public var ratio: Double
-    /// e2e training samples/s by BLAS thread count.
-    public var samplesPerSecond: [Int: Double]
+    /// FLOPs of one training step (forward, weight gradients, input gradients but the first).
+    public var flopsPerStep: Double
+    /// By thread count ("1", "2").
+    public var samplesPerSecond: [String: Double]
+    public var stepGFLOPS: [String: Double]
+    public var pytorchSamplesPerSecond: [String: Double]
   }
 
-  public var batchSize = 128
-  public var widths = [1024, 1024, 1024, 1024]
+  public struct Result: Sendable, Codable {
+    public var kernels: KernelReport
+    public var fmaPeakGFLOPS: [String: Double]
+    /// Raw sgemm on the GEMMs of one model A step, by thread count.
+    public var rawGemmGFLOPS: [String: Double]
+    public var models: [ModelResult]
+    /// Why there is no PyTorch column, when there is none.
+    public var pytorchSkipped: String?
+  }
+
   public var rounds = 5
   public var stepsPerRound = 10
-  public var threadCounts = [1, 2]
+  public var threadCounts = Array(Set([1, CPU.cores])).sorted()
+  public var pytorch: PyTorchBaseline? = PyTorchBaseline()
 
   public init() {}
 
-  /// Model A trained end to end: `widths` hidden layers, one per stage, 10 classes.
-  func makeTrainer() throws -> Trainer {
+  /// Model A trained end to end: 784 → 4 × [Linear 1024, ReLU] → 10, batch 128.
+  static func modelA() throws -> Trainer {
     var config = RunConfig()
     config.method = .e2e
-    config.stages = widths.map { StageConfig(layers: [LayerConfig(.linear, out: $0), LayerConfig(.relu)]) }
-    config.training.batchSize = batchSize
-    let data = SyntheticDataset.make(count: batchSize, side: 28, seed: 1)
+    config.stages = (0..<4).map { _ in StageConfig(layers: [LayerConfig(.linear, out: 1024), LayerConfig(.relu)]) }
+    config.training.batchSize = 128
+    return try trainer(config)
+  }
+
+  /// Model B (config/cnn-e2e.yaml) trained end to end, batch 64.
+  static func modelB() throws -> Trainer {
+    var config = RunConfig()
+    config.method = .e2e
+    config.optimizer.learningRate = 0.1
+    config.optimizer.nesterov = true
+    func conv(_ filters: Int) -> LayerConfig {
+      var layer = LayerConfig(.conv, out: filters)
+      layer.kernel = 3
+      return layer
+    }
+    var pool = LayerConfig(.maxpool)
+    pool.size = 2
+    config.stages = [
+      StageConfig(layers: [conv(32), LayerConfig(.relu), pool]), StageConfig(layers: [conv(64), LayerConfig(.relu)]),
+      StageConfig(layers: [conv(64), LayerConfig(.relu), pool]), StageConfig(layers: [conv(128), LayerConfig(.relu)]),
+    ]
+    config.training.batchSize = 64
+    return try trainer(config)
+  }
+
+  static func trainer(_ config: RunConfig) throws -> Trainer {
+    let data = SyntheticDataset.make(count: config.training.batchSize, side: 28, seed: 1)
     return try Trainer(config: config, train: data, test: data.prefix(10))
   }
 
-  /// The (m, n, k, transA, transB) of every GEMM one e2e training step makes, in order.
+  /// FLOPs of one e2e training step: forward, backward to the weights (as many again) and to
+  /// the inputs (as many again, but not into the first layer's input).
+  static func flopsPerStep(_ trainer: Trainer) -> Double {
+    let stages = trainer.stages
+    let forward = stages.reduce(0) { $0 + $1.body.forwardFLOPsPerSample } + (stages.last?.head?.forwardFLOPsPerSample ?? 0)
+    let first = stages.first?.body.layers.first?.forwardFLOPsPerSample ?? 0
+    return Double((3 * forward - first) * trainer.config.training.batchSize)
+  }
+
+  /// The (m, n, k, transA, transB) of every GEMM one e2e training step of an MLP makes.
   static func gemmShapes(_ stages: [Stage], batch: Int) -> [(Int, Int, Int, Transpose, Transpose)] {
     let bodies: [any Layer] = stages.flatMap(\.body.layers)
     let classifier: [any Layer] = stages.last?.head?.classifier.layers ?? []
@@ -49,55 +95,107 @@ public struct KernelBenchmark {
     return shapes
   }
 
-  public func run(log: (String) -> Void) throws -> Result {
-    let trainer = try makeTrainer()
-    let batch = trainer.train.batch(ArraySlice(0..<batchSize))
-    let shapes = Self.gemmShapes(trainer.stages, batch: batchSize)
-    let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0 * $1.1 * $1.2) }
-    let largest = shapes.map { max($0.0 * $0.2, $0.2 * $0.1, $0.0 * $0.1) }.max() ?? 1
-    var a = [Float](repeating: 0.01, count: largest)
-    var b = [Float](repeating: 0.01, count: largest)
-    var c = [Float](repeating: 0, count: largest)
+  /// Seconds per call of `body` over one round of `stepsPerRound` calls.
+  func round(_ body: () -> Void) -> Double {
+    let start = ContinuousClock.now
+    for _ in 0..<stepsPerRound { body() }
+    return (ContinuousClock.now - start).seconds / Double(stepsPerRound)
+  }
 
-    func rawGemmSeconds() -> Double {
-      let start = ContinuousClock.now
-      for _ in 0..<stepsPerRound {
-        for (m, n, k, ta, tb) in shapes {
-          gemm(ta, tb, m: m, n: n, k: k, a: &a, aCount: m * k, b: &b, bCount: k * n, beta: 1, c: &c, cCount: m * n)
+  /// Seconds per call of `body`, the median of `rounds` rounds after one warm-up round.
+  func seconds(_ body: () -> Void) -> Double {
+    _ = round(body)
+    return median((0..<rounds).map { _ in round(body) })
+  }
+
+  public func run(log: (String) -> Void) throws -> Result {
+    let a = try Self.modelA(), b = try Self.modelB()
+    let batchA = a.train.batch(ArraySlice(0..<a.config.training.batchSize))
+    let batchB = b.train.batch(ArraySlice(0..<b.config.training.batchSize))
+    let shapes = Self.gemmShapes(a.stages, batch: a.config.training.batchSize)
+    let largest = shapes.map { max($0.0 * $0.2, $0.2 * $0.1, $0.0 * $0.1) }.max() ?? 1
+    var x = [Float](repeating: 0.01, count: largest), y = [Float](repeating: 0.01, count: largest)
+    var z = [Float](repeating: 0, count: largest)
+    let rawFLOPs = shapes.reduce(0.0) { $0 + 2 * Double($1.0 * $1.1 * $1.2) }
+    func rawGemm() {
+      for (m, n, k, ta, tb) in shapes {
+        gemm(ta, tb, m: m, n: n, k: k, a: &x, aCount: m * k, b: &y, bCount: k * n, beta: 1, c: &z, cCount: m * n)
+      }
+    }
+    var result = Result(kernels: .current, fmaPeakGFLOPS: [:], rawGemmGFLOPS: [:], models: [], pytorchSkipped: nil)
+    var models = [
+      ModelResult(model: "A", batchSize: batchA.labels.count, flopsPerStep: Self.flopsPerStep(a), samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
+      ModelResult(model: "B", batchSize: batchB.labels.count, flopsPerStep: Self.flopsPerStep(b), samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
+    ]
+    for threads in threadCounts {
+      let key = "\(threads)"
+      BLAS.setThreads(threads)
+      result.fmaPeakGFLOPS[key] = FMAPeak.measure(threads: threads) ?? .nan
+      // Raw sgemm and model A's step interleaved, round by round, so both see the same machine.
+      var raw: [Double] = [], step: [Double] = []
+      (_, _) = (round(rawGemm), round { a.trainStep(batchA) })  // warm-up: first touch of buffers and optimizer state
+      for _ in 0..<rounds {
+        raw.append(round(rawGemm))
+        step.append(round { a.trainStep(batchA) })
+      }
+      result.rawGemmGFLOPS[key] = rawFLOPs / median(raw) / 1e9
+      models[0].stepGFLOPS[key] = models[0].flopsPerStep / median(step) / 1e9
+      models[0].samplesPerSecond[key] = Double(models[0].batchSize) / median(step)
+      let stepB = seconds { b.trainStep(batchB) }
+      models[1].stepGFLOPS[key] = models[1].flopsPerStep / stepB / 1e9
+      models[1].samplesPerSecond[key] = Double(models[1].batchSize) / stepB
+      log(String(
+        format: "%d thread(s): FMA peak %.0f GFLOP/s; raw sgemm %.0f; model A step %.0f GFLOP/s, %.0f samples/s; model B step %.0f GFLOP/s, %.0f samples/s",
+        threads, result.fmaPeakGFLOPS[key]!, result.rawGemmGFLOPS[key]!, models[0].stepGFLOPS[key]!, models[0].samplesPerSecond[key]!,
+        models[1].stepGFLOPS[key]!, models[1].samplesPerSecond[key]!))
+    }
+    BLAS.setThreads(1)
+    if let pytorch {
+      outer: for (i, name) in ["a-e2e", "b-e2e"].enumerated() {
+        for threads in threadCounts {
+          switch pytorch.measure(name, threads: threads, batchSize: models[i].batchSize) {
+          case .success(let m):
+            models[i].pytorchSamplesPerSecond["\(threads)"] = m.samplesPerSecond
+            log(String(format: "PyTorch %@ %@, %d thread(s): %.0f samples/s", m.torch, name, threads, m.samplesPerSecond))
+          case .failure(let error):
+            result.pytorchSkipped = error.description
+            break outer
+          }
         }
       }
-      return (ContinuousClock.now - start).seconds / Double(stepsPerRound)
+    } else {
+      result.pytorchSkipped = "not asked for (--no-pytorch)"
     }
-    func stepSeconds() -> Double {
-      let start = ContinuousClock.now
-      for _ in 0..<stepsPerRound { trainer.trainStep(batch) }
-      return (ContinuousClock.now - start).seconds / Double(stepsPerRound)
-    }
+    result.models = models
+    return result
+  }
 
-    BLAS.setThreads(1)
-    _ = rawGemmSeconds()
-    _ = stepSeconds()  // warm-up: first-touch of buffers and optimizer state
-    var raw: [Double] = [], step: [Double] = []
-    for _ in 0..<rounds {  // interleaved, so both see the same machine
-      raw.append(rawGemmSeconds())
-      step.append(stepSeconds())
+  /// The report: every figure against its yardsticks, and the targets of the issue that set them.
+  public static func report(_ r: Result) -> String {
+    var lines = [r.kernels.line]
+    let keys = r.fmaPeakGFLOPS.keys.sorted { Int($0)! < Int($1)! }
+    lines.append("")
+    lines.append("| threads | FMA peak GFLOP/s | raw sgemm (model A shapes) | model A step GFLOP/s | A samples/s | A PyTorch | model B step GFLOP/s | B samples/s | B PyTorch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    let (a, b) = (r.models[0], r.models[1])
+    func ratio(_ x: Double?, _ y: Double?) -> String {
+      guard let x, let y, y > 0 else { return "–" }
+      return String(format: "%.2f", x / y)
     }
-    let rawGF = flops / median(raw) / 1e9
-    let stepGF = flops / median(step) / 1e9
-    log(String(format: "1 thread: training step %.1f GFLOP/s, raw sgemm %.1f GFLOP/s, ratio %.2f", stepGF, rawGF, stepGF / rawGF))
-
-    var perThreads: [Int: Double] = [:]
-    for threads in threadCounts {
-      BLAS.setThreads(threads)
-      _ = stepSeconds()
-      let seconds = median((0..<rounds).map { _ in stepSeconds() })
-      perThreads[threads] = Double(batchSize) / seconds
-      log(String(format: "%d thread(s): e2e %.0f samples/s", threads, Double(batchSize) / seconds))
+    for key in keys {
+      let peak = r.fmaPeakGFLOPS[key]!, raw = r.rawGemmGFLOPS[key]!
+      func torch(_ m: ModelResult) -> String {
+        guard let t = m.pytorchSamplesPerSecond[key] else { return "–" }
+        return String(format: "%.0f (ours × %@)", t, ratio(m.samplesPerSecond[key], t))
+      }
+      lines.append(String(
+        format: "| %@ | %.0f | %.0f (%@ × peak) | %.0f (%@ × sgemm, %@ × peak) | %.0f | %@ | %.0f (%@ × peak) | %.0f | %@ |",
+        key, peak, raw, ratio(raw, peak), a.stepGFLOPS[key]!, ratio(a.stepGFLOPS[key], raw), ratio(a.stepGFLOPS[key], peak),
+        a.samplesPerSecond[key]!, torch(a), b.stepGFLOPS[key]!, ratio(b.stepGFLOPS[key], peak), b.samplesPerSecond[key]!, torch(b)))
     }
-    BLAS.setThreads(1)
-    return Result(
-      coreName: BLAS.coreName, batchSize: batchSize, gemmFLOPsPerStep: flops, stepGFLOPS: stepGF,
-      rawGemmGFLOPS: rawGF, ratio: stepGF / rawGF, samplesPerSecond: perThreads)
+    if let skipped = r.pytorchSkipped { lines.append("\nPyTorch column skipped: \(skipped)") }
+    lines.append("\nModel A: 784 → 4 × 1024 → 10, batch \(a.batchSize); model B: conv 32-pool, 64, 64-pool, 128-gap, linear 10, batch \(b.batchSize); SGD momentum 0.9; data in memory.")
+    return lines.joined(separator: "\n")
   }
 }
 

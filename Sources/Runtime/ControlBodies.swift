@@ -15,6 +15,8 @@ public struct Hello: Codable, Sendable, Equatable {
   public var requestedStage: Int?
   /// CURVE: the worker's public key, which its data and gradient sockets serve with.
   public var publicKey: String?
+  /// The OpenBLAS core the worker computes with (its host's CPU may differ from the scheduler's).
+  public var blasCore: String?
 }
 
 /// ASSIGN, scheduler → worker: everything needed to build and run one stage.

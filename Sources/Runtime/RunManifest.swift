@@ -1,4 +1,5 @@
 import Learning
+import Linalg
 
 /// `run.json`: who ran which stage where, and how the run ended. Written when training starts
 /// and again at the end; tests and tools read endpoints from it.
@@ -13,6 +14,8 @@ public struct RunManifest: Codable, Sendable {
     public var replay: ReplayStatistics?
     public var peakResidentBytes: Int?
     public var bytesSent: Int?
+    /// The worker's OpenBLAS core.
+    public var blasCore: String?
   }
 
   public var job: UInt32
@@ -29,4 +32,6 @@ public struct RunManifest: Codable, Sendable {
   public var epochsCompleted: Int
   /// Worker failures this run survived (the launcher's restarts).
   public var recoveries: [Recovery]?
+  /// The scheduler's CPU and OpenBLAS kernels, and why those.
+  public var kernels: KernelReport?
 }

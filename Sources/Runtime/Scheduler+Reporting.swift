@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Linalg
 import Learning
 import Telemetry
 import Wire
@@ -38,14 +39,16 @@ extension Scheduler {
         RunManifest.StageEntry(
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
           checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected, replay: byes[stage]?.replay,
-          peakResidentBytes: byes[stage]?.peakResidentBytes, bytesSent: byes[stage]?.bytesSent)
+          peakResidentBytes: byes[stage]?.peakResidentBytes, bytesSent: byes[stage]?.bytesSent,
+          blasCore: $0.hello.blasCore)
       }
     }
     let manifest = RunManifest(
       job: job, control: controlEndpoint, sink: sinkEndpoint, schedule: config.schedule.rawValue,
       maxInFlight: maxInFlight, stages: stages, state: state, detail: detail,
       rejected: rejected.merging(zap.map { ["refused-key": $0.refusedCount] }?.filter { $0.value > 0 } ?? [:]) { $1 },
-      epochsCompleted: firstEpoch + reports.count, recoveries: recoveries.isEmpty ? nil : recoveries)
+      epochsCompleted: firstEpoch + reports.count, recoveries: recoveries.isEmpty ? nil : recoveries,
+      kernels: .current)
     try directory.write(manifest, to: "run.json")
   }
 

@@ -36,7 +36,7 @@ extension Worker {
     gradEndpoint = "tcp://\(host):\(gradIn.boundPort)"
     try control.connect(options.scheduler)
     try sayHello()
-    log("registering with \(options.scheduler) (data endpoint \(dataEndpoint))")
+    log("registering with \(options.scheduler) (data endpoint \(dataEndpoint), OpenBLAS core \(BLAS.coreName))")
     while true {
       let assign = try awaitControl([.assign, .reset], timeout: options.registrationTimeout, waitingFor: "a stage assignment")
       if assign.kind == .reset {  // another failure while waiting: still waiting, say so
@@ -70,7 +70,7 @@ extension Worker {
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,
       pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage,
-      publicKey: options.curve?.publicKey)
+      publicKey: options.curve?.publicKey, blasCore: BLAS.coreName)
     try send(Message(kind: .hello, body: hello))
   }
 

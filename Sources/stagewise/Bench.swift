@@ -141,24 +141,27 @@ struct Bench: ParsableCommand {
 
   struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "A whole training step of model A against raw sgemm on the same shapes.")
+      abstract: "The FMA peak, raw sgemm, and whole training steps of model A (MLP) and model B (CNN) on 1 core and all cores, beside PyTorch.")
 
-    @Option(help: "Batch size.") var batchSize = 128
     @Option(help: "Measured rounds (medians are reported).") var rounds = 5
     @Option(help: "Training steps per round.") var steps = 10
+    @Flag(help: "Leave out the PyTorch column.") var noPytorch = false
+    @Option(help: "Python with PyTorch (default: .venv-bench/bin/python from scripts/baseline/setup.sh, else python3).") var python: String?
     @Option(help: "Write the result as JSON here.") var json: String?
+    @Option(help: "Write the report (Markdown) here.") var out: String?
 
     func run() throws {
+      Allocator.keepFreedMemory()
       var bench = KernelBenchmark()
-      bench.batchSize = batchSize
       bench.rounds = rounds
       bench.stepsPerRound = steps
-      Console.print("OpenBLAS core \(BLAS.coreName); model A (784-1024×4-10), batch \(batchSize), e2e SGD step")
-      let result = try bench.run { Console.print($0) }
-      Console.print(String(format: "ratio (training step / raw sgemm) = %.2f (target ≥ 0.75)", result.ratio))
-      if let json {
-        try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(result)), to: json)
-      }
+      bench.pytorch = noPytorch ? nil : PyTorchBaseline(python: python)
+      Console.kernels()
+      let result = try bench.run { Console.status($0) }
+      let report = KernelBenchmark.report(result)
+      Console.print(report)
+      if let json { try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(result)), to: json) }
+      if let out { try AtomicFile.write(report + "\n", to: out) }
     }
   }
 }

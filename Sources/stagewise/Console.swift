@@ -1,4 +1,5 @@
 import Foundation
+import Linalg
 
 /// Terminal output: results on stdout, progress and diagnostics on stderr.
 enum Console {
@@ -10,6 +11,11 @@ enum Console {
 
   static func status(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
+  }
+
+  /// The run header's hardware line: the CPU, its vector ISA, the OpenBLAS core and why.
+  static func kernels(prefix: String = "") {
+    status(prefix + KernelReport.current.line)
   }
 
   /// Redraws one progress line in place (terminals only).

@@ -30,6 +30,7 @@ struct Launch: ParsableCommand {
     Signals.install()
     let scheduler = try job.makeScheduler(runConfig)
     scheduler.allowInsecure = insecure
+    Console.kernels()
     Console.status(
       "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
     let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
@@ -70,6 +71,7 @@ struct SchedulerCommand: ParsableCommand {
     let scheduler = try job.makeScheduler(runConfig)
     scheduler.allowInsecure = insecure
     try scheduler.bind()
+    Console.kernels(prefix: "[scheduler] ")
     // The address workers need, on stdout, so scripts can read it.
     Console.print("scheduler \(scheduler.controlEndpoint)")
     let replacements = StageProcesses(log: { Console.status("[scheduler] \($0)") })

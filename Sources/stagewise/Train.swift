@@ -18,6 +18,7 @@ struct Train: ParsableCommand {
     let (train, test) = try runConfig.loadData()
     let trainer = try Trainer(config: runConfig, train: train, test: test)
     let directory = try RunDirectory(path: job.out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
+    Console.kernels()
     Console.status(
       "\(runConfig.name): \(runConfig.method.rawValue), \(trainer.stages.count) stages, "
         + "\(train.count) train / \(test.count) test samples, BLAS \(BLAS.coreName) × \(runConfig.training.threads), run \(directory.path)")

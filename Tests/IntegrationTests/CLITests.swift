@@ -173,11 +173,19 @@ struct CLITests {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let result = try ChildProcess.stagewise(
-      ["bench", "kernels", "--batch-size", "8", "--rounds", "1", "--steps", "1", "--json", "\(dir)/k.json"])
+      ["bench", "kernels", "--rounds", "1", "--steps", "1", "--no-pytorch", "--json", "\(dir)/k.json"], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
-    #expect(result.stdout.contains("OpenBLAS core"))
+    #expect(result.stdout.contains("OpenBLAS 0.") && result.stdout.contains(" core "))
     let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/k.json"))) as? [String: Any]
-    #expect((json?["ratio"] as? Double).map { $0 > 0 } == true)
-    #expect((json?["samplesPerSecond"] as? [String: Any])?.count == 2)
+    let peak = try #require(json?["fmaPeakGFLOPS"] as? [String: Double])
+    #expect(!peak.isEmpty && peak.values.allSatisfy { $0 > 1 })
+    #expect((json?["rawGemmGFLOPS"] as? [String: Double])?.values.allSatisfy { $0 > 0 } == true)
+    let models = try #require(json?["models"] as? [[String: Any]])
+    #expect(models.compactMap { $0["model"] as? String } == ["A", "B"])
+    for model in models {
+      let rates = try #require(model["samplesPerSecond"] as? [String: Double])
+      #expect(rates.count == peak.count && rates.values.allSatisfy { $0 > 0 })
+    }
+    #expect((json?["pytorchSkipped"] as? String)?.contains("--no-pytorch") == true)
   }
 }
