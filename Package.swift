@@ -20,6 +20,8 @@ let package = Package(
     .systemLibrary(
       name: "CZeroMQ", pkgConfig: "libzmq",
       providers: [.apt(["libzmq3-dev"])]),
+    .systemLibrary(
+      name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),  // oneDNN: the convolutions
     .systemLibrary(name: "CMalloc"),  // glibc's mallopt
     .target(name: "CCPU"),  // CPUID and an FMA loop: what the processor is and can do
     .systemLibrary(
@@ -28,7 +30,12 @@ let package = Package(
 
     // MARK: Wrappers (the only importers of the C modules).
     .target(name: "Hardware", dependencies: ["CCPU"]),
-    .target(name: "Linalg", dependencies: ["CBLAS", "Hardware"]),
+    .target(
+      name: "Linalg", dependencies: ["CBLAS", "CDNNL", "Hardware"],
+      // Debian's OpenMP build of OpenBLAS (libopenblas0-openmp), found before the pthread
+      // build that the alternatives system prefers: then OpenBLAS, oneDNN and the elementwise
+      // loops share one OpenMP team instead of two thread pools spinning against each other.
+      linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", "/usr/lib/x86_64-linux-gnu/openblas-openmp"])]),
     .target(name: "ZMQ", dependencies: ["CZeroMQ"]),
 
     // MARK: The library proper.

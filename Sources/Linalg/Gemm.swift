@@ -1,4 +1,5 @@
 import CBLAS
+import CDNNL
 
 /// Whether a matrix operand is used as stored or transposed.
 public enum Transpose: Sendable {
@@ -42,9 +43,10 @@ func gemmRaw(
 
 /// The process-wide OpenBLAS settings.
 public enum BLAS {
-  /// Sets how many threads OpenBLAS uses for each call in this process.
+  /// Sets how many threads OpenBLAS, and oneDNN's OpenMP, use for each call in this process.
   public static func setThreads(_ count: Int) {
     openblas_set_num_threads(Int32(max(1, count)))
+    omp_set_num_threads(Int32(max(1, count)))
   }
 
   /// The number of threads OpenBLAS will use.
@@ -55,6 +57,17 @@ public enum BLAS {
   public static var coreName: String {
     guard let name = openblas_get_corename() else { return "unknown" }
     return String(cString: name)
+  }
+
+  /// How the loaded OpenBLAS runs threads: `OpenMP` (what Stagewise links, sharing oneDNN's
+  /// team), `pthreads` or `sequential`.
+  public static var threading: String {
+    switch openblas_get_parallel() {
+    case 0: return "sequential"
+    case 1: return "pthreads"
+    case 2: return "OpenMP"
+    default: return "unknown"
+    }
   }
 
   /// The library's version, from its build configuration (`0.3.21`).

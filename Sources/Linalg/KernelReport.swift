@@ -9,6 +9,8 @@ public struct KernelReport: Sendable, Codable, Equatable {
   public var isa: String
   public var cores: Int
   public var openBLAS: String
+  /// OpenBLAS's threading (`OpenMP`, `pthreads`, `sequential`).
+  public var threading: String
   public var core: String
   public var reason: String
   public var warning: String?
@@ -18,12 +20,12 @@ public struct KernelReport: Sendable, Codable, Equatable {
     let choice = KernelChoice.current
     let cpu = CPU.current
     return KernelReport(
-      cpu: cpu.summary, isa: cpu.vectorISA.description, cores: CPU.cores, openBLAS: BLAS.version,
+      cpu: cpu.summary, isa: cpu.vectorISA.description, cores: CPU.cores, openBLAS: BLAS.version, threading: BLAS.threading,
       core: BLAS.coreName, reason: choice.reason, warning: choice.warning)
   }()
 
   /// `CPU …: AVX-512; OpenBLAS 0.3.21 core SkylakeX (why)`.
-  public var line: String { "CPU \(cpu), \(cores) cores; OpenBLAS \(openBLAS) core \(core) (\(reason))" }
+  public var line: String { "CPU \(cpu), \(cores) cores; OpenBLAS \(openBLAS) (\(threading)) core \(core) (\(reason))" }
 }
 
 extension KernelChoice {

@@ -1,3 +1,5 @@
+import Linalg
+
 /// y = max(0, x), elementwise; backward passes dy where y > 0.
 public struct ReLU: Layer {
   public let outputShape: [Int]
@@ -5,10 +7,13 @@ public struct ReLU: Layer {
   public var summary: String { "relu" }
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
-    // Branch-free loops into fresh buffers, so the compiler vectorises them.
+    // Branch-free selects on raw pointers, so the compiler vectorises them; split over threads.
     let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
       x.storage.withUnsafeBufferPointer { p in
-        for i in 0..<p.count { out[i] = max(p[i], 0) }
+        let (src, dst) = (SharedPointer(p.baseAddress!), SharedPointer(out.baseAddress!))
+        ComputeThreads.chunks(p.count) { range in
+          for i in range { dst[i] = src[i] > 0 ? src[i] : 0 }
+        }
       }
       initialized = x.count
     }
@@ -23,7 +28,10 @@ public struct ReLU: Layer {
     let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, initialized in
       cache.tensors[0].storage.withUnsafeBufferPointer { y in
         dy.storage.withUnsafeBufferPointer { d in
-          for i in 0..<d.count { out[i] = y[i] > 0 ? d[i] : 0 }
+          let (yp, dp, dst) = (SharedPointer(y.baseAddress!), SharedPointer(d.baseAddress!), SharedPointer(out.baseAddress!))
+          ComputeThreads.chunks(d.count) { range in
+            for i in range { dst[i] = yp[i] > 0 ? dp[i] : 0 }
+          }
         }
       }
       initialized = dy.count

@@ -1,20 +1,35 @@
+import Foundation
+import Linalg
 
-/// A 2-D convolution over NHWC maps, computed as im2col followed by one sgemm.
+/// A 2-D convolution over NHWC maps: oneDNN's JIT kernels where they exist for this CPU and
+/// shape (`Linalg.Convolution`), else im2col followed by one sgemm — the same function.
 ///
 /// Shapes: x [B, H, W, C], W [F, k, k, C] (= [F, K] with K = k·k·C), b [F],
 /// col [B·OH·OW, K], y [B, OH, OW, F] with OH = (H + 2p − k)/s + 1.
 public struct Conv2D: Layer {
+  /// How the convolution is computed.
+  public enum Engine: String, Sendable {
+    /// oneDNN when it has a fast kernel here, else im2col.
+    case automatic
+    /// Always im2col + sgemm (`STAGEWISE_CONVOLUTION=im2col` makes it every layer's choice).
+    case im2col
+  }
+
   public let height: Int, width: Int, channels: Int
   public let filters: Int, kernel: Int, stride: Int, padding: Int
   public let outHeight: Int, outWidth: Int
   /// The convolution as an affine map on im2col rows: W [F, K], b [F].
   let affine: Affine
+  public let engine: Engine
+  /// oneDNN primitives by batch size, made on first use.
+  let primitives = ConvolutionCache()
 
   /// Fails (returns nil) when the kernel does not fit the padded input.
   public init?(
     name: String, inputShape: [Int], filters: Int, kernel: Int, stride: Int, padding: Int,
-    layout: inout ParameterLayout
+    layout: inout ParameterLayout, engine: Engine = .automatic
   ) {
+    self.engine = ProcessInfo.processInfo.environment["STAGEWISE_CONVOLUTION"] == "im2col" ? .im2col : engine
     guard inputShape.count == 3, kernel > 0, stride > 0, padding >= 0 else { return nil }
     (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
     (self.filters, self.kernel, self.stride, self.padding) = (filters, kernel, stride, padding)
@@ -39,8 +54,29 @@ public struct Conv2D: Layer {
 
   public func scaleWeights(by factor: Float, _ store: ParameterStore) { affine.scaleWeights(by: factor, store) }
 
+  /// oneDNN's primitives for this batch size, or nil for im2col.
+  func convolution(batch: Int) -> Convolution? {
+    guard engine == .automatic else { return nil }
+    return primitives.get(
+      ConvolutionShape(
+        batch: batch, height: height, width: width, channels: channels, filters: filters, kernel: kernel, stride: stride,
+        padding: padding))
+  }
+
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     let batch = x.batchSize
+    if let conv = convolution(batch: batch) {
+      let y = [Float](unsafeUninitializedCapacity: batch * outHeight * outWidth * filters) { out, initialized in
+        x.storage.withUnsafeBufferPointer { xp in
+          conv.forward(
+            x: xp.baseAddress!, weights: store.value(at: affine.weightOffset), bias: store.value(at: affine.biasOffset),
+            y: out.baseAddress!)
+        }
+        initialized = out.count
+      }
+      // The cache holds x itself (rank 4), where im2col's holds col (rank 2).
+      return (Tensor(shape: [batch, outHeight, outWidth, filters], storage: y), LayerCache(tensors: [x]))
+    }
     let rows = batch * outHeight * outWidth
     let col = im2col(x)
     let y = affine.forward(col, rows: rows, store)  // y[R, F] = col[R, K] · W[F, K]ᵀ + b
@@ -51,6 +87,24 @@ public struct Conv2D: Layer {
   public func backward(
     _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
   ) -> Tensor? {
+    if cache.tensors[0].shape.count == 4, let conv = convolution(batch: dy.batchSize) {
+      let x = cache.tensors[0]
+      x.storage.withUnsafeBufferPointer { xp in
+        dy.storage.withUnsafeBufferPointer { dyp in
+          conv.backwardWeights(
+            x: xp.baseAddress!, dy: dyp.baseAddress!, dw: store.gradient(at: affine.weightOffset),
+            db: store.gradient(at: affine.biasOffset))
+        }
+      }
+      guard inputGradient else { return nil }
+      let dx = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+        dy.storage.withUnsafeBufferPointer { dyp in
+          conv.backwardData(dy: dyp.baseAddress!, weights: store.value(at: affine.weightOffset), dx: out.baseAddress!)
+        }
+        initialized = out.count
+      }
+      return Tensor(shape: x.shape, storage: dx)
+    }
     let col = cache.tensors[0]
     let rows = col.shape[0]
     guard let dcol = affine.backward(dy.storage, col.storage, rows: rows, store, inputGradient: inputGradient) else {
@@ -116,5 +170,29 @@ public struct Conv2D: Layer {
       }
     }
     return Tensor(shape: [batch, height, width, channels], storage: dx)
+  }
+}
+
+/// A layer's oneDNN primitives by shape, made on first use; nil is remembered too (no fast
+/// kernel: im2col). A class so that the value-type layer can fill it; the lock makes it safe
+/// to share, although a stage's layers run on one thread.
+/// Keyed by the thread count too: oneDNN fixes a primitive's partitioning over threads when
+/// it makes it (one made for 1 thread runs on 1 thread only).
+final class ConvolutionCache: @unchecked Sendable {
+  private struct Key: Hashable {
+    var shape: ConvolutionShape
+    var threads: Int
+  }
+  private let lock = NSLock()
+  private var entries: [Key: Convolution?] = [:]
+
+  func get(_ shape: ConvolutionShape) -> Convolution? {
+    let key = Key(shape: shape, threads: BLAS.threads)
+    lock.lock()
+    defer { lock.unlock() }
+    if let known = entries[key] { return known }
+    let made = Convolution(shape)
+    entries[key] = .some(made)
+    return made
   }
 }

@@ -1,3 +1,5 @@
+import Linalg
+
 /// Max pooling over NHWC maps with a square window; backward routes dy to each window's
 /// maximum.
 ///
@@ -21,34 +23,36 @@ public struct MaxPool2D: Layer {
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     let batch = x.batchSize
-    let n = batch * outHeight * outWidth * channels
-    var y = [Float](repeating: 0, count: n)
-    var argmax = [Int32](repeating: 0, count: n)
-    // Channels are contiguous in NHWC: compare whole channel runs, window cell by cell.
+    let perSample = outHeight * outWidth * channels
+    var y = [Float](repeating: 0, count: batch * perSample)
+    var argmax = [Int32](repeating: 0, count: batch * perSample)
+    // Channels are contiguous in NHWC: compare whole channel runs, window cell by cell, with
+    // branch-free selects (the data decides comparisons at random); samples split over threads.
     x.storage.withUnsafeBufferPointer { xp in
       y.withUnsafeMutableBufferPointer { yp in
         argmax.withUnsafeMutableBufferPointer { ap in
-          var o = 0
-          for b in 0..<batch {
-            for oh in 0..<outHeight {
-              for ow in 0..<outWidth {
-                for kh in 0..<size {
-                  for kw in 0..<size {
-                    let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
-                    if kh == 0 && kw == 0 {
+          let (X, Y, A) = (SharedPointer(xp.baseAddress!), SharedPointer(yp.baseAddress!), SharedPointer(ap.baseAddress!))
+          ComputeThreads.chunks(batch, minimum: max(1, (1 << 15) / max(height * width * channels, 1))) { samples in
+            for b in samples {
+              for oh in 0..<outHeight {
+                for ow in 0..<outWidth {
+                  let o = ((b * outHeight + oh) * outWidth + ow) * channels
+                  let first = ((b * height + oh * stride) * width + ow * stride) * channels
+                  for c in 0..<channels {
+                    Y[o + c] = X[first + c]
+                    A[o + c] = Int32(first + c)
+                  }
+                  for kh in 0..<size {
+                    for kw in 0..<size where kh > 0 || kw > 0 {
+                      let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
                       for c in 0..<channels {
-                        yp[o + c] = xp[base + c]
-                        ap[o + c] = Int32(base + c)
-                      }
-                    } else {
-                      for c in 0..<channels where xp[base + c] > yp[o + c] {
-                        yp[o + c] = xp[base + c]
-                        ap[o + c] = Int32(base + c)
+                        let v = X[base + c], better = v > Y[o + c]
+                        Y[o + c] = better ? v : Y[o + c]
+                        A[o + c] = better ? Int32(base + c) : A[o + c]
                       }
                     }
                   }
                 }
-                o += channels
               }
             }
           }
@@ -63,9 +67,21 @@ public struct MaxPool2D: Layer {
     _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
   ) -> Tensor? {
     guard inputGradient else { return nil }
-    var dx = Tensor(zeros: [dy.batchSize, height, width, channels])
-    for (o, i) in cache.indices.enumerated() { dx.storage[Int(i)] += dy.storage[o] }
-    return dx
+    let batch = dy.batchSize
+    let (perOutput, perInput) = (outHeight * outWidth * channels, height * width * channels)
+    var dx = [Float](repeating: 0, count: batch * perInput)
+    // A sample's windows lie inside that sample: samples split over threads write apart.
+    dy.storage.withUnsafeBufferPointer { dyp in
+      cache.indices.withUnsafeBufferPointer { ip in
+        dx.withUnsafeMutableBufferPointer { xp in
+          let (D, I, X) = (SharedPointer(dyp.baseAddress!), SharedPointer(ip.baseAddress!), SharedPointer(xp.baseAddress!))
+          ComputeThreads.chunks(batch, minimum: max(1, (1 << 15) / max(perInput, 1))) { samples in
+            for o in samples.lowerBound * perOutput..<samples.upperBound * perOutput { X[Int(I[o])] += D[o] }
+          }
+        }
+      }
+    }
+    return Tensor(shape: [batch, height, width, channels], storage: dx)
   }
 }
 

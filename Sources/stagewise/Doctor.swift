@@ -43,6 +43,10 @@ struct Doctor: ParsableCommand {
             ? "Unset OPENBLAS_CORETYPE to let Stagewise choose, or set it to \(best)."
             : "Stagewise's own choice failed (see the reason above); try OPENBLAS_CORETYPE=\(best)."))
     }
+    if report.threading != "OpenMP" {
+      problems.append(
+        "OpenBLAS runs its own \(report.threading) threads beside oneDNN's OpenMP team: with more than one thread they compete for the cores. `bash scripts/setup.sh` installs Debian's libopenblas0-openmp, which the build links.")
+    }
     var peak: [String: Double] = [:], sgemm: [String: Double] = [:]
     for threads in noMeasure ? [] : Set([1, cores]).sorted() {
       let key = threads == 1 ? "1 core" : "\(threads) cores"
@@ -74,7 +78,7 @@ struct Doctor: ParsableCommand {
         values.sorted { $0.key < $1.key }.map { String(format: "%@ %.0f GFLOP/s", $0.key, $0.value) }.joined(separator: ", ")
       }
       Console.print("CPU        \(report.cpu); \(cores) cores")
-      Console.print("OpenBLAS   \(report.openBLAS), core \(report.core) (\(coreISA?.description ?? "unknown ISA")): \(report.reason)")
+      Console.print("OpenBLAS   \(report.openBLAS) (\(report.threading) threads), core \(report.core) (\(coreISA?.description ?? "unknown ISA")): \(report.reason)")
       Console.print("FMA peak   \(peak.isEmpty ? "no FMA on this CPU" : rates(peak))")
       let ofPeak = sgemm.keys.sorted().compactMap { key in peak[key].map { String(format: "%.2f", sgemm[key]! / $0) } }
       Console.print("sgemm      1024³: \(rates(sgemm))" + (ofPeak.isEmpty ? "" : " (\(ofPeak.joined(separator: ", ")) × peak)"))

@@ -106,3 +106,43 @@ struct LayerGradientTests {
   }
 }
 
+
+@Suite("Convolution engines agree")
+struct ConvolutionEngineTests {
+  /// oneDNN's kernels and im2col + sgemm compute the same forward pass and the same
+  /// gradients (to float rounding) on model B's shapes.
+  @Test(arguments: [([28, 28, 1], 32, 1), ([14, 14, 32], 64, 1), ([7, 7, 64], 128, 1), ([9, 9, 8], 16, 2)])
+  func oneDNNMatchesIm2col(inputShape: [Int], filters: Int, stride: Int) throws {
+    var layout = ParameterLayout()
+    let fast = try #require(Conv2D(name: "c", inputShape: inputShape, filters: filters, kernel: 3, stride: stride, padding: 1, layout: &layout))
+    var layout2 = ParameterLayout()
+    let slow = try #require(
+      Conv2D(name: "c", inputShape: inputShape, filters: filters, kernel: 3, stride: stride, padding: 1, layout: &layout2, engine: .im2col))
+    let batch = 5
+    try #require(fast.convolution(batch: batch) != nil, "oneDNN has no fast kernel for \(inputShape) here")
+    let store = ParameterStore(layout: layout)
+    var rng = SeededGenerator(seed: 3)
+    fast.initialize(store, &rng)
+    for i in 0..<filters { store.value(at: fast.affine.biasOffset)[i] = Float(i) * 0.01 }
+    let x = Tensor(shape: [batch] + inputShape, storage: (0..<(batch * inputShape.reduce(1, *))).map { _ in Float(rng.nextNormal()) })
+    let (y1, c1) = fast.forward(x, store)
+    let (y2, c2) = slow.forward(x, store)
+    #expect(y1.shape == y2.shape)
+    let scale = y2.storage.map(abs).max()!
+    #expect(zip(y1.storage, y2.storage).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
+    let dy = Tensor(shape: y1.shape, storage: (0..<y1.count).map { _ in Float(rng.nextNormal()) })
+    store.zeroGradients()
+    let dx1 = try #require(fast.backward(dy, c1, store, inputGradient: true))
+    let g1 = Array(store.gradients.prefix(store.count))
+    store.zeroGradients()
+    let dx2 = try #require(slow.backward(dy, c2, store, inputGradient: true))
+    let g2 = Array(store.gradients.prefix(store.count))
+    let dxScale = dx2.storage.map(abs).max()!, gScale = g2.map(abs).max()!
+    #expect(zip(dx1.storage, dx2.storage).allSatisfy { abs($0 - $1) <= 1e-5 * dxScale })
+    #expect(zip(g1, g2).allSatisfy { abs($0 - $1) <= 1e-4 * gScale })
+    // Gradients add (+=) into the store, whatever the engine.
+    _ = fast.backward(dy, c1, store, inputGradient: false)
+    let twice = Array(store.gradients.prefix(store.count))
+    #expect(zip(twice, zip(g1, g2)).allSatisfy { abs($0 - ($1.0 + $1.1)) <= 1e-4 * gScale })
+  }
+}
