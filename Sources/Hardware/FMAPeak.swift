@@ -8,7 +8,7 @@ public enum FMAPeak {
   /// GFLOP/s of `threads` threads running the FMA loop together (each on its own core when
   /// the OS allows), the best of `rounds` rounds of about `seconds` each; nil where no FMA
   /// instruction set is available.
-  public static func measure(threads: Int = 1, seconds: Double = 0.2, rounds: Int = 3) -> Double? {
+  public static func measure(threads: Int = 1, seconds: Double = 0.2, rounds: Int = 5) -> Double? {
     let width = CPU.current.vectorISA == .avx512 ? 16 : 8
     guard ccpu_fma_loop(Int32(width), 1000) > 0 else { return nil }
     // Calibrate on one thread: iterations for `seconds`.

@@ -125,10 +125,11 @@ public final class Trainer {
     let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
     var grad: Tensor? = last.head!.backward(result.gradient, headCache, last.store)
     for (k, stage) in stages.enumerated().reversed() {
-      guard let g = grad else { break }
-      grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0)
+      if let g = grad { grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0) }
+      // Stage k's gradients are complete and its weights no longer needed: update now, while
+      // they are still in cache (as each worker of the daemon does after its backward).
+      stage.optimizer.update(stage.store, learningRate: lr)
     }
-    for stage in stages { stage.optimizer.update(stage.store, learningRate: lr) }
     return ([result.loss], result.correct)
   }
 

@@ -30,7 +30,14 @@ public struct ReLU: Layer {
         dy.storage.withUnsafeBufferPointer { d in
           let (yp, dp, dst) = (SharedPointer(y.baseAddress!), SharedPointer(d.baseAddress!), SharedPointer(out.baseAddress!))
           ComputeThreads.chunks(d.count) { range in
-            for i in range { dst[i] = yp[i] > 0 ? dp[i] : 0 }
+            var i = range.lowerBound
+            while i + 16 <= range.upperBound {  // 16 lanes at a time
+              var g = SIMD16<Float>(UnsafeBufferPointer(start: dp.base + i, count: 16))
+              g.replace(with: 0, where: SIMD16<Float>(UnsafeBufferPointer(start: yp.base + i, count: 16)) .<= 0)
+              UnsafeMutableRawPointer(dst.base + i).storeBytes(of: g, as: SIMD16<Float>.self)
+              i += 16
+            }
+            for i in i..<range.upperBound { dst[i] = yp[i] > 0 ? dp[i] : 0 }
           }
         }
       }

@@ -38,14 +38,34 @@ public struct MaxPool2D: Layer {
                 for ow in 0..<outWidth {
                   let o = ((b * outHeight + oh) * outWidth + ow) * channels
                   let first = ((b * height + oh * stride) * width + ow * stride) * channels
-                  for c in 0..<channels {
+                  var c = 0
+                  // Eight channels at a time in registers: the window's maximum and where it is.
+                  while c + 8 <= channels {
+                    var best = SIMD8<Float>(UnsafeBufferPointer(start: X.base + first + c, count: 8))
+                    var at = SIMD8<Int32>(repeating: Int32(first + c)) &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+                    for kh in 0..<size {
+                      for kw in 0..<size where kh > 0 || kw > 0 {
+                        let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels + c
+                        let v = SIMD8<Float>(UnsafeBufferPointer(start: X.base + base, count: 8))
+                        let better = v .> best
+                        best.replace(with: v, where: better)
+                        at.replace(with: SIMD8<Int32>(repeating: Int32(base)) &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7), where: better)
+                      }
+                    }
+                    for j in 0..<8 {
+                      Y[o + c + j] = best[j]
+                      A[o + c + j] = at[j]
+                    }
+                    c += 8
+                  }
+                  for c in c..<channels {
                     Y[o + c] = X[first + c]
                     A[o + c] = Int32(first + c)
                   }
                   for kh in 0..<size {
                     for kw in 0..<size where kh > 0 || kw > 0 {
                       let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
-                      for c in 0..<channels {
+                      for c in (channels - channels % 8)..<channels {
                         let v = X[base + c], better = v > Y[o + c]
                         Y[o + c] = better ? v : Y[o + c]
                         A[o + c] = better ? Int32(base + c) : A[o + c]
