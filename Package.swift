@@ -45,7 +45,7 @@ let package = Package(
     .target(name: "Telemetry"),
     .target(
       name: "Runtime",
-      dependencies: ["Learning", "NN", "Data", "Linalg", "ZMQ", "Wire", "Telemetry"]),
+      dependencies: ["Learning", "NN", "Data", "Linalg", "Hardware", "ZMQ", "Wire", "Telemetry"]),
     .target(
       name: "Learning",
       dependencies: ["NN", "Data", "Linalg", .product(name: "Yams", package: "Yams")]),

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hardware
 import Learning
 import Linalg
 import Telemetry
@@ -26,12 +27,24 @@ public struct PipelineBenchmark {
     public var stages: Int
     public var samplesPerSecond: Double
     public var speedupOverOneProcessE2E: Double
-    /// Compute time over the steady-state window, per stage (daemon modes).
+    /// Fresh compute (forward, backward, update) over the steady-state window, per stage
+    /// (daemon modes); replay draws and injected straggler time are counted apart, below.
     public var busy: [Double]
-    /// The bottleneck stage's idle fraction, 1 − max busy (the other stages' extra idle is
-    /// imbalance, not the schedule's); for GPipe next to the theory (K − 1)/(M + K − 1).
+    /// 1 − mean busy over the stages: the share of the stages' time the schedule left idle;
+    /// for GPipe next to the theory (K − 1)/(M + K − 1).
     public var bubble: Double?
     public var theoreticalBubble: Double?
+    /// The bottleneck stage's idle fraction, 1 − max busy: what remains when the slowest stage
+    /// sets the pace (uneven stages, not the schedule).
+    public var imbalance: Double? = nil
+    /// Per stage: replay draws (DGL's buffer) and injected straggler time, as fractions.
+    public var replayFraction: [Double]? = nil
+    public var straggleFraction: [Double]? = nil
+    /// BLAS threads of the process (one-process modes) or per worker, and the cores in use.
+    public var threads: Int = 1
+    public var cores: Int = 1
+    /// PyTorch on the same model at the same cores (one-process, greedy or e2e as the mode).
+    public var pytorchSamplesPerSecond: Double? = nil
     /// Peak resident memory of each worker process, or of the one process, in MiB.
     public var peakResidentMiB: [Double]
     /// Data-plane megabytes per second each stage sent (activations down, gradients up).
@@ -63,6 +76,13 @@ public struct PipelineBenchmark {
   public var synthetic = false
   /// Straggler factors to re-run the daemon modes with (stage 0 slowed).
   public var stragglerFactors: [Double] = []
+  /// BLAS threads of the one-process baselines; nil: as many as the cores the daemon's K
+  /// worker processes use, min(K × threads, cores), so the comparison is at equal cores.
+  public var oneProcessThreads: Int?
+  /// The outside yardstick; nil leaves the PyTorch column out.
+  public var pytorch: PyTorchBaseline? = nil
+  /// Why the PyTorch column is empty, when it is.
+  public private(set) var pytorchSkipped: String?
   public var workDirectory: String
   public var executable = Launcher.currentExecutable
 
@@ -108,14 +128,39 @@ public struct PipelineBenchmark {
     return config
   }
 
-  public func run(log: @escaping @Sendable (String) -> Void) throws -> [Row] {
+  /// Cores the daemon's K worker processes use, each with `threads` BLAS threads.
+  public func daemonCores(_ k: Int) -> Int { min(k * threads, CPU.cores) }
+
+  func isOneProcess(_ mode: Mode) -> Bool { mode == .oneProcessE2E || mode == .oneProcessGreedy }
+
+  /// PyTorch on the model `mode` trains, at the cores the row used (cached per model).
+  mutating func pytorchRate(_ mode: Mode, stages k: Int, threads: Int, cache: inout [String: Double]) -> Double? {
+    guard let pytorch, pytorchSkipped == nil, hiddenLayers % k == 0 else { return nil }
+    let endToEnd = [Mode.oneProcessE2E, .e2e, .gpipe].contains(mode)
+    let model = endToEnd ? "a-e2e" : "a-greedy"
+    let key = "\(model)-\(k)-\(threads)"
+    if let known = cache[key] { return known }
+    let extra = ["--width", "\(width)", "--layers", "\(hiddenLayers)"] + (endToEnd ? [] : ["--stages", "\(k)"])
+    switch pytorch.measure(model, threads: threads, batchSize: batchSize, extra: extra) {
+    case .success(let m):
+      cache[key] = m.samplesPerSecond
+      return m.samplesPerSecond
+    case .failure(let error):
+      pytorchSkipped = error.description
+      return nil
+    }
+  }
+
+  public mutating func run(log: @escaping @Sendable (String) -> Void) throws -> [Row] {
     var rows: [Row] = []
+    var pytorchCache: [String: Double] = [:]
     for k in stageCounts {
       var baseline: Double?
       let daemonModes = modes.filter { $0 != .oneProcessE2E && $0 != .oneProcessGreedy }
       let runs = modes.map { ($0, 1.0) } + stragglerFactors.flatMap { f in daemonModes.map { ($0, f) } }
       for (mode, slowdown) in runs {
         var row = try measure(mode, stages: k, slowdown: slowdown, log: log)
+        if slowdown == 1 { row.pytorchSamplesPerSecond = pytorchRate(mode, stages: k, threads: row.cores, cache: &pytorchCache) }
         if mode == .oneProcessE2E { baseline = row.samplesPerSecond }
         row.speedupOverOneProcessE2E = baseline.map { row.samplesPerSecond / $0 } ?? .nan
         rows.append(row)
@@ -128,15 +173,19 @@ public struct PipelineBenchmark {
   func measure(_ mode: Mode, stages k: Int, slowdown: Double, log: @escaping @Sendable (String) -> Void) throws -> Row {
     let config = try self.config(mode, stages: k, slowdown: slowdown)
     let (train, test) = try config.loadData()
-    if mode == .oneProcessE2E || mode == .oneProcessGreedy {
-      BLAS.setThreads(threads)
+    if isOneProcess(mode) {
+      let cores = oneProcessThreads ?? daemonCores(k)
+      BLAS.setThreads(cores)
+      defer { BLAS.setThreads(threads) }
       ProcessMemory.resetPeak()
       let trainer = try Trainer(config: config, train: train, test: test)
       let report = trainer.trainEpoch(0)
       let peak = Double(ProcessMemory.peakResidentBytes ?? 0) / 1_048_576
-      return Row(
+      var row = Row(
         mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
         peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
+      (row.threads, row.cores) = (cores, min(cores, CPU.cores))
+      return row
     }
     if config.security.curve && !FileManager.default.fileExists(atPath: config.security.schedulerKey) {
       try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
@@ -149,9 +198,11 @@ public struct PipelineBenchmark {
     let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
     let busy = Self.busyFractions(trace, stages: k)
     let waits = Self.waitStatistics(trace, stages: k)
+    let replay = Self.busyFractions(trace, stages: k, spans: ["replay"])
+    let straggle = Self.busyFractions(trace, stages: k, spans: ["straggle"])
     try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(config.name)"), to: "\(workDirectory)/timeline-\(config.name).svg")
     let byes = (0..<k).map { outcome.byes[$0] }
-    return Row(
+    var row = Row(
       mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
       bubble: Self.bubble(busy),
       theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
@@ -159,6 +210,10 @@ public struct PipelineBenchmark {
       megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
       testAccuracy: report.test.accuracy, waitFraction: waits.wait, sendBlockedFraction: waits.blocked,
       waitP50Milliseconds: waits.p50, waitP99Milliseconds: waits.p99, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
+    row.imbalance = Self.imbalance(busy)
+    (row.replayFraction, row.straggleFraction) = (replay, straggle)
+    (row.threads, row.cores) = (threads, daemonCores(k))
+    return row
   }
 
   /// Wait and send-blocked fractions and wait percentiles per stage (see `Row`).
@@ -245,14 +300,20 @@ public struct PipelineBenchmark {
     return results
   }
 
-  /// The schedule's bubble: the idle fraction of the busiest (bottleneck) stage.
-  public static func bubble(_ busy: [Double]) -> Double? { busy.max().map { 1 - $0 } }
+  /// The schedule's bubble: 1 − mean busy over the stages.
+  public static func bubble(_ busy: [Double]) -> Double? {
+    busy.isEmpty ? nil : 1 - busy.reduce(0, +) / Double(busy.count)
+  }
 
-  /// Compute spans (forward, backward, update, replay, injected straggle) over the steady-state window: from the
-  /// last stage's first compute to the first stage's last, trimmed by 5 % at each end.
-  public static func busyFractions(_ trace: ChromeTrace, stages: Int) -> [Double] {
+  /// The bottleneck stage's idle fraction, 1 − max busy.
+  public static func imbalance(_ busy: [Double]) -> Double? { busy.max().map { 1 - $0 } }
+
+  /// Fresh compute (forward, backward, update) — or the named spans — over the steady-state
+  /// window: from the last stage's first compute to the first stage's last, trimmed by 5 % at
+  /// each end.
+  public static func busyFractions(_ trace: ChromeTrace, stages: Int, spans names: Set<String> = freshCompute) -> [Double] {
     guard let (from, to) = steadyWindow(trace, stages: stages) else { return [] }
-    let spans = computeSpans(trace)
+    let spans = trace.traceEvents.filter { $0.ph == "X" && names.contains($0.name) }
     return (1...stages).map { pid in
       spans.filter { $0.pid == pid }.reduce(0.0) { sum, e in
         sum + max(0, min(e.ts + (e.dur ?? 0), to) - max(e.ts, from))
@@ -260,8 +321,11 @@ public struct PipelineBenchmark {
     }
   }
 
+  public static let freshCompute: Set<String> = ["forward", "backward", "update"]
+
+  /// Every span that occupies a stage's core: fresh compute, replay draws, injected straggle.
   static func computeSpans(_ trace: ChromeTrace) -> [TraceEvent] {
-    let compute: Set<String> = ["forward", "backward", "update", "replay", "straggle"]  // straggle: injected compute
+    let compute = freshCompute.union(["replay", "straggle"])
     return trace.traceEvents.filter { $0.ph == "X" && compute.contains($0.name) }
   }
 
@@ -289,8 +353,8 @@ public struct PipelineBenchmark {
 
   /// The Markdown report of `rows`.
   public static func report(_ rows: [Row], microBatches: Int) -> String {
-    var text = "| K | mode | stage 0 slowed | samples/s | × one-process e2e | busy per stage | waiting for input | send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
-    text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    var text = "| K | mode | cores (threads) | stage 0 slowed | samples/s | PyTorch, same model and cores | × one-process e2e | busy per stage | replay / straggle per stage | waiting for input | send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | imbalance | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
+    text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     func list(_ values: [Double], _ format: String) -> String {
       values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
     }
@@ -298,12 +362,16 @@ public struct PipelineBenchmark {
       let bubble = row.bubble.map { b in String(format: "%.2f", b) + (row.theoreticalBubble.map { String(format: " (%.2f)", $0) } ?? "") } ?? "–"
       let replay = row.replay.map { String(format: "%d / %d / %.1f", $0.draws, $0.stalls, $0.meanAge) } ?? "–"
       let percentiles = zip(row.waitP50Milliseconds ?? [], row.waitP99Milliseconds ?? []).map { String(format: "%.1f / %.1f", $0, $1) }
+      let torch = row.pytorchSamplesPerSecond.map { String(format: "%.0f (ours × %.2f)", $0, row.samplesPerSecond / $0) } ?? "–"
+      let extra = zip(row.replayFraction ?? [], row.straggleFraction ?? []).map { String(format: "%.2f / %.2f", $0, $1) }
       text += String(
-        format: "| %d | %@ | %@ | %.0f | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages, row.mode.rawValue,
-        row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
-        row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), list(row.waitFraction ?? [], "%.2f"),
+        format: "| %d | %@ | %d (%d) | %@ | %.0f | %@ | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages,
+        row.mode.rawValue, row.cores, row.threads, row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
+        torch, row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), extra.isEmpty ? "–" : extra.joined(separator: ", "),
+        list(row.waitFraction ?? [], "%.2f"),
         list(row.sendBlockedFraction ?? [], "%.2f"), percentiles.isEmpty ? "–" : percentiles.joined(separator: ", "),
-        bubble, list(row.peakResidentMiB, "%.0f"), list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
+        bubble, row.imbalance.map { String(format: "%.2f", $0) } ?? "–", list(row.peakResidentMiB, "%.0f"),
+        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
     }
     for k in Set(rows.map(\.stages)).sorted() {
       let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode && $0.slowdown == 1 }?.samplesPerSecond ?? .nan }
@@ -314,7 +382,12 @@ public struct PipelineBenchmark {
         ("CURVE's cost: pipelined-curve / pipelined", .pipelinedCurve, .pipelined),
       ].filter { !of($0.1).isNaN && !of($0.2).isNaN }.map { String(format: "%@ = %.2f", $0.0, of($0.1) / of($0.2)) }
       if !ratios.isEmpty { text += "\nK = \(k): " + ratios.joined(separator: ", ") + "\n" }
+      if let torch = rows.first(where: { $0.stages == k && $0.mode == .pipelined && $0.slowdown == 1 }), let rate = torch.pytorchSamplesPerSecond {
+        text += String(format: "K = %d: pipelined / PyTorch greedy at the same %d cores = %.2f\n", k, torch.cores, torch.samplesPerSecond / rate)
+      }
     }
+    text += "\nOne-process modes run with as many BLAS threads as the daemon's workers use cores (the cores column); "
+      + "busy counts fresh compute only; bubble = 1 − mean busy, imbalance = 1 − the busiest stage's busy.\n"
     return text
   }
 

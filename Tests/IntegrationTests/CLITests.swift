@@ -93,7 +93,7 @@ struct CLITests {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let result = try ChildProcess.stagewise(
       ["bench", "pipeline", "--synthetic", "--batches", "8", "--batch-size", "16", "--width", "16", "--straggler", "2",
-       "--target-accuracy", "0.3", "--max-epochs", "2", "--out", dir], timeout: .seconds(300))
+       "--target-accuracy", "0.3", "--max-epochs", "2", "--no-pytorch", "--out", dir], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
     let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
     let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve"]
@@ -108,6 +108,21 @@ struct CLITests {
     let gpipe = rows?.first { $0["mode"] as? String == "gpipe" }
     #expect(gpipe?["theoreticalBubble"] as? Double == 1.0 / 5.0)
     #expect((gpipe?["busy"] as? [Double])?.count == 2)
+    // Bubble is 1 − mean busy, imbalance 1 − max busy: never more than the bubble.
+    for row in rows ?? [] where (row["busy"] as? [Double])?.isEmpty == false {
+      let busy = row["busy"] as! [Double]
+      let bubble = try #require(row["bubble"] as? Double), imbalance = try #require(row["imbalance"] as? Double)
+      #expect(abs(bubble - (1 - busy.reduce(0, +) / Double(busy.count))) < 1e-9)
+      #expect(abs(imbalance - (1 - busy.max()!)) < 1e-9 && imbalance <= bubble + 1e-9)
+    }
+    // Injected straggler time is counted apart from fresh compute, on the slowed stage only.
+    let slowed = try #require(rows?.last { $0["mode"] as? String == "pipelined" && $0["slowdown"] as? Double == 2 })
+    let straggle = try #require(slowed["straggleFraction"] as? [Double])
+    #expect(straggle[0] > 0 && straggle[1] == 0)
+    // The one-process baselines run with the cores the daemon's two workers use.
+    let oneProcess = rows?.first { $0["mode"] as? String == "one-process-greedy" }
+    #expect(oneProcess?["threads"] as? Int == min(2, ProcessInfo.processInfo.activeProcessorCount))
+    #expect(try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8).contains("PyTorch column skipped"))
     let report = try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8)
     #expect(report.contains("| 2 | pipelined |") && report.contains("pipelined / gpipe (M = 4)"))
     #expect(report.contains("CURVE's cost: pipelined-curve / pipelined = "))
