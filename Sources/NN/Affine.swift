@@ -34,16 +34,19 @@ struct Affine: Sendable {
     return y
   }
 
-  /// dW += dyᵀ·x, db += Σ_rows dy; returns dx = dy·W when `inputGradient`.
+  /// dW += dyᵀ·x, db += Σ_rows dy (or = on the first write since the optimizer step); returns
+  /// dx = dy·W when `inputGradient`.
   func backward(_ dy: [Float], _ x: [Float], rows: Int, _ store: ParameterStore, inputGradient: Bool) -> [Float]? {
     dy.withUnsafeBufferPointer { dyp in
       x.withUnsafeBufferPointer { xp in
-        // dW[O, I] += dy[R, O]ᵀ · x[R, I]
+        // dW[O, I] += dy[R, O]ᵀ · x[R, I]   (beta 0 overwrites a stale gradient)
+        let (dw, overwrite) = store.accumulationTarget(at: weightOffset)
         gemm(.transposed, .none, m: outputs, n: inputs, k: rows,
              a: dyp.baseAddress!, aCount: dyp.count, b: xp.baseAddress!, bCount: xp.count,
-             beta: 1, c: store.gradient(at: weightOffset), cCount: inputs * outputs)
+             beta: overwrite ? 0 : 1, c: dw, cCount: inputs * outputs)
       }
-      let db = store.gradient(at: biasOffset)
+      let (db, overwrite) = store.accumulationTarget(at: biasOffset)
+      if overwrite { db.update(repeating: 0, count: outputs) }
       for r in 0..<rows {
         let row = dyp.baseAddress! + r * outputs
         for o in 0..<outputs { db[o] += row[o] }

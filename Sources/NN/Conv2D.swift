@@ -89,11 +89,13 @@ public struct Conv2D: Layer {
   ) -> Tensor? {
     if cache.tensors[0].shape.count == 4, let conv = convolution(batch: dy.batchSize) {
       let x = cache.tensors[0]
+      let (dw, freshWeights) = store.accumulationTarget(at: affine.weightOffset)
+      let (db, freshBias) = store.accumulationTarget(at: affine.biasOffset)
+      if freshWeights { dw.update(repeating: 0, count: filters * patch) }
+      if freshBias { db.update(repeating: 0, count: filters) }
       x.storage.withUnsafeBufferPointer { xp in
         dy.storage.withUnsafeBufferPointer { dyp in
-          conv.backwardWeights(
-            x: xp.baseAddress!, dy: dyp.baseAddress!, dw: store.gradient(at: affine.weightOffset),
-            db: store.gradient(at: affine.biasOffset))
+          conv.backwardWeights(x: xp.baseAddress!, dy: dyp.baseAddress!, dw: dw, db: db)
         }
       }
       guard inputGradient else { return nil }

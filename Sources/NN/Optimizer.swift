@@ -23,8 +23,8 @@ public struct OptimizerSettings: Sendable, Equatable {
   public init() {}
 }
 
-/// Applies one update to every value of a `ParameterStore` from its gradients, then clears
-/// the gradients for the next step (one pass over memory instead of two).
+/// Applies one update to every value of a `ParameterStore` from its gradients, then marks the
+/// gradients stale, so the next backward pass overwrites them (no pass of zeros).
 public struct Optimizer: Sendable {
   public let settings: OptimizerSettings
   /// Updates applied so far (Adam's bias correction uses it; checkpoints keep it).
@@ -34,16 +34,15 @@ public struct Optimizer: Sendable {
 
   public mutating func update(_ store: ParameterStore, learningRate lr: Float) {
     stepCount += 1
+    store.clearStaleGradients()
+    defer { store.markGradientsStale() }
     let n = store.count
     let w = store.values.baseAddress!, g = store.gradients.baseAddress!
     let s = settings
     switch s.kind {
     case .sgd:
       if s.momentum == 0 {
-        for i in 0..<n {
-          w[i] -= lr * (g[i] + s.weightDecay * w[i])
-          g[i] = 0
-        }
+        for i in 0..<n { w[i] -= lr * (g[i] + s.weightDecay * w[i]) }
         return
       }
       // v = μv + (g + λw); step = nesterov ? (g + λw) + μv : v
@@ -54,13 +53,11 @@ public struct Optimizer: Sendable {
           let grad = g[i] + decay * w[i]
           v[i] = mu * v[i] + grad
           w[i] -= lr * (grad + mu * v[i])
-          g[i] = 0
         }
       } else {
         for i in 0..<n {
           v[i] = mu * v[i] + g[i] + decay * w[i]
           w[i] -= lr * v[i]
-          g[i] = 0
         }
       }
     case .adam, .adamw:
@@ -75,7 +72,6 @@ public struct Optimizer: Sendable {
         v[i] = s.beta2 * v[i] + (1 - s.beta2) * grad * grad
         w[i] -= decoupled * w[i]
         w[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + s.epsilon)
-        g[i] = 0
       }
     }
   }

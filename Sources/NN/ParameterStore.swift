@@ -32,9 +32,15 @@ public struct ParameterLayout: Sendable, Equatable {
 public final class ParameterStore {
   public let layout: ParameterLayout
   public let values: UnsafeMutableBufferPointer<Float>
+  /// ∂L/∂θ, added into (+=) by every backward pass. After an optimizer step they are *stale*
+  /// rather than zero: the next backward overwrites each tensor instead of adding to it (see
+  /// `accumulationTarget`), which saves the optimizer a pass of writes and sgemm a pass of reads.
   public let gradients: UnsafeMutableBufferPointer<Float>
   /// Optimizer state, one flat buffer per name (`momentum`, `adam.m`, …).
   public private(set) var slots: [String: UnsafeMutableBufferPointer<Float>] = [:]
+  /// Per parameter tensor (layout order): whether its gradient holds an earlier step's values.
+  private var stale: [Bool]
+  private let specIndex: [Int: Int]
 
   public init(layout: ParameterLayout) {
     self.layout = layout
@@ -42,6 +48,8 @@ public final class ParameterStore {
     gradients = .allocate(capacity: max(layout.count, 1))
     values.initialize(repeating: 0)
     gradients.initialize(repeating: 0)
+    stale = [Bool](repeating: false, count: layout.specs.count)
+    specIndex = Dictionary(uniqueKeysWithValues: layout.specs.enumerated().map { ($1.offset, $0) })
   }
 
   deinit {
@@ -61,7 +69,32 @@ public final class ParameterStore {
     return buffer
   }
 
-  public func zeroGradients() { gradients.update(repeating: 0) }
+  /// Every gradient zero, and added into from here on.
+  public func zeroGradients() {
+    gradients.update(repeating: 0)
+    stale = stale.map { _ in false }
+  }
+
+  /// Where a backward pass accumulates the gradient of the parameter tensor at `offset`, and
+  /// whether it must overwrite it (the first write since the optimizer step: the values there
+  /// are stale) rather than add to it.
+  public func accumulationTarget(at offset: Int) -> (gradient: UnsafeMutablePointer<Float>, overwrite: Bool) {
+    guard let index = specIndex[offset] else { preconditionFailure("ParameterStore: no parameter starts at \(offset)") }
+    defer { stale[index] = false }
+    return (gradient(at: offset), stale[index])
+  }
+
+  /// Makes every stale gradient zero (a parameter no backward pass reached this step, such as
+  /// an e2e inner stage's unused head): what the optimizer reads is then exactly ∂L/∂θ.
+  public func clearStaleGradients() {
+    for (index, spec) in layout.specs.enumerated() where stale[index] {
+      gradient(at: spec.offset).update(repeating: 0, count: spec.count)
+      stale[index] = false
+    }
+  }
+
+  /// Marks every gradient stale: the optimizer has consumed them.
+  func markGradientsStale() { stale = stale.map { _ in true } }
 
   public func value(at offset: Int) -> UnsafeMutablePointer<Float> { values.baseAddress! + offset }
   public func gradient(at offset: Int) -> UnsafeMutablePointer<Float> {

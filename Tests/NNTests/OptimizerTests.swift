@@ -5,6 +5,33 @@ import Testing
 /// Three steps on a fixed parameter against scripts/reference/optimizers.py.
 @Suite("Optimizers against reference values")
 struct OptimizerTests {
+  /// A backward pass after an update overwrites the gradient; a second one adds to it; a
+  /// parameter no backward reached enters the next update with a zero gradient, not a stale one.
+  @Test func gradientsAreOverwrittenAfterAnUpdateAndAddedWithin() throws {
+    var layout = ParameterLayout()
+    let layer = Linear(name: "fc", inputs: 2, outputs: 1, layout: &layout)
+    let unused = layout.add("unused", shape: [1])
+    let store = ParameterStore(layout: layout)
+    store.setValues([1, 2, 0, 5])
+    var settings = OptimizerSettings()
+    settings.momentum = 0
+    var optimizer = Optimizer(settings)
+    let x = Tensor(shape: [1, 2], storage: [3, 4])
+    let dy = Tensor(shape: [1, 1], storage: [1])
+    for i in 0..<3 { store.gradients[i] = 9 }
+    store.gradients[unused] = 7  // as if from an earlier step
+    optimizer.update(store, learningRate: 0)  // consumes every gradient
+    _ = layer.backward(dy, layer.forward(x, store).1, store, inputGradient: false)
+    let first: [Float] = [3, 4, 1]
+    #expect(Array(store.gradients.prefix(3)) == first)  // overwritten, not added to what was there
+    _ = layer.backward(dy, layer.forward(x, store).1, store, inputGradient: false)
+    let second: [Float] = [6, 8, 2]
+    #expect(Array(store.gradients.prefix(3)) == second)  // then added to
+    optimizer.update(store, learningRate: 1)
+    let expected: [Float] = [-5, -6, -2, 5]
+    #expect(store.valueArray == expected)  // the unused parameter saw 0, not 7
+  }
+
   static let grads: [[Float]] = [[0.1, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.2, 0.25]]
 
   func run(_ settings: OptimizerSettings) -> [Float] {
@@ -14,9 +41,10 @@ struct OptimizerTests {
     store.setValues([0.5, -1.0, 2.0])
     var optimizer = Optimizer(settings)
     for g in Self.grads {
+      store.zeroGradients()
       for i in 0..<3 { store.gradients[i] = g[i] }
       optimizer.update(store, learningRate: 0.1)
-      #expect(store.gradients.prefix(3).allSatisfy { $0 == 0 }, "update clears the gradients")
+      #expect(store.accumulationTarget(at: 0).overwrite, "the next backward overwrites the consumed gradient")
     }
     return store.valueArray
   }
