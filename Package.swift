@@ -48,7 +48,7 @@ let package = Package(
       dependencies: ["Learning", "NN", "Data", "Linalg", "Hardware", "ZMQ", "Wire", "Telemetry"]),
     .target(
       name: "Learning",
-      dependencies: ["NN", "Data", "Linalg", .product(name: "Yams", package: "Yams")]),
+      dependencies: ["NN", "Data", "Linalg", "Hardware", .product(name: "Yams", package: "Yams")]),
 
     // MARK: The one binary.
     .executableTarget(

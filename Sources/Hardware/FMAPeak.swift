@@ -16,7 +16,7 @@ public enum FMAPeak {
     while true {
       let start = ContinuousClock.now
       _ = ccpu_fma_loop(Int32(width), iterations)
-      let elapsed = (ContinuousClock.now - start).secondsValue
+      let elapsed = (ContinuousClock.now - start).seconds
       if elapsed > seconds / 8 { iterations = Int64(Double(iterations) * seconds / elapsed); break }
       iterations *= 4
     }
@@ -31,7 +31,7 @@ public enum FMAPeak {
       DispatchQueue.concurrentPerform(iterations: threads) { t in
         UnsafeMutablePointer<Double>(bitPattern: slots)![t] = ccpu_fma_loop(Int32(width), perThread)
       }
-      let elapsed = (ContinuousClock.now - start).secondsValue
+      let elapsed = (ContinuousClock.now - start).seconds
       best = max(best, flops.reduce(0, +) / elapsed / 1e9)
     }
     return best
@@ -39,7 +39,8 @@ public enum FMAPeak {
 }
 
 extension Duration {
-  var secondsValue: Double {
+  /// The duration in seconds, as a Double.
+  public var seconds: Double {
     let (s, attoseconds) = components
     return Double(s) + Double(attoseconds) * 1e-18
   }

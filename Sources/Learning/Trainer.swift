@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hardware
 import NN
 
 /// Test-set results: accuracy and mean cross-entropy of every stage's head (accuracy by
@@ -210,13 +211,5 @@ public final class Trainer {
     return EvalReport(
       accuracy: accuracy.last ?? 0, stageAccuracy: accuracy, stageLoss: evaluated.map { lossSum[$0] / n },
       stages: evaluated)
-  }
-}
-
-extension Duration {
-  /// The duration in seconds, as a Double.
-  public var seconds: Double {
-    let (s, attoseconds) = components
-    return Double(s) + Double(attoseconds) * 1e-18
   }
 }

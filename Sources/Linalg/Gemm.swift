@@ -1,5 +1,6 @@
 import CBLAS
 import CDNNL
+import Hardware
 
 /// Whether a matrix operand is used as stored or transposed.
 public enum Transpose: Sendable {
@@ -99,12 +100,5 @@ extension BLAS {
       rates.append(2 * Double(m * n * k) * Double(calls) / (ContinuousClock.now - clock).seconds / 1e9)
     }
     return rates.sorted()[rates.count / 2]
-  }
-}
-
-extension Duration {
-  var seconds: Double {
-    let (s, attoseconds) = components
-    return Double(s) + Double(attoseconds) * 1e-18
   }
 }
