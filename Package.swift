@@ -68,6 +68,6 @@ let package = Package(
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Data"]),
     .testTarget(
       name: "IntegrationTests",
-      dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "stagewise"]),
+      dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
   ]
 )

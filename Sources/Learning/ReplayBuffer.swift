@@ -54,10 +54,11 @@ public struct ReplayBuffer<Payload> {
     return best
   }
 
-  /// Draws one entry (counting its use and its age at `producerStep`), or counts a stall.
+  /// Draws one entry (counting its use and its age at `producerStep`), or nil: a stall, counted
+  /// when entries are there but all have reached `maxReuse` (an empty buffer is no stall).
   public mutating func draw(producerStep: Int) -> Entry? {
     guard let index = nextIndex() else {
-      stalls += 1
+      if !entries.isEmpty { stalls += 1 }
       return nil
     }
     entries[index].uses += 1
@@ -66,6 +67,12 @@ public struct ReplayBuffer<Payload> {
     ageSum += age
     maxAge = max(maxAge, age)
     return entries[index]
+  }
+
+  /// Empties the buffer (its statistics stay): replay draws from the current epoch's batches only.
+  public mutating func removeAll() {
+    entries.removeAll()
+    oldest = 0
   }
 
   /// Staleness so far: draws, mean and largest age in producer steps, mean uses per entry, stalls.

@@ -59,6 +59,63 @@ extension RunConfig {
     return String(hash, radix: 16)
   }
 
+  /// What the weights mean, and what a resumed run must keep: the seed (which also orders the
+  /// batches), the method and its settings, the stages (layers, heads, the split), the
+  /// optimizer's kind (its state's layout), the data set's source and size and the batch size
+  /// (which place a checkpoint within an epoch). Everything else — epochs, rates and the
+  /// learning-rate schedule, threads, the schedule, the daemon, security — may change when a
+  /// stopped run goes on.
+  struct ModelIdentity: Encodable {
+    var seed: UInt64, method: Method, stages: [StageConfig], sid: SIDConfig, contsup: ContSupConfig
+    var optimizer: OptimizerKind, data: DataSource, trainLimit: Int?, syntheticTrain: Int, syntheticSide: Int
+    var batchSize: Int
+  }
+
+  var modelIdentity: ModelIdentity {
+    ModelIdentity(
+      seed: seed, method: method, stages: stages, sid: sid, contsup: contsup, optimizer: optimizer.kind, data: data.source,
+      trainLimit: data.trainLimit, syntheticTrain: data.syntheticTrain, syntheticSide: data.syntheticSide,
+      batchSize: training.batchSize)
+  }
+
+  /// FNV-1a of `ModelIdentity`'s YAML: checkpoints record it as `model_hash`.
+  public var modelHash: String {
+    let yaml = (try? YAMLEncoder().encode(modelIdentity)) ?? ""
+    return String(yaml.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }, radix: 16)
+  }
+
+  /// The metadata every checkpoint carries about its config.
+  public var checkpointMetadata: [String: String] { ["model_hash": modelHash, "config_hash": configHash] }
+
+  /// Why a checkpoint with `metadata` does not belong to this config, or nil when it does: by
+  /// its model hash, or — a checkpoint from before model hashes — by its whole config's hash.
+  public func mismatch(checkpoint metadata: [String: String]) -> String? {
+    if let stored = metadata["model_hash"] {
+      return stored == modelHash
+        ? nil : "was written for another model (hash \(stored), this config's is \(modelHash)): use the run's own config.yaml"
+    }
+    if let stored = metadata["config_hash"], stored != configHash {
+      return "was written for another config (hash \(stored), this one is \(configHash)): use the run's own config.yaml"
+    }
+    return nil
+  }
+
+  /// The identity fields in which `other` differs from this config (for error messages).
+  public func modelDifferences(from other: RunConfig) -> [String] {
+    let (a, b) = (modelIdentity, other.modelIdentity)
+    var names: [String] = []
+    if a.seed != b.seed { names.append("seed") }
+    if a.method != b.method { names.append("method") }
+    if a.stages != b.stages { names.append("stages") }
+    if a.sid != b.sid || a.contsup != b.contsup { names.append("method settings") }
+    if a.optimizer != b.optimizer { names.append("optimizer.kind") }
+    if a.data != b.data || a.trainLimit != b.trainLimit || a.syntheticTrain != b.syntheticTrain || a.syntheticSide != b.syntheticSide {
+      names.append("data")
+    }
+    if a.batchSize != b.batchSize { names.append("training.batchSize") }
+    return names
+  }
+
   /// The config as YAML, every default written out.
   public func yaml() -> String {
     (try? YAMLEncoder().encode(self)) ?? ""

@@ -33,19 +33,17 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
 
 extension Stage {
   /// Restores weights and optimizer state from a checkpoint written by `save`. Every tensor
-  /// must be there with its shape; a checkpoint of another stage or another config (by its
-  /// hash, when `configHash` is given) is refused before anything is changed. Returns the
-  /// checkpoint's metadata.
+  /// must be there with its shape; a checkpoint of another stage or of another model (when
+  /// `config` is given: `RunConfig.mismatch`) is refused before anything is changed. Returns
+  /// the checkpoint's metadata.
   @discardableResult
-  public func restore(from path: String, configHash: String? = nil) throws -> [String: String] {
+  public func restore(from path: String, config: RunConfig? = nil) throws -> [String: String] {
     let (tensors, metadata) = try Safetensors.read(path)
     func fail(_ reason: String) -> CheckpointError { CheckpointError(path: path, reason: reason) }
     if let stored = metadata["stage"], stored != "\(index)" {
       throw fail("holds stage \(stored), not stage \(index)")
     }
-    if let configHash, let stored = metadata["config_hash"], stored != configHash {
-      throw fail("was written for another config (hash \(stored), this one is \(configHash)): use the run's own config.yaml")
-    }
+    if let reason = config?.mismatch(checkpoint: metadata) { throw fail(reason) }
     var values = [Float](repeating: 0, count: store.count)
     for spec in store.layout.specs {
       guard let tensor = tensors[spec.name] else { throw fail("has no tensor \(spec.name)") }

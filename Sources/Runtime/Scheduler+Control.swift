@@ -64,7 +64,8 @@ extension Scheduler {
     case .trace:
       if let chunk = try? message.body(TraceChunk.self) { traceSpool.append(chunk.events) }
     case .bye:
-      let bye = try message.body(Bye.self)
+      // A malformed goodbye is one worker's bad message, not the end of the run.
+      guard let bye = try? message.body(Bye.self) else { return reject("bad-body", "BYE body from stage \(stage)") }
       byes[stage] = bye
       if phase == .running || phase == .registering {
         throw WorkerFailure(stage: stage, reason: "its worker left during the run (\(bye.reason))", silentSeconds: 0)

@@ -14,7 +14,7 @@ extension Worker {
   }
 
   func saveCheckpoint(to path: String, epochsDone: Int?) throws {
-    var metadata = ["step": "\(trainStep)", "job": "\(assignment.job)", "config_hash": config.configHash]
+    var metadata = config.checkpointMetadata.merging(["step": "\(trainStep)", "job": "\(assignment.job)"]) { $1 }
     if let epochsDone { metadata["epoch"] = "\(epochsDone)" }
     try stage.save(to: path, metadata: metadata)
   }

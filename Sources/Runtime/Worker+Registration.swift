@@ -45,7 +45,7 @@ extension Worker {
       }
       try setUp(try assign.body(Assignment.self))
       if let checkpoint = assignment.restoreFrom {
-        let metadata = try stage.restore(from: checkpoint, configHash: config.configHash)
+        let metadata = try stage.restore(from: checkpoint, config: config)
         trainStep = metadata["step"].flatMap(Int.init) ?? 0
         log("restored from \(checkpoint) (step \(trainStep))")
       }

@@ -30,6 +30,7 @@ extension Worker {
       if isLast { try sendResult(message, loss: 0, correct: 0, samples: 0) } else { try forward(message, pass) }
       return
     }
+    replayOpen = true
     let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
     let t0 = WallClock.micros()
     let pass = stage.forward(input)
@@ -103,6 +104,9 @@ extension Worker {
     let flag = MarkerFlag(rawValue: message.flags)!
     if flag == .checkpoint { saveStepCheckpoint(epoch: Int(message.epoch), batchesDone: Int(message.step)) }
     if flag == .trainEnd {
+      // The weights evaluated and checkpointed are the ones the epoch's batches trained.
+      replayOpen = false
+      replay?.removeAll()
       saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1)
       try shipTrace()  // the scheduler spools it to disk: a long run's memory stays flat
     }

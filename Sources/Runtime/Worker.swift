@@ -79,6 +79,9 @@ public final class Worker {
   var replay: ReplayBuffer<Stage.Input>?
   var arrivals = 0
   var replayStalled = false
+  /// Replay draws belong between the current epoch's training batches: open from a training
+  /// batch to the epoch's train-end marker, closed during evaluation and checkpoints.
+  var replayOpen = false
   /// Data-plane bytes this stage sent (activations and gradients).
   var bytesSent = 0
 
@@ -109,7 +112,7 @@ public final class Worker {
 
       let waitStart = WallClock.micros()
       // With a replay buffer, a stage that can replay does not wait for fresh input.
-      let canReplay = replay != nil && !replayStalled
+      let canReplay = replay != nil && replayOpen && !replayStalled
       // e2e: between a batch's last forward and its update, only gradients are read.
       let sockets = backprop.awaitingGradients ? [control, gradIn] : (isBackprop ? [control, dataIn, gradIn] : [control, dataIn])
       let polled = try Socket.pollReadable(sockets, timeoutMilliseconds: canReplay ? 0 : 50)

@@ -17,7 +17,7 @@ struct Evaluate: ParsableCommand {
     let (train, test) = try config.loadData()
     let trainer = try Trainer(config: config, train: train, test: test)
     for stage in trainer.stages {
-      try stage.restore(from: "\(runDirectory)/stage-\(stage.index).safetensors", configHash: config.configHash)
+      try stage.restore(from: "\(runDirectory)/stage-\(stage.index).safetensors", config: config)
     }
     let report = trainer.evaluate()
     let stages = report.stages ?? Array(report.stageAccuracy.indices)

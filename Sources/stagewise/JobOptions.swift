@@ -40,6 +40,16 @@ struct JobOptions: ParsableArguments {
     if let schedule { runConfig.schedule = try choice(schedule, flag: "--schedule") }
     if let method { runConfig.method = try choice(method, flag: "--method") }
     try runConfig.validate()
+    if let resume, let configPath {
+      // Training longer, at other rates or threads, goes on; another model does not, and is
+      // refused before anything in the run directory is touched.
+      let stored = try RunConfig.load(path: configPath)
+      let changed = stored.modelDifferences(from: runConfig)
+      guard changed.isEmpty else {
+        throw RuntimeError(
+          "--resume \(resume): these options change the model the run trained (\(changed.joined(separator: ", "))), so its checkpoints cannot continue; start a new run with --config instead")
+      }
+    }
     return runConfig
   }
 

@@ -39,7 +39,7 @@ struct Train: ParsableCommand {
     for stage in trainer.stages {
       try stage.save(
         to: directory.stageWeightsPath(stage.index),
-        metadata: ["epoch": "\(epochsTotal)", "step": "\(trainer.step)", "config_hash": runConfig.configHash])
+        metadata: runConfig.checkpointMetadata.merging(["epoch": "\(epochsTotal)", "step": "\(trainer.step)"]) { $1 })
     }
     Console.print("final test accuracy \(String(format: "%.2f", trainer.evaluate().accuracy * 100))%; weights in \(directory.path)")
   }

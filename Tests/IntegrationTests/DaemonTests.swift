@@ -2,6 +2,7 @@ import Foundation
 import Learning
 import NN
 import Runtime
+import Telemetry
 import Testing
 import Wire
 import ZMQ
@@ -333,6 +334,28 @@ struct DaemonTests {
     #expect(readManifest("\(dir)/run")?.state == "failed")
   }
 
+  /// Training longer is what `--resume` is for: a finished run goes on for more epochs, and can
+  /// be resumed again afterwards; a change of model is refused before anything is touched.
+  @Test func aFinishedRunGoesOnForMoreEpochs() throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: 1))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let run = "\(dir)/run"
+    let first = try ChildProcess.stagewise(["launch", "--config", path, "--out", run], timeout: .seconds(120))
+    #expect(first.status == 0, "\(first.stderr)")
+    let extended = try ChildProcess.stagewise(["launch", "--resume", run, "--epochs", "2"], timeout: .seconds(120))
+    #expect(extended.status == 0, "\(extended.stderr)")
+    #expect(metricsLines(run).map(\.epoch) == [0, 1])
+    #expect(readManifest(run)?.state == "finished")
+    let again = try ChildProcess.stagewise(["launch", "--resume", run], timeout: .seconds(120))
+    #expect(again.status == 0, "\(again.stderr)")
+    #expect(metricsLines(run).map(\.epoch) == [0, 1])
+
+    let before = try Data(contentsOf: URL(fileURLWithPath: "\(run)/config.yaml"))
+    let refused = try ChildProcess.stagewise(["launch", "--resume", run, "--method", "e2e", "--epochs", "3"])
+    expectOneLineError(refused, mentioning: "change the model the run trained (method)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(run)/config.yaml")) == before)
+  }
+
   @Test func resumeWithoutCheckpointsSaysSo() throws {
     let (dir, _) = try prepare(daemonConfig(epochs: 1))
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -363,6 +386,16 @@ struct DaemonTests {
     #expect(replay.stalls > 0, "and hit the reuse cap")
     #expect(replay.meanUses <= 4)
     #expect(result.stderr.contains("replay:"))
+    // Replay trains between the epoch's training batches only: never while evaluating.
+    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/run/trace.json")))
+    let spans = trace.traceEvents.filter { $0.pid == 2 && $0.ph == "X" && ["forward", "eval", "replay"].contains($0.name) }.sorted { $0.ts < $1.ts }
+    var evaluating = false, duringEvaluation = 0
+    for span in spans {
+      if span.name == "eval" { evaluating = true } else if span.name == "forward" { evaluating = false }
+      if span.name == "replay" && evaluating { duringEvaluation += 1 }
+    }
+    #expect(spans.contains { $0.name == "eval" } && spans.contains { $0.name == "replay" })
+    #expect(duringEvaluation == 0, "replay draws after an evaluation batch, before the next training batch")
   }
 
   /// Paranoid Pirate: workers whose scheduler vanished (kill -9, no goodbye) notice the silence

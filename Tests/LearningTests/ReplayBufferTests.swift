@@ -35,6 +35,17 @@ struct ReplayBufferTests {
     #expect(stats.draws == 2 && stats.stalls == 2 && stats.maxAge == 2 && stats.meanAge == 1 && stats.meanUses == 2)
   }
 
+  @Test func anEmptyBufferIsNoStallAndRemoveAllEmptiesIt() {
+    var buffer = ReplayBuffer<Int>(capacity: 2, maxReuse: 1)
+    #expect(buffer.draw(producerStep: 0) == nil)
+    #expect(buffer.stalls == 0, "nothing to draw is not the reuse cap")
+    buffer.write(1, producerStep: 0)
+    #expect(buffer.draw(producerStep: 0)?.payload == 1)
+    buffer.removeAll()
+    #expect(buffer.entries.isEmpty && buffer.draw(producerStep: 1) == nil && buffer.stalls == 0)
+    #expect(buffer.statistics.draws == 1)
+  }
+
   @Test func ringOverwritesInWriteOrder() {
     var buffer = ReplayBuffer<Int>(capacity: 2)
     for step in 0..<5 { buffer.write(step, producerStep: step) }

@@ -145,14 +145,27 @@ struct SafetensorsTests {
     defer { try? FileManager.default.removeItem(atPath: path) }
     try trainer.stages[1].save(to: path, metadata: ["config_hash": config.configHash])
     let fresh = try config.buildStage(1, sampleShape: trainer.train.sampleShape, classes: 10)
-    try fresh.restore(from: path, configHash: config.configHash)
+    try fresh.restore(from: path, config: config)  // a checkpoint from before model hashes
     #expect(fresh.store.valueArray == trainer.stages[1].store.valueArray)
     #expect(Array(fresh.store.slot("momentum").prefix(fresh.store.count)) == Array(trainer.stages[1].store.slot("momentum").prefix(fresh.store.count)))
     #expect(fresh.optimizer.stepCount == trainer.stages[1].optimizer.stepCount)
 
     var other = config
     other.seed = 99
-    #expect { try fresh.restore(from: path, configHash: other.configHash) } throws: { "\($0)".contains("another config") }
+    #expect { try fresh.restore(from: path, config: other) } throws: { "\($0)".contains("another config") }
+    // With a model hash, training longer or at other rates restores; another model does not.
+    try trainer.stages[1].save(to: path, metadata: config.checkpointMetadata)
+    var longer = config
+    longer.training.epochs = 7
+    longer.optimizer.learningRate = 0.01
+    longer.training.threads = 2
+    longer.schedule = .lockstep
+    try fresh.restore(from: path, config: longer)
+    #expect(longer.modelDifferences(from: config).isEmpty)
+    #expect { try fresh.restore(from: path, config: other) } throws: { "\($0)".contains("another model") }
+    var e2e = config
+    e2e.method = .e2e
+    #expect(config.modelDifferences(from: e2e) == ["method"])
     let stage0 = try config.buildStage(0, sampleShape: trainer.train.sampleShape, classes: 10)
     #expect { try stage0.restore(from: path) } throws: { "\($0)".contains("holds stage 1, not stage 0") }
     var wider = config
