@@ -16,6 +16,8 @@ public struct RunManifest: Codable, Sendable {
     public var bytesSent: Int?
     /// The worker's OpenBLAS core.
     public var blasCore: String?
+    /// Where its gradients arrive (e2e and GPipe).
+    public var gradEndpoint: String?
   }
 
   public var job: UInt32

@@ -10,8 +10,8 @@ import ZMQ
 /// split into M micro-batches (GPipe) runs all its forwards, then its backwards (fill–drain),
 /// gradients accumulating, and one update once all M are back.
 struct BackpropState {
-  /// Activations kept per micro-batch sequence number until its gradient arrives.
-  var pending: [UInt64: [LayerCache]] = [:]
+  /// Activations (and the micro-batch's size) kept per sequence number until its gradient arrives.
+  var pending: [UInt64: (caches: [LayerCache], batch: Int)] = [:]
   var forwards = 0
   var backwards = 0
   var microCount = 1
@@ -35,7 +35,7 @@ extension Worker {
     batchComputeMicros += t1 - t0
     backprop.forwards += 1
     guard isLast else {
-      backprop.pending[message.sequence] = caches
+      backprop.pending[message.sequence] = (caches, h.batchSize)
       var next = message
       next.stage = UInt16(assignment.stage + 1)
       next.tensors = [WireTensor(role: .activations, shape: h.shape, floats: h.storage)] + message.tensors.filter { $0.role != .activations }
@@ -67,16 +67,16 @@ extension Worker {
       let message = try Message(frames: frames)
       if retiredJobs.contains(message.job) { throw .staleJob(message.job) }
       guard message.job == assignment.job, message.kind == .grad else { throw .unexpected("\(message.kind) on the gradient socket") }
-      guard let caches = backprop.pending[message.sequence] else {
+      guard let held = backprop.pending[message.sequence] else {
         throw .unexpected("gradient for sequence \(message.sequence), which this stage is not holding")
       }
-      _ = try message.expect(.gradient, .f32, sampleShape: stage.outputShape)
-      return (message, caches)
+      _ = try message.expect(.gradient, .f32, sampleShape: stage.outputShape, batch: held.batch)
+      return (message, held.caches)
     }
     guard case .success(let (message, caches)) = checked else {
       if case .failure(let error) = checked {
         count(error.reason)
-        log("rejected a gradient message (\(error.reason)): \(error)")
+        if rejected[error.reason, default: 0] <= 5 { log("rejected a gradient message (\(error.reason)): \(error)") }
       }
       return
     }

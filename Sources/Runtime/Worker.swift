@@ -212,9 +212,26 @@ public final class Worker {
       if assignment.receivesBelief { _ = try message.expect(.belief, .f32, sampleShape: [assignment.classes], batch: batch) }
       if assignment.receivesImages { _ = try message.expect(.context, .u8, sampleShape: assignment.sampleShape, batch: batch) }
       if let shape = assignment.previousInputShape { _ = try message.expect(.skip, .f32, sampleShape: shape, batch: batch) }
+      if isBackprop && message.kind == .train { try checkMicroBatch(message, batch: batch) }
     }
     guard message.sequence == expectedSequence else {
       throw .outOfOrder(expected: expectedSequence, got: message.sequence)
+    }
+  }
+
+  /// e2e and GPipe: the micro-batch's place in its batch and its share of the batch loss
+  /// (0 micro-batches is the M = 1 of plain e2e).
+  func checkMicroBatch(_ message: Message, batch: Int) throws(WireError) {
+    let count = max(1, Int(message.microCount))
+    guard Int(message.microIndex) < count, count <= Protocol.maxMicroBatches else {
+      throw .unexpected("micro-batch \(message.microIndex) of \(message.microCount)")
+    }
+    if backprop.forwards > 0 || backprop.backwards > 0, count != backprop.microCount {
+      throw .unexpected("micro-batch count \(count) inside a batch of \(backprop.microCount)")
+    }
+    if message.tensor(.stats) != nil {
+      let share = try message.expect(.stats, .f32, sampleShape: [], batch: 1).floats[0]
+      guard share.isFinite, share > 0, share <= 1 else { throw .unexpected("micro-batch share \(share) outside (0, 1]") }
     }
   }
 

@@ -10,6 +10,8 @@ public enum Protocol {
   public static let descriptorSize = 20
   public static let maxRank = 4
   public static let maxTensors = 8
+  /// The most micro-batches one batch may be split into (GPipe's M).
+  public static let maxMicroBatches = 1024
   /// The most elements one tensor may declare (256 Mi floats = 1 GiB).
   public static let maxElements = 1 << 28
   /// ZMQ_MAXMSGSIZE on every data socket: what a peer can make us allocate per frame.

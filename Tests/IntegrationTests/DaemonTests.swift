@@ -414,6 +414,67 @@ struct DaemonTests {
     #expect(eventually(timeout: .seconds(20)) { manifest.stages.allSatisfy { !processExists($0.pid) } })
   }
 
+  /// e2e across processes (GPipe, M = 2): bad micro-batch fields on the data socket and bad
+  /// gradients on the gradient socket are rejected and counted; no stage crashes.
+  @Test func malformedBackpropMessagesAreRejectedAndTheRunFinishes() throws {
+    var config = daemonConfig(epochs: 8, trainSamples: 1200)
+    config.method = .e2e
+    config.schedule = .lockstep
+    config.daemon.microBatches = 2
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
+    #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
+    let manifest = try #require(readManifest("\(dir)/run"))
+    let context = try Context()
+
+    // To stage 1's data socket: TRAIN micro-batches whose fields would have hit a precondition.
+    let data = try Socket(context, .push)
+    try data.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
+    try data.connect(manifest.stages[1].dataEndpoint)
+    var train = Message(kind: .train, tensors: [
+      WireTensor(role: .activations, shape: [4, 32], floats: [Float](repeating: 0.5, count: 128)),
+      WireTensor(role: .labels, labels: [1, 2, 3, 4]),
+    ])
+    train.job = manifest.job
+    var dataFuzz: [Message] = []
+    for (index, count) in [(UInt16(3), UInt16(2)), (0, 5000)] {  // index past the count; a count past the bound
+      var m = train
+      (m.microIndex, m.microCount) = (index, count)
+      dataFuzz.append(m)
+    }
+    for share in [[Float.nan], [0], [2], [0.5, 0.5]] {  // a share that is no share
+      var m = train
+      (m.microIndex, m.microCount) = (0, 2)
+      m.tensors.append(WireTensor(role: .stats, shape: [share.count], floats: share))
+      dataFuzz.append(m)
+    }
+    for m in dataFuzz { try data.send(m.encode()) }
+
+    // To stage 0's gradient socket: garbage, the wrong kind, and gradients of the wrong batch
+    // size or shape for every sequence of the first batches (held or not, never applied).
+    let grad = try Socket(context, .push)
+    try grad.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
+    try grad.connect(try #require(manifest.stages[0].gradEndpoint))
+    var gradFuzz: [[[UInt8]]] = [[[1, 2, 3]], train.encode()]
+    for sequence in UInt64(0)..<40 {
+      var m = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [3, 32], floats: [Float](repeating: 0, count: 96))])
+      (m.job, m.sequence) = (manifest.job, sequence)
+      gradFuzz.append(m.encode())
+      m.tensors = [WireTensor(role: .gradient, shape: [16, 31], floats: [Float](repeating: 0, count: 496))]
+      gradFuzz.append(m.encode())
+    }
+    for frames in gradFuzz { try grad.send(frames) }
+
+    let result = launch.wait(timeout: .seconds(240))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(metricsLines("\(dir)/run").count == 8)
+    let final = try #require(readManifest("\(dir)/run"))
+    #expect(final.state == "finished")
+    #expect((final.stages[1].rejected ?? [:]).values.reduce(0, +) == dataFuzz.count, "\(final.stages[1].rejected ?? [:])")
+    #expect((final.stages[0].rejected ?? [:]).values.reduce(0, +) == gradFuzz.count, "\(final.stages[0].rejected ?? [:])")
+  }
+
   @Test func malformedFramesAreRejectedCountedAndTheRunFinishes() throws {
     let (dir, path) = try prepare(daemonConfig(epochs: 12, trainSamples: 1200))
     defer { try? FileManager.default.removeItem(atPath: dir) }
