@@ -48,6 +48,8 @@ public struct Assignment: Codable, Sendable {
   public var upstreamGradient: String?
   /// Resuming: the checkpoint this stage restores before it trains.
   public var restoreFrom: String?
+  /// Batches the scheduler lets into the pipeline at once (how far stage 0 can run ahead).
+  public var maxInFlight: Int?
   /// CURVE: the public keys of `downstream` and `upstreamGradient`, and the keys of the
   /// peers allowed to connect to this stage (the previous stage or the scheduler's feed, and
   /// the next stage's gradients).

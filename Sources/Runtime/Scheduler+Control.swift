@@ -117,7 +117,8 @@ extension Scheduler {
         previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
         sendsSkip: usesSkip && stage < stageCount - 1,
         upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
-        restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil })
+        restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },
+        maxInFlight: maxInFlight)
       if let ours = curveKeys?.publicKey {  // whom it connects to, and who may connect to it
         let key = { (stage: Int) in self.registry.members[stage]!.hello.publicKey! }
         let sendsGradients = config.method == .e2e && stage + 1 < stageCount

@@ -1,5 +1,6 @@
 import Foundation
 import Learning
+import Wire
 
 /// A worker's checkpoints: the consistent cuts taken when a marker passes (every epoch's end,
 /// and every N batches with `daemon.checkpointEverySteps`), and its last weights when it leaves.
@@ -22,29 +23,43 @@ extension Worker {
   /// At the train-end marker every stage has trained exactly the epoch's batches: a
   /// consistent cut with no global pause. Written atomically; cuts before the previous
   /// epoch's are removed.
-  func saveEpochCheckpoint(epochsDone: Int) {
+  func saveEpochCheckpoint(epochsDone: Int) throws {
+    try saveOrFail(epochCheckpointPath(epochsDone), epochsDone: epochsDone, what: "the epoch \(epochsDone) checkpoint")
+    // Kept: this cut and the one an epoch before, with what lies between.
+    ResumePoint.prune(
+      in: assignment.runDirectory, stage: assignment.stage, batchesPerEpoch: assignment.batchesPerEpoch,
+      before: (epochsDone - 1) * assignment.batchesPerEpoch)
+  }
+
+  /// Saves, or tells the scheduler why it could not and fails: a run must not go on (and end
+  /// "finished") with weights that are not on disk.
+  func saveOrFail(_ path: String, epochsDone: Int?, what: String) throws {
     do {
-      try saveCheckpoint(to: epochCheckpointPath(epochsDone), epochsDone: epochsDone)
-      // Kept: this cut and the one an epoch before, with what lies between.
-      ResumePoint.prune(
-        in: assignment.runDirectory, stage: assignment.stage, batchesPerEpoch: assignment.batchesPerEpoch,
-        before: (epochsDone - 1) * assignment.batchesPerEpoch)
+      try saveCheckpoint(to: path, epochsDone: epochsDone)
     } catch {
-      log("could not save the epoch \(epochsDone) checkpoint: \(error)")
+      let reason = "stage \(assignment.stage) could not save \(what) (\(path)): \(error); free space or fix the run directory's permissions, then resume"
+      log(reason)
+      try? send(Message(kind: .error, body: ErrorBody(message: reason)))
+      throw RuntimeError(reason)
     }
   }
 
+  /// Mid-epoch cuts each stage keeps: enough that the last stage's newest cut is still among
+  /// the first stage's, however far ahead the first stage is (at most `maxInFlight` batches,
+  /// so ⌈maxInFlight / every⌉ cuts), plus one.
+  static func stepCutsToKeep(maxInFlight: Int, every: Int) -> Int {
+    guard every > 0 else { return 2 }
+    return max(2, (maxInFlight + every - 1) / every + 1)
+  }
+
   /// A mid-epoch checkpoint marker: the same consistent cut as at an epoch's end, named by
-  /// the global training step; this process keeps its last two.
-  func saveStepCheckpoint(epoch: Int, batchesDone: Int) {
+  /// the global training step; this process keeps its last `stepCutsToKeep`.
+  func saveStepCheckpoint(epoch: Int, batchesDone: Int) throws {
     let path = ResumePoint.stepPath(
       in: assignment.runDirectory, stage: assignment.stage, step: epoch * assignment.batchesPerEpoch + batchesDone)
-    do {
-      try saveCheckpoint(to: path, epochsDone: nil)
-      stepCheckpoints.append(path)
-      if stepCheckpoints.count > 2 { try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst()) }
-    } catch {
-      log("could not save the checkpoint at epoch \(epoch) batch \(batchesDone): \(error)")
-    }
+    try saveOrFail(path, epochsDone: nil, what: "the checkpoint at epoch \(epoch) batch \(batchesDone)")
+    stepCheckpoints.append(path)
+    let keep = Self.stepCutsToKeep(maxInFlight: assignment.maxInFlight ?? 0, every: config.daemon.checkpointEverySteps)
+    while stepCheckpoints.count > keep { try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst()) }
   }
 }

@@ -102,12 +102,12 @@ extension Worker {
   /// A marker closes a phase: report its totals, then pass the marker on.
   func mark(_ message: Message) throws {
     let flag = MarkerFlag(rawValue: message.flags)!
-    if flag == .checkpoint { saveStepCheckpoint(epoch: Int(message.epoch), batchesDone: Int(message.step)) }
+    if flag == .checkpoint { try saveStepCheckpoint(epoch: Int(message.epoch), batchesDone: Int(message.step)) }
     if flag == .trainEnd {
       // The weights evaluated and checkpointed are the ones the epoch's batches trained.
       replayOpen = false
       replay?.removeAll()
-      saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1)
+      try saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1)
       try shipTrace()  // the scheduler spools it to disk: a long run's memory stays flat
     }
     if flag == .trainEnd || flag == .evalEnd {

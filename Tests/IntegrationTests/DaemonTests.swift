@@ -243,9 +243,10 @@ struct DaemonTests {
   /// ends with the weights of a run that was never disturbed; run.json lists the recovery.
   /// With `daemon.checkpointEverySteps` the cut is mid-epoch, and the batches trained again
   /// are at most about two intervals plus what was in flight, not up to an epoch.
-  @Test(arguments: [0, 5])
-  func aKilledWorkerIsReplacedAndTheRunEndsAsIfUndisturbed(checkpointEvery: Int) throws {
+  @Test(arguments: [(0, 3), (5, 3), (2, 4)])
+  func aKilledWorkerIsReplacedAndTheRunEndsAsIfUndisturbed(checkpointEvery: Int, stages: Int) throws {
     var config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
+    config.stages = RunConfig.mlpStages(width: 32, count: stages)
     config.daemon.checkpointEverySteps = checkpointEvery
     let (dir, path) = try prepare(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -264,9 +265,13 @@ struct DaemonTests {
     let recovery = try #require(manifest.recoveries?.first)
     #expect(manifest.recoveries?.count == 1 && recovery.stage == 1 && recovery.reason.contains("pid \(victim)"), "\(manifest.recoveries ?? [])")
     #expect(recovery.recoverySeconds != nil && recovery.batchesRetrained >= 0 && recovery.detectedAfterSeconds < 5)
-    if checkpointEvery > 0 { #expect(recovery.batchesRetrained <= 2 * checkpointEvery + 6, "\(recovery)") }
+    if checkpointEvery > 0 {
+      // A common mid-epoch cut exists, however small the interval against what is in flight.
+      #expect(recovery.resumedAfterBatches != nil, "fell back to an epoch cut: \(recovery)")
+      #expect(recovery.batchesRetrained <= 2 * checkpointEvery + manifest.maxInFlight + 2, "\(recovery)")
+    }
     #expect(metricsLines("\(dir)/chaos").map(\.test.accuracy) == metricsLines("\(dir)/calm").map(\.test.accuracy))
-    try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: 3)
+    try expectSameFinalWeights("\(dir)/calm", "\(dir)/chaos", stages: stages)
     for entry in manifest.stages { #expect(!processExists(entry.pid)) }
     #expect(!processExists(victim))
   }
@@ -332,6 +337,23 @@ struct DaemonTests {
     #expect(alone.status != 0)
     #expect(alone.stderr.contains("stages 0, 1, 2 never became ready within 2.0 seconds: start a worker for each"), "\(alone.stderr)")
     #expect(readManifest("\(dir)/run")?.state == "failed")
+  }
+
+  /// A checkpoint that cannot be written stops the run with the reason: it never ends
+  /// "finished" without weights on disk.
+  @Test func aCheckpointThatCannotBeWrittenFailsTheRunLoudly() throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: 3))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let run = "\(dir)/run"
+    // A folder where stage 1's first epoch checkpoint should go: the rename onto it fails.
+    try FileManager.default.createDirectory(
+      atPath: ResumePoint.epochPath(in: run, stage: 1, epochsDone: 1) + "/blocked", withIntermediateDirectories: true)
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", run], timeout: .seconds(120))
+    #expect(result.status != 0)
+    #expect(result.stderr.contains("stage 1 could not save the epoch 1 checkpoint"), "\(result.stderr)")
+    let manifest = try #require(readManifest(run))
+    #expect(manifest.state == "failed", "\(manifest.state)")
+    #expect(manifest.detail?.contains("could not save") == true, "\(manifest.detail ?? "")")
   }
 
   /// Training longer is what `--resume` is for: a finished run goes on for more epochs, and can

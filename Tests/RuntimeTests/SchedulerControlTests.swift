@@ -25,4 +25,12 @@ struct SchedulerControlTests {
     #expect(throws: Never.self) { try scheduler.handleControl(bye, from: [7]) }
     #expect(scheduler.rejected["bad-body"] == 1)
   }
+
+  /// Each stage keeps enough mid-epoch cuts that one common to all stages always exists.
+  @Test func stepCutsKeptCoverWhatIsInFlight() {
+    #expect(Worker.stepCutsToKeep(maxInFlight: 8, every: 2) == 5)
+    #expect(Worker.stepCutsToKeep(maxInFlight: 8, every: 3) == 4)
+    #expect(Worker.stepCutsToKeep(maxInFlight: 2, every: 50) == 2)
+    #expect(Worker.stepCutsToKeep(maxInFlight: 8, every: 0) == 2)
+  }
 }
