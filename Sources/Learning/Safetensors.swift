@@ -1,4 +1,5 @@
 import Foundation
+import Data
 import NN
 
 /// The safetensors format: an 8-byte little-endian header length, a JSON header naming each
@@ -25,7 +26,13 @@ public enum Safetensors {
   }
 
   /// The file's bytes for `entries` and `metadata`.
+  /// The metadata key holding the CRC-32 of the data section (hex): flipped bytes in a tensor
+  /// are found on load instead of training on.
+  public static let checksumKey = "data_crc32"
+
   public static func encode(_ entries: [Entry], metadata: [String: String]) -> [UInt8] {
+    var metadata = metadata
+    metadata[checksumKey] = String(entries.reduce(CRC32()) { crc, entry in entry.values.withUnsafeBytes { crc.adding($0) } }.value, radix: 16)
     var header: [String: Any] = [:]
     var offset = 0
     for entry in entries {
@@ -90,6 +97,10 @@ public enum Safetensors {
         }
       }
       tensors[name] = Tensor(shape: [1] + shape, storage: values).reshaped(shape.isEmpty ? [1] : shape)
+    }
+    if let stored = ((header["__metadata__"] as? [String: String]) ?? [:])[checksumKey] {
+      let computed = String(bytes[dataStart...].withUnsafeBytes { CRC32().adding($0) }.value, radix: 16)
+      guard computed == stored else { throw fail("its data does not match its checksum (stored \(stored), computed \(computed)): bytes were changed or lost") }
     }
     return (tensors, metadata)
   }

@@ -11,6 +11,8 @@ public struct ResumePoint: Sendable, Equatable {
   /// Training batches of the next epoch already done (a mid-epoch cut; 0 at an epoch's end).
   public var batchesDone = 0
   public var checkpoints: [String]
+  /// Newer cuts passed over because one of their files was damaged: each file and why.
+  public var skipped: [String] = []
 
   public init(epochsDone: Int, batchesDone: Int = 0, checkpoints: [String]) {
     (self.epochsDone, self.batchesDone, self.checkpoints) = (epochsDone, batchesDone, checkpoints)
@@ -28,10 +30,12 @@ public struct ResumePoint: Sendable, Equatable {
   /// when `batchesPerEpoch` is given); every file it picks is read once so a damaged one is
   /// named before any process starts.
   public static func find(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint {
-    guard let point = try newest(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch) else {
+    let (point, skipped) = newestIntact(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
+    guard let point else {
       let held = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
         .enumerated().map { "stage \($0.offset): \($0.element.keys.sorted())" }.joined(separator: ", ")
-      throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed (\(held)): nothing to resume from")
+      let damaged = skipped.isEmpty ? "" : "; damaged: " + skipped.joined(separator: "; ")
+      throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed intact (\(held))\(damaged): nothing to resume from")
     }
     return point
   }
@@ -40,18 +44,41 @@ public struct ResumePoint: Sendable, Equatable {
   /// only when every epoch before it was reported in `metrics.jsonl`: a run stopped between
   /// an epoch's checkpoints and the end of its evaluation continues from the cut before, so
   /// that no epoch is missing from the logs.
-  public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint? {
+  ///
+  /// Every file of the cut is read (and its checksum checked) first; a cut with a damaged
+  /// file is passed over for the next older one, and the point says which files it skipped.
+  public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) -> ResumePoint? {
+    newestIntact(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch).point
+  }
+
+  static func newestIntact(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> (point: ResumePoint?, skipped: [String]) {
     let cuts = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
     let common = cuts.dropFirst().reduce(Set(cuts.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
     let reported = ((try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? "")
       .split(separator: "\n").count
-    guard let step = common.filter({ $0 / (batchesPerEpoch ?? 1) <= reported }).max() else { return nil }
-    let checkpoints = cuts.map { $0[step]! }
-    for path in checkpoints { _ = try Safetensors.read(path) }
+    var skipped: [String] = []
     let perEpoch = batchesPerEpoch ?? 1
-    return batchesPerEpoch == nil
-      ? ResumePoint(epochsDone: step, checkpoints: checkpoints)
-      : ResumePoint(epochsDone: step / perEpoch, batchesDone: step % perEpoch, checkpoints: checkpoints)
+    for step in common.filter({ $0 / perEpoch <= reported }).sorted(by: >) {
+      let checkpoints = cuts.map { $0[step]! }
+      let damaged = checkpoints.compactMap { path -> String? in
+        do {
+          _ = try Safetensors.read(path)
+          return nil
+        } catch {
+          return "\(error)"
+        }
+      }
+      guard damaged.isEmpty else {
+        skipped += damaged
+        continue
+      }
+      var point = batchesPerEpoch == nil
+        ? ResumePoint(epochsDone: step, checkpoints: checkpoints)
+        : ResumePoint(epochsDone: step / perEpoch, batchesDone: step % perEpoch, checkpoints: checkpoints)
+      point.skipped = skipped
+      return (point, skipped)
+    }
+    return (nil, skipped)
   }
 
   /// Each stage's checkpoints by global step (by epoch when `batchesPerEpoch` is nil: then

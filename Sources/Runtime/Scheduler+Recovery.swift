@@ -36,8 +36,9 @@ extension Scheduler {
   func rollBack() throws {
     let perEpoch = plan.trainOrder.batchesPerEpoch
     let point =
-      try ResumePoint.newest(in: directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
+      ResumePoint.newest(in: directory.path, stageCount: stageCount, batchesPerEpoch: perEpoch)
       ?? ResumePoint(epochsDone: 0, checkpoints: [])
+    for damaged in point.skipped { log("skipped a damaged checkpoint: \(damaged)") }
     let fed = max(0, batchesFed(since: point.epochsDone).fed - point.batchesDone)
     recoveries[recoveries.count - 1].resumedAfterEpoch = point.epochsDone
     recoveries[recoveries.count - 1].resumedAfterBatches = point.batchesDone

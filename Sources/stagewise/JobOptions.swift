@@ -64,7 +64,10 @@ struct JobOptions: ParsableArguments {
   func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
     let (train, test) = try runConfig.loadData()
     let point = try resume.map { try Scheduler.resumePoint(of: $0, config: runConfig, train: train) }
-    if let point, let resume { Console.status("resuming \(resume) after \(point.description)") }
+    if let point, let resume {
+      for damaged in point.skipped { Console.status("skipped a damaged checkpoint: \(damaged)") }
+      Console.status("resuming \(resume) after \(point.description)")
+    }
     // Recoveries before the stop stay on the record.
     let earlier = resume.flatMap { FileManager.default.contents(atPath: "\($0)/run.json") }
       .flatMap { try? JSONDecoder.stagewise.decode(RunManifest.self, from: $0) }?.recoveries ?? []

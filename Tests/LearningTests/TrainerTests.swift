@@ -179,6 +179,9 @@ struct SafetensorsTests {
     #expect(try Safetensors.decode(bytes).tensors["w"]?.storage == [1, 2, 3, 4, 5, 6])
     #expect { try Safetensors.decode(Array(bytes.dropLast(4))) } throws: { "\($0)".contains("outside the data") }
     #expect { try Safetensors.decode(Array(bytes.prefix(5))) } throws: { "\($0)".contains("8-byte header") }
+    var flipped = bytes
+    flipped[flipped.count - 1] ^= 0x01  // one bit of the last value: the shapes still agree
+    #expect { try Safetensors.decode(flipped) } throws: { "\($0)".contains("does not match its checksum") }
     var garbled = bytes
     garbled[9] = 0x7B  // break the JSON
     garbled[10] = 0x7B

@@ -158,18 +158,37 @@ struct ResumePointTests {
   @Test func theNewestCommonCutWhoseEpochsWereAllReported() throws {
     let reportedTwo = try runDirectory(reported: 2)
     defer { try? FileManager.default.removeItem(atPath: reportedTwo) }
-    let latest = try #require(try ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10))
+    let latest = try #require(ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10))
     #expect(latest.epochsDone == 2 && latest.batchesDone == 0 && latest.checkpoints[1].hasSuffix("stage-1.epoch-2.safetensors"))
     // Epoch 2's evaluation never finished: its cut would leave a hole in the logs.
     let reportedOne = try runDirectory(reported: 1)
     defer { try? FileManager.default.removeItem(atPath: reportedOne) }
-    let safe = try #require(try ResumePoint.newest(in: reportedOne, stageCount: 2, batchesPerEpoch: 10))
+    let safe = try #require(ResumePoint.newest(in: reportedOne, stageCount: 2, batchesPerEpoch: 10))
     #expect(safe.epochsDone == 1 && safe.batchesDone == 5 && safe.checkpoints[0].hasSuffix("stage-0.step-15.safetensors"))
     // Without the batch count, only epoch cuts count.
-    #expect(try ResumePoint.newest(in: reportedOne, stageCount: 2)?.epochsDone == 1)
+    #expect(ResumePoint.newest(in: reportedOne, stageCount: 2)?.epochsDone == 1)
     ResumePoint.prune(in: reportedTwo, stage: 0, batchesPerEpoch: 10, before: 20)
-    #expect(try ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10)?.epochsDone == 2)
+    #expect(ResumePoint.newest(in: reportedTwo, stageCount: 2, batchesPerEpoch: 10)?.epochsDone == 2)
     #expect(!FileManager.default.fileExists(atPath: ResumePoint.stepPath(in: reportedTwo, stage: 0, step: 15)))
+  }
+
+  /// A flipped byte in the newest cut's data: that cut is passed over for the one before,
+  /// naming the file and why; with every cut damaged, the error names them all.
+  @Test func aDamagedNewestCutFallsBackToTheNewestIntactOne() throws {
+    let dir = try runDirectory(reported: 2)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let newest = ResumePoint.epochPath(in: dir, stage: 1, epochsDone: 2)
+    var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: newest)))
+    bytes[bytes.count - 1] ^= 0x01  // one bit of the last float
+    try Data(bytes).write(to: URL(fileURLWithPath: newest))
+    let point = try #require(ResumePoint.newest(in: dir, stageCount: 2, batchesPerEpoch: 10))
+    #expect(point.epochsDone == 1 && point.batchesDone == 5, "the step-15 cut, the newest intact one")
+    #expect(point.skipped.count == 1 && point.skipped[0].contains("stage-1.epoch-2") && point.skipped[0].contains("checksum"))
+    for path in [ResumePoint.stepPath(in: dir, stage: 1, step: 15), ResumePoint.epochPath(in: dir, stage: 1, epochsDone: 1)] {
+      try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
+    }
+    #expect(ResumePoint.newest(in: dir, stageCount: 2, batchesPerEpoch: 10) == nil)
+    #expect { try ResumePoint.find(in: dir, stageCount: 2, batchesPerEpoch: 10) } throws: { "\($0)".contains("damaged: ") }
   }
 }
 
