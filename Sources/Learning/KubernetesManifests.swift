@@ -2,9 +2,12 @@ import Foundation
 import Yams
 
 /// `stagewise render k8s`: the manifests that run a config on Kubernetes. The scheduler is a
-/// Deployment behind a Service; the stages are an Indexed Job (completion index = stage, read
-/// by the worker from JOB_COMPLETION_INDEX) behind a headless Service; the config travels in a
-/// ConfigMap. Every pod binds and advertises its own pod IP (never all interfaces).
+/// Job behind a Service (it ends when the run does; restarted after a crash, it resumes the
+/// run); the stages are an Indexed Job (completion index = stage, read by the worker from
+/// JOB_COMPLETION_INDEX) behind a headless Service; the config travels in a ConfigMap; the
+/// run directory is a PersistentVolumeClaim (ReadWriteMany) that every pod mounts at /runs, so
+/// workers' checkpoints land beside the scheduler's logs and a replaced stage finds them.
+/// Every pod binds and advertises its own pod IP (never all interfaces).
 ///
 /// With `security.curve` the keys come from a Secret, `NAME-keys`, that the user creates
 /// (`kubectl create secret generic NAME-keys --from-file=scheduler.key --from-file=scheduler.pub
@@ -15,6 +18,10 @@ public struct KubernetesManifests {
   public var image: String
   public var namespace: String
   public var port = 5555
+  /// The run directory's claim: size, and storage class (nil: the cluster's default, which
+  /// must offer ReadWriteMany).
+  public var storage = "10Gi"
+  public var storageClass: String?
 
   public init(config: RunConfig, image: String, namespace: String) {
     (self.config, self.image, self.namespace) = (config, image, namespace)
@@ -56,22 +63,33 @@ public struct KubernetesManifests {
       curve
       ? [["name": "STAGEWISE_KEY", "value": "\(Self.keyDirectory)/workers.key"],
          ["name": "STAGEWISE_SCHEDULER_KEY", "value": "\(Self.keyDirectory)/scheduler.pub"]] : []
+    var claimSpec: [String: Any] = ["accessModes": ["ReadWriteMany"], "resources": ["requests": ["storage": storage]]]
+    if let storageClass { claimSpec["storageClassName"] = storageClass }
+    let claim: [String: Any] = ["apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("runs"), "spec": claimSpec]
+    let runsVolume: [String: Any] = ["name": "runs", "persistentVolumeClaim": ["claimName": "\(name)-runs"]]
+    let runsMount: [String: Any] = ["name": "runs", "mountPath": "/runs"]
+    let runDirectory = "/runs/\(name)"
+    // A first start trains from the config; a restart after a crash resumes the run.
+    let common = "--bind \"$POD_IP\" --port \(port)" + security.map { " " + $0 }.joined()
+    let start =
+      "if [ -f \(runDirectory)/config.yaml ]; then exec stagewise scheduler --resume \(runDirectory) \(common); "
+      + "else exec stagewise scheduler --config /etc/stagewise/config.yaml --out \(runDirectory) \(common); fi"
     let schedulerLabels = labels.merging(["stagewise/role": "scheduler"]) { $1 }
     let scheduler: [String: Any] = [
-      "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("scheduler", ["stagewise/role": "scheduler"]),
+      "apiVersion": "batch/v1", "kind": "Job", "metadata": meta("scheduler", ["stagewise/role": "scheduler"]),
       "spec": [
-        "replicas": 1, "selector": ["matchLabels": schedulerLabels],
+        "backoffLimit": config.daemon.restarts,
         "template": [
           "metadata": ["labels": schedulerLabels],
           "spec": [
+            "restartPolicy": "OnFailure",
             "containers": [[
-              "name": "scheduler", "image": image, "command": ["stagewise"],
-              "args": ["scheduler", "--config", "/etc/stagewise/config.yaml", "--bind", "$(POD_IP)", "--port", "\(port)", "--out", "/runs/\(name)"] + security,
+              "name": "scheduler", "image": image, "command": ["/bin/sh", "-c"], "args": [start],
               "env": [podIP], "ports": [["name": "control", "containerPort": port]],
-              "volumeMounts": [mount] + (curve ? [schedulerKeys.mount] : []),
+              "volumeMounts": [mount, runsMount] + (curve ? [schedulerKeys.mount] : []),
               "resources": ["requests": ["cpu": "1", "memory": "1Gi"]],
             ]],
-            "volumes": [configVolume] + (curve ? [schedulerKeys.volume] : []),
+            "volumes": [configVolume, runsVolume] + (curve ? [schedulerKeys.volume] : []),
           ],
         ],
       ],
@@ -90,12 +108,12 @@ public struct KubernetesManifests {
           "metadata": ["labels": stageLabels],
           "spec": [
             "restartPolicy": "Never", "subdomain": "\(name)-stages",
-            "volumes": curve ? [workerKeys.volume] : [],
+            "volumes": [runsVolume] + (curve ? [workerKeys.volume] : []),
             "containers": [[
               "name": "worker", "image": image, "command": ["stagewise"],
               "args": ["worker", "--scheduler", schedulerAddress, "--bind", "$(POD_IP)", "--advertise", "$(POD_IP)"] + security,
               "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]] + workerKeyEnv,
-              "volumeMounts": curve ? [workerKeys.mount] : [],
+              "volumeMounts": [runsMount] + (curve ? [workerKeys.mount] : []),
               "resources": ["requests": ["cpu": "\(threads)", "memory": "1Gi"], "limits": ["cpu": "\(threads)"]],
             ]],
           ],
@@ -106,7 +124,7 @@ public struct KubernetesManifests {
       "apiVersion": "v1", "kind": "Service", "metadata": meta("stages"),
       "spec": ["clusterIP": "None", "selector": stageLabels],
     ]
-    return [configMap, scheduler, schedulerService, stagesService, stages]
+    return [configMap, claim, scheduler, schedulerService, stagesService, stages]
   }
 
   /// The manifests as one multi-document YAML file.

@@ -17,7 +17,7 @@ struct KubernetesManifestTests {
 
   @Test func defaultConfigRendersEveryPiece() throws {
     let docs = try documents()
-    #expect(docs.compactMap { $0["kind"] as? String } == ["ConfigMap", "Deployment", "Service", "Service", "Job"])
+    #expect(docs.compactMap { $0["kind"] as? String } == ["ConfigMap", "PersistentVolumeClaim", "Job", "Service", "Service", "Job"])
     let configMap = try #require(find(docs, "ConfigMap", "-config"))
     let yaml = try #require((configMap["data"] as? [String: Any])?["config.yaml"] as? String)
     #expect(try RunConfig.parse(yaml: yaml) == RunConfig())
@@ -40,9 +40,35 @@ struct KubernetesManifestTests {
     let service = try #require(find(docs, "Service", "-scheduler"))
     let ports = try #require((service["spec"] as? [String: Any])?["ports"] as? [[String: Any]])
     #expect(ports.first?["port"] as? Int == 5555)
-    let deployment = try #require(find(docs, "Deployment", "-scheduler"))
-    let schedulerArgs = (((((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"] as? [[String: Any]])?.first?["args"] as? [String]) ?? []
-    #expect(schedulerArgs.contains("--bind") && schedulerArgs.contains("$(POD_IP)"))
+    let schedulerJob = try #require(find(docs, "Job", "-scheduler"))
+    let schedulerArgs = (((((schedulerJob["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"] as? [[String: Any]])?.first?["args"] as? [String]) ?? []
+    #expect(schedulerArgs.first?.contains("--bind \"$POD_IP\"") == true)
+  }
+
+  /// The scheduler ends with its run (a Job, not a Deployment that would start it again) and
+  /// resumes after a crash; every pod mounts one ReadWriteMany claim as the run directory.
+  @Test func theSchedulerIsAJobAndEveryPodSharesTheRunDirectory() throws {
+    var manifests = KubernetesManifests(config: RunConfig(), image: "i", namespace: "ml")
+    manifests.storageClass = "nfs"
+    let docs = try Yams.load_all(yaml: try manifests.yaml()).compactMap { $0 as? [String: Any] }
+    let claim = try #require(find(docs, "PersistentVolumeClaim", "-runs"))
+    let claimSpec = try #require(claim["spec"] as? [String: Any])
+    #expect(claimSpec["accessModes"] as? [String] == ["ReadWriteMany"])
+    #expect(claimSpec["storageClassName"] as? String == "nfs")
+    let claimName = try #require((claim["metadata"] as? [String: Any])?["name"] as? String)
+    let scheduler = try #require(find(docs, "Job", "-scheduler"))
+    for job in [scheduler, try #require(find(docs, "Job", "-stages"))] {
+      let pod = try #require(((job["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+      let volumes = try #require(pod["volumes"] as? [[String: Any]])
+      #expect(volumes.contains { ($0["persistentVolumeClaim"] as? [String: Any])?["claimName"] as? String == claimName })
+      let mounts = try #require((pod["containers"] as? [[String: Any]])?.first?["volumeMounts"] as? [[String: Any]])
+      #expect(mounts.contains { $0["name"] as? String == "runs" && $0["mountPath"] as? String == "/runs" })
+    }
+    let pod = try #require(((scheduler["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect(pod["restartPolicy"] as? String == "OnFailure")
+    let start = try #require(((pod["containers"] as? [[String: Any]])?.first?["args"] as? [String])?.first)
+    #expect(start.contains("--resume /runs/stagewise-mlp-greedy-k4") && start.contains("--config /etc/stagewise/config.yaml --out /runs/stagewise-mlp-greedy-k4"))
+    #expect(start.contains("--insecure") && start.contains("--bind \"$POD_IP\""))
   }
 
   @Test func stageCountAndThreadsFollowTheConfig() throws {
@@ -79,18 +105,18 @@ struct KubernetesManifestTests {
     let yaml = try #require((configMap["data"] as? [String: Any])?["config.yaml"] as? String)
     #expect(try RunConfig.parse(yaml: yaml).security.schedulerKey == "/etc/stagewise/keys/scheduler.key")
 
-    let deployment = try #require(find(docs, "Deployment", "-scheduler"))
-    let schedulerPod = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    let schedulerJob = try #require(find(docs, "Job", "-scheduler"))
+    let schedulerPod = try #require(((schedulerJob["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
     let schedulerSecret = try #require((schedulerPod["volumes"] as? [[String: Any]])?.first { $0["name"] as? String == "keys" }?["secret"] as? [String: Any])
     #expect(schedulerSecret["secretName"] as? String == "stagewise-mlp-greedy-k4-keys")
     #expect((schedulerSecret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == ["scheduler.key"])
-    let scheduler = try #require(container(deployment, path: ["spec", "template", "spec", "containers"]))
-    #expect((scheduler["args"] as? [String])?.contains("--insecure") == false)
+    let scheduler = try #require(container(schedulerJob, path: ["spec", "template", "spec", "containers"]))
+    #expect((scheduler["args"] as? [String])?.first?.contains("--insecure") == false)
     #expect((scheduler["volumeMounts"] as? [[String: Any]])?.contains { $0["mountPath"] as? String == "/etc/stagewise/keys" } == true)
 
     let job = try #require(find(docs, "Job", "-stages"))
     let workerPod = try #require(((job["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
-    let workerSecret = try #require((workerPod["volumes"] as? [[String: Any]])?.first?["secret"] as? [String: Any])
+    let workerSecret = try #require((workerPod["volumes"] as? [[String: Any]])?.first { $0["name"] as? String == "keys" }?["secret"] as? [String: Any])
     #expect((workerSecret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == ["workers.key", "scheduler.pub"])
     let worker = try #require(container(job, path: ["spec", "template", "spec", "containers"]))
     let env = try #require(worker["env"] as? [[String: Any]])
