@@ -3,8 +3,9 @@
 # while this script samples every process's memory (launcher and workers) every INTERVAL
 # seconds (default 15): resident memory now (VmRSS) and the most it has ever been (VmHWM).
 # At the end it stops the run with SIGINT and checks: each process's peak memory grew less
-# than 5 % after the first epoch, and no batch was lost (every epoch closed with all its
-# batches, no message was rejected). The peak is the measure because processes return freed
+# than 5 % after the first epoch, and no batch was lost: per epoch, the batches the scheduler
+# fed equal those every stage trained, and the evaluation samples fed equal those every stage
+# scored (metrics.jsonl's `accounting`), and no message was rejected. The peak is the measure because processes return freed
 # memory to the kernel once an epoch, so resident memory rises and falls within each epoch;
 # a leak shows as a peak that keeps rising. Not part of CI. Needs a release build and the
 # data set. Usage: scripts/soak.sh [MINUTES] [OUT_DIR]
@@ -58,8 +59,22 @@ for process in sorted({r["process"] for r in rows}):
           f"second half {late:+.1f} %; resident {min(resident):.0f}–{max(resident):.0f} MiB")
     ok &= growth < 5
 rejected = sum(manifest["rejected"].values()) + sum(sum((s.get("rejected") or {}).values()) for s in manifest["stages"])
-print(f"rejected messages: {rejected}; every epoch closed with all its batches: {epochs} epochs")
-ok &= rejected == 0 and epochs >= 1
+print(f"rejected messages: {rejected}")
+# Nothing lost, measured per epoch: batches fed = trained by every stage, eval samples fed =
+# scored by every stage (the scheduler's counts in metrics.jsonl).
+lost = 0
+for line in open(f"{out}/run/metrics.jsonl"):
+    report = json.loads(line)
+    a = report.get("accounting")
+    if a is None:
+        print(f"epoch {report['epoch'] + 1}: no accounting"); lost += 1; continue
+    equal = all(t == a["batchesFed"] for t in a["batchesTrained"]) and all(s == a["evalSamplesFed"] for s in a["evalSamplesScored"])
+    if not equal or report["epoch"] < 2:
+        print(f"epoch {report['epoch'] + 1}: batches fed {a['batchesFed']}, trained {a['batchesTrained']}; "
+              f"eval samples fed {a['evalSamplesFed']}, scored {a['evalSamplesScored']}" + ("" if equal else "  <- LOST"))
+    lost += 0 if equal else 1
+print(f"epochs whose batches fed, trained and scored all agree: {epochs - lost} of {epochs}")
+ok &= rejected == 0 and epochs >= 1 and lost == 0
 print("soak: passed" if ok else "soak: FAILED")
 sys.exit(0 if ok else 1)
 PY

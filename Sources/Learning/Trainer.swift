@@ -31,6 +31,8 @@ public struct EpochReport: Sendable, Codable, Equatable {
   public var test: EvalReport
   /// The stage being trained, under the `sequential` schedule.
   public var activeStage: Int?
+  /// The daemon's count of this epoch's batches and samples (nil from the one-process trainer).
+  public var accounting: EpochAccounting?
 
   public init(
     epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,
@@ -39,6 +41,22 @@ public struct EpochReport: Sendable, Codable, Equatable {
     (self.epoch, self.steps, self.trainLoss, self.trainAccuracy, self.learningRate) =
       (epoch, steps, trainLoss, trainAccuracy, learningRate)
     (self.seconds, self.samplesPerSecond, self.test, self.activeStage) = (seconds, samplesPerSecond, test, activeStage)
+  }
+}
+
+/// One epoch of a daemon run, counted: training batches the scheduler fed and each stage
+/// trained (after a mid-epoch resume, those since the cut), evaluation samples fed and each
+/// stage scored. Equal when nothing was lost; a stage with nothing to report (an e2e inner
+/// stage's loss, a kernel stage's head) counts 0.
+public struct EpochAccounting: Sendable, Codable, Equatable {
+  public var batchesFed: Int
+  public var batchesTrained: [Int]
+  public var evalSamplesFed: Int
+  public var evalSamplesScored: [Int]
+
+  public init(batchesFed: Int, batchesTrained: [Int], evalSamplesFed: Int, evalSamplesScored: [Int]) {
+    (self.batchesFed, self.batchesTrained, self.evalSamplesFed, self.evalSamplesScored) =
+      (batchesFed, batchesTrained, evalSamplesFed, evalSamplesScored)
   }
 }
 

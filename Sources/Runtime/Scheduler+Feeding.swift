@@ -30,6 +30,7 @@ extension Scheduler {
       }
       if item.isBatch { inFlight += 1 }
       if case .train(let epoch, _, let micro, _, _) = item, micro == 0 { trainBatchesFed[epoch, default: 0] += 1 }
+      if case .eval(let epoch, let indices) = item { evalSamplesFed[epoch, default: 0] += indices.count }
       sequence += 1
       pendingFeed = nil
       plan.advance()
@@ -104,6 +105,11 @@ extension Scheduler {
       let lr = config.learningRate(step: phaseEpoch * batches, stepsPerEpoch: batches)
       var epochReport = ledger.report(epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
       epochReport.activeStage = plan.activeStage(epoch: epoch)
+      // Nothing lost, measured: what was fed against what every stage trained and scored.
+      epochReport.accounting = EpochAccounting(
+        batchesFed: trainBatchesFed[epoch] ?? 0, batchesTrained: ledger.train.map { $0?.batches ?? 0 },
+        evalSamplesFed: evalSamplesFed[epoch] ?? 0, evalSamplesScored: ledger.eval.map { $0?.samples ?? 0 })
+      evalSamplesFed[epoch] = nil
       reports.append(epochReport)
       lastEpochAt = ContinuousClock.now
       ledgers[epoch] = nil

@@ -65,6 +65,8 @@ public final class Scheduler {
   var stopAfterEpoch = false
   /// Training batches fed per epoch (to count what a failure costs).
   var trainBatchesFed: [Int: Int] = [:]
+  /// Evaluation samples fed per epoch (the other half of `EpochReport.accounting`).
+  var evalSamplesFed: [Int: Int] = [:]
   /// Worker failures recovered from, for `run.json`.
   public var recoveries: [Recovery] = []
   /// Called with a stage whose worker died: start a replacement (the launcher spawns one,

@@ -38,6 +38,16 @@ func readManifest(_ runDirectory: String) -> RunManifest? {
   return try? JSONDecoder().decode(RunManifest.self, from: data)
 }
 
+/// Every batch fed was trained by every stage, every evaluation sample scored by every stage.
+func expectNothingLost(_ report: EpochReport, sourceLocation: SourceLocation = #_sourceLocation) {
+  guard let a = report.accounting else {
+    Issue.record("epoch \(report.epoch) has no accounting", sourceLocation: sourceLocation)
+    return
+  }
+  #expect(a.batchesFed > 0 && a.batchesTrained.allSatisfy { $0 == a.batchesFed }, "\(a)", sourceLocation: sourceLocation)
+  #expect(a.evalSamplesFed > 0 && a.evalSamplesScored.allSatisfy { $0 == a.evalSamplesFed }, "\(a)", sourceLocation: sourceLocation)
+}
+
 func metricsLines(_ runDirectory: String) -> [EpochReport] {
   let text = (try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? ""
   return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochReport.self, from: Data($0.utf8)) }
@@ -368,6 +378,7 @@ struct DaemonTests {
     #expect(extended.status == 0, "\(extended.stderr)")
     #expect(metricsLines(run).map(\.epoch) == [0, 1])
     #expect(readManifest(run)?.state == "finished")
+    for report in metricsLines(run) { expectNothingLost(report) }
     let again = try ChildProcess.stagewise(["launch", "--resume", run], timeout: .seconds(120))
     #expect(again.status == 0, "\(again.stderr)")
     #expect(metricsLines(run).map(\.epoch) == [0, 1])
@@ -547,6 +558,7 @@ struct DaemonTests {
     let result = launch.wait(timeout: .seconds(240))
     #expect(result.status == 0, "\(result.stderr)")
     #expect(metricsLines("\(dir)/run").count == 12)
+    for report in metricsLines("\(dir)/run") { expectNothingLost(report) }  // garbage never counts as trained
     let final = try #require(readManifest("\(dir)/run"))
     #expect(final.state == "finished")
     let stageRejected = final.stages[1].rejected ?? [:]
