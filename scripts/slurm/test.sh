@@ -3,8 +3,11 @@
 # folder (scripts/slurm/local-slurm.sh), submits scripts/slurm/stagewise.sbatch with sbatch
 # (a 2-stage job on Fashion-MNIST), kills one stage's worker with -9 after the first epoch,
 # and checks that the stage came back as a new job step, that the job finished, and that it
-# trained (test accuracy above 0.80). Every daemon it started is stopped whatever happens.
-# Bounded: about 2 minutes here; fails after 8. Needs root; prints why and exits 0 without.
+# trained (test accuracy above 0.80). Then it resumes the finished run for two more epochs
+# with STAGEWISE_RESUME, cancels that job after its first new epoch, resumes again, and checks
+# that every epoch is in metrics.jsonl once. Every daemon it started is stopped whatever
+# happens. Bounded: about 3 minutes here; fails after 12. Needs root; prints why and exits 0
+# without.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -59,7 +62,7 @@ job=$(STAGEWISE=$bin STAGEWISE_CONFIG=$work/job.yaml STAGEWISE_OUT=$run \
 echo "slurm test: submitted job $job"
 
 json() { python3 -c "import json,sys; d=json.load(open('$run/run.json')); print($1)" 2>/dev/null; }
-deadline=$((SECONDS + 480))
+deadline=$((SECONDS + 720))
 steps=""
 watch_steps() { steps+=$(squeue -h -s -j "$job" -o "%i %j" 2>/dev/null | tr '\n' ';'); }
 
@@ -88,3 +91,25 @@ accuracy=$(python3 -c "import json; print(json.loads(open('$run/metrics.jsonl').
 python3 -c "import sys; sys.exit(0 if $accuracy > 0.80 else 1)" || fail "final test accuracy $accuracy is not above 0.80"
 grep -E "missed|waiting for a worker|starting a worker|slurm step|restarting from|final test accuracy" "$work/job.out" | sed 's/^/  /'
 echo "slurm test: passed — job $job finished 4 epochs at test accuracy $accuracy; stage 1 came back as step $job.1"
+
+# Resuming under Slurm: two more epochs, cancelled (scancel) after the first of them.
+wait_gone() { while squeue -h -j "$job" 2>/dev/null | grep -q .; do (( SECONDS < deadline )) || fail "job $job did not end within the bound"; sleep 0.5; done; }
+job=$(STAGEWISE=$bin STAGEWISE_RESUME=$run STAGEWISE_ARGS="--epochs 6" \
+  STAGEWISE_KEY=$work/workers.key STAGEWISE_SCHEDULER_KEY=$work/scheduler.pub \
+  sbatch --parsable --ntasks=3 --overcommit --output="$work/resume.out" scripts/slurm/stagewise.sbatch)
+until [[ $(wc -l < "$run/metrics.jsonl") -ge 5 ]]; do
+  (( SECONDS < deadline )) || fail "the resumed job trained no further epoch within the bound"
+  squeue -h -j "$job" | grep -q . || fail "the resumed job ended before its first new epoch: $(tail -n 5 "$work/resume.out")"
+  sleep 0.5
+done
+scancel "$job"
+wait_gone
+grep -q "resuming $run after epoch 4" "$work/resume.out" || fail "the resumed job did not continue after epoch 4: $(grep -m3 -E 'resum|rror' "$work/resume.out")"
+job=$(STAGEWISE=$bin STAGEWISE_RESUME=$run \
+  STAGEWISE_KEY=$work/workers.key STAGEWISE_SCHEDULER_KEY=$work/scheduler.pub \
+  sbatch --parsable --ntasks=3 --overcommit --output="$work/resume2.out" scripts/slurm/stagewise.sbatch)
+wait_gone
+[[ $(json "d['state']") == finished ]] || fail "after the second resume run.json state is $(json "d['state']"): $(tail -n 5 "$work/resume2.out")"
+epochs=$(python3 -c "import json; print([json.loads(l)['epoch'] for l in open('$run/metrics.jsonl')])")
+[[ $epochs == "[0, 1, 2, 3, 4, 5]" ]] || fail "metrics.jsonl holds epochs $epochs after resuming, expected 0…5 once each"
+echo "slurm test: resume passed — continued for 2 more epochs, cancelled after one, resumed to the end: epochs $epochs"
