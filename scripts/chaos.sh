@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Chaos run on Fashion-MNIST: `stagewise launch` trains model A (4 worker processes) while this
-# script kills a random worker with SIGKILL $KILLS times (default 3), then kills the launcher
-# itself once and continues with `stagewise launch --resume`. Then it checks that the run
-# completed, that its final accuracy is within 1 point of an undisturbed one-process run of
-# the same config (for local learning it is the same, bit for bit), and that every checkpoint
-# on disk loads; it prints each recovery from run.json (stage, detection, recovery time,
-# batches retrained). About 4–6 minutes on 2 cores. Needs a release build and the data set.
+# Chaos run on Fashion-MNIST: `stagewise launch` trains model A (4 worker processes) for
+# EPOCHS − 1 epochs while this script kills a random worker with SIGKILL $KILLS times (default
+# 3), then kills the launcher itself once, flips a byte in the newest epoch checkpoint of one
+# stage, and extends the run with `stagewise launch --resume RUN --epochs EPOCHS` (constant
+# learning rate, so the extension is exact). Then it checks that the resume skipped the damaged
+# cut, that the run completed, that its final accuracy is within 1 point of an undisturbed
+# one-process run of EPOCHS epochs (for local learning it is the same, bit for bit), and that
+# every checkpoint on disk loads; it prints each recovery from run.json (stage, detection,
+# recovery time, batches retrained). About 4–6 minutes on 2 cores. Needs a release build and
+# the data set.
 # Usage: scripts/chaos.sh [OUT_DIR] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,7 @@ kills=${KILLS:-3}
 bin=.build/release/stagewise
 [ -x "$bin" ] || swift build -c release
 rm -rf "$out" && mkdir -p "$out"
-sed "s/^  epochs: .*/  epochs: $epochs/" config/mlp-greedy-k4.yaml > "$out/job.yaml"
+sed -e "s/^  epochs: .*/  epochs: $epochs/" -e "s/^  kind: cosine/  kind: constant/" config/mlp-greedy-k4.yaml > "$out/job.yaml"
 
 field() {  # field RUN_DIR PYTHON_EXPRESSION_ON_run.json
   python3 -c "import json,sys; m=json.load(open(sys.argv[1]+'/run.json')); print($2)" "$1" 2>/dev/null || true
@@ -25,7 +28,7 @@ echo "== undisturbed reference: stagewise train" >&2
 "$bin" train --config "$out/job.yaml" --out "$out/calm" > "$out/calm.log"
 
 echo "== chaos: stagewise launch, $kills worker kills, then the launcher" >&2
-"$bin" launch --config "$out/job.yaml" --out "$out/run" > "$out/run.log" 2>&1 &
+"$bin" launch --config "$out/job.yaml" --epochs $((epochs - 1)) --out "$out/run" > "$out/run.log" 2>&1 &
 launcher=$!
 for i in $(seq 1 "$kills"); do
   sleep $((6 + RANDOM % 8))
@@ -35,15 +38,28 @@ for i in $(seq 1 "$kills"); do
 done
 sleep $((6 + RANDOM % 6))
 if kill -9 "$launcher" 2>/dev/null; then
-  echo "killed the launcher (pid $launcher); resuming" >&2
+  echo "killed the launcher (pid $launcher)" >&2
   wait "$launcher" 2>/dev/null || true
   sleep 3  # its workers notice the silence and leave by themselves
-  "$bin" launch --resume "$out/run" >> "$out/run.log" 2>&1
 else
   wait "$launcher"
 fi
+damaged=$(python3 - "$out/run" <<'PY'
+import glob, re, sys, random
+files = glob.glob(sys.argv[1] + "/stage-*.epoch-*.safetensors")
+newest = max(int(re.search(r"epoch-(\d+)", f).group(1)) for f in files)
+victim = random.choice([f for f in files if f.endswith(f".epoch-{newest}.safetensors")])
+data = bytearray(open(victim, "rb").read())
+data[-1] ^= 0x01  # one bit of the last float
+open(victim, "wb").write(data)
+print(victim)
+PY
+)
+echo "flipped a bit in $damaged; extending the run to $epochs epochs with --resume" >&2
+"$bin" launch --resume "$out/run" --epochs "$epochs" >> "$out/run.log" 2>&1
 
 echo "== checks" >&2
+grep -q "skipped a damaged checkpoint: $damaged" "$out/run.log" || { echo "FAIL: the resume did not skip $damaged" >&2; exit 1; }
 calm=$(tail -1 "$out/calm/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
 chaos=$(tail -1 "$out/run/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
 lines=$(wc -l < "$out/run/metrics.jsonl")

@@ -38,6 +38,25 @@ func readManifest(_ runDirectory: String) -> RunManifest? {
   return try? JSONDecoder().decode(RunManifest.self, from: data)
 }
 
+/// Of the wall time during which any stage computes (forward, backward, update), the share
+/// during which two or more do.
+func computeOverlap(_ trace: ChromeTrace) -> Double {
+  let compute: Set<String> = ["forward", "backward", "update"]
+  var edges: [(Double, Int)] = []
+  for e in trace.traceEvents where e.ph == "X" && e.pid >= 1 && compute.contains(e.name) {
+    edges.append((e.ts, 1))
+    edges.append((e.ts + (e.dur ?? 0), -1))
+  }
+  edges.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+  var (active, last, busy, overlapping) = (0, 0.0, 0.0, 0.0)
+  for (time, change) in edges {
+    if active >= 1 { busy += time - last }
+    if active >= 2 { overlapping += time - last }
+    (active, last) = (active + change, time)
+  }
+  return busy > 0 ? overlapping / busy : 0
+}
+
 /// Every batch fed was trained by every stage, every evaluation sample scored by every stage.
 func expectNothingLost(_ report: EpochReport, sourceLocation: SourceLocation = #_sourceLocation) {
   guard let a = report.accounting else {
@@ -143,6 +162,24 @@ struct DaemonTests {
       #expect(d.test.stages == t.test.stages && d.activeStage == t.activeStage)
       for (a, b) in zip(d.test.stageAccuracy, t.test.stageAccuracy) { #expect(abs(a - b) <= (microBatches > 1 ? 0.003 : 0)) }
     }
+  }
+
+  /// The weights cannot tell pipelined from lockstep (they are equal by design): the merged
+  /// trace can. Pipelined stages compute at the same time for a clear share of the run;
+  /// lockstep ones never do. Stages wide enough that compute, not messaging, fills the time.
+  @Test(arguments: [Schedule.pipelined, .lockstep])
+  func pipelinedStagesOverlapAndLockstepOnesNever(schedule: Schedule) throws {
+    var config = daemonConfig(epochs: 1, schedule: schedule, trainSamples: 5120)
+    config.stages = RunConfig.mlpStages(width: 1024, count: 2)
+    config.training.batchSize = 256  // spans of milliseconds: the trace's clock alignment (tens of µs) cannot fake an overlap
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/run/trace.json")))
+    let overlap = computeOverlap(trace)
+    if schedule == .pipelined { #expect(overlap > 0.2, "pipelined stages overlapped for only \(overlap) of their compute") }
+    if schedule == .lockstep { #expect(overlap < 0.02, "lockstep stages computed at the same time for \(overlap) of it") }
   }
 
   @Test func workersStartedByHandInAnyOrder() throws {

@@ -59,20 +59,26 @@ struct StageGradientTests {
         stage.store.zeroGradients()
         return Double(stage.localGradients(p, labels: batch.labels).loss)
       }
-      var worst = 0.0
+      // Per parameter tensor (body, head, encoders alike): its three largest gradients, each
+      // within 15 % of the central difference — a halved or zeroed gradient is off by 50 %.
+      // Below 2e-3 the float32 loss's rounding (~1e-4 here) would dominate the difference.
+      var worst = (error: 0.0, name: "")
       let step: Float = 1e-3
-      for i in stride(from: 0, to: stage.store.count, by: max(1, stage.store.count / 40)) {
-        let saved = stage.store.values[i]
-        stage.store.values[i] = saved + step
-        let up = loss()
-        stage.store.values[i] = saved - step
-        let down = loss()
-        stage.store.values[i] = saved
-        let numeric = (up - down) / Double(2 * step)
-        let error = abs(numeric - Double(analytic[i])) / max(1, abs(numeric))
-        worst = max(worst, error)
+      for spec in stage.store.layout.specs {
+        let largest = (spec.offset..<(spec.offset + spec.count)).sorted { abs(analytic[$0]) > abs(analytic[$1]) }.prefix(3)
+        for i in largest where abs(analytic[i]) > 2e-3 {
+          let saved = stage.store.values[i]
+          stage.store.values[i] = saved + step
+          let up = loss()
+          stage.store.values[i] = saved - step
+          let down = loss()
+          stage.store.values[i] = saved
+          let numeric = (up - down) / Double(2 * step)
+          let error = abs(numeric - Double(analytic[i])) / max(abs(numeric), abs(Double(analytic[i])))
+          if error > worst.error { worst = (error, "\(spec.name)[\(i - spec.offset)]: analytic \(analytic[i]), numeric \(numeric)") }
+        }
       }
-      #expect(worst < 2e-2, "\(name), stage \(stage.index): worst relative error \(worst)")
+      #expect(worst.error < 0.15, "\(name), stage \(stage.index): worst relative error \(worst.error) at \(worst.name)")
       previous = stage.forward(input)
     }
   }
