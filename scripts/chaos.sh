@@ -40,15 +40,20 @@ sleep $((6 + RANDOM % 6))
 if kill -9 "$launcher" 2>/dev/null; then
   echo "killed the launcher (pid $launcher)" >&2
   wait "$launcher" 2>/dev/null || true
-  sleep 3  # its workers notice the silence and leave by themselves
+  # Its workers notice the silence and leave by themselves (within liveness × heartbeat);
+  # wait for them, so they write nothing more into run.log.
+  for pid in $(field "$out/run" "' '.join(str(s['pid']) for s in m['stages'])"); do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  done
 else
   wait "$launcher"
 fi
 damaged=$(python3 - "$out/run" <<'PY'
 import glob, re, sys, random
-files = glob.glob(sys.argv[1] + "/stage-*.epoch-*.safetensors")
-newest = max(int(re.search(r"epoch-(\d+)", f).group(1)) for f in files)
-victim = random.choice([f for f in files if f.endswith(f".epoch-{newest}.safetensors")])
+# A file of the newest cut every stage saved: the one --resume would pick.
+epochs = [{int(re.search(r"epoch-(\d+)", f).group(1)) for f in glob.glob(f"{sys.argv[1]}/stage-{k}.epoch-*.safetensors")} for k in range(4)]
+newest = max(set.intersection(*epochs))
+victim = f"{sys.argv[1]}/stage-{random.randrange(4)}.epoch-{newest}.safetensors"
 data = bytearray(open(victim, "rb").read())
 data[-1] ^= 0x01  # one bit of the last float
 open(victim, "wb").write(data)

@@ -114,6 +114,10 @@ public struct ResumePoint: Sendable, Equatable {
   public func rewind(_ runDirectory: String, stageCount: Int, batchesPerEpoch: Int) throws {
     let resumeStep = step(batchesPerEpoch: batchesPerEpoch)
     Self.removeCheckpoints(in: runDirectory, stages: 0..<stageCount, batchesPerEpoch: batchesPerEpoch) { $0 > resumeStep }
+    // A worker killed while saving leaves its temporary file (never the checkpoint's name): gone.
+    for file in (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? [] where file.contains(".safetensors.tmp-") {
+      try? FileManager.default.removeItem(atPath: "\(runDirectory)/\(file)")
+    }
     try trimLogs(in: runDirectory)
   }
 

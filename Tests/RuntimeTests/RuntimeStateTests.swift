@@ -172,6 +172,19 @@ struct ResumePointTests {
     #expect(!FileManager.default.fileExists(atPath: ResumePoint.stepPath(in: reportedTwo, stage: 0, step: 15)))
   }
 
+  /// Rewinding to a cut drops later cuts and the temporary files of saves that never finished.
+  @Test func rewindRemovesLaterCutsAndUnfinishedSaves() throws {
+    let dir = try runDirectory(reported: 2)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let unfinished = ResumePoint.epochPath(in: dir, stage: 0, epochsDone: 3) + ".tmp-4242"
+    try Data([1, 2, 3]).write(to: URL(fileURLWithPath: unfinished))
+    let point = ResumePoint(epochsDone: 1, checkpoints: [])
+    try point.rewind(dir, stageCount: 2, batchesPerEpoch: 10)
+    #expect(!FileManager.default.fileExists(atPath: unfinished))
+    #expect(!FileManager.default.fileExists(atPath: ResumePoint.epochPath(in: dir, stage: 1, epochsDone: 2)))
+    #expect(FileManager.default.fileExists(atPath: ResumePoint.epochPath(in: dir, stage: 1, epochsDone: 1)))
+  }
+
   /// A flipped byte in the newest cut's data: that cut is passed over for the one before,
   /// naming the file and why; with every cut damaged, the error names them all.
   @Test func aDamagedNewestCutFallsBackToTheNewestIntactOne() throws {
