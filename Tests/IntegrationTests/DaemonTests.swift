@@ -38,6 +38,28 @@ func readManifest(_ runDirectory: String) -> RunManifest? {
   return try? JSONDecoder().decode(RunManifest.self, from: data)
 }
 
+/// A run under `launch` that has started training, and a ZeroMQ context to reach its stages.
+func startedRun(_ config: RunConfig) throws -> (dir: String, launch: ChildProcess, manifest: RunManifest, context: Context) {
+  let (dir, path) = try prepare(config)
+  let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
+  #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
+  return (dir, launch, try #require(readManifest("\(dir)/run")), try Context())
+}
+
+/// A PUSH socket connected to `endpoint`, with bounded waits.
+func pushSocket(_ context: Context, to endpoint: String) throws -> Socket {
+  let socket = try Socket(context, .push)
+  try socket.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
+  try socket.connect(endpoint)
+  return socket
+}
+
+/// A well-formed TRAIN message for a 32-wide stage (job and sequence left to the caller).
+let smallTrainMessage = Message(kind: .train, tensors: [
+  WireTensor(role: .activations, shape: [4, 32], floats: [Float](repeating: 0.5, count: 128)),
+  WireTensor(role: .labels, labels: [1, 2, 3, 4]),
+])
+
 /// Of the wall time during which any stage computes (forward, backward, update), the share
 /// during which two or more do.
 func computeOverlap(_ trace: ChromeTrace) -> Double {
@@ -491,21 +513,12 @@ struct DaemonTests {
     config.method = .e2e
     config.schedule = .lockstep
     config.daemon.microBatches = 2
-    let (dir, path) = try prepare(config)
+    let (dir, launch, manifest, context) = try startedRun(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
-    #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
-    let manifest = try #require(readManifest("\(dir)/run"))
-    let context = try Context()
 
     // To stage 1's data socket: TRAIN micro-batches whose fields would have hit a precondition.
-    let data = try Socket(context, .push)
-    try data.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
-    try data.connect(manifest.stages[1].dataEndpoint)
-    var train = Message(kind: .train, tensors: [
-      WireTensor(role: .activations, shape: [4, 32], floats: [Float](repeating: 0.5, count: 128)),
-      WireTensor(role: .labels, labels: [1, 2, 3, 4]),
-    ])
+    let data = try pushSocket(context, to: manifest.stages[1].dataEndpoint)
+    var train = smallTrainMessage
     train.job = manifest.job
     var dataFuzz: [Message] = []
     for (index, count) in [(UInt16(3), UInt16(2)), (0, 5000)] {  // index past the count; a count past the bound
@@ -523,9 +536,7 @@ struct DaemonTests {
 
     // To stage 0's gradient socket: garbage, the wrong kind, and gradients of the wrong batch
     // size or shape for every sequence of the first batches (held or not, never applied).
-    let grad = try Socket(context, .push)
-    try grad.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
-    try grad.connect(try #require(manifest.stages[0].gradEndpoint))
+    let grad = try pushSocket(context, to: try #require(manifest.stages[0].gradEndpoint))
     var gradFuzz: [[[UInt8]]] = [[[1, 2, 3]], train.encode()]
     for sequence in UInt64(0)..<40 {
       var m = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [3, 32], floats: [Float](repeating: 0, count: 96))])
@@ -546,20 +557,10 @@ struct DaemonTests {
   }
 
   @Test func malformedFramesAreRejectedCountedAndTheRunFinishes() throws {
-    let (dir, path) = try prepare(daemonConfig(epochs: 12, trainSamples: 1200))
+    let (dir, launch, manifest, context) = try startedRun(daemonConfig(epochs: 12, trainSamples: 1200))
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let launch = try ChildProcess(stagewise: ["launch", "--config", path, "--out", "\(dir)/run"])
-    #expect(eventually(timeout: .seconds(120)) { readManifest("\(dir)/run")?.state == "running" })
-    let manifest = try #require(readManifest("\(dir)/run"))
-
-    let context = try Context()
-    let data = try Socket(context, .push)
-    try data.setTimeouts(receiveMilliseconds: 1000, sendMilliseconds: 1000)
-    try data.connect(manifest.stages[1].dataEndpoint)
-    let valid = Message(kind: .train, tensors: [
-      WireTensor(role: .activations, shape: [4, 32], floats: [Float](repeating: 0.5, count: 128)),
-      WireTensor(role: .labels, labels: [1, 2, 3, 4]),
-    ])
+    let data = try pushSocket(context, to: manifest.stages[1].dataEndpoint)
+    let valid = smallTrainMessage
     var rng = SeededGenerator(seed: 77)
     var fuzz: [[[UInt8]]] = []
     for _ in 0..<20 {  // random bytes
