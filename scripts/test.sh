@@ -3,7 +3,7 @@
 # (`swift test`: numerics with gradient checks, data, config, trainer, ZeroMQ on loopback,
 # the CLI and the daemon as real processes, three hosts in network namespaces), then the
 # real-Slurm test (scripts/slurm/test.sh: installs slurm-wlm and munge, starts a one-node
-# Slurm, trains under sbatch, kills a stage). About 4–5 minutes on 2 cores from a clean
+# Slurm, trains under sbatch, kills a stage, resumes twice). About 6–8 minutes on 2 cores from a clean
 # checkout. Arguments go to `swift test` (and then skip the Slurm test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
