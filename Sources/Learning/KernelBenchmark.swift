@@ -36,21 +36,23 @@ public struct KernelBenchmark {
   public var rounds = 5
   public var stepsPerRound = 10
   public var threadCounts = Array(Set([1, CPU.cores])).sorted()
+  /// Model A's batch size; model B runs at half of it (64 by default, as config/cnn-e2e.yaml).
+  public var batchSize = 128
   public var pytorch: PyTorchBaseline? = PyTorchBaseline()
 
   public init() {}
 
-  /// Model A trained end to end: 784 → 4 × [Linear 1024, ReLU] → 10, batch 128.
-  static func modelA() throws -> Trainer {
+  /// Model A trained end to end: 784 → 4 × [Linear 1024, ReLU] → 10.
+  static func modelA(batchSize: Int) throws -> Trainer {
     var config = RunConfig()
     config.method = .e2e
     config.stages = (0..<4).map { _ in StageConfig(layers: [LayerConfig(.linear, out: 1024), LayerConfig(.relu)]) }
-    config.training.batchSize = 128
+    config.training.batchSize = batchSize
     return try trainer(config)
   }
 
-  /// Model B (config/cnn-e2e.yaml) trained end to end, batch 64.
-  static func modelB() throws -> Trainer {
+  /// Model B (config/cnn-e2e.yaml) trained end to end.
+  static func modelB(batchSize: Int) throws -> Trainer {
     var config = RunConfig()
     config.method = .e2e
     config.optimizer.learningRate = 0.1
@@ -66,7 +68,7 @@ public struct KernelBenchmark {
       StageConfig(layers: [conv(32), LayerConfig(.relu), pool]), StageConfig(layers: [conv(64), LayerConfig(.relu)]),
       StageConfig(layers: [conv(64), LayerConfig(.relu), pool]), StageConfig(layers: [conv(128), LayerConfig(.relu)]),
     ]
-    config.training.batchSize = 64
+    config.training.batchSize = batchSize
     return try trainer(config)
   }
 
@@ -117,7 +119,7 @@ public struct KernelBenchmark {
   }
 
   public func run(log: (String) -> Void) throws -> Result {
-    let a = try Self.modelA(), b = try Self.modelB()
+    let a = try Self.modelA(batchSize: batchSize), b = try Self.modelB(batchSize: max(1, batchSize / 2))
     let batchA = a.train.batch(ArraySlice(0..<a.config.training.batchSize))
     let batchB = b.train.batch(ArraySlice(0..<b.config.training.batchSize))
     let shapes = Self.gemmShapes(a.stages, batch: a.config.training.batchSize)
