@@ -28,6 +28,13 @@ public enum FashionMNIST {
       rawPixels: images.bytes, labels: labels.bytes.map { Int32($0) }, mean: mean, std: std)
   }
 
+  /// The IDX files `load` needs that `directory` lacks (empty when the data set is there).
+  public static func missingFiles(in directory: String = defaultDirectory) -> [String] {
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"].filter { base in
+      (try? locate(base, in: directory)) == nil
+    }
+  }
+
   static func locate(_ base: String, in directory: String) throws(DataError) -> String {
     for candidate in ["\(directory)/\(base).gz", "\(directory)/\(base)"]
     where FileManager.default.fileExists(atPath: candidate) {

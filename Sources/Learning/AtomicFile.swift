@@ -12,8 +12,20 @@ public enum AtomicFile {
     }
   }
 
+  /// The temporary file a write goes through before its rename.
+  static func temporaryPath(for path: String) -> String { "\(path)\(temporaryMark)\(getpid())" }
+  static let temporaryMark = ".tmp-"
+
+  /// Removes the temporary files of writes that never finished (a process killed mid-write)
+  /// among the files in `directory` whose names end, before the mark, in `suffix`.
+  public static func removeUnfinished(in directory: String, suffix: String) {
+    for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where file.contains(suffix + temporaryMark) {
+      try? FileManager.default.removeItem(atPath: "\(directory)/\(file)")
+    }
+  }
+
   public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(WriteError) {
-    let temporary = "\(path).tmp-\(getpid())"
+    let temporary = temporaryPath(for: path)
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode)
     guard fd >= 0 else { throw WriteError(path: path, operation: "open", errno: errno) }
     var written = 0

@@ -45,8 +45,7 @@ struct Affine: Sendable {
              a: dyp.baseAddress!, aCount: dyp.count, b: xp.baseAddress!, bCount: xp.count,
              beta: overwrite ? 0 : 1, c: dw, cCount: inputs * outputs)
       }
-      let (db, overwrite) = store.accumulationTarget(at: biasOffset)
-      if overwrite { db.update(repeating: 0, count: outputs) }
+      let db = store.gradientToAdd(at: biasOffset, count: outputs)
       for r in 0..<rows {
         let row = dyp.baseAddress! + r * outputs
         for o in 0..<outputs { db[o] += row[o] }

@@ -21,7 +21,7 @@ public struct Conv2D: Layer {
   /// The convolution as an affine map on im2col rows: W [F, K], b [F].
   let affine: Affine
   public let engine: Engine
-  /// oneDNN primitives by batch size, made on first use.
+  /// oneDNN primitives by batch size and thread count, made on first use.
   let primitives = ConvolutionCache()
 
   /// Fails (returns nil) when the kernel does not fit the padded input.
@@ -89,10 +89,8 @@ public struct Conv2D: Layer {
   ) -> Tensor? {
     if cache.tensors[0].shape.count == 4, let conv = convolution(batch: dy.batchSize) {
       let x = cache.tensors[0]
-      let (dw, freshWeights) = store.accumulationTarget(at: affine.weightOffset)
-      let (db, freshBias) = store.accumulationTarget(at: affine.biasOffset)
-      if freshWeights { dw.update(repeating: 0, count: filters * patch) }
-      if freshBias { db.update(repeating: 0, count: filters) }
+      let dw = store.gradientToAdd(at: affine.weightOffset, count: filters * patch)
+      let db = store.gradientToAdd(at: affine.biasOffset, count: filters)
       x.storage.withUnsafeBufferPointer { xp in
         dy.storage.withUnsafeBufferPointer { dyp in
           conv.backwardWeights(x: xp.baseAddress!, dy: dyp.baseAddress!, dw: dw, db: db)
@@ -175,11 +173,10 @@ public struct Conv2D: Layer {
   }
 }
 
-/// A layer's oneDNN primitives by shape, made on first use; nil is remembered too (no fast
-/// kernel: im2col). A class so that the value-type layer can fill it; the lock makes it safe
-/// to share, although a stage's layers run on one thread.
-/// Keyed by the thread count too: oneDNN fixes a primitive's partitioning over threads when
-/// it makes it (one made for 1 thread runs on 1 thread only).
+/// A layer's oneDNN primitives by shape and thread count (oneDNN fixes a primitive's split
+/// over threads when it makes it: one made for 1 thread runs on 1 thread only), made on first
+/// use; nil is remembered too (no fast kernel: im2col). A class so that the value-type layer
+/// can fill it; the lock makes it safe to share, although a stage's layers run on one thread.
 final class ConvolutionCache: @unchecked Sendable {
   private struct Key: Hashable {
     var shape: ConvolutionShape

@@ -84,6 +84,14 @@ public final class ParameterStore {
     return (gradient(at: offset), stale[index])
   }
 
+  /// The gradient of the `count` values at `offset`, ready to be added into: zeroed first when
+  /// it is stale. (sgemm takes `accumulationTarget` instead and overwrites with beta 0.)
+  public func gradientToAdd(at offset: Int, count: Int) -> UnsafeMutablePointer<Float> {
+    let (gradient, stale) = accumulationTarget(at: offset)
+    if stale { gradient.update(repeating: 0, count: count) }
+    return gradient
+  }
+
   /// Makes every stale gradient zero (a parameter no backward pass reached this step, such as
   /// an e2e inner stage's unused head): what the optimizer reads is then exactly ∂L/∂θ.
   public func clearStaleGradients() {

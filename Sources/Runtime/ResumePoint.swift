@@ -115,9 +115,7 @@ public struct ResumePoint: Sendable, Equatable {
     let resumeStep = step(batchesPerEpoch: batchesPerEpoch)
     Self.removeCheckpoints(in: runDirectory, stages: 0..<stageCount, batchesPerEpoch: batchesPerEpoch) { $0 > resumeStep }
     // A worker killed while saving leaves its temporary file (never the checkpoint's name): gone.
-    for file in (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? [] where file.contains(".safetensors.tmp-") {
-      try? FileManager.default.removeItem(atPath: "\(runDirectory)/\(file)")
-    }
+    AtomicFile.removeUnfinished(in: runDirectory, suffix: ".safetensors")
     try trimLogs(in: runDirectory)
   }
 

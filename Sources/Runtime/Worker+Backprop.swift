@@ -16,6 +16,9 @@ struct BackpropState {
   var backwards = 0
   var microCount = 1
 
+  /// A batch has started (some micro-batch went forward or back) and not been applied yet.
+  var inBatch: Bool { forwards > 0 || backwards > 0 }
+
   /// Between a batch's last forward and its update, the stage waits for gradients only.
   var awaitingGradients: Bool { forwards == microCount && backwards < microCount && forwards > 0 }
 }
@@ -27,7 +30,7 @@ extension Worker {
   /// last stage, loss and backward at once, the gradient going back upstream.
   func trainBackprop(_ message: Message) throws {
     let input = stageInput(message)
-    if backprop.forwards == 0 && backprop.backwards == 0 { backprop.microCount = max(1, Int(message.microCount)) }
+    if !backprop.inBatch { backprop.microCount = max(1, Int(message.microCount)) }
     let t0 = WallClock.micros()
     let (h, caches) = stage.forwardBody(input.x)
     let t1 = WallClock.micros()

@@ -226,7 +226,7 @@ public final class Worker {
     guard Int(message.microIndex) < count, count <= Protocol.maxMicroBatches else {
       throw .unexpected("micro-batch \(message.microIndex) of \(message.microCount)")
     }
-    if backprop.forwards > 0 || backprop.backwards > 0, count != backprop.microCount {
+    if backprop.inBatch, count != backprop.microCount {
       throw .unexpected("micro-batch count \(count) inside a batch of \(backprop.microCount)")
     }
     if message.tensor(.stats) != nil {

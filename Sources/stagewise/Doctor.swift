@@ -62,8 +62,7 @@ struct Doctor: ParsableCommand {
     if !curve {
       problems.append("libzmq was built without CURVE: runs across machines would need --insecure. Install Debian's libzmq5 (built with libsodium).")
     }
-    let dataPresent = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-      .allSatisfy { FileManager.default.fileExists(atPath: "\(data)/\($0).gz") || FileManager.default.fileExists(atPath: "\(data)/\($0)") }
+    let dataPresent = FashionMNIST.missingFiles(in: data).isEmpty
     if !dataPresent {
       problems.append("Fashion-MNIST is not in \(data): `bash scripts/setup.sh` (or `apt-get install dataset-fashion-mnist`) installs it.")
     }
