@@ -58,6 +58,11 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
+    // The volume fuzzer of a live stage (scripts/fuzz.sh).
+    .executableTarget(
+      name: "stagewise-fuzz",
+      dependencies: ["Learning", "NN", "Runtime", "Wire", "ZMQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
     // MARK: Tests.
     .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),

@@ -10,6 +10,8 @@ public struct RunManifest: Codable, Sendable {
     public var pid: Int32
     public var dataEndpoint: String
     public var checkpoint: String?
+    /// Messages this stage rejected, by reason: its last live report while the run goes on,
+    /// its BYE's final count at the end.
     public var rejected: [String: Int]?
     public var replay: ReplayStatistics?
     public var peakResidentBytes: Int?

@@ -1,10 +1,12 @@
 import Foundation
 
-/// Control messages carry a small JSON body as one `body` tensor of bytes.
+/// Control messages carry a small JSON body as one `body` tensor of bytes. Non-finite numbers
+/// travel as "nan", "inf" and "-inf" (a diverged loss is news, not a reason to drop a report).
 extension Message {
   public init<Body: Encodable>(kind: Kind, body: Body) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     let bytes = (try? encoder.encode(body)).map { Array($0) } ?? Array("{}".utf8)
     self.init(kind: kind, tensors: [WireTensor(role: .body, dtype: .u8, shape: [bytes.count], bytes: bytes)])
   }
@@ -13,7 +15,9 @@ extension Message {
   public func body<Body: Decodable>(_ type: Body.Type) throws(WireError) -> Body {
     guard let tensor = tensor(.body), tensor.dtype == .u8 else { throw .unexpected("\(kind) without a body") }
     do {
-      return try JSONDecoder().decode(Body.self, from: Data(tensor.bytes))
+      let decoder = JSONDecoder()
+      decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+      return try decoder.decode(Body.self, from: Data(tensor.bytes))
     } catch {
       throw .unexpected("\(kind) body is not a valid \(Body.self): \(error)")
     }

@@ -56,6 +56,16 @@ struct WireTests {
     #expect(throws: WireError.self) { try decoded.body([Int].self) }
   }
 
+  /// A stage with no loss of its own (e2e before the last) reports a NaN loss; its live report
+  /// once arrived as "{}" and was dropped, rejection counts and all.
+  @Test func nonFiniteNumbersSurviveTheBody() throws {
+    struct Report: Codable { var loss: Double; var peak: Float; var floor: Double; var rejected: [String: Int] }
+    let message = Message(kind: .stats, body: Report(loss: .nan, peak: .infinity, floor: -.infinity, rejected: ["bad-magic": 3]))
+    let decoded = try Message(frames: message.encode()).body(Report.self)
+    #expect(decoded.loss.isNaN && decoded.peak == .infinity && decoded.floor == -.infinity)
+    #expect(decoded.rejected == ["bad-magic": 3])
+  }
+
   @Test func eachMalformationHasItsReason() {
     var frames = sampleMessage().encode()
     #expect(rejection([]) == .noFrames)
