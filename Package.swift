@@ -39,22 +39,29 @@ let package = Package(
     .target(name: "ZMQ", dependencies: ["CZeroMQ"]),
 
     // MARK: The library proper.
-    .target(name: "NN", dependencies: ["Linalg", "CMalloc"]),
-    .target(name: "Data", dependencies: ["CZlib", "NN"]),
+    .target(name: "NN", dependencies: ["Linalg"]),
+    .target(name: "Memory", dependencies: ["CMalloc"]),  // the heap policy and resident size of this process
+    .target(name: "Datasets", dependencies: ["CZlib", "NN"]),
     .target(name: "Wire"),
     .target(name: "Telemetry"),
     .target(
       name: "Runtime",
-      dependencies: ["Learning", "NN", "Data", "Linalg", "Hardware", "ZMQ", "Wire", "Telemetry"]),
+      dependencies: ["Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Wire", "Telemetry"]),
+    // Slurm and Kubernetes: where a worker finds its scheduler, and the manifests that start them.
+    .target(name: "Clusters", dependencies: ["Learning", .product(name: "Yams", package: "Yams")]),
+    // The measuring tools: kernels, pipeline, accuracy, the PyTorch yardstick, their charts.
+    .target(
+      name: "Benchmarks",
+      dependencies: ["Runtime", "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "Telemetry"]),
     .target(
       name: "Learning",
-      dependencies: ["NN", "Data", "Linalg", "Hardware", .product(name: "Yams", package: "Yams")]),
+      dependencies: ["NN", "Datasets", "Linalg", "Hardware", .product(name: "Yams", package: "Yams")]),
 
     // MARK: The one binary.
     .executableTarget(
       name: "stagewise",
       dependencies: [
-        "Learning", "NN", "Data", "Linalg", "Hardware", "ZMQ", "Wire", "Runtime", "Telemetry",
+        "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Wire", "Runtime", "Telemetry", "Clusters", "Benchmarks",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -66,13 +73,14 @@ let package = Package(
     // MARK: Tests.
     .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
-    .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
+    .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NN"]),
     .testTarget(
-      name: "LearningTests", dependencies: ["Learning", "NN", "Data", .product(name: "Yams", package: "Yams")]),
+      name: "LearningTests", dependencies: ["Learning", "NN", "Datasets", .product(name: "Yams", package: "Yams")]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
-    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Data"]),
+    .testTarget(name: "ClustersTests", dependencies: ["Clusters", "Learning", .product(name: "Yams", package: "Yams")]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Datasets"]),
     .testTarget(
       name: "IntegrationTests",
-      dependencies: ["ZMQ", "CZeroMQ", "Data", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
+      dependencies: ["ZMQ", "CZeroMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
   ]
 )

@@ -1,5 +1,5 @@
 import Foundation
-import Data
+import Datasets
 import NN
 
 /// The safetensors format: an 8-byte little-endian header length, a JSON header naming each

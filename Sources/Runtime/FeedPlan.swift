@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Wire
 
 /// What the scheduler sends into stage 1, in order: each epoch's training batches (with a

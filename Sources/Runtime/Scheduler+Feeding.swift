@@ -1,6 +1,7 @@
-import Data
+import Datasets
 import Foundation
 import Learning
+import Memory
 import NN
 import Telemetry
 import Wire

@@ -1,5 +1,6 @@
 import Foundation
 import Learning
+import Memory
 import NN
 import Telemetry
 import Wire

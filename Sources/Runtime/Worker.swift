@@ -1,6 +1,7 @@
 import Foundation
 import Learning
 import Linalg
+import Memory
 import NN
 import Telemetry
 import Wire

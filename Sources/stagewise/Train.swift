@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import Learning
-import NN
 import Linalg
+import Memory
+import NN
 
 /// `stagewise train`: every stage in one process, the numerical reference.
 struct Train: ParsableCommand {

@@ -2,7 +2,7 @@ import Foundation
 import NN
 import Testing
 
-@testable import Data
+@testable import Datasets
 
 /// A fresh temporary folder per test, removed afterwards.
 func withTemporaryDirectory(_ body: (String) throws -> Void) throws {

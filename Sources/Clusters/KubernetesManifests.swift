@@ -1,4 +1,5 @@
 import Foundation
+import Learning
 import Yams
 
 /// `stagewise render k8s`: the manifests that run a config on Kubernetes. The scheduler is a

@@ -7,26 +7,26 @@ public struct Rendezvous: Sendable, Equatable {
   public var stage: Int?
 
   public static func resolve(scheduler flag: String?, stage stageFlag: Int?, environment: [String: String])
-    throws(RuntimeError) -> Rendezvous
+    throws(ClusterError) -> Rendezvous
   {
     let slurm = environment["SLURM_JOB_NODELIST"].flatMap(firstHost(ofNodeList:)).flatMap { host in
       environment["STAGEWISE_PORT"].map { "tcp://\(host):\($0)" }
     }
     guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"] ?? slurm, !scheduler.isEmpty else {
-      throw RuntimeError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER (under Slurm, STAGEWISE_PORT: the scheduler runs on the allocation's first node)")
+      throw ClusterError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER (under Slurm, STAGEWISE_PORT: the scheduler runs on the allocation's first node)")
     }
     guard scheduler.hasPrefix("tcp://") || scheduler.hasPrefix("ipc://") else {
-      throw RuntimeError("scheduler address \(scheduler) must look like tcp://HOST:PORT")
+      throw ClusterError("scheduler address \(scheduler) must look like tcp://HOST:PORT")
     }
     if let stageFlag { return Rendezvous(scheduler: scheduler, stage: stageFlag) }
-    func integer(_ name: String) throws(RuntimeError) -> Int? {
+    func integer(_ name: String) throws(ClusterError) -> Int? {
       guard let text = environment[name] else { return nil }
-      guard let value = Int(text), value >= 0 else { throw RuntimeError("\(name)=\(text) is not a stage number") }
+      guard let value = Int(text), value >= 0 else { throw ClusterError("\(name)=\(text) is not a stage number") }
       return value
     }
     if let stage = try integer("STAGEWISE_STAGE") { return Rendezvous(scheduler: scheduler, stage: stage) }
     if let rank = try integer("SLURM_PROCID") {
-      guard rank >= 1 else { throw RuntimeError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K") }
+      guard rank >= 1 else { throw ClusterError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K") }
       return Rendezvous(scheduler: scheduler, stage: rank - 1)
     }
     if let index = try integer("JOB_COMPLETION_INDEX") { return Rendezvous(scheduler: scheduler, stage: index) }

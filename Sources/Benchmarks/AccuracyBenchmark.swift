@@ -1,7 +1,8 @@
-import Data
+import Datasets
 import Foundation
 import Learning
 import Linalg
+import Runtime
 import Telemetry
 
 /// `stagewise bench accuracy`: each method at each stage count, same seed, data and epochs,
@@ -38,7 +39,7 @@ public struct AccuracyBenchmark {
       case "kernel": return Variant(label: "kernel", method: .kernel, schedule: .pipelined)
       case "kernel-sequential": return Variant(label: "kernel-sequential", method: .kernel, schedule: .sequential)
       default:
-        throw RuntimeError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential")
+        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential")
       }
     }
   }

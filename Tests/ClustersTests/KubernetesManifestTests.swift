@@ -2,7 +2,8 @@ import Foundation
 import Testing
 import Yams
 
-@testable import Learning
+@testable import Clusters
+import Learning
 
 @Suite("Kubernetes manifests")
 struct KubernetesManifestTests {

@@ -1,6 +1,7 @@
-import Data
+import Datasets
 import Foundation
 import Hardware
+import Learning
 import Linalg
 import NN
 
