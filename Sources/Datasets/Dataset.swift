@@ -21,7 +21,12 @@ public struct Dataset: Sendable {
     self.rawPixels = rawPixels
     self.labels = labels
     (self.mean, self.std) = (mean, std)
-    pixels = rawPixels.map { (Float($0) / 255 - mean) / std }
+    pixels = Self.normalise(rawPixels, mean: mean, std: std)
+  }
+
+  /// Raw pixel bytes as the network sees them: (raw / 255 − mean) / std.
+  public static func normalise(_ raw: [UInt8], mean: Float, std: Float) -> [Float] {
+    raw.map { (Float($0) / 255 - mean) / std }
   }
 
   /// The raw bytes of the images at `indices` (B × H·W·C).

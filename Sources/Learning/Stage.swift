@@ -194,4 +194,18 @@ public final class Stage {
 
   /// Forward through the body for end-to-end training, keeping what backward needs.
   public func forwardBody(_ x: Tensor) -> (Tensor, [LayerCache]) { body.forward(x, store) }
+
+  /// End to end, on the last stage: the head and the loss on `h` (the body's output, with its
+  /// caches), then the backward through head and body. `lossScale` weights this batch's loss
+  /// (a micro-batch's share of its batch). Returns ∂L/∂input when `inputGradient`.
+  public func endToEndTail(
+    _ h: Tensor, _ caches: [LayerCache], labels: [Int32], lossScale: Float = 1, inputGradient: Bool
+  ) -> (loss: Float, correct: Int, inputGradient: Tensor?) {
+    let (logits, headCache) = head!.forward(h, belief: nil, store)
+    var result = softmaxCrossEntropy(logits: logits, labels: labels)
+    for i in 0..<result.gradient.count { result.gradient.storage[i] *= lossScale }
+    let dh = head!.backward(result.gradient, headCache, store)
+    let dx = body.backward(dh, caches, store, inputGradient: inputGradient)
+    return (result.loss, result.correct, dx)
+  }
 }

@@ -80,6 +80,8 @@ extension EpochReport {
 public final class Trainer {
   public let config: RunConfig
   public let stages: [Stage]
+  /// What travels into each stage besides its input (the same as between processes).
+  public let handoffs: [Handoff]
   public let train: Dataset
   public let test: Dataset
   public let order: BatchOrder
@@ -91,6 +93,7 @@ public final class Trainer {
     self.train = train
     self.test = test
     stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
+    handoffs = config.handoffs(stages)
     order = BatchOrder(
       count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
   }
@@ -99,12 +102,6 @@ public final class Trainer {
     config.learningRate(step: step, stepsPerEpoch: order.batchesPerEpoch)
   }
 
-  /// The input of the stage after `previous` (or of stage 0): what travels down the pipeline.
-  public static func nextInput(after previous: Stage.Pass?, batch: Batch) -> Stage.Input {
-    Stage.Input(
-      x: previous?.activations ?? batch.images, labels: batch.labels, belief: previous?.belief,
-      image: batch.images, previousInput: previous?.augmentedInput)
-  }
 
   /// One optimizer step on one batch; returns each trained stage's loss (one loss for e2e)
   /// and the correct count of the last trained stage's head. With `activeStage` (the
@@ -118,7 +115,7 @@ public final class Trainer {
     var losses: [Float] = []
     var correct = 0
     for stage in stages.prefix((activeStage ?? stages.count - 1) + 1) {
-      let input = Self.nextInput(after: previous, batch: batch)
+      let input = handoffs[stage.index].input(after: previous, batch: batch)
       if let activeStage, stage.index < activeStage {
         previous = stage.forward(input)  // frozen
         continue
@@ -140,11 +137,10 @@ public final class Trainer {
       h = output
     }
     let last = stages[stages.count - 1]
-    let (logits, headCache) = last.head!.forward(h, belief: nil, last.store)
-    let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
-    var grad: Tensor? = last.head!.backward(result.gradient, headCache, last.store)
+    let result = last.endToEndTail(h, caches[last.index], labels: batch.labels, inputGradient: last.index > 0)
+    var grad = result.inputGradient
     for (k, stage) in stages.enumerated().reversed() {
-      if let g = grad { grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0) }
+      if k < last.index, let g = grad { grad = stage.body.backward(g, caches[k], stage.store, inputGradient: k > 0) }
       // Stage k's gradients are complete and its weights no longer needed: update now, while
       // they are still in cache (as each worker of the daemon does after its backward).
       stage.optimizer.update(stage.store, learningRate: lr)
@@ -214,7 +210,7 @@ public final class Trainer {
       let batch = test.batch(indices)
       var previous: Stage.Pass?
       for stage in stages {
-        let input = Self.nextInput(after: previous, batch: batch)
+        let input = handoffs[stage.index].input(after: previous, batch: batch)
         let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: stage.index))
         if let logits {
           let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)

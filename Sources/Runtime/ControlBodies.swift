@@ -20,7 +20,7 @@ public struct Hello: Codable, Sendable, Equatable {
 }
 
 /// ASSIGN, scheduler → worker: everything needed to build and run one stage.
-public struct Assignment: Codable, Sendable {
+public struct Assignment: Codable, Sendable, Equatable {
   public var job: UInt32
   public var stage: Int
   public var stageCount: Int
@@ -38,12 +38,10 @@ public struct Assignment: Codable, Sendable {
   /// Image normalisation, for stages that receive the raw images as context.
   public var pixelMean: Float
   public var pixelStd: Float
-  /// What travels with the activations into this stage and out of it.
-  public var receivesBelief: Bool
-  public var receivesImages: Bool
-  /// The previous stage's input shape when it arrives as context (ContSup R1).
-  public var previousInputShape: [Int]?
-  public var sendsSkip: Bool
+  /// What travels with the activations into this stage, and into the next (nil: this is
+  /// the last stage).
+  public var handoff: Handoff
+  public var nextHandoff: Handoff?
   /// e2e: the previous stage's gradient endpoint (nil for stage 0 and local methods).
   public var upstreamGradient: String?
   /// Resuming: the checkpoint this stage restores before it trains.

@@ -15,16 +15,12 @@ extension Scheduler {
         continue
       }
       let identity = frames.removeFirst()
-      let message: Message
-      switch Result(catching: { () throws(WireError) -> Message in try Message(frames: frames) }) {
-      case .success(let decoded): message = decoded
-      case .failure(let error):
-        reject(error.reason, "control: \(error)")
+      let accepted = rejections.accept(frames, on: "control") { error in
         if case .versionMismatch = error {  // tell the peer why, in its own words
           try? control.send([identity] + Message(kind: .error, body: ErrorBody(message: "refused: \(error)")).encode())
         }
-        continue
       }
+      guard let message = accepted else { continue }
       try handleControl(message, from: identity)
     }
   }
@@ -40,10 +36,12 @@ extension Scheduler {
       return
     }
     registry.heard(from: stage, atMicros: now)  // any word, even about a retired job, says it lives
-    guard message.job == job || message.kind == .heartbeat else {
-      if retiredJobs.contains(message.job) { return reject("stale-job", "\(message.kind) from stage \(stage) for a retired job") }
-      reject("wrong-job", "\(message.kind) for job \(message.job) from stage \(stage)")
-      return
+    if message.kind != .heartbeat {
+      do throws(WireError) {
+        try jobs.check(message, current: job)
+      } catch {
+        return reject(error.reason, "\(message.kind) from stage \(stage): \(error)")
+      }
     }
     switch message.kind {
     case .ready:
@@ -107,15 +105,14 @@ extension Scheduler {
     originMicros = WallClock.micros()
     schedulerTrace.originMicros = originMicros
     let plans = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
+    let handoffs = plans.indices.map { Handoff.into(stage: $0, of: config, previousInputShape: $0 > 0 ? plans[$0 - 1].body.inputShape : nil) }
     for stage in 0..<stageCount {
       let downstream = stage + 1 < stageCount ? registry.members[stage + 1]!.hello.dataEndpoint : sinkEndpoint
       var assignment = Assignment(
         job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
         runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
-        receivesBelief: config.method == .sid && stage > 0, receivesImages: usesImages,
-        previousInputShape: usesSkip && stage > 0 ? plans[stage - 1].body.inputShape : nil,
-        sendsSkip: usesSkip && stage < stageCount - 1,
+        handoff: handoffs[stage], nextHandoff: stage + 1 < stageCount ? handoffs[stage + 1] : nil,
         upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },
         maxInFlight: maxInFlight)
@@ -156,7 +153,6 @@ extension Scheduler {
   }
 
   func reject(_ reason: String, _ detail: String) {
-    rejected[reason, default: 0] += 1
-    if rejected[reason]! <= 5 { log("rejected: \(detail)") }
+    rejections.add(reason, detail)
   }
 }

@@ -45,18 +45,12 @@ extension Scheduler {
       let isTrain = { if case .train = item { return true } else { return false } }()
       let data = isTrain ? train : test
       let batch = data.batch(indices)
-      message = Message(kind: isTrain ? .train : .eval, tensors: [
-        WireTensor(role: .activations, shape: batch.images.shape, floats: batch.images.storage),
-        WireTensor(role: .labels, labels: batch.labels),
-      ])
-      if usesImages {  // ContSup E: the raw images ride along, one byte a pixel
-        message.tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: data.rawBatch(indices)))
-      }
+      message = Message(kind: isTrain ? .train : .eval, tensors: StageHandoff.feed(batch, raw: data.rawBatch(indices), into: feedHandoff))
       message.epoch = UInt32(epoch)
-      if isTrain, let active = plan.activeStage(epoch: epoch) { message.flags = UInt8(active + 1) }  // who trains
+      if isTrain { message.flags = TrainFlags.flags(activeStage: plan.activeStage(epoch: epoch)) }
       if case .train(_, _, let micro, let parts, let batchSize) = item, parts > 1 {
         // A micro-batch's share of its batch scales its loss gradient on the last stage.
-        message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
+        message.tensors.append(WireTensor(role: .share, shape: [1], floats: [Float(indices.count) / Float(batchSize)]))
         (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
       }
     case .marker(let epoch, let flag, let batchesDone):
@@ -74,19 +68,12 @@ extension Scheduler {
 
   func serviceSink() throws {
     while try !Socket.pollReadable([sink], timeoutMilliseconds: 0).isEmpty {
-      let frames = try sink.receive()
-      let result = Result { () throws(WireError) -> Message in
-        let message = try Message(frames: frames)
-        guard message.job == job else {
-          throw retiredJobs.contains(message.job) ? .staleJob(message.job) : .unexpected("sink message for job \(message.job)")
-        }
+      let accepted = rejections.accept(try sink.receive(), on: "sink") { message throws(WireError) in
+        try jobs.check(message, current: job)
         guard message.kind == .result || message.kind == .marker else { throw .unexpected("\(message.kind) at the sink") }
         return message
       }
-      guard case .success(let message) = result else {
-        if case .failure(let error) = result { reject(error.reason, "sink: \(error)") }
-        continue
-      }
+      guard let message = accepted else { continue }
       let epoch = Int(message.epoch)
       if message.kind == .result {
         inFlight = max(0, inFlight - 1)

@@ -20,7 +20,7 @@ extension Scheduler {
     for stage in 0..<stageCount {
       try sendControl(to: stage, Message(kind: .reset, body: StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")))
     }
-    retiredJobs.insert(job)
+    jobs.retire(job)
     job = Self.newJobID()
     phase = .registering
     feed = nil

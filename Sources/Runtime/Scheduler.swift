@@ -38,7 +38,7 @@ public final class Scheduler {
   public internal(set) var phase = Phase.registering
   /// The job's id on every message; a recovery retires it and takes a new one.
   public internal(set) var job: UInt32
-  var retiredJobs: Set<UInt32> = []
+  var jobs = JobFilter()
 
   var registry: Registry
   var plan: FeedPlan
@@ -49,7 +49,9 @@ public final class Scheduler {
   var ledgers: [Int: EpochLedger] = [:]
   var reports: [EpochReport] = []
   var liveStats: [LiveStats?]
-  var rejected: [String: Int] = [:]
+  var rejections: Rejections
+  /// Messages the scheduler refused, by reason.
+  var rejected: [String: Int] { rejections.counts }
   var byes: [Int: Bye] = [:]
   /// Workers' trace chunks go straight to disk as they arrive, one event a line, so a long
   /// run's memory stays flat; `trace.json` is assembled from this file at the end.
@@ -97,6 +99,7 @@ public final class Scheduler {
     self.resume = resume
     (self.config, self.directory, self.train, self.test, self.live, self.log, self.report) =
       (config, directory, train, test, live, log, report)
+    rejections = Rejections(log: log)
     // Check every stage's shapes here, before any process is asked to build one.
     _ = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
     context = try Context()
@@ -166,11 +169,8 @@ public final class Scheduler {
   public func bind() throws {
     let host = config.daemon.bind
     if let keys = curveKeys {
-      zap = try ZAPHandler(context: context, allowed: allowedWorkerKeys) { [log] key, address in
-        log("refused a peer at \(address): key \(key) is not on security.allowedWorkerKeys")
-      }
-      try control.secure(.server(keys))
-      try sink.secure(.server(keys))
+      zap = try SocketRecipes.secureServers(
+        [control, sink], keys: keys, context: context, allowed: allowedWorkerKeys, who: "on security.allowedWorkerKeys", log: log)
     }
     try checkExposure(
       bind: host, secured: curveKeys != nil, insecure: allowInsecure,
@@ -183,9 +183,8 @@ public final class Scheduler {
   }
 
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
-  /// Whether the images travel with every batch (ContSup with the E context).
-  var usesImages: Bool { config.method == .contsup && config.contsup.mode != .R1 }
-  var usesSkip: Bool { config.method == .contsup && config.contsup.mode != .E }
+  /// What the feed sends stage 0 besides the batch.
+  var feedHandoff: Handoff { Handoff.into(stage: 0, of: config, previousInputShape: nil) }
   var stageCount: Int { config.stages.count }
 
   // MARK: - Run
@@ -253,13 +252,11 @@ public final class Scheduler {
 
   /// Everyone is ready: connect the feed to stage 1 and say START.
   func start() throws {
-    let first = registry.members[0]!.hello.dataEndpoint
-    let feed = try Socket(context, .push)
-    if let keys = curveKeys { try feed.secure(.client(keys, serverKey: registry.members[0]!.hello.publicKey ?? "")) }
-    try feed.setHighWaterMarks(send: Int32(config.daemon.highWaterMark), receive: Int32(config.daemon.highWaterMark))
-    try feed.setTimeouts(receiveMilliseconds: 0, sendMilliseconds: 0)
-    try feed.connect(first)
-    self.feed = feed
+    let first = registry.members[0]!.hello
+    // Sends never wait: a full queue at stage 0 means try again next turn.
+    feed = try SocketRecipes.push(
+      context, to: first.dataEndpoint, curve: curveKeys.map { ($0, first.publicKey ?? "") },
+      highWaterMark: config.daemon.highWaterMark, sendTimeoutMilliseconds: 0)
     let now = WallClock.micros()
     for stage in 0..<stageCount {
       registry.heard(from: stage, atMicros: now)  // silence is measured from START

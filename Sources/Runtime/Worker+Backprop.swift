@@ -24,97 +24,96 @@ struct BackpropState {
 }
 
 extension Worker {
-  var isBackprop: Bool { config.method == .e2e }
+  /// e2e and GPipe: the micro-batch's place in its batch and its share of the batch loss
+  /// (0 micro-batches is the M = 1 of plain e2e).
+  func checkMicroBatch(_ message: Message, _ s: StageSession) throws(WireError) {
+    let count = max(1, Int(message.microCount))
+    guard Int(message.microIndex) < count, count <= Protocol.maxMicroBatches else {
+      throw .unexpected("micro-batch \(message.microIndex) of \(message.microCount)")
+    }
+    if s.backprop.inBatch, count != s.backprop.microCount {
+      throw .unexpected("micro-batch count \(count) inside a batch of \(s.backprop.microCount)")
+    }
+    if message.tensor(.share) != nil {
+      let share = try message.expect(.share, .f32, sampleShape: [], batch: 1).floats[0]
+      guard share.isFinite, share > 0, share <= 1 else { throw .unexpected("micro-batch share \(share) outside (0, 1]") }
+    }
+  }
 
   /// A TRAIN micro-batch under e2e: forward and send on (keeping the activations), or, on the
   /// last stage, loss and backward at once, the gradient going back upstream.
-  func trainBackprop(_ message: Message) throws {
-    let input = stageInput(message)
-    if !backprop.inBatch { backprop.microCount = max(1, Int(message.microCount)) }
+  func trainBackprop(_ message: Message, _ s: StageSession) throws {
+    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
+    if !s.backprop.inBatch { s.backprop.microCount = max(1, Int(message.microCount)) }
     let t0 = WallClock.micros()
-    let (h, caches) = stage.forwardBody(input.x)
+    let (h, caches) = s.stage.forwardBody(input.x)
     let t1 = WallClock.micros()
-    trace.record("forward", startMicros: t0, endMicros: t1)
-    batchComputeMicros += t1 - t0
-    backprop.forwards += 1
-    guard isLast else {
-      backprop.pending[message.sequence] = (caches, h.batchSize)
-      var next = message
-      next.stage = UInt16(assignment.stage + 1)
-      next.tensors = [WireTensor(role: .activations, shape: h.shape, floats: h.storage)] + message.tensors.filter { $0.role != .activations }
-      try sendDownstream(next)
+    s.trace.record("forward", startMicros: t0, endMicros: t1)
+    s.batchComputeMicros += t1 - t0
+    s.backprop.forwards += 1
+    guard s.isLast else {
+      s.backprop.pending[message.sequence] = (caches, h.batchSize)
+      let next = StageHandoff.output(h, of: nil, for: message, from: s.assignment.stage, next: s.assignment.nextHandoff ?? Handoff())
+      try send(next, on: s.downstream, s)
       return
     }
     // The batch loss is the mean over the whole batch: each micro-batch counts by its share.
-    let share = message.tensor(.stats).map { $0.floats[0] } ?? 1
-    let head = stage.head!
-    let (logits, headCache) = head.forward(h, belief: nil, stage.store)
-    var result = softmaxCrossEntropy(logits: logits, labels: input.labels)
-    for i in 0..<result.gradient.count { result.gradient.storage[i] *= share }
-    let dh = head.backward(result.gradient, headCache, stage.store)
-    let dx = stage.body.backward(dh, caches, stage.store, inputGradient: assignment.stage > 0)
+    let share = message.tensor(.share).map { $0.floats[0] } ?? 1
+    let result = s.stage.endToEndTail(h, caches, labels: input.labels, lossScale: share, inputGradient: s.assignment.stage > 0)
     let t2 = WallClock.micros()
-    trace.record("backward", startMicros: t1, endMicros: t2)
-    batchComputeMicros += t2 - t1
-    if let dx { try sendGradient(dx, for: message) }
-    try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count)
-    totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
-    window.add(busyMicros: t2 - t0, loss: result.loss, samples: input.labels.count)
-    try finishMicroBatch()
+    s.trace.record("backward", startMicros: t1, endMicros: t2)
+    s.batchComputeMicros += t2 - t1
+    if let dx = result.inputGradient { try sendGradient(dx, for: message, s) }
+    try sendResult(message, s)
+    s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
+    s.window.add(busyMicros: t2 - t0, loss: result.loss, samples: input.labels.count)
+    try finishMicroBatch(s)
   }
 
   /// A GRAD from the next stage: backward through the kept activations, gradient upstream.
-  func handleGradient() throws {
-    let frames = try gradIn.receive()
-    let checked = Result { () throws(WireError) -> (Message, [LayerCache]) in
-      let message = try Message(frames: frames)
-      if retiredJobs.contains(message.job) { throw .staleJob(message.job) }
-      guard message.job == assignment.job, message.kind == .grad else { throw .unexpected("\(message.kind) on the gradient socket") }
-      guard let held = backprop.pending[message.sequence] else {
+  func handleGradient(_ s: StageSession) throws {
+    let checked = rejections.accept(try gradIn.receive(), on: "gradient") { message throws(WireError) -> (Message, [LayerCache]) in
+      try jobs.check(message, current: s.assignment.job)
+      guard message.kind == .grad else { throw .unexpected("\(message.kind) on the gradient socket") }
+      guard let held = s.backprop.pending[message.sequence] else {
         throw .unexpected("gradient for sequence \(message.sequence), which this stage is not holding")
       }
-      _ = try message.expect(.gradient, .f32, sampleShape: stage.outputShape, batch: held.batch)
+      _ = try message.expect(.gradient, .f32, sampleShape: s.stage.outputShape, batch: held.batch)
       return (message, held.caches)
     }
-    guard case .success(let (message, caches)) = checked else {
-      if case .failure(let error) = checked {
-        count(error.reason)
-        if rejected[error.reason, default: 0] <= 5 { log("rejected a gradient message (\(error.reason)): \(error)") }
-      }
-      return
-    }
-    backprop.pending[message.sequence] = nil
-    let g = message.tensor(.gradient)!
+    guard let (message, caches) = checked else { return }
+    s.backprop.pending[message.sequence] = nil
+    let g = Tensor(message.tensor(.gradient)!)
     let t0 = WallClock.micros()
-    let dx = stage.body.backward(Tensor(shape: g.shape, storage: g.floats), caches, stage.store, inputGradient: assignment.stage > 0)
+    let dx = s.stage.body.backward(g, caches, s.stage.store, inputGradient: s.assignment.stage > 0)
     let t1 = WallClock.micros()
-    trace.record("backward", startMicros: t0, endMicros: t1)
-    batchComputeMicros += t1 - t0
-    window.add(busyMicros: t1 - t0, loss: nil, samples: g.shape[0])
-    if let dx { try sendGradient(dx, for: message) }
-    try finishMicroBatch()
+    s.trace.record("backward", startMicros: t0, endMicros: t1)
+    s.batchComputeMicros += t1 - t0
+    s.window.add(busyMicros: t1 - t0, loss: nil, samples: g.shape[0])
+    if let dx { try sendGradient(dx, for: message, s) }
+    try finishMicroBatch(s)
   }
 
   /// Counts a finished backward; after the batch's last one, the one update.
-  func finishMicroBatch() throws {
-    backprop.backwards += 1
-    guard backprop.backwards == backprop.microCount else { return }
-    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
+  func finishMicroBatch(_ s: StageSession) throws {
+    s.backprop.backwards += 1
+    guard s.backprop.backwards == s.backprop.microCount else { return }
+    let lr = s.learningRate
     let t0 = WallClock.micros()
-    stage.optimizer.update(stage.store, learningRate: lr)
-    trace.record("update", startMicros: t0, endMicros: WallClock.micros())
-    straggle(computedMicros: batchComputeMicros + (WallClock.micros() - t0))
-    batchComputeMicros = 0
-    trainStep += 1
-    backprop = BackpropState()
+    s.stage.optimizer.update(s.stage.store, learningRate: lr)
+    s.trace.record("update", startMicros: t0, endMicros: WallClock.micros())
+    straggle(s, computedMicros: s.batchComputeMicros + (WallClock.micros() - t0))
+    s.batchComputeMicros = 0
+    s.trainStep += 1
+    s.backprop = BackpropState()
   }
 
-  func sendGradient(_ dx: Tensor, for input: Message) throws {
-    guard let gradOut else { return }
-    var message = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: dx.shape, floats: dx.storage)])
+  func sendGradient(_ dx: Tensor, for input: Message, _ s: StageSession) throws {
+    guard let gradientsOut = s.gradientsOut else { return }
+    var message = Message(kind: .grad, tensors: [WireTensor(role: .gradient, dx)])
     (message.job, message.stage, message.epoch, message.step, message.sequence) =
-      (input.job, UInt16(assignment.stage), input.epoch, input.step, input.sequence)
+      (input.job, UInt16(s.assignment.stage), input.epoch, input.step, input.sequence)
     (message.microIndex, message.microCount) = (input.microIndex, input.microCount)
-    try send(message, on: gradOut)
+    try send(message, on: gradientsOut, s)
   }
 }

@@ -8,38 +8,35 @@ import Wire
 extension Worker {
   /// Checkpoint paths: the final weights, an interrupted run's last weights, and the
   /// consistent cuts at each epoch's end (and mid-epoch, with `daemon.checkpointEverySteps`).
-  var finalCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).safetensors" }
-  var interruptedCheckpointPath: String { "\(assignment.runDirectory)/stage-\(assignment.stage).last.safetensors" }
-  func epochCheckpointPath(_ epochsDone: Int) -> String {
-    ResumePoint.epochPath(in: assignment.runDirectory, stage: assignment.stage, epochsDone: epochsDone)
-  }
+  func finalCheckpointPath(_ s: StageSession) -> String { "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).safetensors" }
+  func interruptedCheckpointPath(_ s: StageSession) -> String { "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).last.safetensors" }
 
-  func saveCheckpoint(to path: String, epochsDone: Int?) throws {
-    var metadata = config.checkpointMetadata.merging(["step": "\(trainStep)", "job": "\(assignment.job)"]) { $1 }
+  func saveCheckpoint(_ s: StageSession, to path: String, epochsDone: Int?) throws {
+    var metadata = s.config.checkpointMetadata.merging(["step": "\(s.trainStep)", "job": "\(s.assignment.job)"]) { $1 }
     if let epochsDone { metadata["epoch"] = "\(epochsDone)" }
-    try stage.save(to: path, metadata: metadata)
+    try s.stage.save(to: path, metadata: metadata)
   }
 
   /// At the train-end marker every stage has trained exactly the epoch's batches: a
   /// consistent cut with no global pause. Written atomically; cuts before the previous
   /// epoch's are removed.
-  func saveEpochCheckpoint(epochsDone: Int) throws {
-    try saveOrFail(epochCheckpointPath(epochsDone), epochsDone: epochsDone, what: "the epoch \(epochsDone) checkpoint")
+  func saveEpochCheckpoint(_ s: StageSession, epochsDone: Int) throws {
+    let a = s.assignment
+    let path = ResumePoint.epochPath(in: a.runDirectory, stage: a.stage, epochsDone: epochsDone)
+    try saveOrFail(s, path, epochsDone: epochsDone, what: "the epoch \(epochsDone) checkpoint")
     // Kept: this cut and the one an epoch before, with what lies between.
-    ResumePoint.prune(
-      in: assignment.runDirectory, stage: assignment.stage, batchesPerEpoch: assignment.batchesPerEpoch,
-      before: (epochsDone - 1) * assignment.batchesPerEpoch)
+    ResumePoint.prune(in: a.runDirectory, stage: a.stage, batchesPerEpoch: a.batchesPerEpoch, before: (epochsDone - 1) * a.batchesPerEpoch)
   }
 
   /// Saves, or tells the scheduler why it could not and fails: a run must not go on (and end
   /// "finished") with weights that are not on disk.
-  func saveOrFail(_ path: String, epochsDone: Int?, what: String) throws {
+  func saveOrFail(_ s: StageSession, _ path: String, epochsDone: Int?, what: String) throws {
     do {
-      try saveCheckpoint(to: path, epochsDone: epochsDone)
+      try saveCheckpoint(s, to: path, epochsDone: epochsDone)
     } catch {
-      let reason = "stage \(assignment.stage) could not save \(what) (\(path)): \(error); free space or fix the run directory's permissions, then resume"
+      let reason = "stage \(s.assignment.stage) could not save \(what) (\(path)): \(error); free space or fix the run directory's permissions, then resume"
       log(reason)
-      try? send(Message(kind: .error, body: ErrorBody(message: reason)))
+      try? sendControl(Message(kind: .error, body: ErrorBody(message: reason)))
       throw RuntimeError(reason)
     }
   }
@@ -54,12 +51,12 @@ extension Worker {
 
   /// A mid-epoch checkpoint marker: the same consistent cut as at an epoch's end, named by
   /// the global training step; this process keeps its last `stepCutsToKeep`.
-  func saveStepCheckpoint(epoch: Int, batchesDone: Int) throws {
-    let path = ResumePoint.stepPath(
-      in: assignment.runDirectory, stage: assignment.stage, step: epoch * assignment.batchesPerEpoch + batchesDone)
-    try saveOrFail(path, epochsDone: nil, what: "the checkpoint at epoch \(epoch) batch \(batchesDone)")
+  func saveStepCheckpoint(_ s: StageSession, epoch: Int, batchesDone: Int) throws {
+    let a = s.assignment
+    let path = ResumePoint.stepPath(in: a.runDirectory, stage: a.stage, step: epoch * a.batchesPerEpoch + batchesDone)
+    try saveOrFail(s, path, epochsDone: nil, what: "the checkpoint at epoch \(epoch) batch \(batchesDone)")
     stepCheckpoints.append(path)
-    let keep = Self.stepCutsToKeep(maxInFlight: assignment.maxInFlight ?? 0, every: config.daemon.checkpointEverySteps)
+    let keep = Self.stepCutsToKeep(maxInFlight: a.maxInFlight ?? 0, every: s.config.daemon.checkpointEverySteps)
     while stepCheckpoints.count > keep { try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst()) }
   }
 }

@@ -9,147 +9,156 @@ import ZMQ
 /// What a worker does with the data plane under the local methods: train on a batch and send
 /// its output on (before its own backward when pipelined), evaluate, replay, close phases.
 extension Worker {
-  /// The stage's input from a message's tensors (checked by `check`).
-  func stageInput(_ message: Message) -> Stage.Input {
-    func tensor(_ role: Role) -> Tensor? {
-      message.tensor(role).map { Tensor(shape: $0.shape, storage: $0.floats) }
+  func handleData(_ s: StageSession) throws {
+    guard let message = rejections.accept(try dataIn.receive(), on: "data", { m throws(WireError) in try check(m, s); return m }) else { return }
+    s.expectedSequence = message.sequence + 1
+    s.lastSequence = message.sequence
+    switch message.kind {
+    case .train where s.isBackprop: try trainBackprop(message, s)
+    case .train: try train(message, s)
+    case .eval: try evaluate(message, s)
+    case .marker: try mark(message, s)
+    default: break
     }
-    // Images travel as their raw bytes (ContSup E) and are normalised here.
-    let image = message.tensor(.context).map { raw in
-      Tensor(shape: raw.shape, storage: raw.bytes.map { (Float($0) / 255 - assignment.pixelMean) / assignment.pixelStd })
-    }
-    return Stage.Input(
-      x: tensor(.activations)!, labels: message.tensor(.labels)!.int32s, belief: tensor(.belief), image: image,
-      previousInput: tensor(.skip))
   }
 
-  func train(_ message: Message) throws {
-    let input = stageInput(message)
+  /// Checks what `Message(frames:)` cannot: the job, the kind, the shapes, the order. The
+  /// sequence must be exactly the next one: a stale or forged far-ahead message cannot
+  /// shift this stage's notion of where the stream is.
+  func check(_ message: Message, _ s: StageSession) throws(WireError) {
+    try jobs.check(message, current: s.assignment.job)
+    guard [.train, .eval, .marker].contains(message.kind) else { throw .unexpected("\(message.kind) on a data socket") }
+    if message.kind == .marker {
+      guard MarkerFlag(rawValue: message.flags) != nil else { throw .unexpected("unknown marker flag \(message.flags)") }
+    } else {
+      try StageHandoff(s.assignment, inputShape: s.stage.inputShape).check(message)
+      if s.isBackprop && message.kind == .train { try checkMicroBatch(message, s) }
+    }
+    guard message.sequence == s.expectedSequence else {
+      throw .outOfOrder(expected: s.expectedSequence, got: message.sequence)
+    }
+  }
+
+  func train(_ message: Message, _ s: StageSession) throws {
+    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
     // `sequential`: the flags name the one stage that trains; the others only pass data on.
-    if message.flags > 0 && Int(message.flags) - 1 != assignment.stage {
-      let pass = stage.forward(input)
-      if isLast { try sendResult(message, loss: 0, correct: 0, samples: 0) } else { try forward(message, pass) }
+    if let active = TrainFlags.activeStage(message.flags), active != s.assignment.stage {
+      let pass = s.stage.forward(input)
+      if s.isLast { try sendResult(message, s) } else { try sendOn(message, pass, s) }
       return
     }
-    replayOpen = true
-    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
+    s.replay?.open = true
+    let lr = s.learningRate
     let t0 = WallClock.micros()
-    let pass = stage.forward(input)
+    let pass = s.stage.forward(input)
     let t1 = WallClock.micros()
-    trace.record("forward", startMicros: t0, endMicros: t1)
+    s.trace.record("forward", startMicros: t0, endMicros: t1)
     // Pipelined: downstream starts now, before our backward. Lockstep is the locked
     // control: one stage computes at a time, so the batch moves on after our update.
-    let handOnEarly = config.schedule != .lockstep
-    if !isLast && handOnEarly { try forward(message, pass) }
+    let handOnEarly = s.config.schedule != .lockstep
+    if !s.isLast && handOnEarly { try sendOn(message, pass, s) }
     let t2 = WallClock.micros()
-    let result = stage.localGradients(pass, labels: input.labels)
+    let result = s.stage.localGradients(pass, labels: input.labels)
     let t3 = WallClock.micros()
-    stage.optimizer.update(stage.store, learningRate: lr)
+    s.stage.optimizer.update(s.stage.store, learningRate: lr)
     let t4 = WallClock.micros()
-    trace.record("backward", startMicros: t2, endMicros: t3)
-    trace.record("update", startMicros: t3, endMicros: t4)
-    straggle(computedMicros: (t1 - t0) + (t4 - t2))
-    if !isLast && !handOnEarly { try forward(message, pass) }
-    if isLast { try sendResult(message, loss: result.loss, correct: result.correct, samples: input.labels.count) }
-    replay?.write(input, producerStep: arrivals, uses: 1)  // trained on once already
-    arrivals += 1
-    trainStep += 1
-    totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
-    window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
+    s.trace.record("backward", startMicros: t2, endMicros: t3)
+    s.trace.record("update", startMicros: t3, endMicros: t4)
+    straggle(s, computedMicros: (t1 - t0) + (t4 - t2))
+    if !s.isLast && !handOnEarly { try sendOn(message, pass, s) }
+    if s.isLast { try sendResult(message, s) }
+    if s.replay != nil {
+      s.replay!.buffer.write(input, producerStep: s.replay!.arrivals, uses: 1)  // trained on once already
+      s.replay!.arrivals += 1
+    }
+    s.trainStep += 1
+    s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
+    s.window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
   }
 
   /// The straggler experiment: a slowed stage waits out (slowdown − 1) × its compute time,
   /// traced as `straggle` so it counts as neither work nor waiting for input.
-  func straggle(computedMicros: Int64) {
-    guard config.daemon.slowdown > 1, config.daemon.slowStage == assignment.stage else { return }
-    let extra = Double(computedMicros) * (config.daemon.slowdown - 1)
+  func straggle(_ s: StageSession, computedMicros: Int64) {
+    guard s.config.daemon.slowdown > 1, s.config.daemon.slowStage == s.assignment.stage else { return }
+    let extra = Double(computedMicros) * (s.config.daemon.slowdown - 1)
     let start = WallClock.micros()
     usleep(UInt32(max(0, extra)))
-    trace.record("straggle", startMicros: start, endMicros: WallClock.micros())
+    s.trace.record("straggle", startMicros: start, endMicros: WallClock.micros())
   }
 
   /// One replay step: a buffer draw trains the stage again (nothing is sent on); when no
   /// entry can be drawn the stage stalls until fresh input arrives.
-  func replayOnce() {
-    guard let entry = replay?.draw(producerStep: arrivals) else {
-      replayStalled = true
+  func replayOnce(_ s: StageSession) {
+    guard let replay = s.replay else { return }
+    guard let entry = s.replay?.buffer.draw(producerStep: replay.arrivals) else {
+      s.replay?.stalled = true
       return
     }
-    let lr = config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch)
+    let lr = s.learningRate
     let t0 = WallClock.micros()
-    let result = stage.trainLocal(entry.payload, learningRate: lr).1
+    let result = s.stage.trainLocal(entry.payload, learningRate: lr).1
     let t1 = WallClock.micros()
-    trace.record("replay", startMicros: t0, endMicros: t1)
-    window.add(busyMicros: t1 - t0, loss: result.loss, samples: 0)
+    s.trace.record("replay", startMicros: t0, endMicros: t1)
+    s.window.add(busyMicros: t1 - t0, loss: result.loss, samples: 0)
   }
 
-  func evaluate(_ message: Message) throws {
-    let input = stageInput(message)
+  func evaluate(_ message: Message, _ s: StageSession) throws {
+    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
     let t0 = WallClock.micros()
-    let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: assignment.stage))
+    let (pass, logits) = s.stage.infer(input, scoringHead: s.config.scoresHead(ofStage: s.assignment.stage))
     let t1 = WallClock.micros()
-    if !isLast { try forward(message, pass) }
+    if !s.isLast { try sendOn(message, pass, s) }
     let t2 = WallClock.micros()
     // No logits: a kernel hidden stage (no head) or an inner e2e stage (head never trained).
     let result = logits.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
     let t3 = WallClock.micros()
-    trace.record("eval", startMicros: t0, endMicros: t1)
-    trace.record("eval", startMicros: t2, endMicros: t3)
-    if isLast { try sendResult(message, loss: result?.loss ?? 0, correct: result?.correct ?? 0, samples: input.labels.count) }
-    if let result { totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
-    window.add(busyMicros: (t1 - t0) + (t3 - t2), loss: nil, samples: 0)
+    s.trace.record("eval", startMicros: t0, endMicros: t1)
+    s.trace.record("eval", startMicros: t2, endMicros: t3)
+    if s.isLast { try sendResult(message, s) }
+    if let result { s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
+    s.window.add(busyMicros: (t1 - t0) + (t3 - t2), loss: nil, samples: 0)
   }
 
   /// A marker closes a phase: report its totals, then pass the marker on.
-  func mark(_ message: Message) throws {
+  func mark(_ message: Message, _ s: StageSession) throws {
     let flag = MarkerFlag(rawValue: message.flags)!
-    if flag == .checkpoint { try saveStepCheckpoint(epoch: Int(message.epoch), batchesDone: Int(message.step)) }
+    if flag == .checkpoint { try saveStepCheckpoint(s, epoch: Int(message.epoch), batchesDone: Int(message.step)) }
     if flag == .trainEnd {
       // The weights evaluated and checkpointed are the ones the epoch's batches trained.
-      replayOpen = false
-      replay?.removeAll()
-      try saveEpochCheckpoint(epochsDone: Int(message.epoch) + 1)
-      try shipTrace()  // the scheduler spools it to disk: a long run's memory stays flat
+      s.replay?.open = false
+      s.replay?.buffer.removeAll()
+      try saveEpochCheckpoint(s, epochsDone: Int(message.epoch) + 1)
+      try shipTrace(s)  // the scheduler spools it to disk: a long run's memory stays flat
     }
     if flag == .trainEnd || flag == .evalEnd {
-      totals.epoch = Int(message.epoch)
-      totals.phase = flag == .trainEnd ? .train : .eval
-      try send(Message(kind: .stats, body: StatsBody(live: nil, totals: totals)))
-      totals = PhaseTotals(stage: assignment.stage, epoch: Int(message.epoch), phase: flag == .trainEnd ? .eval : .train)
+      s.totals.epoch = Int(message.epoch)
+      s.totals.phase = flag == .trainEnd ? .train : .eval
+      try sendControl(Message(kind: .stats, body: StatsBody(live: nil, totals: s.totals)))
+      s.totals = PhaseTotals(stage: s.assignment.stage, epoch: Int(message.epoch), phase: flag == .trainEnd ? .eval : .train)
     }
-    try sendDownstream(message)
+    try send(message, on: s.downstream, s)
     if flag == .evalEnd { Allocator.returnFreedMemory() }  // once an epoch: memory stays flat over long runs
   }
 
-  /// Sends our output on with the same header (a detached copy: no gradient comes back),
-  /// with what the next stage's method needs: the labels, our belief (SID), the images
-  /// (ContSup E, passed along) and our augmented input (ContSup R1).
-  func forward(_ input: Message, _ pass: Stage.Pass) throws {
-    var message = input
-    message.stage = UInt16(assignment.stage + 1)
-    var tensors = [WireTensor(role: .activations, shape: pass.activations.shape, floats: pass.activations.storage), input.tensor(.labels)!]
-    if let belief = pass.belief { tensors.append(WireTensor(role: .belief, shape: belief.shape, floats: belief.storage)) }
-    if let image = input.tensor(.context) { tensors.append(image) }
-    if assignment.sendsSkip {
-      tensors.append(WireTensor(role: .skip, shape: pass.augmentedInput.shape, floats: pass.augmentedInput.storage))
-    }
-    message.tensors = tensors
-    try sendDownstream(message)
+  /// Sends our output on, detached (no gradient comes back), with what the next stage needs.
+  func sendOn(_ input: Message, _ pass: Stage.Pass, _ s: StageSession) throws {
+    let output = StageHandoff.output(pass.activations, of: pass, for: input, from: s.assignment.stage, next: s.assignment.nextHandoff ?? Handoff())
+    try send(output, on: s.downstream, s)
   }
 
-  func sendResult(_ input: Message, loss: Float, correct: Int, samples: Int) throws {
-    var message = Message(kind: .result, tensors: [WireTensor(role: .stats, shape: [3], floats: [loss, Float(correct), Float(samples)])])
+  /// The last stage's word to the scheduler's sink that a batch has left the pipeline: the
+  /// credit that lets the next one in (its header names the batch; it carries nothing else).
+  func sendResult(_ input: Message, _ s: StageSession) throws {
+    var message = Message(kind: .result)
     (message.job, message.stage, message.epoch, message.step, message.sequence) =
-      (input.job, UInt16(assignment.stage), input.epoch, input.step, input.sequence)
-    message.flags = input.kind == .eval ? 1 : 0
-    try sendDownstream(message)
+      (input.job, UInt16(s.assignment.stage), input.epoch, input.step, input.sequence)
+    try send(message, on: s.downstream, s)
   }
-
-  func sendDownstream(_ message: Message) throws { try send(message, on: downstream) }
 
   /// Sends on a data-plane socket (activations down, gradients up); while the peer's queue is
-  /// full, keeps answering control messages so heartbeats and STOP still get through.
-  func send(_ message: Message, on socket: Socket) throws {
+  /// full, keeps answering control messages so heartbeats and STOP still get through, and
+  /// gives up on the message when the worker stops training.
+  func send(_ message: Message, on socket: Socket, _ s: StageSession) throws {
     let frames = message.encode()
     bytesSent += frames.reduce(0) { $0 + $1.count }
     let start = WallClock.micros()
@@ -158,13 +167,14 @@ extension Worker {
       if case .failure(let error) = outcome {
         guard error.isTimeout else { throw error }
         try serviceControl()
-        if stopReason != nil || resetReason != nil { return }
-        try keepAlive(WallClock.micros())  // a stage blocked behind a dead one is not dead itself
+        try handle(.tick(nowMicros: WallClock.micros()))  // a stage blocked behind a dead one is not dead itself
+        if case .failed(let reason) = life.state { throw RuntimeError(reason) }
+        guard case .training = life.state else { return }
         continue
       }
       break
     }
     let end = WallClock.micros()
-    if end - start > 50 { trace.record("send-blocked", startMicros: start, endMicros: end) }
+    if end - start > 50 { s.trace.record("send-blocked", startMicros: start, endMicros: end) }
   }
 }

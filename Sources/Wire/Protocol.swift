@@ -2,8 +2,9 @@
 public enum Protocol {
   /// "SWG1", little-endian, at the start of every header frame.
   public static let magic: UInt32 = 0x3147_5753
-  /// Bumped on any incompatible change; a peer speaking another version is refused.
-  public static let version: UInt16 = 1
+  /// Bumped on any incompatible change; a peer speaking another version is refused. 2: ASSIGN
+  /// carries the handoffs, RESULT no payload.
+  public static let version: UInt16 = 2
   /// Fixed header bytes before the tensor descriptors.
   public static let headerSize = 40
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
@@ -52,7 +53,11 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
 /// What a tensor in a message carries.
 public enum Role: UInt8, Sendable, CaseIterable {
-  case activations = 1, labels = 2, context = 3, belief = 4, gradient = 5, stats = 6
+  /// activations: f32, B × the stage's input shape; labels: i32, B; context: u8, the batch's
+  /// raw images (ContSup E); belief: f32, B × classes (SID); gradient: f32, ∂L/∂h (GRAD).
+  case activations = 1, labels = 2, context = 3, belief = 4, gradient = 5
+  /// f32, [1]: a micro-batch's share of its batch (GPipe's TRAIN), which scales its loss.
+  case share = 6
   /// A control message's JSON body.
   case body = 7
   /// The previous stage's input (ContSup's R1 context).
@@ -64,6 +69,14 @@ public enum DType: UInt8, Sendable, CaseIterable {
   case f32 = 1, i32 = 2, u8 = 3
 
   public var size: Int { self == .u8 ? 1 : 4 }
+}
+
+/// What a header's `flags` mean, by kind: on TRAIN, the one stage that trains under the
+/// `sequential` schedule, plus one (0: every stage trains; the others only pass data on); on
+/// MARKER, a `MarkerFlag`; on every other kind, nothing (0).
+public enum TrainFlags {
+  public static func flags(activeStage: Int?) -> UInt8 { activeStage.map { UInt8($0 + 1) } ?? 0 }
+  public static func activeStage(_ flags: UInt8) -> Int? { flags > 0 ? Int(flags) - 1 : nil }
 }
 
 /// Marker meanings (the `flags` of a MARKER message).

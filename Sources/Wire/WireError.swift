@@ -13,6 +13,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
   case tooLarge(elements: Int)
   case sizeMismatch(tensor: Int, expectedBytes: Int, gotBytes: Int)
   case outOfOrder(expected: UInt64, got: UInt64)
+  /// For a job that is not the receiver's (and not one a recovery retired).
+  case wrongJob(UInt32, expected: UInt32)
   /// From a job a recovery retired: still in flight when the stage was reset.
   case staleJob(UInt32)
   case unexpected(String)
@@ -32,6 +34,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case .tooLarge(let e): "tensor of \(e) elements exceeds the limit of \(Protocol.maxElements)"
     case .sizeMismatch(let t, let e, let g): "tensor \(t): descriptor says \(e) bytes, frame has \(g)"
     case .outOfOrder(let e, let g): "sequence \(g) out of order, expected \(e)"
+    case .wrongJob(let job, let expected): "message for job \(job), this is job \(expected)"
     case .staleJob(let job): "message for job \(job), which a recovery retired"
     case .unexpected(let why): why
     }
@@ -53,6 +56,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case .tooLarge: "too-large"
     case .sizeMismatch: "size-mismatch"
     case .outOfOrder: "out-of-order"
+    case .wrongJob: "wrong-job"
     case .staleJob: "stale-job"
     case .unexpected: "unexpected"
     }

@@ -31,7 +31,7 @@ struct MalformedFrames {
     (marker.job, marker.flags) = (job, MarkerFlag.trainEnd.rawValue)
     var micro = train
     (micro.microIndex, micro.microCount) = (1, 2)
-    micro.tensors.append(WireTensor(role: .stats, shape: [1], floats: [0.5]))
+    micro.tensors.append(WireTensor(role: .share, shape: [1], floats: [0.5]))
     var grad = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [batch, width], floats: [Float](repeating: 0.01, count: batch * width))])
     grad.job = job
     seeds = [train, eval, marker, micro, grad]
@@ -147,8 +147,8 @@ struct MalformedFrames {
     case 1:
       let shares: [Float] = [.nan, 0, -0.5, 2, .infinity]
       (message.microIndex, message.microCount) = (0, 2)
-      message.tensors.removeAll { $0.role == .stats }
-      message.tensors.append(WireTensor(role: .stats, shape: [1], floats: [shares[int(5)]]))
+      message.tensors.removeAll { $0.role == .share }
+      message.tensors.append(WireTensor(role: .share, shape: [1], floats: [shares[int(5)]]))
     case 2: (message.microIndex, message.microCount) = ([UInt16(2), 7, .max][int(3)], [UInt16(2), 5000, .max][int(3)])
     case 3:
       let wrongWidth = width + 1 + int(3)

@@ -529,7 +529,7 @@ struct DaemonTests {
     for share in [[Float.nan], [0], [2], [0.5, 0.5]] {  // a share that is no share
       var m = train
       (m.microIndex, m.microCount) = (0, 2)
-      m.tensors.append(WireTensor(role: .stats, shape: [share.count], floats: share))
+      m.tensors.append(WireTensor(role: .share, shape: [share.count], floats: share))
       dataFuzz.append(m)
     }
     for m in dataFuzz { try data.send(m.encode()) }

@@ -49,7 +49,7 @@ struct StageGradientTests {
     let batch = train.batch(ArraySlice(0..<12))
     var previous: Stage.Pass?
     for stage in stages {
-      let input = Trainer.nextInput(after: previous, batch: batch)
+      let input = config.handoffs(stages)[stage.index].input(after: previous, batch: batch)
       stage.store.zeroGradients()
       let pass = stage.forward(input)
       _ = stage.localGradients(pass, labels: batch.labels)
@@ -94,8 +94,9 @@ struct MethodTrainingTests {
       let (train, _) = try config.loadData()
       let stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
       let batch = train.batch(ArraySlice(0..<8))
-      let first = stages[0].forward(Trainer.nextInput(after: nil, batch: batch))
-      let pass = stages[1].forward(Trainer.nextInput(after: first, batch: batch))
+      let handoffs = config.handoffs(stages)
+      let first = stages[0].forward(handoffs[0].input(after: nil, batch: batch))
+      let pass = stages[1].forward(handoffs[1].input(after: first, batch: batch))
       _ = stages[1].localGradients(pass, labels: batch.labels)
       return (stages[1], Array(stages[1].store.gradients.prefix(stages[1].store.count)))
     }
@@ -128,7 +129,7 @@ struct MethodTrainingTests {
   @Test func kernelHiddenStagesHaveNoHeadAndSendUnitRows() throws {
     let trainer = try makeTrainer(methodConfig(.kernel, epochs: 1))
     #expect(trainer.stages.map { $0.head == nil } == [true, true, false])
-    let pass = trainer.stages[0].forward(Trainer.nextInput(after: nil, batch: trainer.train.batch(ArraySlice(0..<4))))
+    let pass = trainer.stages[0].forward(trainer.handoffs[0].input(after: nil, batch: trainer.train.batch(ArraySlice(0..<4))))
     for row in 0..<4 {
       let norm = pass.activations.storage[(row * 32)..<((row + 1) * 32)].reduce(Float(0)) { $0 + $1 * $1 }
       #expect(abs(norm - 1) < 1e-4 || norm == 0)

@@ -1,0 +1,170 @@
+import Learning
+import Testing
+import Wire
+
+@testable import Runtime
+
+/// The worker's life without sockets: every transition of `WorkerLife`.
+@Suite("Worker state machine")
+struct WorkerLifeTests {
+  static let second: Int64 = 1_000_000
+
+  func assignment(job: UInt32 = 7) -> Assignment {
+    Assignment(
+      job: job, stage: 1, stageCount: 3, config: "", sampleShape: [8, 8, 1], classes: 10, batchesPerEpoch: 5,
+      downstream: "tcp://127.0.0.1:1", runDirectory: "/tmp", originMicros: 0, pixelMean: 0, pixelStd: 1,
+      handoff: Handoff(), nextHandoff: Handoff())
+  }
+
+  /// A life that has said HELLO at t = 0 and waits 10 s for ASSIGN, 20 s for START.
+  func registering() -> WorkerLife {
+    var life = WorkerLife(scheduler: "tcp://s:1", assignWait: .seconds(10), startWait: .seconds(20))
+    #expect(life.on(.started(nowMicros: 0)) == [.sendHello])
+    #expect(life.state == .registering)
+    return life
+  }
+
+  /// …then assigned job 7 (heartbeat 1 s, liveness 3) and started at t = 1 s.
+  func training() -> WorkerLife {
+    var life = registering()
+    _ = life.on(.tick(nowMicros: Self.second))
+    #expect(life.on(.assign(assignment())) == [.setUp(assignment())])
+    #expect(life.state == .building(job: 7))
+    #expect(life.on(.built(heartbeatMicros: Self.second, liveness: 3)) == [.sendReady])
+    #expect(life.state == .assigned(job: 7))
+    #expect(life.on(.start) == [])
+    #expect(life.state == .training(job: 7))
+    return life
+  }
+
+  @Test func helloAssignReadyStartTrain() {
+    _ = training()
+  }
+
+  @Test func aResetWhileWaitingSaysHelloAgain() {
+    var life = registering()
+    #expect(life.on(.reset(reason: "stage 2 died")) == [.sendHello])
+    #expect(life.state == .registering)
+  }
+
+  @Test func aResetAfterAssignDropsTheStageInEveryState() {
+    var building = registering()
+    _ = building.on(.assign(assignment()))
+    #expect(building.on(.reset(reason: "r")) == [.dropStage(job: 7, reason: "r"), .sendHello])
+    #expect(building.state == .registering)
+    #expect(building.on(.built(heartbeatMicros: Self.second, liveness: 3)) == [], "a stage built after its reset is not reported")
+    #expect(building.state == .registering)
+
+    var assigned = registering()
+    _ = assigned.on(.assign(assignment()))
+    _ = assigned.on(.built(heartbeatMicros: Self.second, liveness: 3))
+    #expect(assigned.on(.reset(reason: "r")) == [.dropStage(job: 7, reason: "r"), .sendHello])
+    #expect(assigned.state == .registering)
+  }
+
+  @Test func aResetDuringTrainingDropsTheStageAndTheNextAssignmentStartsAfresh() {
+    var life = training()
+    #expect(life.on(.reset(reason: "stage 0 died")) == [.dropStage(job: 7, reason: "stage 0 died"), .sendHello])
+    #expect(life.state == .registering)
+    #expect(life.on(.assign(assignment(job: 8))) == [.setUp(assignment(job: 8))])
+    _ = life.on(.built(heartbeatMicros: Self.second, liveness: 3))
+    _ = life.on(.start)
+    #expect(life.state == .training(job: 8))
+  }
+
+  @Test func stopDuringTrainingLeavesAndNothingChangesItsCourse() {
+    var life = training()
+    #expect(life.on(.stop(reason: "finished")) == [])
+    #expect(life.state == .leaving(reason: "finished"))
+    #expect(life.isOver)
+    // While it drains (saves, ships its trace, says BYE), a second STOP, a RESET, an ERROR or
+    // silence change nothing.
+    #expect(life.on(.stop(reason: "again")) == [])
+    #expect(life.on(.reset(reason: "late")) == [])
+    #expect(life.on(.error(message: "late")) == [])
+    #expect(life.on(.tick(nowMicros: 1000 * Self.second)) == [])
+    #expect(life.state == .leaving(reason: "finished"))
+  }
+
+  @Test func aSignalDuringTrainingLeavesBeforeItFails() {
+    var life = training()
+    _ = life.on(.signal(2))
+    #expect(life.state == .leaving(reason: "signal 2"))
+  }
+
+  @Test func stopErrorOrSignalBeforeTrainingFail() {
+    var stopped = registering()
+    _ = stopped.on(.stop(reason: "finished"))
+    #expect(stopped.state == .failed(reason: "the scheduler stopped the job while this worker waited for a stage assignment: finished"))
+
+    var refused = registering()
+    _ = refused.on(.error(message: "stage 4 does not exist"))
+    #expect(refused.state == .failed(reason: "the scheduler refused this worker: stage 4 does not exist"))
+
+    var interrupted = registering()
+    _ = interrupted.on(.assign(assignment()))
+    _ = interrupted.on(.built(heartbeatMicros: Self.second, liveness: 3))
+    _ = interrupted.on(.signal(15))
+    #expect(interrupted.state == .failed(reason: "interrupted while waiting for START"))
+
+    var ended = training()
+    _ = ended.on(.error(message: "stage 1 could not save"))
+    #expect(ended.state == .failed(reason: "the scheduler ended the job: stage 1 could not save"))
+  }
+
+  @Test func aSchedulerLostWhileRegisteringFailsAfterTheWaitAndHeartbeatsExtendIt() {
+    var life = registering()
+    #expect(life.on(.tick(nowMicros: 9 * Self.second)) == [])
+    // A scheduler heartbeat (it has not assigned yet) restarts the wait and is answered.
+    #expect(life.on(.heartbeat(echo: false)) == [.sendHeartbeat])
+    #expect(life.on(.tick(nowMicros: 18 * Self.second)) == [])
+    #expect(life.state == .registering)
+    _ = life.on(.tick(nowMicros: 19 * Self.second + 1))
+    guard case .failed(let reason) = life.state else {
+      Issue.record("still \(life.state)")
+      return
+    }
+    #expect(reason.hasPrefix("no answer from tcp://s:1 within 10.0 seconds while waiting for a stage assignment"))
+  }
+
+  @Test func startHasItsOwnWait() {
+    var life = registering()
+    _ = life.on(.assign(assignment()))
+    _ = life.on(.built(heartbeatMicros: Self.second, liveness: 3))
+    _ = life.on(.tick(nowMicros: 15 * Self.second))  // past the assignment's 10 s, within START's 20 s
+    #expect(life.state == .assigned(job: 7))
+    _ = life.on(.tick(nowMicros: 20 * Self.second + 1))
+    guard case .failed(let reason) = life.state else {
+      Issue.record("still \(life.state)")
+      return
+    }
+    #expect(reason.contains("within 20.0 seconds while waiting for START"))
+  }
+
+  @Test func trainingSendsHeartbeatsWhenDueAndFailsAfterLivenessOfSilence() {
+    var life = training()  // heard at 1 s
+    _ = life.on(.sent(nowMicros: Self.second))
+    #expect(life.on(.tick(nowMicros: Self.second + Self.second / 2)) == [])
+    #expect(life.on(.tick(nowMicros: 2 * Self.second)) == [.sendHeartbeat])
+    _ = life.on(.sent(nowMicros: 2 * Self.second))
+    // Any word from the scheduler counts: a heartbeat at 3.5 s moves the limit to 6.5 s.
+    _ = life.on(.tick(nowMicros: 3 * Self.second + Self.second / 2))
+    _ = life.on(.heartbeat(echo: true))
+    _ = life.on(.sent(nowMicros: 6 * Self.second))
+    _ = life.on(.tick(nowMicros: 6 * Self.second + Self.second / 2))
+    #expect(life.state == .training(job: 7))
+    _ = life.on(.tick(nowMicros: 6 * Self.second + Self.second / 2 + 1))
+    #expect(life.state == .failed(reason: "lost the scheduler: nothing heard for 3000 ms (liveness 3 × 1000 ms)"))
+  }
+
+  @Test func messagesOutOfPlaceAreCountedNotObeyed() {
+    var life = registering()
+    #expect(life.on(.start) == [.countRejection("unexpected-START")])
+    #expect(life.on(.other(.ready)) == [.countRejection("unexpected-READY")])
+    #expect(life.state == .registering)
+    var busy = training()
+    #expect(busy.on(.assign(assignment(job: 9))) == [.countRejection("unexpected-ASSIGN")])
+    #expect(busy.on(.heartbeat(echo: false)) == [], "a training worker's own heartbeats are on its clock")
+    #expect(busy.state == .training(job: 7))
+  }
+}
