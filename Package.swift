@@ -71,16 +71,17 @@ let package = Package(
       dependencies: ["Learning", "NN", "Runtime", "Wire", "ZMQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
     // MARK: Tests.
+    .target(name: "TestSupport", dependencies: ["Learning"], path: "Tests/TestSupport"),
     .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
-    .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NN"]),
+    .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NN", "TestSupport"]),
     .testTarget(
-      name: "LearningTests", dependencies: ["Learning", "NN", "Datasets", .product(name: "Yams", package: "Yams")]),
+      name: "LearningTests", dependencies: ["Learning", "NN", "Datasets", "TestSupport", .product(name: "Yams", package: "Yams")]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "ClustersTests", dependencies: ["Clusters", "Learning", .product(name: "Yams", package: "Yams")]),
-    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Datasets"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Datasets", "TestSupport"]),
     .testTarget(
       name: "IntegrationTests",
-      dependencies: ["ZMQ", "CZeroMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
+      dependencies: ["TestSupport", "ZMQ", "CZeroMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
   ]
 )

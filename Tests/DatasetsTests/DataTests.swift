@@ -1,16 +1,9 @@
 import Foundation
 import NN
+import TestSupport
 import Testing
 
 @testable import Datasets
-
-/// A fresh temporary folder per test, removed afterwards.
-func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
-  let path = NSTemporaryDirectory() + "stagewise-data-\(UUID().uuidString)"
-  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  defer { try? FileManager.default.removeItem(atPath: path) }
-  try body(path)
-}
 
 /// Writes a tiny Fashion-MNIST-shaped split: `count` images of side×side and their labels.
 func writeSplit(_ prefix: String, count: Int, side: Int, in directory: String) throws {

@@ -1,13 +1,9 @@
 import Datasets
 import Foundation
+import TestSupport
 import Testing
 
 /// A fresh folder per test, removed afterwards.
-func temporaryDirectory() throws -> String {
-  let path = NSTemporaryDirectory() + "stagewise-cli-\(UUID().uuidString)"
-  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  return path
-}
 
 /// Bad input ends with one clear line on stderr and a non-zero exit, never a stack trace.
 func expectOneLineError(_ result: ChildProcess.Result, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {

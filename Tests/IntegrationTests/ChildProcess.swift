@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A built product running as a child process. Every wait is bounded; a child that overruns is
 /// killed, and every child is reaped. Output goes through files, so a chatty child never
@@ -34,8 +35,7 @@ final class ChildProcess {
 
   /// Starts any program (`ip netns exec HOST stagewise …` for the multi-host test).
   init(executable: String, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws {
-    scratch = NSTemporaryDirectory() + "stagewise-child-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    scratch = try temporaryDirectory("child")
     FileManager.default.createFile(atPath: scratch + "/out", contents: nil)
     FileManager.default.createFile(atPath: scratch + "/err", contents: nil)
     process.executableURL = URL(fileURLWithPath: executable)

@@ -3,23 +3,17 @@ import Learning
 import NN
 import Runtime
 import Telemetry
+import TestSupport
 import Testing
 import Wire
 import ZMQ
 
 /// A small job on generated data: 3 stages, seconds per epoch even in a debug build.
 func daemonConfig(epochs: Int, schedule: Schedule = .pipelined, trainSamples: Int = 600) -> RunConfig {
-  var config = RunConfig()
+  var config = smallConfig(.greedy, epochs: epochs, trainSamples: trainSamples)
   config.name = "daemon-test"
-  config.method = .greedy
   config.schedule = schedule
-  config.data.source = .synthetic
-  config.data.syntheticTrain = trainSamples
-  config.data.syntheticTest = 200
-  config.training.epochs = epochs
-  config.training.batchSize = 32
   config.training.evalBatchSize = 100
-  config.stages = RunConfig.mlpStages(width: 32, count: 3)
   config.daemon.heartbeatMilliseconds = 200
   config.daemon.liveness = 25
   return config

@@ -1,6 +1,7 @@
 import Foundation
 import Learning
 import Runtime
+import TestSupport
 import Testing
 
 /// Test hosts on this machine: one network namespace per host, each with a veth pair into a

@@ -1,6 +1,7 @@
 import Foundation
 import Learning
 import Runtime
+import TestSupport
 import Testing
 import Wire
 import ZMQ

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Learning
@@ -6,16 +7,6 @@ import Testing
 /// The package root, found from this file's path.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   .deletingLastPathComponent().deletingLastPathComponent().path
-
-func configError(_ yaml: String) -> String? {
-  do {
-    let config = try RunConfig.parse(yaml: yaml)
-    _ = try config.buildStages(sampleShape: [28, 28, 1], classes: 10)
-    return nil
-  } catch {
-    return error.description
-  }
-}
 
 @Suite("Config: defaults, key paths in errors, shipped setups")
 struct ConfigTests {

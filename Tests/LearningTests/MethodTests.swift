@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import NN
+import TestSupport
 import Testing
 
 @testable import Learning
@@ -196,11 +197,3 @@ struct MethodConfigTests {
   }
 }
 
-func configErrorOf(_ config: RunConfig) -> String? {
-  do {
-    _ = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
-    return nil
-  } catch {
-    return error.description
-  }
-}

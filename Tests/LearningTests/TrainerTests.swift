@@ -1,21 +1,10 @@
 import Datasets
 import Foundation
 import NN
+import TestSupport
 import Testing
 
 @testable import Learning
-
-func smallConfig(_ method: Method, epochs: Int = 2) -> RunConfig {
-  var config = RunConfig()
-  config.method = method
-  config.data.source = .synthetic
-  config.data.syntheticTrain = 600
-  config.data.syntheticTest = 200
-  config.training.epochs = epochs
-  config.training.batchSize = 32
-  config.stages = RunConfig.mlpStages(width: 32, count: 3)
-  return config
-}
 
 func makeTrainer(_ config: RunConfig) throws -> Trainer {
   let (train, test) = try config.loadData()
@@ -122,7 +111,7 @@ struct SafetensorsTests {
     let trainer = try makeTrainer(smallConfig(.greedy, epochs: 1))
     _ = trainer.trainEpoch(0)
     let stage = trainer.stages[1]
-    let path = NSTemporaryDirectory() + "stagewise-\(UUID().uuidString).safetensors"
+    let path = temporaryPath("checkpoint", extension: ".safetensors")
     defer { try? FileManager.default.removeItem(atPath: path) }
     try stage.save(to: path, metadata: ["epoch": "1"])
     let (tensors, metadata) = try Safetensors.read(path)
@@ -141,7 +130,7 @@ struct SafetensorsTests {
     let config = smallConfig(.greedy, epochs: 1)
     let trainer = try makeTrainer(config)
     _ = trainer.trainEpoch(0)
-    let path = NSTemporaryDirectory() + "stagewise-\(UUID().uuidString).safetensors"
+    let path = temporaryPath("checkpoint", extension: ".safetensors")
     defer { try? FileManager.default.removeItem(atPath: path) }
     try trainer.stages[1].save(to: path, metadata: ["config_hash": config.configHash])
     let fresh = try config.buildStage(1, sampleShape: trainer.train.sampleShape, classes: 10)

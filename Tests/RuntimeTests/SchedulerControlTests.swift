@@ -1,5 +1,6 @@
 import Foundation
 import Learning
+import TestSupport
 import Testing
 import Wire
 
@@ -13,7 +14,7 @@ struct SchedulerControlTests {
     config.data.source = .synthetic
     config.stages = RunConfig.mlpStages(width: 8, count: 2)
     let (train, test) = try config.loadData()
-    let path = NSTemporaryDirectory() + "stagewise-scheduler-\(UUID().uuidString)"
+    let path = temporaryPath("scheduler")
     defer { try? FileManager.default.removeItem(atPath: path) }
     let scheduler = try Scheduler(
       config: config, directory: RunDirectory(path: path, config: config), train: train, test: test, live: false,
