@@ -46,7 +46,7 @@ let package = Package(
     .target(name: "Telemetry"),
     .target(
       name: "Runtime",
-      dependencies: ["Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Wire", "Telemetry"]),
+      dependencies: ["Learning", "NN", "Datasets", "Linalg", "Memory", "ZMQ", "Wire", "Telemetry"]),
     // Slurm and Kubernetes: where a worker finds its scheduler, and the manifests that start them.
     .target(name: "Clusters", dependencies: ["Learning", .product(name: "Yams", package: "Yams")]),
     // The measuring tools: kernels, pipeline, accuracy, the PyTorch yardstick, their charts.
@@ -55,13 +55,13 @@ let package = Package(
       dependencies: ["Runtime", "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "Telemetry"]),
     .target(
       name: "Learning",
-      dependencies: ["NN", "Datasets", "Linalg", "Hardware", .product(name: "Yams", package: "Yams")]),
+      dependencies: ["NN", "Datasets", "Hardware", .product(name: "Yams", package: "Yams")]),
 
     // MARK: The one binary.
     .executableTarget(
       name: "stagewise",
       dependencies: [
-        "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Wire", "Runtime", "Telemetry", "Clusters", "Benchmarks",
+        "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Runtime", "Telemetry", "Clusters", "Benchmarks",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -73,13 +73,13 @@ let package = Package(
     // MARK: Tests.
     .target(name: "TestSupport", dependencies: ["Learning"], path: "Tests/TestSupport"),
     .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
-    .testTarget(name: "NNTests", dependencies: ["NN", "Linalg"]),
+    .testTarget(name: "NNTests", dependencies: ["NN"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NN", "TestSupport"]),
     .testTarget(
-      name: "LearningTests", dependencies: ["Learning", "NN", "Datasets", "TestSupport", .product(name: "Yams", package: "Yams")]),
+      name: "LearningTests", dependencies: ["Learning", "NN", "Datasets", "TestSupport"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "ClustersTests", dependencies: ["Clusters", "Learning", .product(name: "Yams", package: "Yams")]),
-    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "NN", "Datasets", "TestSupport"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "Datasets", "TestSupport"]),
     .testTarget(
       name: "IntegrationTests",
       dependencies: ["TestSupport", "ZMQ", "CZeroMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),

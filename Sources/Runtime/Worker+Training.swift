@@ -168,7 +168,7 @@ extension Worker {
         guard error.isTimeout else { throw error }
         try serviceControl()
         try handle(.tick(nowMicros: WallClock.micros()))  // a stage blocked behind a dead one is not dead itself
-        if case .failed(let reason) = life.state { throw RuntimeError(reason) }
+        if let failure = life.failure { throw RuntimeError(failure) }
         guard case .training = life.state else { return }
         continue
       }

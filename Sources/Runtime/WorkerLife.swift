@@ -76,6 +76,11 @@ public struct WorkerLife: Sendable {
     (self.scheduler, self.assignWait, self.startWait) = (scheduler, assignWait, startWait)
   }
 
+  /// Why the worker failed, once it has.
+  public var failure: String? {
+    if case .failed(let reason) = state { reason } else { nil }
+  }
+
   /// Whether the loop is done: leaving (to say BYE) or failed.
   public var isOver: Bool {
     switch state {
