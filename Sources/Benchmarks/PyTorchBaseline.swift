@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The outside yardstick: `scripts/baseline/torch_baseline.py` (the CPU build of PyTorch on
 /// the same model, batch and SGD recipe), run as a child process and read back as JSON.
@@ -34,7 +35,8 @@ public struct PyTorchBaseline: Sendable {
     do { try process.run() } catch { return .failure(PyTorchBaselineError("cannot start \(python): \(error)")) }
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
+    // Both pipes are closed: the script has ended or is about to.
+    guard process.waitForExit(within: .seconds(60)) else { return .failure(PyTorchBaselineError("\(script) closed its output but did not exit")) }
     guard process.terminationStatus == 0 else {
       let line = stderr.split(separator: "\n").last { !$0.contains("Warning") && !$0.hasPrefix(" ") }.map(String.init) ?? "exit \(process.terminationStatus)"
       return .failure(PyTorchBaselineError(line))

@@ -8,6 +8,15 @@ public func advertisedHost(bind: String, advertise: String? = nil) -> String {
   return ["0.0.0.0", "*", "::"].contains(bind) ? ProcessInfo.processInfo.hostName : bind
 }
 
+/// Whether `endpoint` (tcp://HOST:PORT or ipc://PATH) is on this machine for certain.
+public func isLocalEndpoint(_ endpoint: String) -> Bool {
+  if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+  guard endpoint.hasPrefix("tcp://") else { return false }
+  let address = endpoint.dropFirst("tcp://".count)
+  let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
+  return isLoopback(host)
+}
+
 /// Whether `host` is reachable from this machine only.
 public func isLoopback(_ host: String) -> Bool {
   host.hasPrefix("127.") || host == "localhost" || host == "::1"

@@ -44,7 +44,9 @@ public final class StageProcesses {
       log("pid \(child.processIdentifier) did not exit; killing it")
       kill(child.processIdentifier, SIGKILL)
     }
-    for child in all { child.waitUntilExit() }
+    for child in all where !child.waitForExit(within: .seconds(10)) {
+      log("pid \(child.processIdentifier) outlived SIGKILL by 10 s; leaving it")
+    }
     (current, retired) = ([:], [])
   }
 }

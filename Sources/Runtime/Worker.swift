@@ -53,7 +53,7 @@ public final class Worker {
   var jobs = JobFilter()
   /// Data-plane bytes this process sent (activations and gradients).
   var bytesSent = 0
-  var clock = ClockSync()
+  var clock: ClockSync
   /// Mid-epoch checkpoints this process wrote, oldest first (pruned across assignments: the
   /// run directory is the same).
   var stepCheckpoints: [String] = []
@@ -70,6 +70,7 @@ public final class Worker {
     gradIn = try Socket(context, .pull)
     life = WorkerLife(scheduler: options.scheduler, assignWait: options.registrationTimeout)
     rejections = Rejections(log: log)
+    clock = ClockSync(sameClock: isLocalEndpoint(options.scheduler))
   }
 
   deinit { zap?.stop() }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 
 /// `stagewise launch` as a child process: output to files, every wait bounded, killed if it
 /// outlives this program's interest, always reaped.
@@ -18,21 +19,17 @@ final class LaunchedRun {
 
   deinit {
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
+    process.waitForExit(within: .seconds(10))
   }
 
   func interrupt() { kill(process.processIdentifier, SIGINT) }
 
   /// The exit status, or nil after killing a run still going at the deadline.
   func wait(seconds: Int) -> Int32? {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
-    if process.isRunning {
-      kill(process.processIdentifier, SIGKILL)
-      process.waitUntilExit()
-      return nil
-    }
-    return process.terminationStatus
+    if process.waitForExit(within: .seconds(seconds)) { return process.terminationStatus }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitForExit(within: .seconds(10))
+    return nil
   }
 
   /// Polls `condition` until it gives a value; fails if the run ends or the time runs out first.

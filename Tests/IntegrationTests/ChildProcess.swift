@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 import TestSupport
 
 /// A built product running as a child process. Every wait is bounded; a child that overruns is
@@ -49,7 +50,7 @@ final class ChildProcess {
 
   deinit {
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
+    process.waitForExit(within: .seconds(10))
     try? FileManager.default.removeItem(atPath: scratch)
   }
 
@@ -63,18 +64,10 @@ final class ChildProcess {
   @discardableResult
   func wait(timeout: Duration) -> Result {
     if let finished { return finished }
-    let deadline = ContinuousClock.now + timeout
-    var timedOut = false
-    while process.isRunning {
-      if ContinuousClock.now > deadline {
-        timedOut = true
-        kill(process.processIdentifier, SIGKILL)
-        break
-      }
-      Thread.sleep(forTimeInterval: 0.02)
-    }
-    process.waitUntilExit()
-    let result = Result(status: process.terminationStatus, stdout: stdout, stderr: stderr, timedOut: timedOut)
+    let timedOut = !process.waitForExit(within: timeout)
+    if timedOut { kill(process.processIdentifier, SIGKILL) }
+    let reaped = process.waitForExit(within: .seconds(10))
+    let result = Result(status: reaped ? process.terminationStatus : -1, stdout: stdout, stderr: stderr, timedOut: timedOut)
     finished = result
     return result
   }

@@ -239,6 +239,15 @@ struct TelemetryTests {
     #expect(sync.offsetMicros == 1_000_000 && sync.bestRoundTripMicros == 20)
   }
 
+  /// A scheduler on this host reads the same clock: no estimate replaces the exact 0.
+  @Test func aLocalSchedulerSharesTheClock() {
+    var sync = ClockSync(sameClock: isLocalEndpoint("tcp://127.0.0.1:5555"))
+    sync.observe(sentMicros: 0, schedulerMicros: 1_000_050, receivedMicros: 100)
+    #expect(sync.offsetMicros == 0)
+    #expect(isLocalEndpoint("ipc:///tmp/s") && isLocalEndpoint("tcp://localhost:1") && isLocalEndpoint("tcp://[::1]:1"))
+    #expect(!isLocalEndpoint("tcp://10.0.0.2:5555") && !isLocalEndpoint("tcp://node03:5555"))
+  }
+
   @Test func traceRecorderIsBoundedAndAligned() {
     var trace = TraceRecorder(pid: 2, capacity: 2)
     trace.offsetMicros = 1000
