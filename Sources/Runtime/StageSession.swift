@@ -1,6 +1,8 @@
 import Learning
 import Linalg
+import NN
 import Telemetry
+import Wire
 import ZMQ
 
 /// Everything a worker has only while it holds a stage: made from ASSIGN, dropped whole by a
@@ -16,6 +18,9 @@ final class StageSession {
   let downstream: Socket
   let gradientsOut: Socket?
   let statsIntervalMicros: Int64
+  /// What arrives with this stage's input, and what it sends on (nil: last stage).
+  let handoff: StageHandoff
+  let nextHandoff: Handoff?
 
   var trainStep = 0
   /// The data plane's sequence numbers: the next one expected, the last one handled.
@@ -54,6 +59,8 @@ final class StageSession {
         context, to: $0, curve: try curve($0, assignment.upstreamGradientKey), highWaterMark: highWaterMark, sendTimeoutMilliseconds: 200)
     }
     statsIntervalMicros = Int64(config.daemon.statsMilliseconds) * 1000
+    handoff = StageHandoff(assignment, inputShape: stage.inputShape)
+    nextHandoff = assignment.nextHandoff
     trace = TraceRecorder(pid: assignment.stage + 1)
     trace.originMicros = assignment.originMicros
     totals = PhaseTotals(stage: assignment.stage, epoch: 0, phase: .train)
@@ -64,6 +71,11 @@ final class StageSession {
   }
 
   var isBackprop: Bool { config.method == .e2e }
+
+  /// This stage's output for the next one, detached, under `input`'s header.
+  func output(_ activations: Tensor, of pass: Stage.Pass?, for input: Message) -> Message {
+    StageHandoff.output(activations, of: pass, for: input, from: assignment.stage, next: nextHandoff ?? Handoff())
+  }
 
   var learningRate: Float { config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch) }
 

@@ -43,7 +43,7 @@ extension Worker {
   /// A TRAIN micro-batch under e2e: forward and send on (keeping the activations), or, on the
   /// last stage, loss and backward at once, the gradient going back upstream.
   func trainBackprop(_ message: Message, _ s: StageSession) throws {
-    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
+    let input = s.handoff.input(message)
     if !s.backprop.inBatch { s.backprop.microCount = max(1, Int(message.microCount)) }
     let t0 = WallClock.micros()
     let (h, caches) = s.stage.forwardBody(input.x)
@@ -53,8 +53,7 @@ extension Worker {
     s.backprop.forwards += 1
     guard s.isLast else {
       s.backprop.pending[message.sequence] = (caches, h.batchSize)
-      let next = StageHandoff.output(h, of: nil, for: message, from: s.assignment.stage, next: s.assignment.nextHandoff ?? Handoff())
-      try send(next, on: s.downstream, s)
+      try send(s.output(h, of: nil, for: message), on: s.downstream, s)
       return
     }
     // The batch loss is the mean over the whole batch: each micro-batch counts by its share.

@@ -31,7 +31,7 @@ extension Worker {
     if message.kind == .marker {
       guard MarkerFlag(rawValue: message.flags) != nil else { throw .unexpected("unknown marker flag \(message.flags)") }
     } else {
-      try StageHandoff(s.assignment, inputShape: s.stage.inputShape).check(message)
+      try s.handoff.check(message)
       if s.isBackprop && message.kind == .train { try checkMicroBatch(message, s) }
     }
     guard message.sequence == s.expectedSequence else {
@@ -40,7 +40,7 @@ extension Worker {
   }
 
   func train(_ message: Message, _ s: StageSession) throws {
-    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
+    let input = s.handoff.input(message)
     // `sequential`: the flags name the one stage that trains; the others only pass data on.
     if let active = TrainFlags.activeStage(message.flags), active != s.assignment.stage {
       let pass = s.stage.forward(input)
@@ -103,7 +103,7 @@ extension Worker {
   }
 
   func evaluate(_ message: Message, _ s: StageSession) throws {
-    let input = StageHandoff(s.assignment, inputShape: s.stage.inputShape).input(message)
+    let input = s.handoff.input(message)
     let t0 = WallClock.micros()
     let (pass, logits) = s.stage.infer(input, scoringHead: s.config.scoresHead(ofStage: s.assignment.stage))
     let t1 = WallClock.micros()
@@ -142,8 +142,7 @@ extension Worker {
 
   /// Sends our output on, detached (no gradient comes back), with what the next stage needs.
   func sendOn(_ input: Message, _ pass: Stage.Pass, _ s: StageSession) throws {
-    let output = StageHandoff.output(pass.activations, of: pass, for: input, from: s.assignment.stage, next: s.assignment.nextHandoff ?? Handoff())
-    try send(output, on: s.downstream, s)
+    try send(s.output(pass.activations, of: pass, for: input), on: s.downstream, s)
   }
 
   /// The last stage's word to the scheduler's sink that a batch has left the pipeline: the
