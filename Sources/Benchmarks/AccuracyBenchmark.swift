@@ -38,8 +38,9 @@ public struct AccuracyBenchmark {
       case "contsup-R1E": return Variant(label: "contsup-R1E", method: .contsup, schedule: .pipelined, contextMode: .R1E)
       case "kernel": return Variant(label: "kernel", method: .kernel, schedule: .pipelined)
       case "kernel-sequential": return Variant(label: "kernel-sequential", method: .kernel, schedule: .sequential)
+      case "drtp": return Variant(label: "drtp", method: .drtp, schedule: .pipelined)
       default:
-        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential")
+        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp")
       }
     }
   }

@@ -15,6 +15,10 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   /// Duan & Principe: hidden stages align their normalised features' Gram matrix with the
   /// label kernel; the last stage trains a classifier with CE on what they output.
   case kernel
+  /// Direct random target projection (Frenkel et al.): every hidden layer trains on its own
+  /// fixed random projection of the one-hot label — no head, no error from above, no message
+  /// back; the last stage trains its classifier with CE.
+  case drtp
 }
 
 /// SID's settings (`sid:` in the config).

@@ -31,11 +31,13 @@ extension Stage {
     let objective: Objective
     switch config.method {
     case .kernel where !shapes.isLast: objective = .kernel
+    case .drtp where !shapes.isLast: objective = .drtp
     case .sid: objective = .sid(config.sid)
     default: objective = .crossEntropy
     }
+    let projectedLayers = objective == .drtp ? try projectionPoints(layers, stage: index) : []
     let head: Head? =
-      objective == .kernel
+      objective == .kernel || objective == .drtp
       ? nil
       : try Head.make(
         stageConfig.head, input: shape, classes: shapes.classes,
@@ -54,7 +56,20 @@ extension Stage {
     return Blueprint(
       body: Sequential(inputShape: shapes.input, layers: layers), head: head, encoders: encoders,
       objective: objective, layout: layout, encoderParameterStart: encoderParameterStart,
-      encoderGradientScale: config.contsup.encoderLearningRateScale)
+      encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes)
+  }
+
+  /// DRTP's projected layers in a hidden stage: each ReLU (a hidden layer's output), and the
+  /// body's last layer when weights follow the last ReLU. Every layer with weights gets its
+  /// update from exactly one projection.
+  static func projectionPoints(_ layers: [any Layer], stage: Int) throws(ConfigError) -> [Int] {
+    let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D }
+    var points = layers.indices.filter { layers[$0] is ReLU }
+    if let lastWeights = layers.lastIndex(where: hasWeights), lastWeights > (points.last ?? -1) { points.append(layers.count - 1) }
+    guard !points.isEmpty, layers.contains(where: hasWeights) else {
+      throw ConfigError(path: "stages[\(stage)].layers", "a drtp hidden stage needs a layer with weights (linear or conv) to train")
+    }
+    return points
   }
 
   /// ContSup's Enc_k, mapping a context of shape `from` onto the stage's input shape `to`:

@@ -14,6 +14,9 @@ public final class Stage {
     case sid(SIDConfig)
     /// Gram alignment of its normalised features (kernel, hidden stages; no head).
     case kernel
+    /// DRTP (hidden stages; no head): each hidden layer's own projected target
+    /// (`TargetProjection`), nothing from the layers above.
+    case drtp
   }
 
   /// Where a ContSup context comes from.
@@ -38,6 +41,9 @@ public final class Stage {
   let encoderGradientScale: Float
   public let store: ParameterStore
   public var optimizer: Optimizer
+  /// DRTP: the body layers whose outputs get a projected target (ascending), and each one's
+  /// fixed random projection (drawn from this stage's seed, never trained, saved or sent).
+  public let projections: [(layer: Int, projection: TargetProjection)]
 
   /// What arrives at a stage with a batch.
   public struct Input {
@@ -68,6 +74,8 @@ public final class Stage {
     var encoderCaches: [[LayerCache]]
     var headPass: (logits: Tensor, cache: Head.Cache)?
     var previousBelief: Tensor?
+    /// DRTP: the outputs of the projected layers.
+    var projected: [Tensor] = []
   }
 
   /// A stage's layers and parameter layout, before any memory is allocated: enough to check
@@ -80,6 +88,9 @@ public final class Stage {
     public let layout: ParameterLayout
     public let encoderParameterStart: Int
     public let encoderGradientScale: Float
+    /// DRTP: the body layers that get a projected target, and the number of classes.
+    public let projectedLayers: [Int]
+    public let classes: Int
   }
 
   /// Allocates and initialises a stage; parameters are drawn from a stream of `seed` that
@@ -104,7 +115,14 @@ public final class Stage {
       // input's variance and SGD diverges on Fashion-MNIST).
       encoder.net.layers.last { $0 is Linear || $0 is Conv2D }?.scaleWeights(by: Self.contextInitScale, store)
     }
+    var feedback = SeededGenerator(seed: seed, stream: Self.projectionStream + UInt64(index))
+    projections = blueprint.projectedLayers.map { layer in
+      (layer, TargetProjection(width: blueprint.body.layers[layer].outputShape.reduce(1, *), classes: blueprint.classes, rng: &feedback))
+    }
   }
+
+  /// Where the DRTP projections' random streams start (apart from the weights' streams).
+  static let projectionStream: UInt64 = 0x4452_5450_0000
 
   public var inputShape: [Int] { body.inputShape }
   public var outputShape: [Int] { body.outputShape }
@@ -125,17 +143,17 @@ public final class Stage {
       encoderCaches.append(caches)
       for i in 0..<z.count { z.storage[i] += e.storage[i] }
     }
-    let (h, bodyCaches) = body.forward(z, store)
+    let (h, bodyCaches, projected) = body.forward(z, store, keepingOutputsOf: projections.map(\.layer))
     var pass = Pass(
       activations: h, belief: nil, augmentedInput: z, h: h, bodyCaches: bodyCaches, encoderCaches: encoderCaches,
-      headPass: nil, previousBelief: input.belief)
+      headPass: nil, previousBelief: input.belief, projected: projected)
     switch objective {
     case .kernel: pass.activations = rowNormalize(h).0
     case .sid:
       let (logits, cache) = head!.forward(h, belief: input.belief, store)
       pass.headPass = (logits, cache)
       pass.belief = softmax(logits)
-    case .crossEntropy: break
+    case .crossEntropy, .drtp: break
     }
     return pass
   }
@@ -146,6 +164,8 @@ public final class Stage {
     let result: LossResult
     let dh: Tensor
     switch objective {
+    case .drtp:
+      return projectedTargetGradients(pass, labels: labels)
     case .kernel:
       result = kernelAlignmentLoss(features: pass.h, labels: labels)
       dh = result.gradient
@@ -171,6 +191,21 @@ public final class Stage {
       }
     }
     return result
+  }
+
+  /// DRTP: each projected layer's target, backpropagated through its own block of layers
+  /// only (from the layer after the previous projected one); the loss is the sum of the
+  /// blocks' surrogate objectives.
+  func projectedTargetGradients(_ pass: Pass, labels: [Int32]) -> LossResult {
+    var loss: Float = 0
+    var start = 0
+    for (k, (layer, projection)) in projections.enumerated() {
+      let (blockLoss, target) = projection.loss(pass.projected[k], labels: labels)
+      loss += blockLoss
+      _ = body.backward(target, pass.bodyCaches, store, inputGradient: false, layers: start...layer)
+      start = layer + 1
+    }
+    return LossResult(loss: loss, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
   }
 
   /// Forward, local gradients and the optimizer step on one batch (what the trainer does).

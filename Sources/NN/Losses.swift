@@ -28,6 +28,8 @@ public struct LossResult: Sendable {
   public var gradient: Tensor
   /// How many rows have their arg-max on the label (0 where no labels are involved).
   public var correct: Int
+
+  public init(loss: Float, gradient: Tensor, correct: Int) { (self.loss, self.gradient, self.correct) = (loss, gradient, correct) }
 }
 
 /// Mean cross-entropy of softmax(logits) [B, C] against integer labels [B], with optional

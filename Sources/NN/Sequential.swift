@@ -17,15 +17,24 @@ public struct Sequential: Sendable {
   }
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, [LayerCache]) {
+    let (h, caches, _) = forward(x, store, keepingOutputsOf: [])
+    return (h, caches)
+  }
+
+  /// Forward, also returning the outputs of the layers at `keep` (ascending), for objectives
+  /// that act inside the stack (DRTP's per-layer targets).
+  public func forward(_ x: Tensor, _ store: ParameterStore, keepingOutputsOf keep: [Int]) -> (Tensor, [LayerCache], [Tensor]) {
     var h = x
     var caches: [LayerCache] = []
+    var kept: [Tensor] = []
     caches.reserveCapacity(layers.count)
-    for layer in layers {
+    for (index, layer) in layers.enumerated() {
       let (y, cache) = layer.forward(h, store)
       caches.append(cache)
       h = y
+      if keep.contains(index) { kept.append(y) }
     }
-    return (h, caches)
+    return (h, caches, kept)
   }
 
   /// Forward without keeping caches (evaluation).
@@ -33,15 +42,18 @@ public struct Sequential: Sendable {
     layers.reduce(x) { h, layer in layer.forward(h, store).0 }
   }
 
-  /// Backward through every layer; returns ∂L/∂x when `inputGradient`. The first layer is
+  /// Backward through every layer (or the layers `range`, `dy` being ∂L/∂ of the last one's
+  /// output); returns ∂L/∂ of the first one's input when `inputGradient`. The first layer is
   /// not asked for its input gradient unless the caller needs it.
   public func backward(
-    _ dy: Tensor, _ caches: [LayerCache], _ store: ParameterStore, inputGradient: Bool
+    _ dy: Tensor, _ caches: [LayerCache], _ store: ParameterStore, inputGradient: Bool, layers range: ClosedRange<Int>? = nil
   ) -> Tensor? {
+    guard !layers.isEmpty else { return inputGradient ? dy : nil }
+    let range = range ?? 0...(layers.count - 1)
     var grad: Tensor? = dy
-    for index in layers.indices.reversed() {
+    for index in range.reversed() {
       guard let g = grad else { return nil }
-      let needed = index > 0 || inputGradient
+      let needed = index > range.lowerBound || inputGradient
       grad = layers[index].backward(g, caches[index], store, inputGradient: needed)
     }
     return inputGradient ? grad : nil

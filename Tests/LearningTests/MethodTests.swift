@@ -38,6 +38,8 @@ struct StageGradientTests {
     ("contsup E", methodConfig(.contsup, mode: .E)),
     ("contsup R1E", methodConfig(.contsup, mode: .R1E)),
     ("contsup R1E on maps", methodConfig(.contsup, mode: .R1E, maps: true)),
+    ("drtp mlp", methodConfig(.drtp)),
+    ("drtp maps", methodConfig(.drtp, maps: true)),
     ("kernel", methodConfig(.kernel)),
   ]
 
@@ -197,3 +199,68 @@ struct MethodConfigTests {
   }
 }
 
+/// DRTP: a hidden layer's update is the projected target, gated by its own nonlinearity,
+/// times its input — computed here by hand from the stage's projection matrix.
+@Suite("DRTP")
+struct DRTPTests {
+  @Test func aHiddenLayersUpdateIsTheProjectedTargetTimesItsInput() throws {
+    let config = methodConfig(.drtp)
+    let (train, _) = try config.loadData()
+    let stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
+    let stage = stages[0]
+    #expect(stage.head == nil && stage.projections.map(\.layer) == [1])
+    let batch = train.batch(ArraySlice(0..<12))
+    stage.store.zeroGradients()
+    _ = stage.localGradients(stage.forward(Stage.Input(x: batch.images, labels: batch.labels)), labels: batch.labels)
+    let weight = try #require(stage.store.layout.specs.first { $0.name == "body.0.weight" })
+    let bias = try #require(stage.store.layout.specs.first { $0.name == "body.0.bias" })
+    let (outputs, inputs) = (weight.shape[0], weight.shape[1])
+    let projection = stage.projections[0].projection
+    let x = batch.images.storage
+    var dW = [Double](repeating: 0, count: outputs * inputs), db = [Double](repeating: 0, count: outputs)
+    for (row, label) in batch.labels.enumerated() {
+      for o in 0..<outputs {
+        var a = Double(stage.store.values[bias.offset + o])
+        for i in 0..<inputs { a += Double(stage.store.values[weight.offset + o * inputs + i]) * Double(x[row * inputs + i]) }
+        // δ = (B(−onehot(y))) ⊙ relu′(a), over the batch's mean
+        let delta = a > 0 ? -Double(projection.columns[Int(label) * outputs + o]) / Double(batch.labels.count) : 0
+        db[o] += delta
+        for i in 0..<inputs { dW[o * inputs + i] += delta * Double(x[row * inputs + i]) }
+      }
+    }
+    var worst = 0.0
+    for (k, expected) in dW.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[weight.offset + k]) - expected)) }
+    for (k, expected) in db.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[bias.offset + k]) - expected)) }
+    let scale = dW.map(abs).max()!
+    #expect(scale > 1e-3 && worst < 1e-5 * max(1, scale), "largest difference \(worst) against gradients up to \(scale)")
+  }
+
+  @Test func theProjectionsAreFixedBySeedAndStage() throws {
+    let config = methodConfig(.drtp)
+    let a = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
+    let b = try config.buildStages(sampleShape: [8, 8, 1], classes: 10)
+    #expect(a[0].projections[0].projection.columns == b[0].projections[0].projection.columns)
+    #expect(a[0].projections[0].projection.columns != a[1].projections[0].projection.columns)
+    #expect(a[2].projections.isEmpty && a[2].head != nil, "the last stage trains its classifier on the true gradient")
+    let bound = 1 / Float(32).squareRoot()
+    #expect(a[0].projections[0].projection.columns.allSatisfy { abs($0) <= bound })
+  }
+
+  @Test func learnsTheToyTaskWithoutAnErrorFromAbove() throws {
+    var config = methodConfig(.drtp, epochs: 6)
+    // A projected target never shrinks as the network learns (an error does): at the other
+    // methods' 0.05 the hidden activations grow until the classifier diverges.
+    config.optimizer.learningRate = 0.01
+    let trainer = try makeTrainer(config)
+    let reports = (0..<config.training.epochs).map { trainer.trainEpoch($0) }
+    #expect(reports.last!.test.accuracy > 0.7, "\(reports.map(\.test.accuracy))")
+    #expect(reports.last!.test.accuracy > reports.first!.test.accuracy + 0.2)
+    #expect(reports.last!.test.stages == [2])
+  }
+
+  @Test func aStageWithNothingToTrainIsRefused() {
+    var config = methodConfig(.drtp)
+    config.stages[1] = StageConfig(layers: [LayerConfig(.relu)])
+    #expect(configError(of: config, sampleShape: [8, 8, 1]) == "stages[1].layers: a drtp hidden stage needs a layer with weights (linear or conv) to train")
+  }
+}
