@@ -59,12 +59,12 @@ extension Stage {
       encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes)
   }
 
-  /// DRTP's projected layers in a hidden stage: each ReLU (a hidden layer's output), and the
-  /// body's last layer when weights follow the last ReLU. Every layer with weights gets its
-  /// update from exactly one projection.
+  /// DRTP's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),
+  /// and the body's last layer when weights follow the last one. Every layer with weights gets
+  /// its update from exactly one projection.
   static func projectionPoints(_ layers: [any Layer], stage: Int) throws(ConfigError) -> [Int] {
     let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D }
-    var points = layers.indices.filter { layers[$0] is ReLU }
+    var points = layers.indices.filter { layers[$0] is ReLU || layers[$0] is Tanh }
     if let lastWeights = layers.lastIndex(where: hasWeights), lastWeights > (points.last ?? -1) { points.append(layers.count - 1) }
     guard !points.isEmpty, layers.contains(where: hasWeights) else {
       throw ConfigError(path: "stages[\(stage)].layers", "a drtp hidden stage needs a layer with weights (linear or conv) to train")
@@ -133,6 +133,8 @@ extension Stage {
       return conv
     case .relu:
       return ReLU(shape: input)
+    case .tanh:
+      return Tanh(shape: input)
     case .flatten:
       return Flatten(inputShape: input)
     case .maxpool, .avgpool:

@@ -1,3 +1,4 @@
+import Foundation
 import Linalg
 
 /// y = max(0, x), elementwise; backward passes dy where y > 0.
@@ -44,6 +45,29 @@ public struct ReLU: Layer {
       initialized = dy.count
     }
     return Tensor(shape: dy.shape, storage: dx)
+  }
+}
+
+/// y = tanh(x), elementwise; backward: dx = dy · (1 − y²). Bounded, which DRTP needs: its
+/// projected targets never shrink, and ReLU outputs would grow without limit.
+///
+/// Shapes: x, y, dy, dx [B, …] alike.
+public struct Tanh: Layer {
+  public let outputShape: [Int]
+  public init(shape: [Int]) { outputShape = shape }
+  public var summary: String { "tanh" }
+
+  public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
+    let output = Tensor(shape: x.shape, storage: x.storage.map { Foundation.tanh($0) })
+    return (output, LayerCache(tensors: [output]))
+  }
+
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    guard inputGradient else { return nil }
+    let y = cache.tensors[0].storage
+    return Tensor(shape: dy.shape, storage: (0..<dy.count).map { dy.storage[$0] * (1 - y[$0] * y[$0]) })
   }
 }
 

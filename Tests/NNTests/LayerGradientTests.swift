@@ -29,6 +29,10 @@ struct LayerGradientTests {
     GradientCheck.check(ReLU(shape: [7]), layout: ParameterLayout(), inputShape: [7], step: 1e-3)
   }
 
+  @Test func tanh() {
+    GradientCheck.check(Tanh(shape: [7]), layout: ParameterLayout(), inputShape: [7], step: 1e-3)
+  }
+
   @Test func maxPool() throws {
     let layer = try #require(MaxPool2D(inputShape: [4, 4, 2], size: 2, stride: 2))
     GradientCheck.check(layer, layout: ParameterLayout(), inputShape: [4, 4, 2], step: 1e-3)
