@@ -42,8 +42,11 @@ extension Handoff {
 }
 
 extension RunConfig {
-  /// The handoff into each of `stages` (built from this config).
-  public func handoffs(_ stages: [Stage]) -> [Handoff] {
-    stages.map { Handoff.into(stage: $0.index, of: self, previousInputShape: $0.index > 0 ? stages[$0.index - 1].inputShape : nil) }
+  /// The handoff into each stage, given every stage's input shape.
+  public func handoffs(inputShapes: [[Int]]) -> [Handoff] {
+    inputShapes.indices.map { Handoff.into(stage: $0, of: self, previousInputShape: $0 > 0 ? inputShapes[$0 - 1] : nil) }
   }
+
+  /// The handoff into each of `stages` (built from this config).
+  public func handoffs(_ stages: [Stage]) -> [Handoff] { handoffs(inputShapes: stages.map(\.inputShape)) }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Learning
 import Linalg
 
@@ -38,4 +39,12 @@ public struct RunManifest: Codable, Sendable {
   public var recoveries: [Recovery]?
   /// The scheduler's CPU and OpenBLAS kernels, and why those.
   public var kernels: KernelReport?
+}
+
+extension RunManifest {
+  /// The `run.json` of `runDirectory`, or nil when there is none (yet) or it cannot be read.
+  public static func read(_ runDirectory: String) -> RunManifest? {
+    guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else { return nil }
+    return try? JSONDecoder.stagewise.decode(RunManifest.self, from: data)
+  }
 }

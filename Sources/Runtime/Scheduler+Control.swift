@@ -104,8 +104,6 @@ extension Scheduler {
     registry.markAllAssigned()
     originMicros = WallClock.micros()
     schedulerTrace.originMicros = originMicros
-    let plans = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
-    let handoffs = plans.indices.map { Handoff.into(stage: $0, of: config, previousInputShape: $0 > 0 ? plans[$0 - 1].body.inputShape : nil) }
     for stage in 0..<stageCount {
       let downstream = stage + 1 < stageCount ? registry.members[stage + 1]!.hello.dataEndpoint : sinkEndpoint
       var assignment = Assignment(

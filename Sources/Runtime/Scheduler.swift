@@ -39,6 +39,8 @@ public final class Scheduler {
   /// The job's id on every message; a recovery retires it and takes a new one.
   public internal(set) var job: UInt32
   var jobs = JobFilter()
+  /// What travels into each stage besides its input (stage 0's from the feed).
+  let handoffs: [Handoff]
 
   var registry: Registry
   var plan: FeedPlan
@@ -101,7 +103,7 @@ public final class Scheduler {
       (config, directory, train, test, live, log, report)
     rejections = Rejections(log: log)
     // Check every stage's shapes here, before any process is asked to build one.
-    _ = try config.blueprints(sampleShape: train.sampleShape, classes: train.classes)
+    handoffs = config.handoffs(inputShapes: try config.blueprints(sampleShape: train.sampleShape, classes: train.classes).map(\.body.inputShape))
     context = try Context()
     control = try Socket(context, .router)
     try control.setMaximumMessageSize(Protocol.maxControlFrameBytes)
@@ -183,8 +185,6 @@ public final class Scheduler {
   }
 
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
-  /// What the feed sends stage 0 besides the batch.
-  var feedHandoff: Handoff { Handoff.into(stage: 0, of: config, previousInputShape: nil) }
   var stageCount: Int { config.stages.count }
 
   // MARK: - Run

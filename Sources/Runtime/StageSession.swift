@@ -96,4 +96,19 @@ struct ReplayState {
   var open = false
 
   var canDraw: Bool { open && !stalled }
+
+  /// A fresh input, trained on once already, joins the buffer.
+  mutating func add(_ input: Stage.Input) {
+    buffer.write(input, producerStep: arrivals, uses: 1)
+    arrivals += 1
+  }
+
+  /// An input to train on again, or nil — then the stage stalls until fresh input arrives.
+  mutating func draw() -> Stage.Input? {
+    guard let entry = buffer.draw(producerStep: arrivals) else {
+      stalled = true
+      return nil
+    }
+    return entry.payload
+  }
 }

@@ -67,10 +67,7 @@ extension Worker {
     straggle(s, computedMicros: (t1 - t0) + (t4 - t2))
     if !s.isLast && !handOnEarly { try sendOn(message, pass, s) }
     if s.isLast { try sendResult(message, s) }
-    if s.replay != nil {
-      s.replay!.buffer.write(input, producerStep: s.replay!.arrivals, uses: 1)  // trained on once already
-      s.replay!.arrivals += 1
-    }
+    s.replay?.add(input)
     s.trainStep += 1
     s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
     s.window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
@@ -89,14 +86,10 @@ extension Worker {
   /// One replay step: a buffer draw trains the stage again (nothing is sent on); when no
   /// entry can be drawn the stage stalls until fresh input arrives.
   func replayOnce(_ s: StageSession) {
-    guard let replay = s.replay else { return }
-    guard let entry = s.replay?.buffer.draw(producerStep: replay.arrivals) else {
-      s.replay?.stalled = true
-      return
-    }
+    guard let input = s.replay?.draw() else { return }
     let lr = s.learningRate
     let t0 = WallClock.micros()
-    let result = s.stage.trainLocal(entry.payload, learningRate: lr).1
+    let result = s.stage.trainLocal(input, learningRate: lr).1
     let t1 = WallClock.micros()
     s.trace.record("replay", startMicros: t0, endMicros: t1)
     s.window.add(busyMicros: t1 - t0, loss: result.loss, samples: 0)

@@ -127,13 +127,6 @@ struct StageFuzz: ParsableCommand {
   }
 }
 
-extension RunManifest {
-  static func read(_ runDirectory: String) -> RunManifest? {
-    guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else { return nil }
-    return try? JSONDecoder().decode(RunManifest.self, from: data)
-  }
-}
-
 extension Optional {
   func orThrow(_ why: String) throws -> Wrapped {
     guard let self else { throw ValidationError(why) }

@@ -35,7 +35,7 @@ struct Inspect: ParsableCommand {
 
   func showRun() throws {
     Console.print("run \(path)")
-    if let data = FileManager.default.contents(atPath: "\(path)/run.json"), let manifest = try? JSONDecoder.stagewise.decode(RunManifest.self, from: data) {
+    if let manifest = RunManifest.read(path) {
       Console.print("  job \(manifest.job), \(manifest.schedule), state \(manifest.state)\(manifest.detail.map { " (\($0))" } ?? ""), \(manifest.epochsCompleted) epochs")
       for stage in manifest.stages {
         let rejected = stage.rejected?.values.reduce(0, +) ?? 0

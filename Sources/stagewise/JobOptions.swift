@@ -69,8 +69,7 @@ struct JobOptions: ParsableArguments {
       Console.status("resuming \(resume) after \(point.description)")
     }
     // Recoveries before the stop stay on the record.
-    let earlier = resume.flatMap { FileManager.default.contents(atPath: "\($0)/run.json") }
-      .flatMap { try? JSONDecoder.stagewise.decode(RunManifest.self, from: $0) }?.recoveries ?? []
+    let earlier = resume.flatMap(RunManifest.read)?.recoveries ?? []
     let directory = try RunDirectory(path: resume ?? out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
     let scheduler = try Scheduler(
       config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: point,

@@ -27,10 +27,7 @@ func prepare(_ config: RunConfig) throws -> (dir: String, configPath: String) {
   return (dir, path)
 }
 
-func readManifest(_ runDirectory: String) -> RunManifest? {
-  guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else { return nil }
-  return try? JSONDecoder().decode(RunManifest.self, from: data)
-}
+func readManifest(_ runDirectory: String) -> RunManifest? { RunManifest.read(runDirectory) }
 
 /// A run under `launch` that has started training, and a ZeroMQ context to reach its stages.
 func startedRun(_ config: RunConfig) throws -> (dir: String, launch: ChildProcess, manifest: RunManifest, context: Context) {
