@@ -56,6 +56,27 @@ final class TestHosts {
     try ChildProcess(executable: Self.ip!, ["netns", "exec", name(host), ChildProcess.stagewisePath] + arguments)
   }
 
+  /// Whether host `host` can open a TCP connection to `address:port` within `timeout`
+  /// (tried every 200 ms, each try bounded by bash's `timeout 1`).
+  func canConnect(from host: Int, to address: String, port: Int, within timeout: Duration) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    repeat {
+      let probe = try? ChildProcess(
+        executable: Self.ip!, ["netns", "exec", name(host), "timeout", "1", "bash", "-c", "exec 3<>/dev/tcp/\(address)/\(port)"])
+      if probe?.wait(timeout: .seconds(5)).status == 0 { return true }
+      usleep(200_000)
+    } while ContinuousClock.now < deadline
+    return false
+  }
+
+  /// Every host's links and addresses, for a failure message.
+  func describe() -> String {
+    (0..<count).map { h in
+      let child = try? ChildProcess(executable: Self.ip!, ["-n", name(h), "-br", "addr"])
+      return "[\(name(h))] " + (child?.wait(timeout: .seconds(5)).stdout ?? "?")
+    }.joined()
+  }
+
   /// Deleting a namespace deletes its end of every veth pair (and so the other end).
   func tearDown() {
     for h in 0..<count { _ = Self.run(["netns", "del", name(h)]) }
@@ -92,6 +113,12 @@ struct MultiHostTests {
     let (path, schedulerKey) = try writeCurveJob(config, workers: 3, in: dir)
     let endpoint = "tcp://\(hosts.address(0)):5555"
     let scheduler = try hosts.stagewise(on: 0, ["scheduler", "--config", path, "--out", "\(dir)/run", "--wait-seconds", "120"])
+    // The links are up before any worker starts: each worker host reaches the scheduler's port.
+    for host in [1, 2] {
+      try #require(
+        hosts.canConnect(from: host, to: hosts.address(0), port: 5555, within: .seconds(30)),
+        "host \(host) cannot reach \(endpoint) within 30 s\n\(hosts.describe())\n[scheduler]\n\(scheduler.stderr)")
+    }
     let workers = try [(1, 0), (2, 1), (1, 2)].map { host, stage in
       try hosts.stagewise(on: host, [
         "worker", "--scheduler", endpoint, "--stage", "\(stage)", "--bind", hosts.address(host), "--wait-seconds", "60",
@@ -99,8 +126,9 @@ struct MultiHostTests {
       ])
     }
     let result = scheduler.wait(timeout: .seconds(180))
-    for worker in workers { worker.wait(timeout: .seconds(60)) }
-    #expect(result.status == 0, "\(result.stderr)")
+    let workerResults = workers.map { $0.wait(timeout: .seconds(60)) }
+    let workerLogs = workerResults.enumerated().map { "[worker \($0.offset), status \($0.element.status)]\n\($0.element.stderr)" }
+    #expect(result.status == 0, "\(result.stderr)\n\(workerLogs.joined(separator: "\n"))\n\(hosts.describe())")
     let reports = metricsLines("\(dir)/run")
     #expect(reports.count == 2 && (reports.last?.test.accuracy ?? 0) > 0.5)
     let manifest = try #require(readManifest("\(dir)/run"))
