@@ -4,7 +4,7 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, security, sid, contsup, replay
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, security, sid, contsup, replay, dni
   }
 
   public init(from decoder: any Decoder) throws {
@@ -25,6 +25,7 @@ extension RunConfig {
     sid = try c.value(.sid, or: d.sid)
     contsup = try c.value(.contsup, or: d.contsup)
     replay = try c.value(.replay, or: d.replay)
+    dni = try c.value(.dni, or: d.dni)
   }
 
   /// Decodes YAML text; every error names its key path.
@@ -66,14 +67,15 @@ extension RunConfig {
   /// learning-rate schedule, threads, the schedule, the daemon, security — may change when a
   /// stopped run goes on.
   struct ModelIdentity: Encodable {
-    var seed: UInt64, method: Method, stages: [StageConfig], sid: SIDConfig, contsup: ContSupConfig
+    var seed: UInt64, method: Method, stages: [StageConfig], sid: SIDConfig, contsup: ContSupConfig, dni: DNIConfig?
     var optimizer: OptimizerKind, data: DataSource, trainLimit: Int?, syntheticTrain: Int, syntheticSide: Int
     var batchSize: Int
   }
 
   var modelIdentity: ModelIdentity {
     ModelIdentity(
-      seed: seed, method: method, stages: stages, sid: sid, contsup: contsup, optimizer: optimizer.kind, data: data.source,
+      seed: seed, method: method, stages: stages, sid: sid, contsup: contsup,
+      dni: method == .dni || method == .cdni ? dni : nil, optimizer: optimizer.kind, data: data.source,
       trainLimit: data.trainLimit, syntheticTrain: data.syntheticTrain, syntheticSide: data.syntheticSide,
       batchSize: training.batchSize)
   }
@@ -107,7 +109,7 @@ extension RunConfig {
     if a.seed != b.seed { names.append("seed") }
     if a.method != b.method { names.append("method") }
     if a.stages != b.stages { names.append("stages") }
-    if a.sid != b.sid || a.contsup != b.contsup { names.append("method settings") }
+    if a.sid != b.sid || a.contsup != b.contsup || a.dni != b.dni { names.append("method settings") }
     if a.optimizer != b.optimizer { names.append("optimizer.kind") }
     if a.data != b.data || a.trainLimit != b.trainLimit || a.syntheticTrain != b.syntheticTrain || a.syntheticSide != b.syntheticSide {
       names.append("data")
@@ -163,6 +165,17 @@ extension ReplayConfig {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     buffer = try c.value(.buffer, or: ReplayConfig().buffer)
     maxReuse = try c.value(.maxReuse, or: ReplayConfig().maxReuse)
+  }
+}
+
+extension DNIConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    synthesiser = try c.choice(.synthesiser, or: DNIConfig().synthesiser)
+    hidden = try c.value(.hidden, or: DNIConfig().hidden)
   }
 }
 

@@ -41,6 +41,10 @@ extension RunConfig {
       method != .contsup || stages.count >= 2, "contsup.mode",
       "context \(contsup.mode.rawValue) goes to the stages after the first, and this config has one stage: use 2 or more, or method greedy")
     try check(contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale", "must not be negative")
+    try check(
+      !method.hasFeedback || (schedule != .sequential && schedule != .replay), "schedule",
+      "\(method.rawValue) trains hidden stages on what later stages send back, which \(schedule.rawValue) does not run: use pipelined or lockstep")
+    try check(dni.hidden >= 1, "dni.hidden", "must be at least 1")
     try check(daemon.restarts >= 0, "daemon.restarts", "must not be negative")
     try check(daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps", "must not be negative (0: at epoch ends only)")
     try check(daemon.slowdown >= 1, "daemon.slowdown", "must be at least 1 (1: no slowdown)")

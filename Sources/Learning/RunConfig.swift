@@ -19,6 +19,39 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   /// fixed random projection of the one-hot label — no head, no error from above, no message
   /// back; the last stage trains its classifier with CE.
   case drtp
+  /// Direct feedback alignment (Nøkland): the last stage trains with CE and sends its output
+  /// error e = softmax − onehot(y) to every earlier stage; each hidden layer there trains on
+  /// its own fixed random projection B e, applied when the error arrives (the forward path
+  /// never waits for it).
+  case dfa
+  /// Decoupled neural interfaces (Jaderberg et al.): each stage but the last owns a
+  /// synthesiser M that predicts ∂L/∂h from its output h and updates at once with it; the next
+  /// stage returns the gradient of its own objective at its input, on which M regresses when
+  /// it arrives. The last stage trains with CE.
+  case dni
+  /// DNI with the synthesiser also reading the one-hot label (cDNI).
+  case cdni
+
+  /// Whether later stages send something back to earlier ones (DFA's errors, DNI's gradient
+  /// targets): their workers then have feedback to receive and a bounded store to keep.
+  public var hasFeedback: Bool { self == .dfa || self == .dni || self == .cdni }
+
+  /// Whether each stage after the first returns the gradient at its input to the one before
+  /// (e2e's true gradient; DNI's target for the synthesiser).
+  public var returnsInputGradients: Bool { self == .e2e || self == .dni || self == .cdni }
+}
+
+/// DNI's synthesisers (`dni:` in the config, for methods dni and cdni).
+public struct DNIConfig: Sendable, Equatable, Codable {
+  public enum Kind: String, Sendable, Codable, CaseIterable {
+    /// One affine map from h (and the label) to ĝ; on maps a 3×3 convolution.
+    case linear
+    /// Affine → ReLU → affine with `hidden` units (on maps: 3×3 convolutions, `hidden` channels).
+    case mlp
+  }
+  public var synthesiser: Kind = .mlp
+  public var hidden: Int = 1024
+  public init() {}
 }
 
 /// SID's settings (`sid:` in the config).
@@ -219,6 +252,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var sid = SIDConfig()
   public var contsup = ContSupConfig()
   public var replay = ReplayConfig()
+  public var dni = DNIConfig()
 
   public init() {}
 

@@ -32,12 +32,14 @@ extension Stage {
     switch config.method {
     case .kernel where !shapes.isLast: objective = .kernel
     case .drtp where !shapes.isLast: objective = .drtp
+    case .dfa where !shapes.isLast: objective = .dfa
+    case .dni where !shapes.isLast, .cdni where !shapes.isLast: objective = .synthetic
     case .sid: objective = .sid(config.sid)
     default: objective = .crossEntropy
     }
-    let projectedLayers = objective == .drtp ? try projectionPoints(layers, stage: index) : []
+    let projectedLayers = objective == .drtp || objective == .dfa ? try projectionPoints(layers, stage: index, method: config.method) : []
     let head: Head? =
-      objective == .kernel || objective == .drtp
+      [.kernel, .drtp, .dfa, .synthetic].contains(objective)
       ? nil
       : try Head.make(
         stageConfig.head, input: shape, classes: shapes.classes,
@@ -56,18 +58,20 @@ extension Stage {
     return Blueprint(
       body: Sequential(inputShape: shapes.input, layers: layers), head: head, encoders: encoders,
       objective: objective, layout: layout, encoderParameterStart: encoderParameterStart,
-      encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes)
+      encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes,
+      synthesiser: objective == .synthetic
+        ? Synthesiser.blueprint(config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes) : nil)
   }
 
-  /// DRTP's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),
+  /// DRTP's and DFA's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),
   /// and the body's last layer when weights follow the last one. Every layer with weights gets
   /// its update from exactly one projection.
-  static func projectionPoints(_ layers: [any Layer], stage: Int) throws(ConfigError) -> [Int] {
+  static func projectionPoints(_ layers: [any Layer], stage: Int, method: Method) throws(ConfigError) -> [Int] {
     let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D }
     var points = layers.indices.filter { layers[$0] is ReLU || layers[$0] is Tanh }
     if let lastWeights = layers.lastIndex(where: hasWeights), lastWeights > (points.last ?? -1) { points.append(layers.count - 1) }
     guard !points.isEmpty, layers.contains(where: hasWeights) else {
-      throw ConfigError(path: "stages[\(stage)].layers", "a drtp hidden stage needs a layer with weights (linear or conv) to train")
+      throw ConfigError(path: "stages[\(stage)].layers", "a \(method.rawValue) hidden stage needs a layer with weights (linear or conv) to train")
     }
     return points
   }

@@ -17,6 +17,12 @@ public final class Stage {
     /// DRTP (hidden stages; no head): each hidden layer's own projected target
     /// (`TargetProjection`), nothing from the layers above.
     case drtp
+    /// DFA (hidden stages; no head): the same projected layers as DRTP, trained on the last
+    /// stage's output error when it arrives (`trainOnError`), nothing at forward time.
+    case dfa
+    /// DNI (hidden stages; no head): the synthesiser's prediction backpropagated through the
+    /// body at once; the synthesiser trains on the next stage's gradient when it arrives.
+    case synthetic
   }
 
   /// Where a ContSup context comes from.
@@ -44,6 +50,10 @@ public final class Stage {
   /// DRTP: the body layers whose outputs get a projected target (ascending), and each one's
   /// fixed random projection (drawn from this stage's seed, never trained, saved or sent).
   public let projections: [(layer: Int, projection: TargetProjection)]
+  /// DNI: the synthesiser M predicting ∂L/∂h from h (and the label, cDNI).
+  public let synthesiser: Synthesiser?
+  /// The number of classes (the width of DFA's output error).
+  public let classes: Int
 
   /// What arrives at a stage with a batch.
   public struct Input {
@@ -91,6 +101,7 @@ public final class Stage {
     /// DRTP: the body layers that get a projected target, and the number of classes.
     public let projectedLayers: [Int]
     public let classes: Int
+    public let synthesiser: Synthesiser.Blueprint?
   }
 
   /// Allocates and initialises a stage; parameters are drawn from a stream of `seed` that
@@ -103,6 +114,7 @@ public final class Stage {
     objective = blueprint.objective
     encoderParameterStart = blueprint.encoderParameterStart
     encoderGradientScale = blueprint.encoderGradientScale
+    classes = blueprint.classes
     store = ParameterStore(layout: blueprint.layout)
     self.optimizer = Optimizer(optimizer)
     var rng = SeededGenerator(seed: seed, stream: UInt64(index + 1))
@@ -119,10 +131,14 @@ public final class Stage {
     projections = blueprint.projectedLayers.map { layer in
       (layer, TargetProjection(width: blueprint.body.layers[layer].outputShape.reduce(1, *), classes: blueprint.classes, rng: &feedback))
     }
+    var synthesiserDraws = SeededGenerator(seed: seed, stream: Self.synthesiserStream + UInt64(index))
+    synthesiser = blueprint.synthesiser.map { Synthesiser($0, rng: &synthesiserDraws, optimizer: optimizer) }
   }
 
-  /// Where the DRTP projections' random streams start (apart from the weights' streams).
+  /// Where the DRTP/DFA projections' and the DNI synthesisers' random streams start (apart
+  /// from the weights' streams).
   static let projectionStream: UInt64 = 0x4452_5450_0000
+  static let synthesiserStream: UInt64 = 0x444E_4900_0000
 
   public var inputShape: [Int] { body.inputShape }
   public var outputShape: [Int] { body.outputShape }
@@ -153,7 +169,7 @@ public final class Stage {
       let (logits, cache) = head!.forward(h, belief: input.belief, store)
       pass.headPass = (logits, cache)
       pass.belief = softmax(logits)
-    case .crossEntropy, .drtp: break
+    case .crossEntropy, .drtp, .dfa, .synthetic: break
     }
     return pass
   }
@@ -161,11 +177,25 @@ public final class Stage {
   /// The local objective's gradients, added into the store: head (if any), body, encoders.
   /// The input is a constant: nothing flows back to earlier stages.
   public func localGradients(_ pass: Pass, labels: [Int32]) -> LossResult {
+    localStep(pass, labels: labels, inputGradient: false).result
+  }
+
+  /// The local objective's gradients, and ∂/∂input when `inputGradient` (DNI returns it to
+  /// the previous stage as its synthesiser's target). Under DNI a hidden stage's objective is
+  /// its synthesiser's prediction (its loss is reported when the target arrives: 0 here); a
+  /// DFA hidden stage has nothing to do before its error arrives (`trainOnError`).
+  public func localStep(_ pass: Pass, labels: [Int32], inputGradient: Bool) -> (result: LossResult, inputGradient: Tensor?) {
     let result: LossResult
     let dh: Tensor
     switch objective {
     case .drtp:
-      return projectedTargetGradients(pass, labels: labels)
+      let loss = projectedGradients(pass, error: TargetProjection.targetError(labels: labels, classes: classes))
+      return (LossResult(loss: loss, gradient: Tensor(zeros: [labels.count, 0]), correct: 0), nil)
+    case .dfa:
+      preconditionFailure("a dfa hidden stage trains when its error arrives (trainOnError), not at forward time")
+    case .synthetic:
+      result = LossResult(loss: 0, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
+      dh = synthesiser!.syntheticGradient(pass.h, labels: labels)
     case .kernel:
       result = kernelAlignmentLoss(features: pass.h, labels: labels)
       dh = result.gradient
@@ -181,8 +211,8 @@ public final class Stage {
         alpha: settings.alpha, labelSmoothing: settings.labelSmoothing, direction: settings.direction)
       dh = head!.backward(result.gradient, cache, store)
     }
-    let dz = body.backward(dh, pass.bodyCaches, store, inputGradient: !encoders.isEmpty)
-    if let dz {
+    let dz = body.backward(dh, pass.bodyCaches, store, inputGradient: inputGradient || !encoders.isEmpty)
+    if let dz, !encoders.isEmpty {
       for (k, encoder) in encoders.enumerated() {
         _ = encoder.net.backward(dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store, inputGradient: false)
       }
@@ -190,30 +220,45 @@ public final class Stage {
         for i in encoderParameterStart..<store.count { store.gradients[i] *= encoderGradientScale }
       }
     }
-    return result
+    return (result, inputGradient ? dz : nil)
   }
 
-  /// DRTP: each projected layer's target, backpropagated through its own block of layers
-  /// only (from the layer after the previous projected one); the loss is the sum of the
-  /// blocks' surrogate objectives.
-  func projectedTargetGradients(_ pass: Pass, labels: [Int32]) -> LossResult {
+
+  /// DRTP and DFA: each projected layer's gradient B·e, backpropagated through its own block
+  /// of layers only (from the layer after the previous projected one); returns the sum of the
+  /// blocks' surrogate objectives. `error` is [B, C].
+  func projectedGradients(_ pass: Pass, error: Tensor) -> Float {
     var loss: Float = 0
     var start = 0
     for (k, (layer, projection)) in projections.enumerated() {
-      let (blockLoss, target) = projection.loss(pass.projected[k], labels: labels)
+      let (blockLoss, target) = projection.loss(pass.projected[k], error: error)
       loss += blockLoss
       _ = body.backward(target, pass.bodyCaches, store, inputGradient: false, layers: start...layer)
       start = layer + 1
     }
-    return LossResult(loss: loss, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
+    return loss
   }
 
-  /// Forward, local gradients and the optimizer step on one batch (what the trainer does).
-  public func trainLocal(_ input: Input, learningRate: Float) -> (Pass, LossResult) {
-    let pass = forward(input)
-    let result = localGradients(pass, labels: input.labels)
+  /// DFA, when the last stage's output error e [B, C] for a batch this stage forwarded
+  /// arrives: every projected layer's gradient from B e, then the update. Returns the
+  /// surrogate objective.
+  public func trainOnError(_ pass: Pass, error: Tensor, learningRate: Float) -> Float {
+    let loss = projectedGradients(pass, error: error)
     optimizer.update(store, learningRate: learningRate)
-    return (pass, result)
+    return loss
+  }
+
+  /// Whether the stage updates when a batch goes forward (all but DFA's hidden stages, which
+  /// update when their error arrives).
+  public var trainsAtForward: Bool { objective != .dfa }
+
+  /// Forward, local gradients and the optimizer step on one batch (what the trainer does);
+  /// with `inputGradient`, also ∂/∂input (DNI's target for the previous stage).
+  public func trainLocal(_ input: Input, learningRate: Float, inputGradient: Bool = false) -> (Pass, LossResult, Tensor?) {
+    let pass = forward(input)
+    let (result, dx) = localStep(pass, labels: input.labels, inputGradient: inputGradient)
+    optimizer.update(store, learningRate: learningRate)
+    return (pass, result, dx)
   }
 
   /// Evaluation: the pass (without training) and the head's logits, if the stage has a head

@@ -33,15 +33,42 @@ public struct EpochReport: Sendable, Codable, Equatable {
   public var activeStage: Int?
   /// The daemon's count of this epoch's batches and samples (nil from the one-process trainer).
   public var accounting: EpochAccounting?
+  /// DFA and DNI: what came back to each stage but the last (errors, gradient targets).
+  public var feedback: [FeedbackTotals]?
 
   public init(
     epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,
-    seconds: Double, samplesPerSecond: Double, test: EvalReport, activeStage: Int? = nil
+    seconds: Double, samplesPerSecond: Double, test: EvalReport, activeStage: Int? = nil, feedback: [FeedbackTotals]? = nil
   ) {
     (self.epoch, self.steps, self.trainLoss, self.trainAccuracy, self.learningRate) =
       (epoch, steps, trainLoss, trainAccuracy, learningRate)
     (self.seconds, self.samplesPerSecond, self.test, self.activeStage) = (seconds, samplesPerSecond, test, activeStage)
+    self.feedback = feedback
   }
+}
+
+/// What came back to one stage over an epoch (DFA's errors, DNI's gradient targets), counted.
+public struct FeedbackTotals: Codable, Sendable, Equatable {
+  public var stage: Int
+  /// Feedback used: a DFA update, a synthesiser step.
+  public var applied = 0
+  /// Batches whose feedback was not used: evicted from the stage's bounded store before it
+  /// arrived, or arriving for a batch the stage no longer held.
+  public var stale = 0
+  /// Σ and max over applied feedback of the batches this stage sent forward between the
+  /// batch and its feedback (0 in lockstep order).
+  public var stalenessSum = 0
+  public var maxStaleness = 0
+
+  public init(stage: Int) { self.stage = stage }
+
+  public mutating func applied(staleness: Int) {
+    applied += 1
+    stalenessSum += staleness
+    maxStaleness = max(maxStaleness, staleness)
+  }
+
+  public var meanStaleness: Double { Double(stalenessSum) / Double(max(applied, 1)) }
 }
 
 /// One epoch of a daemon run, counted: training batches the scheduler fed and each stage
@@ -87,6 +114,8 @@ public final class Trainer {
   public let order: BatchOrder
   /// Optimizer steps taken so far (the learning-rate schedule's clock).
   public private(set) var step = 0
+  /// DFA and DNI: the feedback each stage received this epoch (in one process it is never stale).
+  public private(set) var feedback: [FeedbackTotals] = []
 
   public init(config: RunConfig, train: Dataset, test: Dataset) throws(ConfigError) {
     self.config = config
@@ -114,16 +143,40 @@ public final class Trainer {
     var previous: Stage.Pass?
     var losses: [Float] = []
     var correct = 0
+    // DFA: the hidden stages' passes, waiting for the last stage's error.
+    var awaitingError: [(Stage, Stage.Pass, loss: Int)] = []
+    var lastError: Tensor?
     for stage in stages.prefix((activeStage ?? stages.count - 1) + 1) {
       let input = handoffs[stage.index].input(after: previous, batch: batch)
       if let activeStage, stage.index < activeStage {
         previous = stage.forward(input)  // frozen
         continue
       }
-      let (pass, result) = stage.trainLocal(input, learningRate: lr)
+      guard stage.trainsAtForward else {
+        previous = stage.forward(input)
+        awaitingError.append((stage, previous!, losses.count))
+        losses.append(0)
+        continue
+      }
+      // DNI: the gradient at this stage's input is the previous stage's synthesiser target.
+      let returnsTarget = stage.index > 0 && stages[stage.index - 1].synthesiser != nil
+      let (pass, result, dx) = stage.trainLocal(input, learningRate: lr, inputGradient: returnsTarget)
+      if returnsTarget, let dx, let previous {
+        let synthesiser = stages[stage.index - 1].synthesiser!
+        losses[losses.count - 1] = synthesiser.train(previous.h, labels: batch.labels, target: dx, learningRate: lr)
+        feedback[stage.index - 1].applied(staleness: 0)
+      }
       losses.append(result.loss)
       correct = result.correct
       previous = pass
+      lastError = result.gradient
+    }
+    // DFA: the last stage's output error, ∂L/∂logits = (softmax − onehot)/B, to every hidden stage.
+    if !awaitingError.isEmpty, let error = lastError {
+      for (stage, pass, slot) in awaitingError {
+        losses[slot] = stage.trainOnError(pass, error: error, learningRate: lr)
+        feedback[stage.index].applied(staleness: 0)
+      }
     }
     return (losses, correct)
   }
@@ -152,6 +205,7 @@ public final class Trainer {
   /// `activeStage`, only that stage trains (the `sequential` schedule).
   public func trainEpoch(_ epoch: Int, activeStage: Int? = nil, progress: ((Int, Int, Float) -> Void)? = nil) -> EpochReport {
     let batches = order.batches(epoch: epoch)
+    feedback = stages.dropLast().map { FeedbackTotals(stage: $0.index) }
     let start = ContinuousClock.now
     let lr = learningRate
     var lossSums: [Double] = []
@@ -168,7 +222,7 @@ public final class Trainer {
       epoch: epoch, steps: step, trainLoss: lossSums.map { $0 / Double(max(batches.count, 1)) },
       trainAccuracy: Double(correct) / Double(max(train.count, 1)), learningRate: lr,
       seconds: seconds, samplesPerSecond: Double(train.count) / max(seconds, 1e-9),
-      test: evaluate(), activeStage: activeStage)
+      test: evaluate(), activeStage: activeStage, feedback: config.method.hasFeedback ? feedback : nil)
   }
 
   /// Runs the configured training: every epoch, or under `sequential` one phase of

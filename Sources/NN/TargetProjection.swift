@@ -1,18 +1,24 @@
-/// Direct random target projection (DRTP, Frenkel et al. 2021) for one hidden layer: a fixed
-/// random matrix B, n × C with entries U[−1/√n, 1/√n], drawn from a seed and never trained or
-/// sent. DRTP is DFA with the output error e = softmax − onehot(y) replaced by what it is
-/// before anything is learnt, −onehot(y); the layer's surrogate objective is
+import Linalg
+
+/// The fixed random feedback matrix of one hidden layer for DFA (Nøkland 2016) and DRTP
+/// (Frenkel et al. 2021): B, n × C with entries U[−1/√n, 1/√n], drawn from a seed and never
+/// trained or sent. An output error e [B, C] reaches the layer's output h [B, n] as
 ///
-///     L = −(1/B) Σ_i ⟨B[:, y_i], h_i⟩          h: [B, n] (any per-sample shape of n values)
+///     ∂L/∂h = e · Bᵀ          (per sample: B e_i)
 ///
-/// so ∂L/∂h_i = −B[:, y_i] / B — the target projected — and backpropagated through the
-/// layer's own nonlinearity and weights it gives δ = (B(−onehot(y))) ⊙ f′(a) and
-/// ∂L/∂W = δ xᵀ: no error from the layers above, so a stage never waits for one. (With B
-/// drawn symmetric about 0, B and −B are equally likely: the sign is a convention.)
+/// and, backpropagated through the layer's own nonlinearity and weights, gives
+/// δ = (B e) ⊙ f′(a) and ∂L/∂W = δ xᵀ: nothing from the layers above.
+/// - DFA: e = (softmax − onehot(y)) / B, the last stage's output error, sent back to every
+///   earlier stage.
+/// - DRTP: e = −onehot(y) / B — DFA's error before anything is learnt — which every stage
+///   has with its labels, so no message travels back. (With B drawn symmetric about 0, B and
+///   −B are equally likely: the sign is a convention.)
+///
+/// The surrogate objective of a layer is L = Σ_i ⟨B e_i, h_i⟩, whose gradient at h is B e.
 public struct TargetProjection: Sendable {
   public let width: Int
   public let classes: Int
-  /// Class-major: values [c·n, (c+1)·n) are B[:, c], so projecting a label is one copy.
+  /// Bᵀ, C × n, class-major: values [c·n, (c+1)·n) are B[:, c].
   public let columns: [Float]
 
   public init(width: Int, classes: Int, rng: inout SeededGenerator) {
@@ -21,20 +27,43 @@ public struct TargetProjection: Sendable {
     columns = (0..<(width * classes)).map { _ in Float((2 * rng.nextUnit() - 1) * bound) }
   }
 
-  /// The surrogate loss at h [B, …] and its gradient ∂L/∂h (h's shape).
-  public func loss(_ h: Tensor, labels: [Int32]) -> (loss: Float, gradient: Tensor) {
-    precondition(h.sampleCount == width && h.batchSize == labels.count, "target projection: h \(h.shape) for \(labels.count) labels, width \(width)")
-    let scale = 1 / Float(labels.count)
-    var gradient = Tensor(zeros: h.shape)
-    var loss: Float = 0
-    for (i, label) in labels.enumerated() {
-      let column = Int(label) * width
-      for j in 0..<width {
-        let g = -columns[column + j] * scale
-        gradient.storage[i * width + j] = g
-        loss += g * h.storage[i * width + j]
+  /// ∂L/∂h = e · Bᵀ for an error e [B, C]; the result has `shape` (h's, [B, …] with n values
+  /// per sample).
+  public func project(_ error: Tensor, shape: [Int]) -> Tensor {
+    let rows = error.batchSize
+    precondition(error.sampleCount == classes && shape.first == rows && shape.dropFirst().reduce(1, *) == width,
+                 "target projection: error \(error.shape) onto \(shape), width \(width), \(classes) classes")
+    let g = [Float](unsafeUninitializedCapacity: rows * width) { gp, initialized in
+      error.storage.withUnsafeBufferPointer { ep in
+        columns.withUnsafeBufferPointer { bp in
+          // g[B, n] = e[B, C] · Bᵀ[C, n]
+          gemm(.none, .none, m: rows, n: width, k: classes, a: ep.baseAddress!, aCount: ep.count,
+               b: bp.baseAddress!, bCount: bp.count, c: gp.baseAddress!, cCount: rows * width)
+        }
       }
+      initialized = rows * width
     }
+    return Tensor(shape: shape, storage: g)
+  }
+
+  /// DRTP's error, −onehot(y) / B [B, C].
+  public static func targetError(labels: [Int32], classes: Int) -> Tensor {
+    var e = Tensor(zeros: [labels.count, classes])
+    for (i, label) in labels.enumerated() { e.storage[i * classes + Int(label)] = -1 / Float(labels.count) }
+    return e
+  }
+
+  /// The surrogate loss at h [B, …] for error e, and its gradient ∂L/∂h (h's shape).
+  public func loss(_ h: Tensor, error: Tensor) -> (loss: Float, gradient: Tensor) {
+    let gradient = project(error, shape: h.shape)
+    var loss: Float = 0
+    for i in 0..<h.count { loss += gradient.storage[i] * h.storage[i] }
     return (loss, gradient)
+  }
+
+  /// DRTP: the surrogate loss at h [B, …] for the batch's labels, and ∂L/∂h = −B[:, y_i] / B.
+  public func loss(_ h: Tensor, labels: [Int32]) -> (loss: Float, gradient: Tensor) {
+    precondition(h.batchSize == labels.count, "target projection: h \(h.shape) for \(labels.count) labels")
+    return loss(h, error: Self.targetError(labels: labels, classes: classes))
   }
 }

@@ -42,7 +42,7 @@ public struct Assignment: Codable, Sendable, Equatable {
   /// the last stage).
   public var handoff: Handoff
   public var nextHandoff: Handoff?
-  /// e2e: the previous stage's gradient endpoint (nil for stage 0 and local methods).
+  /// e2e and DNI: the previous stage's gradient endpoint (nil for stage 0 and other methods).
   public var upstreamGradient: String?
   /// Resuming: the checkpoint this stage restores before it trains.
   public var restoreFrom: String?
@@ -54,6 +54,10 @@ public struct Assignment: Codable, Sendable, Equatable {
   public var downstreamKey: String?
   public var upstreamGradientKey: String?
   public var peerKeys: [String]?
+  /// DFA, the last stage: every earlier stage's gradient endpoint (where its error goes), and
+  /// their CURVE keys.
+  public var feedbackTargets: [String]?
+  public var feedbackTargetKeys: [String]?
 }
 
 /// READY, worker → scheduler: the stage is built and connected.
@@ -85,6 +89,8 @@ public struct PhaseTotals: Codable, Sendable, Equatable {
   public var correct = 0
   public var samples = 0
   public var batches = 0
+  /// DFA and DNI, stages before the last (train phase): what came back, and what was stale.
+  public var feedback: FeedbackTotals?
 
   public init(stage: Int, epoch: Int, phase: Phase) {
     (self.stage, self.epoch, self.phase) = (stage, epoch, phase)

@@ -32,6 +32,7 @@ struct EpochLedger {
     // Stages without a head (kernel hidden stages) score nothing and are left out.
     let scored = evalTotals.filter { $0.samples > 0 }
     let accuracy = scored.map { Double($0.correct) / Double($0.samples) }
+    let feedback = train.compactMap { $0?.feedback }
     return EpochReport(
       epoch: epoch, steps: steps,
       trainLoss: trainTotals.map { $0.batchLossSum / Double(max($0.batches, 1)) },
@@ -40,6 +41,7 @@ struct EpochLedger {
       samplesPerSecond: Double(samples) / max(seconds, 1e-9),
       test: EvalReport(
         accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
-        stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage)))
+        stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage)),
+      feedback: feedback.isEmpty ? nil : feedback)
   }
 }

@@ -111,15 +111,19 @@ extension Scheduler {
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
         runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
         handoff: handoffs[stage], nextHandoff: stage + 1 < stageCount ? handoffs[stage + 1] : nil,
-        upstreamGradient: config.method == .e2e && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
+        upstreamGradient: config.method.returnsInputGradients && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },
         maxInFlight: maxInFlight)
+      let isLast = stage == stageCount - 1
+      if config.method == .dfa && isLast { assignment.feedbackTargets = (0..<stage).map { registry.members[$0]!.hello.gradEndpoint } }
       if let ours = curveKeys?.publicKey {  // whom it connects to, and who may connect to it
         let key = { (stage: Int) in self.registry.members[stage]!.hello.publicKey! }
-        let sendsGradients = config.method == .e2e && stage + 1 < stageCount
+        // Who sends to our gradient socket: the next stage (e2e, DNI), the last one (DFA).
+        let feedbackFrom = isLast ? nil : config.method.returnsInputGradients ? stage + 1 : config.method == .dfa ? stageCount - 1 : nil
         assignment.downstreamKey = stage + 1 < stageCount ? key(stage + 1) : ours
         assignment.upstreamGradientKey = assignment.upstreamGradient != nil ? key(stage - 1) : nil
-        assignment.peerKeys = [stage == 0 ? ours : key(stage - 1)] + (sendsGradients ? [key(stage + 1)] : [])
+        assignment.feedbackTargetKeys = assignment.feedbackTargets != nil ? (0..<stage).map(key) : nil
+        assignment.peerKeys = [stage == 0 ? ours : key(stage - 1)] + (feedbackFrom.map { [key($0)] } ?? [])
       }
       try sendControl(to: stage, Message(kind: .assign, body: assignment))
     }

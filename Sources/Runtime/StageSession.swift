@@ -17,6 +17,9 @@ final class StageSession {
   /// gradients (the previous stage; nil for stage 0 and the local methods).
   let downstream: Socket
   let gradientsOut: Socket?
+  /// DFA, the last stage: a PUSH into every earlier stage's gradient socket (PUSH, never PUB,
+  /// which would drop).
+  let feedbackOut: [Socket]
   let statsIntervalMicros: Int64
   /// What arrives with this stage's input, and what it sends on (nil: last stage).
   let handoff: StageHandoff
@@ -35,6 +38,9 @@ final class StageSession {
   var backprop = BackpropState()
   /// e2e: compute time of the current batch so far (for the straggler experiment).
   var batchComputeMicros: Int64 = 0
+  /// DFA and DNI, stages before the last: the batches sent forward whose feedback has not
+  /// come back yet (twice the batches that can be in flight, so only lost feedback evicts).
+  var pending: FeedbackStore<PendingBatch>?
 
   /// Builds the stage and connects its outputs (as CURVE clients when `keys` is given).
   init(_ assignment: Assignment, context: Context, keys: CurveKeyPair?) throws {
@@ -58,12 +64,19 @@ final class StageSession {
       try SocketRecipes.push(
         context, to: $0, curve: try curve($0, assignment.upstreamGradientKey), highWaterMark: highWaterMark, sendTimeoutMilliseconds: 200)
     }
+    feedbackOut = try zip(assignment.feedbackTargets ?? [], assignment.feedbackTargetKeys ?? (assignment.feedbackTargets ?? []).map { _ in nil }).map {
+      try SocketRecipes.push(context, to: $0, curve: try curve($0, $1), highWaterMark: highWaterMark, sendTimeoutMilliseconds: 200)
+    }
+    if config.method.hasFeedback && !isLast {
+      pending = FeedbackStore(capacity: 2 * max(assignment.maxInFlight ?? 1, 1) + 2)
+    }
     statsIntervalMicros = Int64(config.daemon.statsMilliseconds) * 1000
     handoff = StageHandoff(assignment, inputShape: stage.inputShape)
     nextHandoff = assignment.nextHandoff
     trace = TraceRecorder(pid: assignment.stage + 1)
     trace.originMicros = assignment.originMicros
     totals = PhaseTotals(stage: assignment.stage, epoch: 0, phase: .train)
+    totals = freshTotals(epoch: 0, phase: .train)
     if config.schedule == .replay && assignment.stage > 0 {
       replay = ReplayState(
         buffer: ReplayBuffer(capacity: config.replay.buffer, maxReuse: config.replay.maxReuse > 0 ? config.replay.maxReuse : nil))
@@ -75,6 +88,13 @@ final class StageSession {
   /// This stage's output for the next one, detached, under `input`'s header.
   func output(_ activations: Tensor, of pass: Stage.Pass?, for input: Message) -> Message {
     StageHandoff.output(activations, of: pass, for: input, from: assignment.stage, next: nextHandoff ?? Handoff())
+  }
+
+  /// Empty totals for a phase (with feedback counts where feedback comes back in training).
+  func freshTotals(epoch: Int, phase: Phase) -> PhaseTotals {
+    var totals = PhaseTotals(stage: assignment.stage, epoch: epoch, phase: phase)
+    if pending != nil && phase == .train { totals.feedback = FeedbackTotals(stage: assignment.stage) }
+    return totals
   }
 
   var learningRate: Float { config.learningRate(step: trainStep, stepsPerEpoch: assignment.batchesPerEpoch) }

@@ -48,29 +48,43 @@ extension Worker {
       return
     }
     s.replay?.open = true
-    let lr = s.learningRate
+    let (lr, step) = (s.learningRate, s.trainStep)
     let t0 = WallClock.micros()
     let pass = s.stage.forward(input)
     let t1 = WallClock.micros()
     s.trace.record("forward", startMicros: t0, endMicros: t1)
     // Pipelined: downstream starts now, before our backward. Lockstep is the locked
-    // control: one stage computes at a time, so the batch moves on after our update.
-    let handOnEarly = s.config.schedule != .lockstep
+    // control: one stage computes at a time, so the batch moves on after our update (a DFA
+    // hidden stage updates only when its error comes back: it hands on at once).
+    let handOnEarly = s.config.schedule != .lockstep || !s.stage.trainsAtForward
     if !s.isLast && handOnEarly { try sendOn(message, pass, s) }
-    let t2 = WallClock.micros()
-    let result = s.stage.localGradients(pass, labels: input.labels)
-    let t3 = WallClock.micros()
-    s.stage.optimizer.update(s.stage.store, learningRate: lr)
-    let t4 = WallClock.micros()
-    s.trace.record("backward", startMicros: t2, endMicros: t3)
-    s.trace.record("update", startMicros: t3, endMicros: t4)
-    straggle(s, computedMicros: (t1 - t0) + (t4 - t2))
+    var result: LossResult?
+    var computed = t1 - t0
+    if s.stage.trainsAtForward {
+      let t2 = WallClock.micros()
+      // DNI: the gradient at our input is the previous stage's synthesiser target.
+      let (local, dx) = s.stage.localStep(pass, labels: input.labels, inputGradient: s.gradientsOut != nil)
+      let t3 = WallClock.micros()
+      if let dx { try sendGradient(dx, for: message, s) }
+      let t4 = WallClock.micros()
+      s.stage.optimizer.update(s.stage.store, learningRate: lr)
+      let t5 = WallClock.micros()
+      s.trace.record("backward", startMicros: t2, endMicros: t3)
+      s.trace.record("update", startMicros: t4, endMicros: t5)
+      computed += (t3 - t2) + (t5 - t4)
+      result = local
+      s.trainStep += 1
+    }
+    straggle(s, computedMicros: computed)
     if !s.isLast && !handOnEarly { try sendOn(message, pass, s) }
+    // DFA: the last stage's output error, ∂L/∂logits = (softmax − onehot)/B, to every earlier stage.
+    if let result, !s.feedbackOut.isEmpty { try sendError(result.gradient, for: message, s) }
     if s.isLast { try sendResult(message, s) }
+    keepForFeedback(pass, labels: input.labels, sequence: message.sequence, step: step, s)
     s.replay?.add(input)
-    s.trainStep += 1
-    s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
-    s.window.add(busyMicros: (t1 - t0) + (t4 - t2), loss: result.loss, samples: input.labels.count)
+    // A stage whose feedback comes back reports its loss (synthesiser's, DFA's surrogate) then.
+    if let result, s.pending == nil { s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
+    s.window.add(busyMicros: computed, loss: s.pending == nil ? result?.loss : nil, samples: input.labels.count)
   }
 
   /// The straggler experiment: a slowed stage waits out (slowdown − 1) × its compute time,
@@ -115,6 +129,7 @@ extension Worker {
   /// A marker closes a phase: report its totals, then pass the marker on.
   func mark(_ message: Message, _ s: StageSession) throws {
     let flag = MarkerFlag(rawValue: message.flags)!
+    if flag == .checkpoint || flag == .trainEnd { try drainFeedback(s) }
     if flag == .checkpoint { try saveStepCheckpoint(s, epoch: Int(message.epoch), batchesDone: Int(message.step)) }
     if flag == .trainEnd {
       // The weights evaluated and checkpointed are the ones the epoch's batches trained.
@@ -127,7 +142,7 @@ extension Worker {
       s.totals.epoch = Int(message.epoch)
       s.totals.phase = flag == .trainEnd ? .train : .eval
       try sendControl(Message(kind: .stats, body: StatsBody(live: nil, totals: s.totals)))
-      s.totals = PhaseTotals(stage: s.assignment.stage, epoch: Int(message.epoch), phase: flag == .trainEnd ? .eval : .train)
+      s.totals = s.freshTotals(epoch: Int(message.epoch), phase: flag == .trainEnd ? .eval : .train)
     }
     try send(message, on: s.downstream, s)
     if flag == .evalEnd { Allocator.returnFreedMemory() }  // once an epoch: memory stays flat over long runs

@@ -36,7 +36,8 @@ public final class Worker {
   let context: Context
   let control: Socket
   let dataIn: Socket
-  /// e2e only: gradients from the next stage arrive here; ours go to the previous stage.
+  /// Upstream-flowing messages arrive here: e2e's and DNI's gradients from the next stage,
+  /// DFA's errors from the last; ours go to the previous stage.
   let gradIn: Socket
   var dataEndpoint = ""
   var gradEndpoint = ""
@@ -107,13 +108,16 @@ public final class Worker {
     if now - s.window.startMicros >= s.statsIntervalMicros { try sendLiveStats(s, now) }
     let waitStart = WallClock.micros()
     let canReplay = s.replay?.canDraw ?? false
-    // e2e: between a batch's last forward and its update, only gradients are read.
-    let sockets = s.backprop.awaitingGradients ? [control, gradIn] : (s.isBackprop ? [control, dataIn, gradIn] : [control, dataIn])
+    // e2e: between a batch's last forward and its update, only gradients are read. Lockstep
+    // DFA/DNI: a batch's feedback is applied before the next batch (the trainer's order).
+    let locked = s.backprop.awaitingGradients || (s.config.schedule == .lockstep && s.pending?.isEmpty == false)
+    let listensUpstream = s.isBackprop || s.pending != nil
+    let sockets = locked ? [control, gradIn] : (listensUpstream ? [control, dataIn, gradIn] : [control, dataIn])
     let polled = try Socket.pollReadable(sockets, timeoutMilliseconds: canReplay ? 0 : 50)
     let ready = Set(polled.map { sockets[$0] === gradIn ? 2 : sockets[$0] === dataIn ? 1 : 0 })
     if ready.contains(2) {
-      s.trace.record(s.backprop.awaitingGradients ? "gradient-wait" : "receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
-      try handleGradient(s)
+      s.trace.record(locked ? "gradient-wait" : "receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
+      if s.isBackprop { try handleGradient(s) } else { try handleFeedback(s) }
     } else if ready.contains(1) {
       s.trace.record("receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
       s.replay?.stalled = false

@@ -3,8 +3,9 @@ public enum Protocol {
   /// "SWG1", little-endian, at the start of every header frame.
   public static let magic: UInt32 = 0x3147_5753
   /// Bumped on any incompatible change; a peer speaking another version is refused. 2: ASSIGN
-  /// carries the handoffs, RESULT no payload.
-  public static let version: UInt16 = 2
+  /// carries the handoffs, RESULT no payload. 3: FEEDBACK (DFA's error), ASSIGN's feedback
+  /// targets, GRAD also under DNI.
+  public static let version: UInt16 = 3
   /// Fixed header bytes before the tensor descriptors.
   public static let headerSize = 40
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
@@ -24,7 +25,7 @@ public enum Protocol {
 /// What a message is for. Data kinds ride PUSH/PULL; control kinds ride ROUTER/DEALER.
 public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   // data plane
-  case train = 1, eval = 2, marker = 3, result = 4, grad = 5
+  case train = 1, eval = 2, marker = 3, result = 4, grad = 5, feedback = 6
   // control plane
   case hello = 16, assign = 17, ready = 18, start = 19, heartbeat = 20, stats = 21
   case reset = 22, error = 23, stop = 24, bye = 25, trace = 26
@@ -36,6 +37,7 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .marker: "MARKER"
     case .result: "RESULT"
     case .grad: "GRAD"
+    case .feedback: "FEEDBACK"
     case .hello: "HELLO"
     case .assign: "ASSIGN"
     case .ready: "READY"
@@ -62,6 +64,9 @@ public enum Role: UInt8, Sendable, CaseIterable {
   case body = 7
   /// The previous stage's input (ContSup's R1 context).
   case skip = 8
+  /// f32, B × classes: DFA's output error (softmax − onehot(y)) / B, last stage → every
+  /// earlier stage (FEEDBACK).
+  case error = 9
 }
 
 /// Element types on the wire.

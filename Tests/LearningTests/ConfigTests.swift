@@ -48,7 +48,7 @@ struct ConfigTests {
 
   @Test func badChoiceListsTheValidOnes() {
     let message = configError("method: backprop\n")
-    #expect(message == "method: `backprop` is not one of: e2e, greedy, sid, contsup, kernel, drtp")
+    #expect(message == "method: `backprop` is not one of: e2e, greedy, sid, contsup, kernel, drtp, dfa, dni, cdni")
   }
 
   @Test func mismatchedShapesNameTheLayerAndBothSizes() {
