@@ -14,7 +14,7 @@ struct JobOptions: ParsableArguments {
   @Option(help: "Override the schedule (lockstep, pipelined).")
   var schedule: String?
 
-  @Option(help: "Override the method (e2e, greedy).")
+  @Option(help: "Override the method (e2e, greedy, sid, contsup, kernel, drtp, dfa, dni, cdni).")
   var method: String?
 
   @Option(help: "Override training.threads (OpenBLAS threads per process).")
