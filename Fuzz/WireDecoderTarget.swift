@@ -57,6 +57,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
   let labels = WireTensor(role: .labels, labels: [1, 9])
   var seeds = [Message(kind: .train, tensors: [activations, labels]), Message(kind: .marker)]
   seeds.append(Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [1, 1, 2, 2], floats: [0, 1, 2, 3])]))
+  seeds.append(Message(kind: .feedback, tensors: [WireTensor(role: .error, shape: [2, 3], floats: [0.1, -0.2, 0.1, 0, 0.5, -0.5])]))
   seeds.append(Message(kind: .eval, tensors: [activations, labels, WireTensor(role: .context, dtype: .u8, shape: [2, 2], bytes: [0, 255, 7, 8])]))
   seeds.append(Message(kind: .stats, body: ["loss": 0.5, "rejected": 2]))
   seeds.append(Message(kind: .train, tensors: Array(repeating: WireTensor(role: .skip, shape: [0], floats: []), count: Protocol.maxTensors)))

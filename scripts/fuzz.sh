@@ -4,10 +4,11 @@
 #     `swiftc -sanitize=fuzzer,address`, coverage-guided from a seed corpus of well-formed
 #     messages of every kind (the target writes it). Decoding must never trap, what decodes must
 #     re-encode to the same message, and every refusal must have a reason.
-#  2. A live stage: `stagewise-fuzz` starts a real e2e run (three worker processes), sends
-#     malformed messages to both data sockets of its middle stage (activations from stage 0,
-#     gradients from stage 2), waits until the stage has counted every one by the decoder's
-#     reason, then stops the run and checks it trained on and ended cleanly.
+#  2. A live stage: `stagewise-fuzz` starts a real run (three worker processes), sends
+#     malformed messages to both data sockets of its middle stage (activations from stage 0;
+#     gradients from stage 2 under e2e, errors under DFA, synthesiser targets under cDNI), waits
+#     until the stage has counted every one by the decoder's reason, then stops the run and
+#     checks it trained on and ended cleanly — once per method.
 # Usage: scripts/fuzz.sh [--quick] [--runs N] [--frames N]
 #   default: 1,000,000 decoder inputs and 1,000,000 messages into the live stage (release build);
 #   --quick (what `.ci/run` runs): 100,000 inputs and 50,000 messages with the debug build.
@@ -43,5 +44,7 @@ STAGEWISE_FUZZ_SEEDS="$corpus/seeds" .build/fuzz/wire-decoder -runs="$runs" -see
 grep -E "^Done|number_of_executed_units|average_exec_per_sec|new_units_added" .build/fuzz/decoder.log
 grep -oE "cov: [0-9]+ ft: [0-9]+" .build/fuzz/decoder.log | tail -1
 
-echo "== 2. $frames malformed messages into a live stage's data and gradient sockets"
-"$bin/stagewise-fuzz" --frames "$frames" --stagewise "$bin/stagewise"
+for method in e2e dfa cdni; do
+  echo "== 2. $frames malformed messages into a live $method stage's data and gradient sockets"
+  "$bin/stagewise-fuzz" --method "$method" --frames "$frames" --stagewise "$bin/stagewise"
+done

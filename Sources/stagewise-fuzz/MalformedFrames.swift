@@ -2,7 +2,7 @@ import NN
 import Wire
 
 /// An endless, seeded stream of messages a stage must reject: mutants of well-formed TRAIN,
-/// EVAL, MARKER and GRAD messages (bytes overwritten, header fields set to edge values, frames
+/// EVAL, MARKER, GRAD and FEEDBACK messages (bytes overwritten, header fields set to edge values, frames
 /// cut, grown, dropped or repeated, random bytes) and well-formed messages that are wrong for a
 /// stage (labels out of range, a bad micro-batch share, the wrong shape, kind or job).
 ///
@@ -34,7 +34,9 @@ struct MalformedFrames {
     micro.tensors.append(WireTensor(role: .share, shape: [1], floats: [0.5]))
     var grad = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [batch, width], floats: [Float](repeating: 0.01, count: batch * width))])
     grad.job = job
-    seeds = [train, eval, marker, micro, grad]
+    var feedback = Message(kind: .feedback, tensors: [WireTensor(role: .error, shape: [batch, classes], floats: [Float](repeating: 0.01, count: batch * classes))])
+    feedback.job = job
+    seeds = [train, eval, marker, micro, grad, feedback]
   }
 
   /// The next malformed message, and the reason the decoder alone gives for it (nil when it
@@ -155,7 +157,7 @@ struct MalformedFrames {
       message.tensors.removeAll { $0.role == .activations }
       message.tensors.insert(WireTensor(role: .activations, shape: [4, wrongWidth], floats: [Float](repeating: 0, count: 4 * wrongWidth)), at: 0)
     case 4 where labels != nil: message.tensors.remove(at: labels!)
-    case 5: message.kind = [.result, .stats, .hello, .grad, .bye][int(5)]
+    case 5: message.kind = [.result, .stats, .hello, .grad, .feedback, .bye][int(6)]
     case 6: (message.kind, message.flags) = (.marker, UInt8(4 + int(250)))
     case 7: message.job = job &+ 1 &+ UInt32(int(3))
     default: message.tensors = message.tensors.map { WireTensor(role: $0.role, dtype: $0.dtype == .f32 ? .i32 : .f32, shape: $0.shape, bytes: $0.bytes) }

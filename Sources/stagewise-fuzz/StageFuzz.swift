@@ -5,9 +5,9 @@ import Runtime
 import Wire
 import ZMQ
 
-/// Starts a real run (e2e across three worker processes, so the middle stage has a data socket
-/// and a gradient socket, both fed by neighbours), throws malformed messages at both sockets of
-/// that live stage, and checks that every one was rejected, counted by the reason the decoder
+/// Starts a real run (e2e, DFA or cDNI across three worker processes, so the middle stage has a
+/// data socket and a gradient socket, both fed by other stages: gradients, errors or synthesiser
+/// targets), throws malformed messages at both sockets of that live stage, and checks that every one was rejected, counted by the reason the decoder
 /// gives, and that the run went on training and stopped cleanly.
 struct StageFuzz: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -29,8 +29,12 @@ struct StageFuzz: ParsableCommand {
   @Option(help: "Seconds to wait for the stage to count everything after the last message.")
   var drainTimeout = 300
 
+  @Option(help: "The run's method: e2e (gradients come back), dfa (errors), cdni (synthesiser targets).")
+  var method = "e2e"
+
   func validate() throws {
     guard frames > 0 else { throw ValidationError("--frames must be positive") }
+    guard ["e2e", "dfa", "dni", "cdni"].contains(method) else { throw ValidationError("--method must be e2e, dfa, dni or cdni") }
   }
 
   func run() throws {
@@ -38,7 +42,7 @@ struct StageFuzz: ParsableCommand {
     let directory = out ?? NSTemporaryDirectory() + "stagewise-fuzz-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let width = 32
-    try Self.config(width: width).yaml().write(toFile: "\(directory)/job.yaml", atomically: true, encoding: .utf8)
+    try Self.config(width: width, method: Method(rawValue: method)!).yaml().write(toFile: "\(directory)/job.yaml", atomically: true, encoding: .utf8)
     let runDirectory = "\(directory)/run"
     let launch = try LaunchedRun(binary: binary, arguments: ["launch", "--config", "\(directory)/job.yaml", "--out", runDirectory], logs: directory)
     print("run \(runDirectory) (stagewise log: \(directory)/launch.err)")
@@ -104,11 +108,11 @@ struct StageFuzz: ParsableCommand {
     if out == nil { try? FileManager.default.removeItem(atPath: directory) }
   }
 
-  /// e2e over three small stages on synthetic data: short epochs, so run.json refreshes often.
-  static func config(width: Int) -> RunConfig {
+  /// Three small stages on synthetic data, in lockstep: short epochs, so run.json refreshes often.
+  static func config(width: Int, method: Method) -> RunConfig {
     var config = RunConfig()
     config.name = "fuzz"
-    config.method = .e2e
+    config.method = method
     config.schedule = .lockstep
     config.data.source = .synthetic
     config.data.syntheticTrain = 320
