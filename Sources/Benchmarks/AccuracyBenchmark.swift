@@ -21,14 +21,26 @@ public struct AccuracyBenchmark {
     public var seconds: Double
   }
 
-  /// A method as the benchmark runs it: a config method, a schedule and a label.
+  /// A method as the benchmark runs it: a config method, a schedule and a label; `METHOD@RATE`
+  /// gives it its own learning rate (a per-method recipe, named in its label).
   public struct Variant: Sendable {
     public var label: String
     public var method: Method
     public var schedule: Schedule
     public var contextMode: ContextMode = .E
+    public var learningRate: Float? = nil
 
     public static func parse(_ text: String) throws -> Variant {
+      let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
+      guard parts.count == 2 else { return try parseMethod(text) }
+      guard let rate = Float(parts[1]), rate > 0 else { throw BenchmarkError("\(text): the learning rate after @ must be a positive number") }
+      var variant = try parseMethod(parts[0])
+      variant.learningRate = rate
+      variant.label += " (lr \(parts[1]))"
+      return variant
+    }
+
+    static func parseMethod(_ text: String) throws -> Variant {
       switch text {
       case "e2e": return Variant(label: "e2e", method: .e2e, schedule: .lockstep)
       case "greedy": return Variant(label: "greedy", method: .greedy, schedule: .pipelined)
@@ -39,8 +51,11 @@ public struct AccuracyBenchmark {
       case "kernel": return Variant(label: "kernel", method: .kernel, schedule: .pipelined)
       case "kernel-sequential": return Variant(label: "kernel-sequential", method: .kernel, schedule: .sequential)
       case "drtp": return Variant(label: "drtp", method: .drtp, schedule: .pipelined)
+      case "dfa": return Variant(label: "dfa", method: .dfa, schedule: .pipelined)
+      case "dni": return Variant(label: "dni", method: .dni, schedule: .pipelined)
+      case "cdni": return Variant(label: "cdni", method: .cdni, schedule: .pipelined)
       default:
-        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp")
+        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni")
       }
     }
   }
@@ -78,6 +93,7 @@ public struct AccuracyBenchmark {
       config.optimizer.learningRate = 1e-3
       config.optimizer.weightDecay = 0
     }
+    if let rate = variant.learningRate { config.optimizer.learningRate = rate }
     return config
   }
 

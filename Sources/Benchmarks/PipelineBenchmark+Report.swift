@@ -79,8 +79,8 @@ extension PipelineBenchmark {
 
   /// The Markdown report of `rows`.
   public static func report(_ rows: [Row], microBatches: Int) -> String {
-    var text = "| K | mode | cores (threads) | stage 0 slowed | samples/s | PyTorch, same model and cores | × one-process e2e | busy per stage | replay / straggle per stage | waiting for input | send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | imbalance | peak RSS MiB per process | MB/s sent per stage | test acc. | replay draws / stalls / mean age |\n"
-    text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    var text = "| K | mode | cores (threads) | stage 0 slowed | samples/s | PyTorch, same model and cores | × one-process e2e | busy per stage | replay / straggle per stage | waiting for input | send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | imbalance | peak RSS MiB per process | MB/s sent per stage | bytes/sample down ; up per stage | feedback staleness mean (max) | test acc. | replay draws / stalls / mean age |\n"
+    text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     func list(_ values: [Double], _ format: String) -> String {
       values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
     }
@@ -90,14 +90,17 @@ extension PipelineBenchmark {
       let percentiles = zip(row.waitP50Milliseconds ?? [], row.waitP99Milliseconds ?? []).map { String(format: "%.1f / %.1f", $0, $1) }
       let torch = row.pytorchSamplesPerSecond.map { String(format: "%.0f (ours × %.2f)", $0, row.samplesPerSecond / $0) } ?? "–"
       let extra = zip(row.replayFraction ?? [], row.straggleFraction ?? []).map { String(format: "%.2f / %.2f", $0, $1) }
+      let bytes = zip(row.bytesPerSampleDown ?? [], row.bytesPerSampleUp ?? []).map { String(format: "%.0f ; %.0f", $0, $1) }
+      let staleness = zip(row.meanStaleness ?? [], row.maxStaleness ?? []).map { String(format: "%.1f (%d)", $0, $1) }
       text += String(
-        format: "| %d | %@ | %d (%d) | %@ | %.0f | %@ | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages,
+        format: "| %d | %@ | %d (%d) | %@ | %.0f | %@ | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %.2f %% | %@ |\n", row.stages,
         row.mode.rawValue, row.cores, row.threads, row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
         torch, row.speedupOverOneProcessE2E, list(row.busy, "%.2f"), extra.isEmpty ? "–" : extra.joined(separator: ", "),
         list(row.waitFraction ?? [], "%.2f"),
         list(row.sendBlockedFraction ?? [], "%.2f"), percentiles.isEmpty ? "–" : percentiles.joined(separator: ", "),
         bubble, row.imbalance.map { String(format: "%.2f", $0) } ?? "–", list(row.peakResidentMiB, "%.0f"),
-        list(row.megabytesPerSecond, "%.0f"), row.testAccuracy * 100, replay)
+        list(row.megabytesPerSecond, "%.0f"), bytes.isEmpty ? "–" : bytes.joined(separator: " / "),
+        staleness.isEmpty ? "–" : staleness.joined(separator: " / "), row.testAccuracy * 100, replay)
     }
     for k in Set(rows.map(\.stages)).sorted() {
       let of = { (mode: Mode) in rows.first { $0.stages == k && $0.mode == mode && $0.slowdown == 1 }?.samplesPerSecond ?? .nan }
@@ -106,6 +109,8 @@ extension PipelineBenchmark {
         ("pipelined / e2e-distributed", Mode.pipelined, Mode.e2e), ("pipelined / gpipe (M = \(microBatches))", .pipelined, .gpipe),
         ("pipelined / lockstep", .pipelined, .lockstep), ("pipelined / one-process greedy", .pipelined, .oneProcessGreedy),
         ("CURVE's cost: pipelined-curve / pipelined", .pipelinedCurve, .pipelined),
+        ("dfa / e2e-distributed", .dfa, .e2e), ("dni / e2e-distributed", .dni, .e2e), ("dfa / pipelined", .dfa, .pipelined),
+        ("dni / pipelined", .dni, .pipelined),
       ].filter { !of($0.1).isNaN && !of($0.2).isNaN }.map { String(format: "%@ = %.2f", $0.0, of($0.1) / of($0.2)) }
       if !ratios.isEmpty { text += "\nK = \(k): " + ratios.joined(separator: ", ") + "\n" }
       if let torch = rows.first(where: { $0.stages == k && $0.mode == .pipelined && $0.slowdown == 1 }), let rate = torch.pytorchSamplesPerSecond {

@@ -11,7 +11,8 @@ import Telemetry
 /// one run on the same model, data and BLAS threads. Modes: the one-process trainers (e2e and
 /// greedy), e2e across processes (one batch in flight), GPipe (M micro-batches), and the
 /// local method in `lockstep`, `pipelined` and `replay` — and `pipelined` again with CURVE on
-/// every socket, for what encryption costs.
+/// every socket, for what encryption costs — and the unlocked methods whose feedback flows
+/// back, pipelined: DFA (errors from the last stage) and DNI (synthesiser targets).
 public struct PipelineBenchmark {
   public enum Mode: String, CaseIterable, Codable, Sendable {
     case oneProcessE2E = "one-process-e2e"
@@ -22,6 +23,8 @@ public struct PipelineBenchmark {
     case pipelined
     case replay
     case pipelinedCurve = "pipelined-curve"
+    case dfa
+    case dni
   }
 
   public struct Row: Codable, Sendable {
@@ -63,6 +66,14 @@ public struct PipelineBenchmark {
     public var slowdown: Double = 1
     /// Replay's staleness at stage 1 (the replay mode).
     public var replay: ReplayStatistics?
+    /// Data-plane bytes per stage per sample: downstream over every sample sent on (training
+    /// and evaluation), upstream (gradients, errors, synthesiser targets) over training samples.
+    public var bytesPerSampleDown: [Double]? = nil
+    public var bytesPerSampleUp: [Double]? = nil
+    /// DFA and DNI: mean and max batches between a batch going forward and its feedback, per
+    /// stage but the last.
+    public var meanStaleness: [Double]? = nil
+    public var maxStaleness: [Int]? = nil
   }
 
   public var modes = Mode.allCases
@@ -103,6 +114,8 @@ public struct PipelineBenchmark {
     case .oneProcessGreedy, .lockstep: (config.method, config.schedule) = (.greedy, .lockstep)
     case .pipelined, .pipelinedCurve: (config.method, config.schedule) = (.greedy, .pipelined)
     case .replay: (config.method, config.schedule) = (.greedy, .replay)
+    case .dfa: (config.method, config.schedule) = (.dfa, .pipelined)
+    case .dni: (config.method, config.schedule) = (.dni, .pipelined)
     }
     config.daemon.microBatches = mode == .gpipe ? microBatches : 1
     if mode == .pipelinedCurve {  // the launcher makes each worker's key; the scheduler's is made once
@@ -214,6 +227,13 @@ public struct PipelineBenchmark {
       waitP50Milliseconds: waits.p50, waitP99Milliseconds: waits.p99, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
     row.imbalance = Self.imbalance(busy)
     (row.replayFraction, row.straggleFraction) = (replay, straggle)
+    let upstream = byes.map { Double($0?.bytesSentUpstream ?? 0) }
+    let trainSamples = Double(train.count), evalSamples = Double(test.count)
+    row.bytesPerSampleUp = upstream.map { $0 / trainSamples }
+    row.bytesPerSampleDown = zip(byes, upstream).map { (Double($0?.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) }
+    if let feedback = report.feedback {
+      (row.meanStaleness, row.maxStaleness) = (feedback.map(\.meanStaleness), feedback.map(\.maxStaleness))
+    }
     (row.threads, row.cores) = (threads, daemonCores(k))
     return row
   }

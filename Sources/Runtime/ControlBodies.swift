@@ -129,6 +129,8 @@ public struct Bye: Codable, Sendable {
   /// The worker's peak resident memory, and the bytes it sent downstream and upstream.
   public var peakResidentBytes: Int?
   public var bytesSent: Int?
+  /// Of those, the bytes sent upstream (e2e's and DNI's gradients, DFA's errors).
+  public var bytesSentUpstream: Int?
 }
 
 /// TRACE, worker → scheduler: a chunk of the worker's trace events.

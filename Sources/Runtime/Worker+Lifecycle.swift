@@ -85,9 +85,10 @@ extension Worker {
     }
     try shipTrace(s)
     let replay = s.replay?.buffer.statistics
-    let bye = Bye(
+    var bye = Bye(
       stage: s.assignment.stage, checkpoint: saved, rejected: rejections.counts, traceDropped: s.trace.dropped,
       reason: reason, replay: replay, peakResidentBytes: ProcessMemory.peakResidentBytes, bytesSent: bytesSent)
+    bye.bytesSentUpstream = bytesSentUpstream
     if let stats = replay {
       log(String(format: "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per entry", stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
     }

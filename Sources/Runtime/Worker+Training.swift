@@ -167,7 +167,9 @@ extension Worker {
   /// gives up on the message when the worker stops training.
   func send(_ message: Message, on socket: Socket, _ s: StageSession) throws {
     let frames = message.encode()
-    bytesSent += frames.reduce(0) { $0 + $1.count }
+    let bytes = frames.reduce(0) { $0 + $1.count }
+    bytesSent += bytes
+    if socket !== s.downstream { bytesSentUpstream += bytes }
     let start = WallClock.micros()
     while true {
       let outcome = Result { () throws(ZMQError) in try socket.send(frames) }

@@ -54,6 +54,7 @@ public final class Worker {
   var jobs = JobFilter()
   /// Data-plane bytes this process sent (activations and gradients).
   var bytesSent = 0
+  var bytesSentUpstream = 0
   var clock: ClockSync
   /// Mid-epoch checkpoints this process wrote, oldest first (pruned across assignments: the
   /// run directory is the same).

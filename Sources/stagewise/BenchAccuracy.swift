@@ -14,7 +14,7 @@ extension Bench {
     static let configuration = CommandConfiguration(
       abstract: "Each method at each stage count on Fashion-MNIST: a table and a plot of accuracy by depth.")
 
-    @Option(help: "Methods, comma-separated (e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp).")
+    @Option(help: "Methods, comma-separated (e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni; METHOD@RATE for a learning rate of its own).")
     var methods = "e2e,greedy,sid,contsup-E,kernel"
     @Option(help: "Stage counts, comma-separated.") var stages = "2,4,8"
     @Option(help: "Epochs per run.") var epochs = 3
