@@ -26,28 +26,7 @@ struct FeedbackMethodTests {
     let error = Tensor(shape: [12, 10], storage: (0..<120).map { _ in Float(rng.nextNormal() * 0.1) })
     stage.store.zeroGradients()
     _ = stage.projectedGradients(stage.forward(Stage.Input(x: batch.images, labels: batch.labels)), error: error)
-    let weight = try #require(stage.store.layout.specs.first { $0.name == "body.0.weight" })
-    let bias = try #require(stage.store.layout.specs.first { $0.name == "body.0.bias" })
-    let (outputs, inputs) = (weight.shape[0], weight.shape[1])
-    let feedback = stage.projections[0].projection.columns  // Bᵀ, class-major
-    let x = batch.images.storage
-    var dW = [Double](repeating: 0, count: outputs * inputs), db = [Double](repeating: 0, count: outputs)
-    for row in 0..<12 {
-      for o in 0..<outputs {
-        var a = Double(stage.store.values[bias.offset + o])
-        for i in 0..<inputs { a += Double(stage.store.values[weight.offset + o * inputs + i]) * Double(x[row * inputs + i]) }
-        var projected = 0.0
-        for c in 0..<10 { projected += Double(feedback[c * outputs + o]) * Double(error.storage[row * 10 + c]) }
-        let delta = a > 0 ? projected : 0
-        db[o] += delta
-        for i in 0..<inputs { dW[o * inputs + i] += delta * Double(x[row * inputs + i]) }
-      }
-    }
-    var worst = 0.0
-    for (k, expected) in dW.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[weight.offset + k]) - expected)) }
-    for (k, expected) in db.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[bias.offset + k]) - expected)) }
-    let scale = dW.map(abs).max()!
-    #expect(scale > 1e-3 && worst < 1e-5 * max(1, scale), "largest difference \(worst) against gradients up to \(scale)")
+    try expectProjectedUpdate(stage, inputs: batch.images, error: error)
   }
 
   /// DRTP is DFA with the error −onehot(y)/B: the same projection code gives both.

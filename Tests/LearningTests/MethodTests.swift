@@ -199,8 +199,36 @@ struct MethodConfigTests {
   }
 }
 
+/// A DRTP or DFA hidden stage of one Linear + ReLU: its gradients (in its store) are
+/// δ = (B e) ⊙ relu′(a) times its input x, for the error e [B, C] — computed here by hand from
+/// the stage's feedback matrix.
+func expectProjectedUpdate(_ stage: Stage, inputs x: Tensor, error: Tensor, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  let weight = try #require(stage.store.layout.specs.first { $0.name == "body.0.weight" })
+  let bias = try #require(stage.store.layout.specs.first { $0.name == "body.0.bias" })
+  let (outputs, inputs) = (weight.shape[0], weight.shape[1])
+  let feedback = stage.projections[0].projection.columns  // Bᵀ, class-major
+  let classes = error.sampleCount
+  var dW = [Double](repeating: 0, count: outputs * inputs), db = [Double](repeating: 0, count: outputs)
+  for row in 0..<x.batchSize {
+    for o in 0..<outputs {
+      var a = Double(stage.store.values[bias.offset + o])
+      for i in 0..<inputs { a += Double(stage.store.values[weight.offset + o * inputs + i]) * Double(x.storage[row * inputs + i]) }
+      var projected = 0.0
+      for c in 0..<classes { projected += Double(feedback[c * outputs + o]) * Double(error.storage[row * classes + c]) }
+      let delta = a > 0 ? projected : 0
+      db[o] += delta
+      for i in 0..<inputs { dW[o * inputs + i] += delta * Double(x.storage[row * inputs + i]) }
+    }
+  }
+  var worst = 0.0
+  for (k, expected) in dW.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[weight.offset + k]) - expected)) }
+  for (k, expected) in db.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[bias.offset + k]) - expected)) }
+  let scale = dW.map(abs).max()!
+  #expect(scale > 1e-3 && worst < 1e-5 * max(1, scale), "largest difference \(worst) against gradients up to \(scale)", sourceLocation: sourceLocation)
+}
+
 /// DRTP: a hidden layer's update is the projected target, gated by its own nonlinearity,
-/// times its input — computed here by hand from the stage's projection matrix.
+/// times its input: DFA's update with the error −onehot(y)/B.
 @Suite("DRTP")
 struct DRTPTests {
   @Test func aHiddenLayersUpdateIsTheProjectedTargetTimesItsInput() throws {
@@ -212,27 +240,9 @@ struct DRTPTests {
     let batch = train.batch(ArraySlice(0..<12))
     stage.store.zeroGradients()
     _ = stage.localGradients(stage.forward(Stage.Input(x: batch.images, labels: batch.labels)), labels: batch.labels)
-    let weight = try #require(stage.store.layout.specs.first { $0.name == "body.0.weight" })
-    let bias = try #require(stage.store.layout.specs.first { $0.name == "body.0.bias" })
-    let (outputs, inputs) = (weight.shape[0], weight.shape[1])
-    let projection = stage.projections[0].projection
-    let x = batch.images.storage
-    var dW = [Double](repeating: 0, count: outputs * inputs), db = [Double](repeating: 0, count: outputs)
-    for (row, label) in batch.labels.enumerated() {
-      for o in 0..<outputs {
-        var a = Double(stage.store.values[bias.offset + o])
-        for i in 0..<inputs { a += Double(stage.store.values[weight.offset + o * inputs + i]) * Double(x[row * inputs + i]) }
-        // δ = (B(−onehot(y))) ⊙ relu′(a), over the batch's mean
-        let delta = a > 0 ? -Double(projection.columns[Int(label) * outputs + o]) / Double(batch.labels.count) : 0
-        db[o] += delta
-        for i in 0..<inputs { dW[o * inputs + i] += delta * Double(x[row * inputs + i]) }
-      }
-    }
-    var worst = 0.0
-    for (k, expected) in dW.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[weight.offset + k]) - expected)) }
-    for (k, expected) in db.enumerated() { worst = max(worst, abs(Double(stage.store.gradients[bias.offset + k]) - expected)) }
-    let scale = dW.map(abs).max()!
-    #expect(scale > 1e-3 && worst < 1e-5 * max(1, scale), "largest difference \(worst) against gradients up to \(scale)")
+    var error = Tensor(zeros: [12, 10])  // −onehot(y) over the batch's mean, by hand
+    for (row, label) in batch.labels.enumerated() { error.storage[row * 10 + Int(label)] = -1 / 12 }
+    try expectProjectedUpdate(stage, inputs: batch.images, error: error)
   }
 
   @Test func theProjectionsAreFixedBySeedAndStage() throws {
