@@ -92,7 +92,7 @@ struct CLITests {
        "--target-accuracy", "0.3", "--max-epochs", "2", "--no-pytorch", "--out", dir], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
     let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
-    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve"]
+    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve", "dfa", "dni"]
     #expect(rows?.compactMap { $0["mode"] as? String } == modes + modes.dropFirst(2))  // then stage 0 slowed × 2
     #expect(rows?.last?["slowdown"] as? Double == 2)
     #expect((rows?.last { $0["mode"] as? String == "replay" }?["replay"] as? [String: Any])?["draws"] != nil)
@@ -111,6 +111,14 @@ struct CLITests {
       #expect(abs(bubble - (1 - busy.reduce(0, +) / Double(busy.count))) < 1e-9)
       #expect(abs(imbalance - (1 - busy.max()!)) < 1e-9 && imbalance <= bubble + 1e-9)
     }
+    // Bytes each way: gradients, errors and synthesiser targets go upstream, nothing under greedy;
+    // feedback staleness for the methods that have feedback.
+    func row(_ mode: String) -> [String: Any]? { rows?.first { $0["mode"] as? String == mode } }
+    for (mode, upstream) in [("e2e-distributed", true), ("dfa", true), ("dni", true), ("pipelined", false)] {
+      let up = try #require(row(mode)?["bytesPerSampleUp"] as? [Double]), down = try #require(row(mode)?["bytesPerSampleDown"] as? [Double])
+      #expect(down[0] > 0 && (up.reduce(0, +) > 0) == upstream, "\(mode): down \(down), up \(up)")
+    }
+    #expect((row("dfa")?["meanStaleness"] as? [Double])?.count == 1 && row("pipelined")?["meanStaleness"] == nil)
     // Injected straggler time is counted apart from fresh compute, on the slowed stage only.
     let slowed = try #require(rows?.last { $0["mode"] as? String == "pipelined" && $0["slowdown"] as? Double == 2 })
     let straggle = try #require(slowed["straggleFraction"] as? [Double])
