@@ -169,13 +169,14 @@ extension ReplayConfig {
 }
 
 extension DNIConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden }
+  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden, auxiliaryLoss }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     synthesiser = try c.choice(.synthesiser, or: DNIConfig().synthesiser)
     hidden = try c.value(.hidden, or: DNIConfig().hidden)
+    auxiliaryLoss = try c.value(.auxiliaryLoss, or: DNIConfig().auxiliaryLoss)
   }
 }
 

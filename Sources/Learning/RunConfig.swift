@@ -51,6 +51,9 @@ public struct DNIConfig: Sendable, Equatable, Codable {
   }
   public var synthesiser: Kind = .mlp
   public var hidden: Int = 1024
+  /// Hidden stages also train a head of their own on CE (DGL's local loss) and add its
+  /// gradient to the synthetic one: the auxiliary loss Jaderberg et al. mention to stabilise.
+  public var auxiliaryLoss = false
   public init() {}
 }
 

@@ -39,7 +39,7 @@ extension Stage {
     }
     let projectedLayers = objective == .drtp || objective == .dfa ? try projectionPoints(layers, stage: index, method: config.method) : []
     let head: Head? =
-      [.kernel, .drtp, .dfa, .synthetic].contains(objective)
+      [.kernel, .drtp, .dfa].contains(objective) || (objective == .synthetic && !config.dni.auxiliaryLoss)
       ? nil
       : try Head.make(
         stageConfig.head, input: shape, classes: shapes.classes,

@@ -20,8 +20,9 @@ public final class Stage {
     /// DFA (hidden stages; no head): the same projected layers as DRTP, trained on the last
     /// stage's output error when it arrives (`trainOnError`), nothing at forward time.
     case dfa
-    /// DNI (hidden stages; no head): the synthesiser's prediction backpropagated through the
-    /// body at once; the synthesiser trains on the next stage's gradient when it arrives.
+    /// DNI (hidden stages): the synthesiser's prediction backpropagated through the body at
+    /// once — plus, with `dni.auxiliaryLoss`, the CE gradient of a head of its own; the
+    /// synthesiser trains on the next stage's gradient when it arrives.
     case synthetic
   }
 
@@ -194,8 +195,16 @@ public final class Stage {
     case .dfa:
       preconditionFailure("a dfa hidden stage trains when its error arrives (trainOnError), not at forward time")
     case .synthetic:
-      result = LossResult(loss: 0, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
-      dh = synthesiser!.syntheticGradient(pass.h, labels: labels)
+      var g = synthesiser!.syntheticGradient(pass.h, labels: labels)
+      if let head {  // the auxiliary local loss
+        let (logits, cache) = head.forward(pass.h, belief: nil, store)
+        result = softmaxCrossEntropy(logits: logits, labels: labels)
+        let dHead = head.backward(result.gradient, cache, store)
+        for i in 0..<g.count { g.storage[i] += dHead.storage[i] }
+      } else {
+        result = LossResult(loss: 0, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
+      }
+      dh = g
     case .kernel:
       result = kernelAlignmentLoss(features: pass.h, labels: labels)
       dh = result.gradient

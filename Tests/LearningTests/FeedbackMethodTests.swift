@@ -132,6 +132,19 @@ struct FeedbackMethodTests {
     #expect(reports.last!.trainLoss.count == 3 && reports.last!.trainLoss.allSatisfy(\.isFinite))
   }
 
+  /// `dni.auxiliaryLoss`: hidden DNI stages also train a head of their own (scored by depth),
+  /// its CE gradient added to the synthetic one.
+  @Test func theAuxiliaryLossGivesHiddenStagesAHead() throws {
+    var config = methodConfig(.cdni, epochs: 4)
+    config.dni.auxiliaryLoss = true
+    let trainer = try makeTrainer(config)
+    let stage = trainer.stages[0]
+    #expect(stage.head != nil && stage.synthesiser != nil)
+    let reports = (0..<config.training.epochs).map { trainer.trainEpoch($0) }
+    #expect(reports.last!.test.stages == [0, 1, 2])
+    #expect(reports.last!.test.stageAccuracy.allSatisfy { $0 > 0.7 }, "\(reports.map(\.test.stageAccuracy))")
+  }
+
   /// A synthesiser's weights and optimizer state are checkpointed with its stage and restored.
   @Test func aSynthesiserIsCheckpointedWithItsStage() throws {
     let config = methodConfig(.dni)
