@@ -121,6 +121,7 @@ struct StageFuzz: ParsableCommand {
     config.training.batchSize = 32
     config.training.evalBatchSize = 100
     config.stages = RunConfig.mlpStages(width: width, count: 3)
+    config.optimizer.learningRate = 0.01  // DNI diverges at 0.05 over long runs (README, Known gaps)
     config.daemon.heartbeatMilliseconds = 200
     config.daemon.liveness = 25
     return config

@@ -53,6 +53,7 @@ struct FeedbackDaemonTests {
   func malformedFeedbackIsRejectedCountedAndTheRunFinishes(method: Method) throws {
     var config = daemonConfig(epochs: 8, trainSamples: 1200)
     config.method = method
+    config.optimizer.learningRate = 0.01  // DNI at 0.05 diverges within these 8 epochs (README, Known gaps)
     let (dir, launch, manifest, context) = try startedRun(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let socket = try pushSocket(context, to: try #require(manifest.stages[0].gradEndpoint))
