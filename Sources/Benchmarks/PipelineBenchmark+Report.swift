@@ -47,7 +47,8 @@ extension PipelineBenchmark {
     }
   }
 
-  public static let freshCompute: Set<String> = ["forward", "backward", "update"]
+  /// Forward, backward, update — and DFA's update from an arrived error, DNI's synthesiser step.
+  public static let freshCompute: Set<String> = ["forward", "backward", "update", "error-update", "synthesiser"]
 
   /// Every span that occupies a stage's core: fresh compute, replay draws, injected straggle.
   static func computeSpans(_ trace: ChromeTrace) -> [TraceEvent] {
@@ -118,7 +119,8 @@ extension PipelineBenchmark {
       }
     }
     text += "\nOne-process modes run with as many BLAS threads as the daemon's workers use cores (the cores column); "
-      + "busy counts fresh compute only; bubble = 1 − mean busy, imbalance = 1 − the busiest stage's busy.\n"
+      + "busy counts fresh compute only; bubble = 1 − mean busy, imbalance = 1 − the busiest stage's busy. "
+      + String(format: "dfa and dni train at learning rate %g (the others at 0.05), at which they do not diverge.\n", feedbackLearningRate)
     return text
   }
 
