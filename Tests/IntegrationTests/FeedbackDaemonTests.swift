@@ -9,7 +9,7 @@ import Wire
 /// for it. The yardstick is e2e on the same slowed pipeline, whose first stage does wait.
 @Suite("Feedback methods across processes: no update locking")
 struct FeedbackDaemonTests {
-  /// The last stage slowed four times. Stage 1's feedback comes from it under both methods
+  /// The last stage slowed eight times. Stage 1's feedback comes from it under both methods
   /// (DFA's error; DNI's target is the gradient at the last stage's input): a DFA or cDNI
   /// stage 1 keeps sending batches forward while their feedback is outstanding (staleness
   /// ≥ 2), and neither it nor stage 0 ever waits for feedback in training — their waits are
@@ -18,8 +18,12 @@ struct FeedbackDaemonTests {
   func noStageWaitsForASlowLastStage(method: Method) throws {
     var config = daemonConfig(epochs: 1, trainSamples: 640)
     config.method = method
+    // Stages wide enough that compute, not messaging, sets the pace; a linear synthesiser, so
+    // a DNI stage 1 (which has one) is not itself slower than the slowed last stage.
+    config.stages = RunConfig.mlpStages(width: 256, count: 3)
+    config.dni.synthesiser = .linear
     config.daemon.slowStage = 2
-    config.daemon.slowdown = 4
+    config.daemon.slowdown = 8
     config.daemon.maxInFlight = 6
     let (dir, path) = try prepare(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
