@@ -20,7 +20,7 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   /// back; the last stage trains its classifier with CE.
   case drtp
   /// Direct feedback alignment (Nøkland): the last stage trains with CE and sends its output
-  /// error e = softmax − onehot(y) to every earlier stage; each hidden layer there trains on
+  /// error e = (softmax − onehot(y))/B (B the batch size) to every earlier stage; each hidden layer there trains on
   /// its own fixed random projection B e, applied when the error arrives (the forward path
   /// never waits for it).
   case dfa

@@ -196,10 +196,9 @@ public final class Stage {
       preconditionFailure("a dfa hidden stage trains when its error arrives (trainOnError), not at forward time")
     case .synthetic:
       var g = synthesiser!.syntheticGradient(pass.h, labels: labels)
-      if let head {  // the auxiliary local loss
-        let (logits, cache) = head.forward(pass.h, belief: nil, store)
-        result = softmaxCrossEntropy(logits: logits, labels: labels)
-        let dHead = head.backward(result.gradient, cache, store)
+      if head != nil {  // the auxiliary local loss
+        let dHead: Tensor
+        (result, dHead) = headCrossEntropy(pass.h, labels: labels)
         for i in 0..<g.count { g.storage[i] += dHead.storage[i] }
       } else {
         result = LossResult(loss: 0, gradient: Tensor(zeros: [labels.count, 0]), correct: 0)
@@ -209,9 +208,7 @@ public final class Stage {
       result = kernelAlignmentLoss(features: pass.h, labels: labels)
       dh = result.gradient
     case .crossEntropy:
-      let (logits, cache) = head!.forward(pass.h, belief: nil, store)
-      result = softmaxCrossEntropy(logits: logits, labels: labels)
-      dh = head!.backward(result.gradient, cache, store)
+      (result, dh) = headCrossEntropy(pass.h, labels: labels)
     case .sid(let settings):
       let (logits, cache) = pass.headPass!
       result = sidLoss(
@@ -232,6 +229,13 @@ public final class Stage {
     return (result, inputGradient ? dz : nil)
   }
 
+
+  /// The head's CE on h, its gradients added into the store; returns the loss and ∂L/∂h.
+  func headCrossEntropy(_ h: Tensor, labels: [Int32]) -> (LossResult, Tensor) {
+    let (logits, cache) = head!.forward(h, belief: nil, store)
+    let result = softmaxCrossEntropy(logits: logits, labels: labels)
+    return (result, head!.backward(result.gradient, cache, store))
+  }
 
   /// DRTP and DFA: each projected layer's gradient B·e, backpropagated through its own block
   /// of layers only (from the layer after the previous projected one); returns the sum of the

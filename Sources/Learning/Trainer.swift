@@ -52,8 +52,8 @@ public struct FeedbackTotals: Codable, Sendable, Equatable {
   public var stage: Int
   /// Feedback used: a DFA update, a synthesiser step.
   public var applied = 0
-  /// Batches whose feedback was not used: evicted from the stage's bounded store before it
-  /// arrived, or arriving for a batch the stage no longer held.
+  /// Batches whose feedback was not used: evicted from the stage's bounded store (or given up
+  /// on at a marker) before it arrived. Feedback that comes later is dropped, not counted again.
   public var stale = 0
   /// Σ and max over applied feedback of the batches this stage sent forward between the
   /// batch and its feedback (0 in lockstep order).
@@ -125,6 +125,7 @@ public final class Trainer {
     handoffs = config.handoffs(stages)
     order = BatchOrder(
       count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+    feedback = stages.dropLast().map { FeedbackTotals(stage: $0.index) }
   }
 
   public var learningRate: Float {
@@ -159,7 +160,7 @@ public final class Trainer {
         continue
       }
       // DNI: the gradient at this stage's input is the previous stage's synthesiser target.
-      let returnsTarget = stage.index > 0 && stages[stage.index - 1].synthesiser != nil
+      let returnsTarget = stage.index > 0 && config.method.returnsInputGradients
       let (pass, result, dx) = stage.trainLocal(input, learningRate: lr, inputGradient: returnsTarget)
       if returnsTarget, let dx, let previous {
         let synthesiser = stages[stage.index - 1].synthesiser!

@@ -97,11 +97,20 @@ public struct PhaseTotals: Codable, Sendable, Equatable {
   }
 
   public mutating func add(loss: Float, correct right: Int, samples n: Int) {
-    batchLossSum += Double(loss)
-    weightedLossSum += Double(loss) * Double(n)
+    countBatch(correct: right, samples: n)
+    addLoss(loss, samples: n)
+  }
+
+  /// A batch trained, its loss to come (a DNI hidden stage's: its synthesiser's, on the target).
+  public mutating func countBatch(correct right: Int = 0, samples n: Int) {
     correct += right
     samples += n
     batches += 1
+  }
+
+  public mutating func addLoss(_ loss: Float, samples n: Int) {
+    batchLossSum += Double(loss)
+    weightedLossSum += Double(loss) * Double(n)
   }
 }
 

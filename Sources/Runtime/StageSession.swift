@@ -41,6 +41,8 @@ final class StageSession {
   /// DFA and DNI, stages before the last: the batches sent forward whose feedback has not
   /// come back yet (twice the batches that can be in flight, so only lost feedback evicts).
   var pending: FeedbackStore<PendingBatch>?
+  /// Lockstep: since when the stage has waited for a batch's feedback.
+  var feedbackWaitSince: Int64?
 
   /// Builds the stage and connects its outputs (as CURVE clients when `keys` is given).
   init(_ assignment: Assignment, context: Context, keys: CurveKeyPair?) throws {

@@ -51,11 +51,8 @@ extension Worker {
       guard tensor.floats.allSatisfy(\.isFinite) else { throw .unexpected("\(message.kind) with a value that is not finite") }
       return (message, tensor)
     }
-    guard let checked else { return }
-    guard let (message, tensor) = checked else {
-      s.totals.feedback?.stale += 1
-      return
-    }
+    // Late feedback for an evicted batch is dropped: the batch was counted stale when evicted.
+    guard let checked, let (message, tensor) = checked else { return }
     let (held, staleness) = s.pending!.take(message.sequence)!
     let feedback = Tensor(tensor)
     let lr = s.config.learningRate(step: held.step, stepsPerEpoch: s.assignment.batchesPerEpoch)
@@ -63,36 +60,66 @@ extension Worker {
     let loss: Float
     if isError {
       loss = s.stage.trainOnError(held.entry.pass!, error: feedback, learningRate: lr)
-      s.trainStep += 1
     } else {
       loss = s.stage.synthesiser!.train(held.entry.output, labels: held.entry.labels, target: feedback, learningRate: lr)
     }
     let t1 = WallClock.micros()
     s.trace.record(isError ? "error-update" : "synthesiser", startMicros: t0, endMicros: t1)
-    s.totals.add(loss: loss, correct: 0, samples: held.entry.labels.count)
+    // A DFA hidden stage trains on the batch now; a DNI one did at forward time.
+    if isError { s.totals.countBatch(samples: held.entry.labels.count) }
+    s.totals.addLoss(loss, samples: held.entry.labels.count)
     s.totals.feedback?.applied(staleness: staleness)
     s.window.add(busyMicros: t1 - t0, loss: loss, samples: 0)
   }
 
   /// Before a marker that saves (the epoch's end, a mid-epoch cut): the feedback for every
   /// batch still held, so that what is saved and evaluated has trained on all of them. The
-  /// wait is bounded (the liveness window); what has not come by then is stale.
-  func drainFeedback(_ s: StageSession) throws {
-    guard let pending = s.pending, !pending.isEmpty else { return }
+  /// wait is bounded (the liveness window); what has not come by then is stale. Returns false
+  /// when the stage stopped training meanwhile (a RESET or STOP): then nothing is to be saved.
+  func drainFeedback(_ s: StageSession) throws -> Bool {
+    guard let pending = s.pending, !pending.isEmpty else { return true }
     let start = WallClock.micros()
-    let limit = Int64(s.config.daemon.heartbeatMilliseconds * s.config.daemon.liveness) * 1000
-    while !s.pending!.isEmpty, WallClock.micros() - start < limit {
-      if case .training = life.state {} else { return }
+    while !s.pending!.isEmpty, WallClock.micros() - start < feedbackPatienceMicros(s) {
+      guard case .training = life.state else { return false }
       let ready = try Socket.pollReadable([control, gradIn], timeoutMilliseconds: 50)
       if ready.contains(1) { try handleFeedback(s) }
       if ready.contains(0) { try serviceControl() }
       try handle(.tick(nowMicros: WallClock.micros()))
     }
     s.trace.record("feedback-wait", startMicros: start, endMicros: WallClock.micros())
-    let abandoned = s.pending!.abandon()
-    if abandoned > 0 {
-      s.totals.feedback?.stale += abandoned
-      log("\(abandoned) batches' feedback did not come within \(limit / 1_000_000) s of the marker: counted stale")
+    abandonFeedback(s, why: "of the marker")
+    guard case .training = life.state else { return false }
+    return true
+  }
+
+  /// Lockstep: whether the stage has waited longer than the liveness window for a batch's
+  /// feedback — then it gives up on it (counted stale) and goes on: feedback refused as
+  /// malformed (a NaN error from a diverged last stage, say) would otherwise never come.
+  func lockstepWaitExpired(_ s: StageSession, waiting: Bool, now: Int64) -> Bool {
+    guard waiting else {
+      s.feedbackWaitSince = nil
+      return false
     }
+    guard let since = s.feedbackWaitSince else {
+      s.feedbackWaitSince = now
+      return false
+    }
+    guard now - since > feedbackPatienceMicros(s) else { return false }
+    abandonFeedback(s, why: "in lockstep")
+    s.feedbackWaitSince = nil
+    return true
+  }
+
+  /// How long a stage waits for feedback it needs before going on (the liveness window).
+  func feedbackPatienceMicros(_ s: StageSession) -> Int64 {
+    Int64(s.config.daemon.heartbeatMilliseconds * s.config.daemon.liveness) * 1000
+  }
+
+  /// Gives up on every batch still held, counting it stale.
+  func abandonFeedback(_ s: StageSession, why: String) {
+    let abandoned = s.pending?.abandon() ?? 0
+    guard abandoned > 0 else { return }
+    s.totals.feedback?.stale += abandoned
+    log("\(abandoned) batches' feedback did not come within \(Double(feedbackPatienceMicros(s)) / 1e6) s \(why): counted stale")
   }
 }

@@ -73,8 +73,10 @@ extension Worker {
       s.trace.record("update", startMicros: t4, endMicros: t5)
       computed += (t3 - t2) + (t5 - t4)
       result = local
-      s.trainStep += 1
     }
+    // The step clock counts batches taken in (a DFA hidden stage's update for this batch comes
+    // with its error, at this batch's step).
+    s.trainStep += 1
     straggle(s, computedMicros: computed)
     if !s.isLast && !handOnEarly { try sendOn(message, pass, s) }
     // DFA: the last stage's output error, ∂L/∂logits = (softmax − onehot)/B, to every earlier stage.
@@ -82,8 +84,10 @@ extension Worker {
     if s.isLast { try sendResult(message, s) }
     keepForFeedback(pass, labels: input.labels, sequence: message.sequence, step: step, s)
     s.replay?.add(input)
-    // A stage whose feedback comes back reports its loss (synthesiser's, DFA's surrogate) then.
+    // A stage whose feedback comes back reports its loss (synthesiser's, DFA's surrogate) then;
+    // a DNI hidden stage has trained on the batch already.
     if let result, s.pending == nil { s.totals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
+    if s.pending != nil && s.stage.trainsAtForward { s.totals.countBatch(samples: input.labels.count) }
     s.window.add(busyMicros: computed, loss: s.pending == nil ? result?.loss : nil, samples: input.labels.count)
   }
 
@@ -129,7 +133,9 @@ extension Worker {
   /// A marker closes a phase: report its totals, then pass the marker on.
   func mark(_ message: Message, _ s: StageSession) throws {
     let flag = MarkerFlag(rawValue: message.flags)!
-    if flag == .checkpoint || flag == .trainEnd { try drainFeedback(s) }
+    if flag == .checkpoint || flag == .trainEnd {
+      guard try drainFeedback(s) else { return }  // the stage was reset or stopped meanwhile: nothing to save
+    }
     if flag == .checkpoint { try saveStepCheckpoint(s, epoch: Int(message.epoch), batchesDone: Int(message.step)) }
     if flag == .trainEnd {
       // The weights evaluated and checkpointed are the ones the epoch's batches trained.

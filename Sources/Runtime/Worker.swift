@@ -111,7 +111,9 @@ public final class Worker {
     let canReplay = s.replay?.canDraw ?? false
     // e2e: between a batch's last forward and its update, only gradients are read. Lockstep
     // DFA/DNI: a batch's feedback is applied before the next batch (the trainer's order).
-    let locked = s.backprop.awaitingGradients || (s.config.schedule == .lockstep && s.pending?.isEmpty == false)
+    let awaitingFeedback = s.config.schedule == .lockstep && s.pending?.isEmpty == false
+    let locked = s.backprop.awaitingGradients || awaitingFeedback
+    if lockstepWaitExpired(s, waiting: awaitingFeedback, now: now) { return }
     let listensUpstream = s.isBackprop || s.pending != nil
     let sockets = locked ? [control, gradIn] : (listensUpstream ? [control, dataIn, gradIn] : [control, dataIn])
     let polled = try Socket.pollReadable(sockets, timeoutMilliseconds: canReplay ? 0 : 50)

@@ -29,7 +29,7 @@ struct StageFuzz: ParsableCommand {
   @Option(help: "Seconds to wait for the stage to count everything after the last message.")
   var drainTimeout = 300
 
-  @Option(help: "The run's method: e2e (gradients come back), dfa (errors), cdni (synthesiser targets).")
+  @Option(help: "The run's method: e2e (gradients come back), dfa (errors), dni or cdni (synthesiser targets).")
   var method = "e2e"
 
   func validate() throws {

@@ -82,7 +82,7 @@ func expectNothingLost(_ report: EpochReport, sourceLocation: SourceLocation = #
 
 func metricsLines(_ runDirectory: String) -> [EpochReport] {
   let text = (try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? ""
-  return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochReport.self, from: Data($0.utf8)) }
+  return text.split(separator: "\n").compactMap { try? JSONDecoder.stagewise.decode(EpochReport.self, from: Data($0.utf8)) }
 }
 
 /// Two runs' final checkpoints hold the same tensors, bit for bit.

@@ -91,4 +91,26 @@ struct FeedbackDaemonTests {
       #expect(report.feedback?.allSatisfy { $0.stale == 0 } == true, "\(String(describing: report.feedback))")
     }
   }
+
+  /// A lockstep DFA run whose last stage diverges (a learning rate of 10⁶): its errors are NaN,
+  /// refused by every earlier stage, so a batch's feedback never comes. Each stage gives up on
+  /// it after the liveness window, counting it stale, and the run finishes instead of hanging.
+  @Test func aLockstepStageGivesUpOnFeedbackThatNeverComes() throws {
+    var config = daemonConfig(epochs: 1, schedule: .lockstep, trainSamples: 640)
+    config.method = .dfa
+    config.optimizer.learningRate = 1e6
+    (config.daemon.heartbeatMilliseconds, config.daemon.liveness) = (100, 3)
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(120))
+    #expect(result.status == 0 && !result.timedOut, "\(result.stderr)")
+    let report = try #require(metricsLines("\(dir)/run").last)
+    let final = try #require(readManifest("\(dir)/run"))
+    let batches = 640 / config.training.batchSize
+    for stage in [0, 1] {
+      let feedback = try #require(report.feedback?.first { $0.stage == stage })
+      #expect(feedback.stale > 0 && feedback.applied + feedback.stale == batches, "\(feedback)")
+      #expect(final.stages[stage].rejected?["unexpected"] == feedback.stale, "every stale batch's error was refused as not finite")
+    }
+  }
 }
