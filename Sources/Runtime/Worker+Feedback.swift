@@ -41,7 +41,7 @@ extension Worker {
       let kind: Kind = isError ? .feedback : .grad
       guard message.kind == kind else { throw .unexpected("\(message.kind) on the gradient socket (\(s.config.method.rawValue) sends \(kind))") }
       guard let held = s.pending!.holds(message.sequence) else {
-        if s.pending!.wasEvicted(message.sequence) { return nil }  // stale: counted below, not an error
+        if s.pending!.wasEvicted(message.sequence) { return nil }  // stale, counted when evicted: dropped, not an error
         throw .unexpected("feedback for sequence \(message.sequence), which this stage is not holding")
       }
       let tensor =
