@@ -229,7 +229,6 @@ public final class Stage {
     return (result, inputGradient ? dz : nil)
   }
 
-
   /// The head's CE on h, its gradients added into the store; returns the loss and ∂L/∂h.
   func headCrossEntropy(_ h: Tensor, labels: [Int32]) -> (LossResult, Tensor) {
     let (logits, cache) = head!.forward(h, belief: nil, store)

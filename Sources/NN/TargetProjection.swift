@@ -60,10 +60,4 @@ public struct TargetProjection: Sendable {
     for i in 0..<h.count { loss += gradient.storage[i] * h.storage[i] }
     return (loss, gradient)
   }
-
-  /// DRTP: the surrogate loss at h [B, …] for the batch's labels, and ∂L/∂h = −B[:, y_i] / B.
-  public func loss(_ h: Tensor, labels: [Int32]) -> (loss: Float, gradient: Tensor) {
-    precondition(h.batchSize == labels.count, "target projection: h \(h.shape) for \(labels.count) labels")
-    return loss(h, error: Self.targetError(labels: labels, classes: classes))
-  }
 }

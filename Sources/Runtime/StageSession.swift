@@ -66,8 +66,10 @@ final class StageSession {
       try SocketRecipes.push(
         context, to: $0, curve: try curve($0, assignment.upstreamGradientKey), highWaterMark: highWaterMark, sendTimeoutMilliseconds: 200)
     }
-    feedbackOut = try zip(assignment.feedbackTargets ?? [], assignment.feedbackTargetKeys ?? (assignment.feedbackTargets ?? []).map { _ in nil }).map {
-      try SocketRecipes.push(context, to: $0, curve: try curve($0, $1), highWaterMark: highWaterMark, sendTimeoutMilliseconds: 200)
+    feedbackOut = try (assignment.feedbackTargets ?? []).enumerated().map { k, endpoint in
+      try SocketRecipes.push(
+        context, to: endpoint, curve: try curve(endpoint, assignment.feedbackTargetKeys?[k]), highWaterMark: highWaterMark,
+        sendTimeoutMilliseconds: 200)
     }
     if config.method.hasFeedback && !isLast {
       pending = FeedbackStore(capacity: 2 * max(assignment.maxInFlight ?? 1, 1) + 2)

@@ -35,7 +35,7 @@ struct FeedbackMethodTests {
     let projection = TargetProjection(width: 5, classes: 4, rng: &rng)
     let labels: [Int32] = [2, 0, 3]
     let h = Tensor(shape: [3, 5], storage: (0..<15).map { Float($0) / 10 })
-    let (_, gradient) = projection.loss(h, labels: labels)
+    let (_, gradient) = projection.loss(h, error: TargetProjection.targetError(labels: labels, classes: 4))
     for (i, label) in labels.enumerated() {
       for j in 0..<5 {
         let expected = -projection.columns[Int(label) * 5 + j] / 3
