@@ -82,6 +82,6 @@ let package = Package(
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Learning", "Wire", "Telemetry", "Datasets", "TestSupport"]),
     .testTarget(
       name: "IntegrationTests",
-      dependencies: ["TestSupport", "ZMQ", "CZeroMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
+      dependencies: ["TestSupport", "ZMQ", "Datasets", "Wire", "Runtime", "Learning", "NN", "Linalg", "Hardware", "Telemetry", "stagewise"]),
   ]
 )

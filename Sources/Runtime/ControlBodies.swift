@@ -140,6 +140,8 @@ public struct Bye: Codable, Sendable {
   public var bytesSent: Int?
   /// Of those, the bytes sent upstream (e2e's and DNI's gradients, DFA's errors).
   public var bytesSentUpstream: Int?
+  /// Why the last save (`checkpoint` nil) failed, when it did.
+  public var saveError: String?
 }
 
 /// TRACE, worker → scheduler: a chunk of the worker's trace events.

@@ -1,5 +1,4 @@
 import Foundation
-import Learning
 import ZMQ
 
 /// The one-command local cluster: the scheduler in this process and one worker process per

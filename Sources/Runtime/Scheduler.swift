@@ -229,7 +229,14 @@ public final class Scheduler {
     phase = .stopping
     stopWorkers(reason: interrupted ? "interrupted" : "finished")
     try writeTrace()
-    try writeManifest(state: interrupted ? "interrupted" : "finished", detail: nil)
+    // A finished run whose final weights did not all reach the disk has not finished: say so.
+    let unsaved = byes.keys.sorted().compactMap { byes[$0]?.saveError }
+    if !interrupted, !unsaved.isEmpty {
+      let detail = unsaved.joined(separator: "; ") + "; the epoch \(firstEpoch + reports.count) checkpoints hold the same weights: free space or fix the run directory's permissions, then `stagewise launch --resume \(directory.path)`"
+      try writeManifest(state: "failed", detail: detail)
+      throw RuntimeError(detail)
+    }
+    try writeManifest(state: interrupted ? "interrupted" : "finished", detail: unsaved.isEmpty ? nil : unsaved.joined(separator: "; "))
     phase = .done
     return Outcome(
       reports: reports, byes: byes, interrupted: interrupted, rejected: rejected,

@@ -1,5 +1,3 @@
-import Foundation
-import Learning
 import ZMQ
 
 /// How Stagewise sets up the sockets that scheduler and workers both make.

@@ -2,7 +2,6 @@ import Learning
 import NN
 import Telemetry
 import Wire
-import ZMQ
 
 /// End-to-end backprop across processes (method e2e): the baseline that local learning is
 /// measured against. Stage k keeps each micro-batch's activations until ∂L/∂h_k comes back

@@ -76,12 +76,14 @@ extension Worker {
     let finished = reason == "finished"
     let path = finished ? finalCheckpointPath(s) : interruptedCheckpointPath(s)
     var saved: String?
+    var saveError: String?
     do {
       let epochs = s.config.training.epochs * (s.config.schedule == .sequential ? s.assignment.stageCount : 1)
       try saveCheckpoint(s, to: path, epochsDone: finished ? epochs : nil)
       saved = path
     } catch {
-      log("could not save \(path): \(error)")
+      saveError = "stage \(s.assignment.stage) could not save its \(finished ? "final" : "last") weights (\(path)): \(error)"
+      log(saveError!)
     }
     try shipTrace(s)
     let replay = s.replay?.buffer.statistics
@@ -89,6 +91,7 @@ extension Worker {
       stage: s.assignment.stage, checkpoint: saved, rejected: rejections.counts, traceDropped: s.trace.dropped,
       reason: reason, replay: replay, peakResidentBytes: ProcessMemory.peakResidentBytes, bytesSent: bytesSent)
     bye.bytesSentUpstream = bytesSentUpstream
+    bye.saveError = saveError
     if let stats = replay {
       log(String(format: "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per entry", stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
     }

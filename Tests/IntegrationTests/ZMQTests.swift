@@ -1,4 +1,3 @@
-import CZeroMQ
 import Synchronization
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import Datasets
 import Learning
 import Telemetry
+import TestSupport
 import Testing
 import Wire
 
@@ -144,8 +145,7 @@ struct ResumePointTests {
   /// Two stages, 10 batches an epoch: epoch cuts after 1 and 2 epochs, step cuts at 15 and
   /// 25 (stage 1 lacks 25); `reported` epochs in metrics.jsonl.
   func runDirectory(reported: Int) throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let dir = try temporaryDirectory("resume")
     let entry = [Safetensors.Entry(name: "w", shape: [1], values: [1])]
     for stage in 0..<2 {
       for epoch in [1, 2] { try Safetensors.write(entry, metadata: [:], to: ResumePoint.epochPath(in: dir, stage: stage, epochsDone: epoch)) }
