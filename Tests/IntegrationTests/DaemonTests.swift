@@ -421,6 +421,22 @@ struct DaemonTests {
     #expect(manifest.detail?.contains("could not save") == true, "\(manifest.detail ?? "")")
   }
 
+  /// The final save too: a run whose last weights could not be written ends failed, naming
+  /// the stage and where the same weights are.
+  @Test func finalWeightsThatCannotBeWrittenFailTheRun() throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: 1))
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let run = "\(dir)/run"
+    try FileManager.default.createDirectory(atPath: "\(run)/stage-2.safetensors/blocked", withIntermediateDirectories: true)
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", run], timeout: .seconds(120))
+    #expect(result.status != 0)
+    #expect(result.stderr.contains("stage 2 could not save its final weights (\(run)/stage-2.safetensors)"), "\(result.stderr)")
+    let manifest = try #require(readManifest(run))
+    #expect(manifest.state == "failed", "\(manifest.state)")
+    #expect(manifest.detail?.contains("the epoch 1 checkpoints hold the same weights") == true, "\(manifest.detail ?? "")")
+    #expect(FileManager.default.fileExists(atPath: ResumePoint.epochPath(in: run, stage: 2, epochsDone: 1)))
+  }
+
   /// Training longer is what `--resume` is for: a finished run goes on for more epochs, and can
   /// be resumed again afterwards; a change of model is refused before anything is touched.
   @Test func aFinishedRunGoesOnForMoreEpochs() throws {

@@ -159,4 +159,68 @@ struct WorkerLifeTests {
     #expect(busy.on(.heartbeat(echo: false)) == [], "a training worker's own heartbeats are on its clock")
     #expect(busy.state == .training(job: 7))
   }
+
+  /// Every control event in every state, against a table: what it does and where it leads.
+  /// (`started` comes once, first; time has tests of its own above.)
+  @Test func everyEventInEveryState() {
+    typealias State = WorkerLife.State
+    let lives: [(String, WorkerLife)] = {
+      var building = registering()
+      _ = building.on(.assign(assignment()))
+      var assigned = building
+      _ = assigned.on(.built(heartbeatMicros: Self.second, liveness: 3))
+      var leaving = training()
+      _ = leaving.on(.stop(reason: "finished"))
+      var failed = registering()
+      _ = failed.on(.error(message: "no"))
+      return [("registering", registering()), ("building", building), ("assigned", assigned), ("training", training()), ("leaving", leaving), ("failed", failed)]
+    }()
+    let events: [(String, WorkerLife.Event)] = [
+      ("assign", .assign(assignment(job: 9))), ("built", .built(heartbeatMicros: Self.second, liveness: 3)),
+      ("start", .start), ("reset", .reset(reason: "r")), ("stop", .stop(reason: "s")), ("error", .error(message: "e")),
+      ("heartbeat", .heartbeat(echo: false)), ("echo", .heartbeat(echo: true)), ("other", .other(.ready)),
+      ("signal", .signal(15)), ("sent", .sent(nowMicros: Self.second)),
+    ]
+    let job7 = State.building(job: 7), ready7 = State.assigned(job: 7), training7 = State.training(job: 7)
+    let drop: [WorkerLife.Action] = [.dropStage(job: 7, reason: "r"), .sendHello]
+    func unexpected(_ kind: String) -> [WorkerLife.Action] { [.countRejection("unexpected-\(kind)")] }
+    // state → event → (actions, next state); nil: the state stays as it was.
+    let table: [String: [String: ([WorkerLife.Action], State?)]] = [
+      "registering": [
+        "assign": ([.setUp(assignment(job: 9))], .building(job: 9)), "built": ([], nil), "start": (unexpected("START"), nil),
+        "reset": ([.sendHello], nil), "stop": ([], .failed(reason: "the scheduler stopped the job while this worker waited for a stage assignment: s")),
+        "error": ([], .failed(reason: "the scheduler refused this worker: e")), "heartbeat": ([.sendHeartbeat], nil), "echo": ([], nil),
+        "other": (unexpected("READY"), nil), "signal": ([], .failed(reason: "interrupted while waiting for a stage assignment")), "sent": ([], nil),
+      ],
+      "building": [
+        "assign": (unexpected("ASSIGN"), nil), "built": ([.sendReady], ready7), "start": (unexpected("START"), nil),
+        "reset": (drop, .registering), "stop": ([], .failed(reason: "the scheduler stopped the job while this worker waited for START: s")),
+        "error": ([], .failed(reason: "the scheduler refused this worker: e")), "heartbeat": ([.sendHeartbeat], nil), "echo": ([], nil),
+        "other": (unexpected("READY"), nil), "signal": ([], .failed(reason: "interrupted while waiting for START")), "sent": ([], nil),
+      ],
+      "assigned": [
+        "assign": (unexpected("ASSIGN"), nil), "built": ([], nil), "start": ([], training7),
+        "reset": (drop, .registering), "stop": ([], .failed(reason: "the scheduler stopped the job while this worker waited for START: s")),
+        "error": ([], .failed(reason: "the scheduler refused this worker: e")), "heartbeat": ([.sendHeartbeat], nil), "echo": ([], nil),
+        "other": (unexpected("READY"), nil), "signal": ([], .failed(reason: "interrupted while waiting for START")), "sent": ([], nil),
+      ],
+      "training": [
+        "assign": (unexpected("ASSIGN"), nil), "built": ([], nil), "start": (unexpected("START"), nil),
+        "reset": (drop, .registering), "stop": ([], .leaving(reason: "s")),
+        "error": ([], .failed(reason: "the scheduler ended the job: e")), "heartbeat": ([], nil), "echo": ([], nil),
+        "other": (unexpected("READY"), nil), "signal": ([], .leaving(reason: "signal 15")), "sent": ([], nil),
+      ],
+    ]
+    #expect(job7 == lives[1].1.state)
+    for (stateName, life) in lives {
+      for (eventName, event) in events {
+        var next = life
+        let actions = next.on(event)
+        // Leaving (draining) and failed: nothing changes a course already taken.
+        let (expectedActions, expectedState) = table[stateName]?[eventName] ?? ([], nil)
+        #expect(actions == expectedActions, "\(eventName) while \(stateName)")
+        #expect(next.state == (expectedState ?? life.state), "\(eventName) while \(stateName)")
+      }
+    }
+  }
 }
