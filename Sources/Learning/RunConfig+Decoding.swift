@@ -75,7 +75,8 @@ extension RunConfig {
   var modelIdentity: ModelIdentity {
     ModelIdentity(
       seed: seed, method: method, stages: stages, sid: sid, contsup: contsup,
-      dni: method == .dni || method == .cdni ? dni : nil, optimizer: optimizer.kind, data: data.source,
+      dni: method == .dni || method == .cdni ? { var d = dni; d.learningRate = 0; return d }() : nil,  // a rate may change
+      optimizer: optimizer.kind, data: data.source,
       trainLimit: data.trainLimit, syntheticTrain: data.syntheticTrain, syntheticSide: data.syntheticSide,
       batchSize: training.batchSize)
   }
@@ -169,7 +170,7 @@ extension ReplayConfig {
 }
 
 extension DNIConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden, auxiliaryLoss }
+  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden, auxiliaryLoss, optimizer, learningRate }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -177,6 +178,8 @@ extension DNIConfig {
     synthesiser = try c.choice(.synthesiser, or: DNIConfig().synthesiser)
     hidden = try c.value(.hidden, or: DNIConfig().hidden)
     auxiliaryLoss = try c.value(.auxiliaryLoss, or: DNIConfig().auxiliaryLoss)
+    optimizer = try c.choice(.optimizer, or: DNIConfig().optimizer)
+    learningRate = try c.value(.learningRate, or: DNIConfig().learningRate)
   }
 }
 

@@ -45,6 +45,7 @@ extension RunConfig {
       !method.hasFeedback || (schedule != .sequential && schedule != .replay), "schedule",
       "\(method.rawValue) trains hidden stages on what later stages send back, which \(schedule.rawValue) does not run: use pipelined or lockstep")
     try check(dni.hidden >= 1, "dni.hidden", "must be at least 1")
+    try check(dni.learningRate >= 0 && dni.learningRate.isFinite, "dni.learningRate", "must be a finite number ≥ 0 (0 freezes the synthesisers)")
     try check(daemon.restarts >= 0, "daemon.restarts", "must not be negative")
     try check(daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps", "must not be negative (0: at epoch ends only)")
     try check(daemon.slowdown >= 1, "daemon.slowdown", "must be at least 1 (1: no slowdown)")

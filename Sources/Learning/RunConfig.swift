@@ -49,8 +49,17 @@ public struct DNIConfig: Sendable, Equatable, Codable {
     /// Affine → ReLU → affine with `hidden` units (on maps: 3×3 convolutions, `hidden` channels).
     case mlp
   }
-  public var synthesiser: Kind = .mlp
+  /// Linear by default: on model A at K = 4 it learns as well as the MLP (85.92 % against
+  /// 85.87 % after 5 epochs) at two thirds of the time.
+  public var synthesiser: Kind = .linear
   public var hidden: Int = 1024
+  /// The synthesiser's own optimizer, at a constant rate and without weight decay (SGD takes
+  /// the run's momentum). Adam by default: a synthesiser's inputs are badly conditioned for
+  /// SGD (most directions of h/√n have curvature ~1/n), and under the run's SGD and weight
+  /// decay its predictions stayed at 0.2–0.4 × its targets' norm.
+  public var optimizer: OptimizerKind = .adam
+  /// 0 freezes the synthesiser at zero: hidden stages then never move (a control).
+  public var learningRate: Float = 1e-4
   /// Hidden stages also train a head of their own on CE (DGL's local loss) and add its
   /// gradient to the synthetic one: the auxiliary loss Jaderberg et al. mention to stabilise.
   public var auxiliaryLoss = false

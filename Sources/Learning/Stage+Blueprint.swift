@@ -60,7 +60,8 @@ extension Stage {
       objective: objective, layout: layout, encoderParameterStart: encoderParameterStart,
       encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes,
       synthesiser: objective == .synthetic
-        ? Synthesiser.blueprint(config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes) : nil)
+        ? Synthesiser.blueprint(
+          config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes, momentum: config.optimizer.momentum) : nil)
   }
 
   /// DRTP's and DFA's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),

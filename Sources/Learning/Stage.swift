@@ -133,7 +133,7 @@ public final class Stage {
       (layer, TargetProjection(width: blueprint.body.layers[layer].outputShape.reduce(1, *), classes: blueprint.classes, rng: &feedback))
     }
     var synthesiserDraws = SeededGenerator(seed: seed, stream: Self.synthesiserStream + UInt64(index))
-    synthesiser = blueprint.synthesiser.map { Synthesiser($0, rng: &synthesiserDraws, optimizer: optimizer) }
+    synthesiser = blueprint.synthesiser.map { Synthesiser($0, rng: &synthesiserDraws) }
   }
 
   /// Where the DRTP/DFA projections' and the DNI synthesisers' random streams start (apart

@@ -21,6 +21,7 @@ public final class Synthesiser {
     public let conditioned: Bool
     public let classes: Int
     public let layout: ParameterLayout
+    public let optimizer: OptimizerSettings
   }
 
   public let net: Sequential
@@ -28,10 +29,13 @@ public final class Synthesiser {
   public let classes: Int
   public let store: ParameterStore
   public var optimizer: Optimizer
+  /// Its own constant rate (`dni.learningRate`), whatever the stages' schedule.
+  public let learningRate: Float
 
   /// M for outputs of `shape`: affine maps on vectors, 3×3 convolutions on maps (`hidden`
-  /// channels there at most 4 × the map's).
-  public static func blueprint(_ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int) -> Blueprint {
+  /// channels there at most 4 × the map's); it learns with `config.optimizer` at
+  /// `config.learningRate`, without weight decay, SGD with the run's `momentum`.
+  public static func blueprint(_ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int, momentum: Float = 0.9) -> Blueprint {
     var layout = ParameterLayout()
     let extra = conditioned ? classes : 0
     var layers: [any Layer] = []
@@ -57,15 +61,19 @@ public final class Synthesiser {
         from = width
       }
     }
-    return Blueprint(net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned, classes: classes, layout: layout)
+    var optimizer = OptimizerSettings()
+    (optimizer.kind, optimizer.learningRate, optimizer.momentum) = (config.optimizer, config.learningRate, momentum)
+    return Blueprint(
+      net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned, classes: classes, layout: layout, optimizer: optimizer)
   }
 
-  public init(_ blueprint: Blueprint, rng: inout SeededGenerator, optimizer: OptimizerSettings) {
+  public init(_ blueprint: Blueprint, rng: inout SeededGenerator) {
     net = blueprint.net
     conditioned = blueprint.conditioned
     classes = blueprint.classes
     store = ParameterStore(layout: blueprint.layout)
-    self.optimizer = Optimizer(optimizer)
+    optimizer = Optimizer(blueprint.optimizer)
+    learningRate = blueprint.optimizer.learningRate
     net.initialize(store, &rng)
     net.layers.last!.scaleWeights(by: 0, store)  // biases start at zero too
   }
@@ -119,8 +127,8 @@ public final class Synthesiser {
     return loss / (2 * batch)
   }
 
-  /// One regression step on a target; returns L_M before the step.
-  public func train(_ h: Tensor, labels: [Int32], target: Tensor, learningRate: Float) -> Float {
+  /// One regression step on a target at the synthesiser's own rate; returns L_M before the step.
+  public func train(_ h: Tensor, labels: [Int32], target: Tensor) -> Float {
     let loss = regressionGradients(h, labels: labels, target: target)
     optimizer.update(store, learningRate: learningRate)
     return loss

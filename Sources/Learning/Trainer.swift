@@ -164,7 +164,7 @@ public final class Trainer {
       let (pass, result, dx) = stage.trainLocal(input, learningRate: lr, inputGradient: returnsTarget)
       if returnsTarget, let dx, let previous {
         let synthesiser = stages[stage.index - 1].synthesiser!
-        losses[losses.count - 1] = synthesiser.train(previous.h, labels: batch.labels, target: dx, learningRate: lr)
+        losses[losses.count - 1] = synthesiser.train(previous.h, labels: batch.labels, target: dx)
         feedback[stage.index - 1].applied(staleness: 0)
       }
       losses.append(result.loss)

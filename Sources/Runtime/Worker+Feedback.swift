@@ -61,7 +61,7 @@ extension Worker {
     if isError {
       loss = s.stage.trainOnError(held.entry.pass!, error: feedback, learningRate: lr)
     } else {
-      loss = s.stage.synthesiser!.train(held.entry.output, labels: held.entry.labels, target: feedback, learningRate: lr)
+      loss = s.stage.synthesiser!.train(held.entry.output, labels: held.entry.labels, target: feedback)
     }
     let t1 = WallClock.micros()
     s.trace.record(isError ? "error-update" : "synthesiser", startMicros: t0, endMicros: t1)
