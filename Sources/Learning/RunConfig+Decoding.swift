@@ -297,7 +297,7 @@ extension StageConfig {
 
 extension OptimizerSettings: Codable {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case kind, learningRate, momentum, nesterov, weightDecay, beta1, beta2, epsilon
+    case kind, learningRate, momentum, nesterov, weightDecay, beta1, beta2, epsilon, rateScales
   }
 
   public init(from decoder: any Decoder) throws {
@@ -313,6 +313,7 @@ extension OptimizerSettings: Codable {
     beta1 = try c.value(.beta1, or: d.beta1)
     beta2 = try c.value(.beta2, or: d.beta2)
     epsilon = try c.value(.epsilon, or: d.epsilon)
+    rateScales = try c.value(.rateScales, or: d.rateScales)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -325,6 +326,7 @@ extension OptimizerSettings: Codable {
     try c.encode(beta1, forKey: .beta1)
     try c.encode(beta2, forKey: .beta2)
     try c.encode(epsilon, forKey: .epsilon)
+    if !rateScales.isEmpty { try c.encode(rateScales, forKey: .rateScales) }
   }
 }
 

@@ -18,6 +18,13 @@ extension RunConfig {
     try check((0..<1).contains(optimizer.beta1), "optimizer.beta1", "must be in [0, 1)")
     try check((0..<1).contains(optimizer.beta2), "optimizer.beta2", "must be in [0, 1)")
     try check(optimizer.epsilon > 0, "optimizer.epsilon", "must be positive")
+    for (group, scale) in optimizer.rateScales.sorted(by: { $0.key < $1.key }) {
+      try check(Self.parameterGroups.contains(group), "optimizer.rateScales.\(group)", "is not a parameter group: use \(Self.parameterGroups.joined(separator: ", "))")
+      try check(scale >= 0 && scale.isFinite, "optimizer.rateScales.\(group)", "must be a finite number ≥ 0")
+    }
+    try check(
+      method != .contsup || optimizer.rateScales["context"] == nil, "optimizer.rateScales.context",
+      "ContSup's encoders step at contsup.encoderLearningRateScale: set that one")
     try check(learningRateSchedule.stepEpochs >= 1, "learningRateSchedule.stepEpochs", "must be at least 1")
     try check(learningRateSchedule.gamma > 0, "learningRateSchedule.gamma", "must be positive")
     try check(learningRateSchedule.warmupEpochs >= 0, "learningRateSchedule.warmupEpochs", "must not be negative")
@@ -96,19 +103,30 @@ extension RunConfig {
   /// head is trained (the others are never scored); kernel hidden stages have no head at all.
   public func scoresHead(ofStage index: Int) -> Bool { method != .e2e || index == stages.count - 1 }
 
+  /// The groups of a stage's parameters that `optimizer.rateScales` may name.
+  public static let parameterGroups = ["body", "head", "context"]
+
+  /// The stages' optimizer: `optimizer`, with ContSup's encoders (group `context`) at
+  /// `contsup.encoderLearningRateScale` × the rate.
+  public var stageOptimizer: OptimizerSettings {
+    var settings = optimizer
+    if method == .contsup { settings.rateScales["context"] = contsup.encoderLearningRateScale }
+    return settings
+  }
+
   /// Builds stage `index` alone (what a worker process does).
   public func buildStage(_ index: Int, sampleShape: [Int], classes: Int) throws(ConfigError) -> Stage {
     let plans = try blueprints(sampleShape: sampleShape, classes: classes)
     guard plans.indices.contains(index) else {
       throw ConfigError(path: "stages", "there is no stage \(index); the config has \(plans.count)")
     }
-    return Stage(plans[index], index: index, seed: seed, optimizer: optimizer)
+    return Stage(plans[index], index: index, seed: seed, optimizer: stageOptimizer)
   }
 
   /// Builds every stage (what the one-process trainer does).
   public func buildStages(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage] {
     try blueprints(sampleShape: sampleShape, classes: classes).enumerated().map {
-      Stage($1, index: $0, seed: seed, optimizer: optimizer)
+      Stage($1, index: $0, seed: seed, optimizer: stageOptimizer)
     }
   }
 

@@ -45,7 +45,6 @@ extension Stage {
         stageConfig.head, input: shape, classes: shapes.classes,
         beliefInput: config.method == .sid && config.sid.beliefInput, path: "stages[\(index)].head", layout: &layout)
     var encoders: [(source: ContextSource, net: Sequential)] = []
-    let encoderParameterStart = layout.count  // encoders are laid out last
     if config.method == .contsup, index > 0 {
       let mode = config.contsup.mode
       if mode == .E || mode == .R1E {
@@ -57,8 +56,7 @@ extension Stage {
     }
     return Blueprint(
       body: Sequential(inputShape: shapes.input, layers: layers), head: head, encoders: encoders,
-      objective: objective, layout: layout, encoderParameterStart: encoderParameterStart,
-      encoderGradientScale: config.contsup.encoderLearningRateScale, projectedLayers: projectedLayers, classes: shapes.classes,
+      objective: objective, layout: layout, projectedLayers: projectedLayers, classes: shapes.classes,
       synthesiser: objective == .synthetic
         ? Synthesiser.blueprint(
           config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes, momentum: config.optimizer.momentum) : nil)

@@ -42,10 +42,6 @@ public final class Stage {
   public let head: Head?
   public let encoders: [(source: ContextSource, net: Sequential)]
   public let objective: Objective
-  /// The encoders' parameters are the tail of the store, from here; their gradients are
-  /// scaled by `encoderGradientScale` before each update.
-  let encoderParameterStart: Int
-  let encoderGradientScale: Float
   public let store: ParameterStore
   public var optimizer: Optimizer
   /// DRTP: the body layers whose outputs get a projected target (ascending), and each one's
@@ -97,8 +93,6 @@ public final class Stage {
     public let encoders: [(source: ContextSource, net: Sequential)]
     public let objective: Objective
     public let layout: ParameterLayout
-    public let encoderParameterStart: Int
-    public let encoderGradientScale: Float
     /// DRTP: the body layers that get a projected target, and the number of classes.
     public let projectedLayers: [Int]
     public let classes: Int
@@ -113,8 +107,6 @@ public final class Stage {
     head = blueprint.head
     encoders = blueprint.encoders
     objective = blueprint.objective
-    encoderParameterStart = blueprint.encoderParameterStart
-    encoderGradientScale = blueprint.encoderGradientScale
     classes = blueprint.classes
     store = ParameterStore(layout: blueprint.layout)
     self.optimizer = Optimizer(optimizer)
@@ -221,9 +213,6 @@ public final class Stage {
     if let dz, !encoders.isEmpty {
       for (k, encoder) in encoders.enumerated() {
         _ = encoder.net.backward(dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store, inputGradient: false)
-      }
-      if encoderGradientScale != 1 {
-        for i in encoderParameterStart..<store.count { store.gradients[i] *= encoderGradientScale }
       }
     }
     return (result, inputGradient ? dz : nil)

@@ -20,7 +20,14 @@ public struct OptimizerSettings: Sendable, Equatable {
   public var beta1: Float = 0.9
   public var beta2: Float = 0.999
   public var epsilon: Float = 1e-8
+  /// Per parameter group, a factor on the learning rate: a parameter's group is its name's
+  /// first part (`body`, `head`, `context` — ContSup's encoders). Groups not named step at
+  /// the rate itself. A factor on the rate, not on the gradient: Adam undoes gradient scales.
+  public var rateScales: [String: Float] = [:]
   public init() {}
+
+  /// The group of the parameter called `name`.
+  public static func group(of name: String) -> String { String(name.prefix { $0 != "." }) }
 }
 
 /// Applies one update to every value of a `ParameterStore` from its gradients, then marks the
@@ -32,12 +39,36 @@ public struct Optimizer: Sendable {
 
   public init(_ settings: OptimizerSettings) { self.settings = settings }
 
-  public mutating func update(_ store: ParameterStore, learningRate lr: Float) {
+  public mutating func update(_ store: ParameterStore, learningRate: Float) {
     stepCount += 1
     store.clearStaleGradients()
     defer { store.markGradientsStale() }
-    let n = store.count
-    let w = store.values.baseAddress!, g = store.gradients.baseAddress!
+    for (range, scale) in segments(store.layout) {
+      step(store, range, learningRate: learningRate * scale)
+    }
+  }
+
+  /// The store's parameters as runs of one rate factor each (the whole store when no group
+  /// has a factor of its own).
+  func segments(_ layout: ParameterLayout) -> [(Range<Int>, Float)] {
+    guard !settings.rateScales.isEmpty else { return [(0..<layout.count, 1)] }
+    var runs: [(Range<Int>, Float)] = []
+    for spec in layout.specs {
+      let scale = settings.rateScales[OptimizerSettings.group(of: spec.name)] ?? 1
+      if let last = runs.last, last.1 == scale, last.0.upperBound == spec.offset {
+        runs[runs.count - 1].0 = last.0.lowerBound..<(spec.offset + spec.count)
+      } else {
+        runs.append((spec.offset..<(spec.offset + spec.count), scale))
+      }
+    }
+    return runs
+  }
+
+  /// One update of the values in `range` at rate `lr`.
+  private func step(_ store: ParameterStore, _ range: Range<Int>, learningRate lr: Float) {
+    let n = range.count
+    guard n > 0 else { return }
+    let w = store.values.baseAddress! + range.lowerBound, g = store.gradients.baseAddress! + range.lowerBound
     let s = settings
     switch s.kind {
     case .sgd:
@@ -46,7 +77,7 @@ public struct Optimizer: Sendable {
         return
       }
       // v = μv + (g + λw); step = nesterov ? (g + λw) + μv : v
-      let v = store.slot("momentum").baseAddress!
+      let v = store.slot("momentum").baseAddress! + range.lowerBound
       let (mu, decay) = (s.momentum, s.weightDecay)
       if s.nesterov {
         for i in 0..<n {
@@ -61,7 +92,7 @@ public struct Optimizer: Sendable {
         }
       }
     case .adam, .adamw:
-      let m = store.slot("adam.m").baseAddress!, v = store.slot("adam.v").baseAddress!
+      let m = store.slot("adam.m").baseAddress! + range.lowerBound, v = store.slot("adam.v").baseAddress! + range.lowerBound
       let t = Float(stepCount)
       let c1 = 1 - powf(s.beta1, t), c2 = 1 - powf(s.beta2, t)
       let l2: Float = s.kind == .adam ? s.weightDecay : 0

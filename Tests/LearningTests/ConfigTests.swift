@@ -68,6 +68,11 @@ struct ConfigTests {
   @Test func outOfRangeValuesAreRefused() {
     #expect(configError("training: {batchSize: 0}") == "training.batchSize: must be at least 1, got 0")
     #expect(configError("optimizer: {momentum: 1.5}") == "optimizer.momentum: must be in [0, 1)")
+    #expect(configError("optimizer: {rateScales: {encoder: 0.1}}") == "optimizer.rateScales.encoder: is not a parameter group: use body, head, context")
+    #expect(configError("optimizer: {rateScales: {head: -1}}") == "optimizer.rateScales.head: must be a finite number ≥ 0")
+    #expect(configError("method: contsup\noptimizer: {rateScales: {context: 0.5}}") == "optimizer.rateScales.context: ContSup's encoders step at contsup.encoderLearningRateScale: set that one")
+    #expect(configError("optimizer: {rateScales: {head: 2}}") == nil)
+    #expect(configError("method: cdni\ndni: {learningRate: -0.1}") == "dni.learningRate: must be a finite number ≥ 0 (0 freezes the synthesisers)")
     #expect(configError("stages: []") == "stages: needs at least one stage")
   }
 

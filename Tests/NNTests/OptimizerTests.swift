@@ -131,3 +131,34 @@ struct SeededGeneratorTests {
     #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05)
   }
 }
+
+@Suite("Optimizer groups")
+struct OptimizerGroupTests {
+  /// A group's rate factor scales its step under every rule — under Adam too, where scaling
+  /// its gradient would change nothing — and leaves the other groups' steps as they were.
+  @Test(arguments: [OptimizerKind.sgd, .adam, .adamw])
+  func groupRatesScaleTheirGroupsStep(kind: OptimizerKind) {
+    func steps(headScale: Float?) -> [Float] {
+      var layout = ParameterLayout()
+      _ = layout.add("body.0.weight", shape: [3])
+      _ = layout.add("head.fc.weight", shape: [2])
+      _ = layout.add("body.1.bias", shape: [1])
+      let store = ParameterStore(layout: layout)
+      let start: [Float] = [0.5, -1, 2, 0.3, -0.7, 0.1]
+      store.setValues(start)
+      var settings = OptimizerSettings()
+      (settings.kind, settings.momentum) = (kind, 0.9)
+      if let headScale { settings.rateScales = ["head": headScale] }
+      var optimizer = Optimizer(settings)
+      for g in [[Float](arrayLiteral: 0.1, -0.2, 0.3, 0.4, -0.5, 0.05), [0.05, 0.4, -0.1, -0.2, 0.3, 0.1]] {
+        store.zeroGradients()
+        for i in 0..<6 { store.gradients[i] = g[i] }
+        optimizer.update(store, learningRate: 0.1)
+      }
+      return zip(store.valueArray, start).map { $0 - $1 }
+    }
+    let plain = steps(headScale: nil), scaled = steps(headScale: 0.25)
+    for i in [0, 1, 2, 5] { #expect(scaled[i] == plain[i], "body [\(i)]") }
+    for i in [3, 4] { #expect(abs(scaled[i] - 0.25 * plain[i]) <= 1e-5 * abs(plain[i]), "head [\(i)]: \(scaled[i]) against \(plain[i])") }
+  }
+}
