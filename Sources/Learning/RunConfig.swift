@@ -205,7 +205,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 /// arguments (`out` for linear and conv, `kernel`, `stride`, `padding`, `size`).
 public struct LayerConfig: Sendable, Equatable, Codable {
   public enum Kind: String, Sendable, Codable, CaseIterable {
-    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten
+    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten, batchnorm
   }
   public var type: Kind
   /// Output features (linear) or filters (conv).

@@ -140,6 +140,8 @@ extension Stage {
       return Tanh(shape: input)
     case .flatten:
       return Flatten(inputShape: input)
+    case .batchnorm:
+      return BatchNorm(name: name, shape: input, layout: &layout)
     case .maxpool, .avgpool:
       try needMap()
       let size = config.size ?? 2

@@ -142,17 +142,20 @@ public final class Stage {
 
   // MARK: - Training
 
-  /// Contexts in, body forward, and (SID) the head, whose belief goes downstream.
-  public func forward(_ input: Input) -> Pass {
+  /// Contexts in, body forward, and (SID) the head, whose belief goes downstream. In
+  /// evaluation (`training` false) every layer runs its inference form and nothing is kept
+  /// for a backward pass.
+  public func forward(_ input: Input, training: Bool = true) -> Pass {
     var z = input.x
     var encoderCaches: [[LayerCache]] = []
     for (source, net) in encoders {
       let context = source == .image ? input.image! : input.previousInput!
-      let (e, caches) = net.forward(context, store)
+      let (e, caches) = training ? net.forward(context, store) : (net.infer(context, store), [])
       encoderCaches.append(caches)
       for i in 0..<z.count { z.storage[i] += e.storage[i] }
     }
-    let (h, bodyCaches, projected) = body.forward(z, store, keepingOutputsOf: projections.map(\.layer))
+    let (h, bodyCaches, projected) =
+      training ? body.forward(z, store, keepingOutputsOf: projections.map(\.layer)) : (body.infer(z, store), [], [])
     var pass = Pass(
       activations: h, belief: nil, augmentedInput: z, h: h, bodyCaches: bodyCaches, encoderCaches: encoderCaches,
       headPass: nil, previousBelief: input.belief, projected: projected)
@@ -265,7 +268,7 @@ public final class Stage {
   /// Evaluation: the pass (without training) and the head's logits, if the stage has a head
   /// and `scoringHead` (an e2e inner stage's head is never trained, so it is not run).
   public func infer(_ input: Input, scoringHead: Bool = true) -> (pass: Pass, logits: Tensor?) {
-    let pass = forward(input)
+    let pass = forward(input, training: false)
     guard scoringHead else { return (pass, nil) }
     if let headPass = pass.headPass { return (pass, headPass.logits) }
     return (pass, head.map { $0.infer(pass.h, belief: nil, store) })

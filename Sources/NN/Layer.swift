@@ -23,8 +23,11 @@ public protocol Layer: Sendable {
   func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator)
   /// Multiplies the layer's weights (not biases) by `factor`; no-op for layers without any.
   func scaleWeights(by factor: Float, _ store: ParameterStore)
-  /// y = f(x); returns y and what backward needs.
+  /// y = f(x) in training; returns y and what backward needs.
   func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache)
+  /// y = f(x) in evaluation (BatchNorm's running statistics, no dropout); by default the
+  /// training forward without its cache.
+  func infer(_ x: Tensor, _ store: ParameterStore) -> Tensor
   /// Adds (+=) ∂L/∂θ into the store's gradients and returns ∂L/∂x when `inputGradient`.
   func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool)
     -> Tensor?
@@ -34,6 +37,7 @@ extension Layer {
   public func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator) {}
   public func scaleWeights(by factor: Float, _ store: ParameterStore) {}
   public var forwardFLOPsPerSample: Int { 0 }
+  public func infer(_ x: Tensor, _ store: ParameterStore) -> Tensor { forward(x, store).0 }
 }
 
 /// Fills `count` values at `pointer` with He-normal draws: N(0, 2 / fanIn).

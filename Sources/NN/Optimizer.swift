@@ -48,12 +48,12 @@ public struct Optimizer: Sendable {
     }
   }
 
-  /// The store's parameters as runs of one rate factor each (the whole store when no group
-  /// has a factor of its own).
+  /// The store's trainable parameters as runs of one rate factor each (the whole store when no
+  /// group has a factor of its own and nothing is state).
   func segments(_ layout: ParameterLayout) -> [(Range<Int>, Float)] {
-    guard !settings.rateScales.isEmpty else { return [(0..<layout.count, 1)] }
+    guard !settings.rateScales.isEmpty || layout.specs.contains(where: { !$0.trainable }) else { return [(0..<layout.count, 1)] }
     var runs: [(Range<Int>, Float)] = []
-    for spec in layout.specs {
+    for spec in layout.specs where spec.trainable {
       let scale = settings.rateScales[OptimizerSettings.group(of: spec.name)] ?? 1
       if let last = runs.last, last.1 == scale, last.0.upperBound == spec.offset {
         runs[runs.count - 1].0 = last.0.lowerBound..<(spec.offset + spec.count)

@@ -3,6 +3,9 @@ public struct ParameterSpec: Sendable, Equatable {
   public var name: String
   public var shape: [Int]
   public var offset: Int
+  /// False for state that lives beside the parameters (BatchNorm's running statistics):
+  /// checkpointed with them, never stepped by an optimizer.
+  public var trainable = true
   public var count: Int { shape.reduce(1, *) }
 }
 
@@ -14,9 +17,9 @@ public struct ParameterLayout: Sendable, Equatable {
 
   public init() {}
 
-  /// Reserves room for a parameter and returns its offset.
-  public mutating func add(_ name: String, shape: [Int]) -> Int {
-    let spec = ParameterSpec(name: name, shape: shape, offset: count)
+  /// Reserves room for a parameter (or, not `trainable`, for state) and returns its offset.
+  public mutating func add(_ name: String, shape: [Int], trainable: Bool = true) -> Int {
+    let spec = ParameterSpec(name: name, shape: shape, offset: count, trainable: trainable)
     specs.append(spec)
     count += spec.count
     return spec.offset

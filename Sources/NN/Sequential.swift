@@ -37,9 +37,9 @@ public struct Sequential: Sendable {
     return (h, caches, kept)
   }
 
-  /// Forward without keeping caches (evaluation).
+  /// Evaluation: every layer's inference form, no caches kept.
   public func infer(_ x: Tensor, _ store: ParameterStore) -> Tensor {
-    layers.reduce(x) { h, layer in layer.forward(h, store).0 }
+    layers.reduce(x) { h, layer in layer.infer(h, store) }
   }
 
   /// Backward through every layer (or the layers `range`, `dy` being ∂L/∂ of the last one's

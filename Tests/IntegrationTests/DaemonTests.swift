@@ -136,18 +136,23 @@ struct DaemonTests {
   /// e2e runs across processes with gradient messages: naive (M = 1) is exact; GPipe (M = 4)
   /// accumulates micro-batch gradients, equal up to the order of float sums. DFA's errors and
   /// DNI's gradient targets travel back too; in lockstep each is applied before the next batch,
-  /// the trainer's order, synthesisers included.
-  static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float)] = [
-    (.greedy, .lockstep, 1, 1e-6), (.greedy, .pipelined, 1, 1e-6), (.sid, .pipelined, 1, 1e-6),
-    (.contsup, .pipelined, 1, 1e-6), (.kernel, .pipelined, 1, 1e-6), (.kernel, .sequential, 1, 1e-6), (.drtp, .pipelined, 1, 1e-6),
-    (.e2e, .lockstep, 1, 1e-6), (.e2e, .lockstep, 4, 1e-4),
-    (.dfa, .lockstep, 1, 1e-6), (.dni, .lockstep, 1, 1e-6), (.cdni, .lockstep, 1, 1e-6),
+  /// the trainer's order, synthesisers included. With BatchNorm after each linear layer the
+  /// running statistics travel in the checkpoints and evaluation reads them.
+  static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, batchNorm: Bool)] = [
+    (.greedy, .lockstep, 1, 1e-6, false), (.greedy, .pipelined, 1, 1e-6, false), (.sid, .pipelined, 1, 1e-6, false),
+    (.contsup, .pipelined, 1, 1e-6, false), (.kernel, .pipelined, 1, 1e-6, false), (.kernel, .sequential, 1, 1e-6, false), (.drtp, .pipelined, 1, 1e-6, false),
+    (.e2e, .lockstep, 1, 1e-6, false), (.e2e, .lockstep, 4, 1e-4, false),
+    (.dfa, .lockstep, 1, 1e-6, false), (.dni, .lockstep, 1, 1e-6, false), (.cdni, .lockstep, 1, 1e-6, false),
+    (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-6, true),
   ]
 
   @Test(arguments: methodCases.indices)
   func stageWeightsMatchTheOneProcessTrainer(caseIndex: Int) throws {
-    let (method, schedule, microBatches, tolerance) = Self.methodCases[caseIndex]
+    let (method, schedule, microBatches, tolerance, batchNorm) = Self.methodCases[caseIndex]
     var config = daemonConfig(epochs: 2, schedule: schedule)
+    if batchNorm {
+      for k in config.stages.indices { config.stages[k].layers.insert(LayerConfig(.batchnorm), at: 1) }
+    }
     config.method = method
     config.daemon.microBatches = microBatches
     config.sid.beliefInput = true

@@ -41,6 +41,11 @@ struct StageGradientTests {
     ("drtp mlp", methodConfig(.drtp)),
     ("drtp maps", methodConfig(.drtp, maps: true)),
     ("kernel", methodConfig(.kernel)),
+    ("greedy maps with batchnorm", {
+      var c = methodConfig(.greedy, maps: true)
+      for k in c.stages.indices { c.stages[k].layers.insert(LayerConfig(.batchnorm), at: 1) }
+      return c
+    }()),
   ]
 
   @Test(arguments: cases.indices)

@@ -126,6 +126,31 @@ struct SafetensorsTests {
     #expect(!FileManager.default.fileExists(atPath: "\(path).tmp-\(getpid())"))
   }
 
+  /// BatchNorm in a stage: training learns, evaluation normalises with the running statistics
+  /// (the same answer twice, nothing changed, not the training forward's), and the statistics
+  /// are checkpointed: a restored stage evaluates the same.
+  @Test func batchNormStagesTrainEvaluateAndRestore() throws {
+    var config = smallConfig(.greedy, epochs: 2)
+    for k in config.stages.indices { config.stages[k].layers.insert(LayerConfig(.batchnorm), at: 1) }
+    let trainer = try makeTrainer(config)
+    let reports = (0..<2).map { trainer.trainEpoch($0) }
+    #expect(reports.last!.test.accuracy > 0.7, "\(reports.map(\.test.accuracy))")
+    let stage = trainer.stages[0]
+    #expect(stage.store.layout.specs.map(\.name).contains("body.1.running_mean"))
+    let input = Stage.Input(x: trainer.test.batch(ArraySlice(0..<16)).images.reshaped([16, 64]), labels: [Int32](repeating: 0, count: 16))
+    let before = stage.store.valueArray
+    let evaluated = stage.infer(input).pass.h
+    #expect(stage.store.valueArray == before && stage.infer(input).pass.h.storage == evaluated.storage)
+    #expect(stage.forward(input).h.storage != evaluated.storage, "training normalises with the batch's statistics")
+    try withTemporaryDirectory { dir in
+      try trainer.stages[1].save(to: "\(dir)/s.safetensors", metadata: [:])
+      let fresh = try config.buildStage(1, sampleShape: trainer.train.sampleShape, classes: trainer.train.classes)
+      try fresh.restore(from: "\(dir)/s.safetensors")
+      let x = Stage.Input(x: evaluated, labels: input.labels)
+      #expect(fresh.infer(x).logits!.storage == trainer.stages[1].infer(x).logits!.storage)
+    }
+  }
+
   @Test func restoreBringsBackWeightsAndOptimizerState() throws {
     let config = smallConfig(.greedy, epochs: 1)
     let trainer = try makeTrainer(config)

@@ -60,6 +60,51 @@ struct LayerGradientTests {
     #expect((0..<3).map { AdaptiveAveragePool2D.window($0, 7, 3) } == [0..<3, 2..<5, 4..<7])
   }
 
+  /// Training mode: the batch's own statistics, so every input moves every output of its
+  /// channel (vectors [B, C] and maps [B, H, W, C]).
+  @Test(arguments: [([6], 5), ([3, 3, 2], 2)])
+  func batchNorm(shape: [Int], batch: Int) {
+    var layout = ParameterLayout()
+    let layer = BatchNorm(name: "bn", shape: shape, layout: &layout)
+    GradientCheck.check(layer, layout: layout, inputShape: shape, batch: batch, step: 1e-2)
+  }
+
+  /// Running statistics move by the momentum towards the batch's (the variance unbiased);
+  /// evaluation normalises with them and changes nothing; no optimizer step touches them,
+  /// weight decay included.
+  @Test func batchNormRunningStatisticsAreStateNotParameters() {
+    var layout = ParameterLayout()
+    let layer = BatchNorm(name: "bn", shape: [2], layout: &layout)
+    let store = ParameterStore(layout: layout)
+    var rng = SeededGenerator(seed: 3)
+    layer.initialize(store, &rng)
+    let x = Tensor(shape: [4, 2], storage: [1, 10, 2, 20, 3, 30, 6, 40])
+    _ = layer.forward(x, store)
+    // channel 0: mean 3, biased variance 3.5, unbiased 14/3; channel 1: mean 25, unbiased 500/3
+    let mean: [Float] = [0.3, 2.5], variance: [Float] = [0.9 + 0.1 * 14 / 3, 0.9 + 0.1 * 500 / 3]
+    let running = Array(store.values[4..<8])
+    for j in 0..<2 {
+      #expect(abs(running[j] - mean[j]) <= 1e-5 * max(1, mean[j]))
+      #expect(abs(running[2 + j] - variance[j]) <= 1e-5 * variance[j])
+    }
+    let before = store.valueArray
+    let y = layer.infer(x, store)
+    #expect(store.valueArray == before, "evaluation changes nothing")
+    for i in 0..<4 {
+      for j in 0..<2 {
+        let expected = (x.storage[i * 2 + j] - mean[j]) / (variance[j] + 1e-5).squareRoot()
+        #expect(abs(y.storage[i * 2 + j] - expected) <= 1e-4 * max(1, abs(expected)))
+      }
+    }
+    var settings = OptimizerSettings()
+    settings.weightDecay = 0.1
+    var optimizer = Optimizer(settings)
+    for i in 0..<store.count { store.gradients[i] = 1 }
+    optimizer.update(store, learningRate: 0.5)
+    #expect(Array(store.values[4..<8]) == running, "running statistics are not stepped")
+    #expect(store.values[0] != before[0], "γ is")
+  }
+
   @Test func flatten() {
     GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
   }
