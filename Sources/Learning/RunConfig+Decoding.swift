@@ -252,7 +252,7 @@ extension TrainingConfig {
 
 extension LayerConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case type, out, `in`, kernel, stride, padding, size
+    case type, out, `in`, kernel, stride, padding, size, rate
   }
 
   public init(from decoder: any Decoder) throws {
@@ -270,6 +270,7 @@ extension LayerConfig {
     stride = try c.decodeIfPresent(Int.self, forKey: .stride)
     padding = try c.decodeIfPresent(Int.self, forKey: .padding)
     size = try c.decodeIfPresent(Int.self, forKey: .size)
+    rate = try c.decodeIfPresent(Float.self, forKey: .rate)
   }
 }
 

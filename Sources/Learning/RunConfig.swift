@@ -205,7 +205,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 /// arguments (`out` for linear and conv, `kernel`, `stride`, `padding`, `size`).
 public struct LayerConfig: Sendable, Equatable, Codable {
   public enum Kind: String, Sendable, Codable, CaseIterable {
-    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten, batchnorm
+    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten, batchnorm, dropout
   }
   public var type: Kind
   /// Output features (linear) or filters (conv).
@@ -217,6 +217,8 @@ public struct LayerConfig: Sendable, Equatable, Codable {
   public var padding: Int? = nil
   /// Pooling window.
   public var size: Int? = nil
+  /// Dropout's probability of dropping a value.
+  public var rate: Float? = nil
 
   public init(_ type: Kind, out: Int? = nil) {
     self.type = type

@@ -24,7 +24,9 @@ extension Stage {
     for (j, layerConfig) in stageConfig.layers.enumerated() {
       let path = "stages[\(index)].layers[\(j)]"
       let source = j > 0 ? "the previous layer outputs" : index > 0 ? "the previous stage outputs" : "the input is"
-      let layer = try makeLayer(layerConfig, name: "body.\(j)", input: shape, source: source, path: path, layout: &layout)
+      let layer = try makeLayer(
+        layerConfig, name: "body.\(j)", input: shape, source: source, path: path,
+        seed: Self.layerSeed(config.seed, stage: index, layer: j), layout: &layout)
       layers.append(layer)
       shape = layer.outputShape
     }
@@ -100,8 +102,17 @@ extension Stage {
     return Sequential(inputShape: from, layers: layers)
   }
 
+  /// The seed of what layer `layer` of stage `stage` draws while training (dropout's masks),
+  /// apart from the weights' streams.
+  static func layerSeed(_ seed: UInt64, stage: Int, layer: Int) -> UInt64 {
+    var draws = SeededGenerator(seed: seed, stream: 0x4452_4F50_0000_0000 + UInt64(stage << 16 | layer))
+    return draws.next()
+  }
+
+  /// One body layer from its config; `seed` draws what the layer draws while training
+  /// (dropout's masks).
   static func makeLayer(
-    _ config: LayerConfig, name: String, input: [Int], source: String, path: String,
+    _ config: LayerConfig, name: String, input: [Int], source: String, path: String, seed: UInt64,
     layout: inout ParameterLayout
   ) throws(ConfigError) -> any Layer {
     func need(_ value: Int?, _ key: String) throws(ConfigError) -> Int {
@@ -142,6 +153,11 @@ extension Stage {
       return Flatten(inputShape: input)
     case .batchnorm:
       return BatchNorm(name: name, shape: input, layout: &layout)
+    case .dropout:
+      guard let rate = config.rate, (0..<1).contains(rate) else {
+        throw ConfigError(path: path, "dropout needs `rate` in [0, 1), the probability of dropping a value")
+      }
+      return Dropout(name: name, shape: input, rate: rate, seed: seed, layout: &layout)
     case .maxpool, .avgpool:
       try needMap()
       let size = config.size ?? 2

@@ -136,8 +136,9 @@ struct DaemonTests {
   /// e2e runs across processes with gradient messages: naive (M = 1) is exact; GPipe (M = 4)
   /// accumulates micro-batch gradients, equal up to the order of float sums. DFA's errors and
   /// DNI's gradient targets travel back too; in lockstep each is applied before the next batch,
-  /// the trainer's order, synthesisers included. With BatchNorm after each linear layer the
-  /// running statistics travel in the checkpoints and evaluation reads them.
+  /// the trainer's order, synthesisers included. With BatchNorm and dropout after each linear
+  /// layer the running statistics travel in the checkpoints, evaluation reads them, and each
+  /// process draws the trainer's dropout masks.
   static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, batchNorm: Bool)] = [
     (.greedy, .lockstep, 1, 1e-6, false), (.greedy, .pipelined, 1, 1e-6, false), (.sid, .pipelined, 1, 1e-6, false),
     (.contsup, .pipelined, 1, 1e-6, false), (.kernel, .pipelined, 1, 1e-6, false), (.kernel, .sequential, 1, 1e-6, false), (.drtp, .pipelined, 1, 1e-6, false),
@@ -150,8 +151,10 @@ struct DaemonTests {
   func stageWeightsMatchTheOneProcessTrainer(caseIndex: Int) throws {
     let (method, schedule, microBatches, tolerance, batchNorm) = Self.methodCases[caseIndex]
     var config = daemonConfig(epochs: 2, schedule: schedule)
-    if batchNorm {
-      for k in config.stages.indices { config.stages[k].layers.insert(LayerConfig(.batchnorm), at: 1) }
+    if batchNorm {  // and dropout, whose masks each process draws alike
+      var dropout = LayerConfig(.dropout)
+      dropout.rate = 0.1
+      for k in config.stages.indices { config.stages[k].layers.insert(contentsOf: [LayerConfig(.batchnorm), dropout], at: 1) }
     }
     config.method = method
     config.daemon.microBatches = microBatches

@@ -72,6 +72,8 @@ struct ConfigTests {
     #expect(configError("optimizer: {rateScales: {head: -1}}") == "optimizer.rateScales.head: must be a finite number ≥ 0")
     #expect(configError("method: contsup\noptimizer: {rateScales: {context: 0.5}}") == "optimizer.rateScales.context: ContSup's encoders step at contsup.encoderLearningRateScale: set that one")
     #expect(configError("optimizer: {rateScales: {head: 2}}") == nil)
+    #expect(configError("stages: [{layers: [{type: linear, out: 8}, {type: dropout}]}]") == "stages[0].layers[1]: dropout needs `rate` in [0, 1), the probability of dropping a value")
+    #expect(configError("stages: [{layers: [{type: linear, out: 8}, {type: dropout, rate: 1}]}]") == "stages[0].layers[1]: dropout needs `rate` in [0, 1), the probability of dropping a value")
     #expect(configError("method: cdni\ndni: {learningRate: -0.1}") == "dni.learningRate: must be a finite number ≥ 0 (0 freezes the synthesisers)")
     #expect(configError("stages: []") == "stages: needs at least one stage")
   }

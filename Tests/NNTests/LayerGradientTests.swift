@@ -105,6 +105,40 @@ struct LayerGradientTests {
     #expect(store.values[0] != before[0], "γ is")
   }
 
+  /// With its mask held (the forward count reset before each pass) dropout is linear: its
+  /// gradient is checked like any layer's.
+  @Test func dropout() {
+    var layout = ParameterLayout()
+    let layer = Dropout(name: "drop", shape: [40], rate: 0.3, seed: 7, layout: &layout)
+    GradientCheck.check(
+      "dropout", layout: layout, inputShape: [40], initialize: layer.initialize,
+      forward: { x, store in
+        store.values[0] = 0
+        return layer.forward(x, store)
+      },
+      backward: { layer.backward($0, $1, $2, inputGradient: true)! })
+  }
+
+  /// Each pass draws a new mask, dropping about p of the values and scaling the rest by
+  /// 1/(1 − p); the same seed and count give the same mask; evaluation is the identity.
+  @Test func dropoutMasks() {
+    var layout = ParameterLayout()
+    let layer = Dropout(name: "drop", shape: [1000], rate: 0.25, seed: 9, layout: &layout)
+    let store = ParameterStore(layout: layout)
+    let x = Tensor(shape: [4, 1000], storage: [Float](repeating: 2, count: 4000))
+    let first = layer.forward(x, store).0, second = layer.forward(x, store).0
+    #expect(store.values[0] == 2)
+    for y in [first, second] {
+      let kept = y.storage.filter { $0 != 0 }
+      #expect(kept.allSatisfy { abs($0 - 2 / 0.75) < 1e-6 })
+      #expect(abs(Double(kept.count) / 4000 - 0.75) < 0.03, "\(kept.count) of 4000 kept")
+    }
+    #expect(first.storage != second.storage)
+    store.values[0] = 1
+    #expect(layer.forward(x, store).0.storage == second.storage)
+    #expect(layer.infer(x, store).storage == x.storage)
+  }
+
   @Test func flatten() {
     GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
   }
