@@ -127,7 +127,7 @@ extension RunConfig {
 
 extension DataConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide
+    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide, augment
   }
 
   public init(from decoder: any Decoder) throws {
@@ -141,6 +141,18 @@ extension DataConfig {
     syntheticTrain = try c.value(.syntheticTrain, or: d.syntheticTrain)
     syntheticTest = try c.value(.syntheticTest, or: d.syntheticTest)
     syntheticSide = try c.value(.syntheticSide, or: d.syntheticSide)
+    augment = try c.value(.augment, or: d.augment)
+  }
+}
+
+extension AugmentConfig {
+  enum CodingKeys: String, CodingKey, CaseIterable { case padding, flip }
+
+  public init(from decoder: any Decoder) throws {
+    try decoder.rejectUnknownKeys(CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    padding = try c.value(.padding, or: AugmentConfig().padding)
+    flip = try c.value(.flip, or: AugmentConfig().flip)
   }
 }
 

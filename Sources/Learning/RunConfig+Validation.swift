@@ -52,6 +52,7 @@ extension RunConfig {
       !method.hasFeedback || (schedule != .sequential && schedule != .replay), "schedule",
       "\(method.rawValue) trains hidden stages on what later stages send back, which \(schedule.rawValue) does not run: use pipelined or lockstep")
     try check(dni.hidden >= 1, "dni.hidden", "must be at least 1")
+    try check(data.augment.padding >= 0, "data.augment.padding", "must not be negative")
     try check(dni.learningRate >= 0 && dni.learningRate.isFinite, "dni.learningRate", "must be a finite number ≥ 0 (0 freezes the synthesisers)")
     try check(daemon.restarts >= 0, "daemon.restarts", "must not be negative")
     try check(daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps", "must not be negative (0: at epoch ends only)")
@@ -128,6 +129,13 @@ extension RunConfig {
     try blueprints(sampleShape: sampleShape, classes: classes).enumerated().map {
       Stage($1, index: $0, seed: seed, optimizer: stageOptimizer)
     }
+  }
+
+  /// `data.augment` as the feeders apply it (nil when it moves nothing), drawn from the seed.
+  public var augmentation: Augmentation? {
+    guard data.augment.padding > 0 || data.augment.flip else { return nil }
+    var draws = SeededGenerator(seed: seed, stream: 0x4155_4700_0000_0000)
+    return Augmentation(padding: data.augment.padding, flip: data.augment.flip, seed: draws.next())
   }
 
   /// Loads the training and test sets this config names.

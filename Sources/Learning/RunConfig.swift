@@ -187,6 +187,17 @@ public struct DataConfig: Sendable, Equatable, Codable {
   public var syntheticTrain: Int = 2000
   public var syntheticTest: Int = 500
   public var syntheticSide: Int = 8
+  /// Training images moved by a seeded random crop and flip (none by default).
+  public var augment = AugmentConfig()
+  public init() {}
+}
+
+/// `data.augment`: a random crop of each training image padded by `padding` pixels (0: none)
+/// and, with `flip`, a left–right mirror half of the time; drawn from the run's seed, the
+/// epoch and the sample.
+public struct AugmentConfig: Sendable, Equatable, Codable {
+  public var padding = 0
+  public var flip = false
   public init() {}
 }
 

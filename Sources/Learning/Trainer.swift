@@ -112,6 +112,8 @@ public final class Trainer {
   public let train: Dataset
   public let test: Dataset
   public let order: BatchOrder
+  /// How training images are moved (`data.augment`), as the scheduler moves them.
+  let augmentation: Augmentation?
   /// Optimizer steps taken so far (the learning-rate schedule's clock).
   public private(set) var step = 0
   /// DFA and DNI: the feedback each stage received this epoch (in one process it is never stale).
@@ -123,6 +125,7 @@ public final class Trainer {
     self.test = test
     stages = try config.buildStages(sampleShape: train.sampleShape, classes: train.classes)
     handoffs = config.handoffs(stages)
+    augmentation = config.augmentation
     order = BatchOrder(
       count: train.count, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
     feedback = stages.dropLast().map { FeedbackTotals(stage: $0.index) }
@@ -212,7 +215,7 @@ public final class Trainer {
     var lossSums: [Double] = []
     var correct = 0
     for (i, indices) in batches.enumerated() {
-      let (losses, right) = trainStep(train.batch(indices), activeStage: activeStage)
+      let (losses, right) = trainStep(train.trainingBatch(indices, epoch: epoch, augmentation: augmentation).batch, activeStage: activeStage)
       if lossSums.isEmpty { lossSums = [Double](repeating: 0, count: losses.count) }
       for (k, loss) in losses.enumerated() { lossSums[k] += Double(loss) }
       correct += right

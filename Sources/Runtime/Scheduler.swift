@@ -41,6 +41,8 @@ public final class Scheduler {
   var jobs = JobFilter()
   /// What travels into each stage besides its input (stage 0's from the feed).
   let handoffs: [Handoff]
+  /// How training images are moved before they are fed (`data.augment`).
+  let augmentation: Augmentation?
 
   var registry: Registry
   var plan: FeedPlan
@@ -104,6 +106,7 @@ public final class Scheduler {
     rejections = Rejections(log: log)
     // Check every stage's shapes here, before any process is asked to build one.
     handoffs = config.handoffs(inputShapes: try config.blueprints(sampleShape: train.sampleShape, classes: train.classes).map(\.body.inputShape))
+    augmentation = config.augmentation
     context = try Context()
     control = try Socket(context, .router)
     try control.setMaximumMessageSize(Protocol.maxControlFrameBytes)

@@ -117,3 +117,49 @@ struct BatchTests {
     #expect(a.rawPixels == b.rawPixels && a.labels == b.labels)
   }
 }
+
+@Suite("Augmentation")
+struct AugmentationTests {
+  /// A 2×3 image [[1, 2, 3], [4, 5, 6]] moved by hand.
+  @Test func movesShiftFillAndMirror() {
+    let image: ArraySlice<UInt8> = [1, 2, 3, 4, 5, 6]
+    #expect(Augmentation.move(image, shape: [2, 3, 1], dy: 0, dx: 1, mirror: false) == [2, 3, 0, 5, 6, 0])
+    #expect(Augmentation.move(image, shape: [2, 3, 1], dy: -1, dx: 0, mirror: true) == [0, 0, 0, 3, 2, 1])
+    #expect(Augmentation.move(image, shape: [2, 3, 1], dy: 0, dx: 0, mirror: false) == Array(image))
+    let twoChannels: ArraySlice<UInt8> = [1, 10, 2, 20]  // 1×2×2
+    #expect(Augmentation.move(twoChannels, shape: [1, 2, 2], dy: 0, dx: 0, mirror: true) == [2, 20, 1, 10])
+  }
+
+  /// Draws stay within ±padding, cover it, mirror about half the time, depend only on seed,
+  /// epoch and index; a batch is moved sample by sample as drawn.
+  @Test func drawsAreSeededPerEpochAndSample() {
+    let augmentation = Augmentation(padding: 2, flip: true, seed: 5)
+    let draws = (0..<2000).map { augmentation.draw(index: $0, epoch: 3) }
+    #expect(Set(draws.map(\.dy)) == Set(-2...2) && Set(draws.map(\.dx)) == Set(-2...2))
+    #expect(abs(Double(draws.filter(\.mirror).count) / 2000 - 0.5) < 0.05)
+    #expect(augmentation.draw(index: 7, epoch: 3) == augmentation.draw(index: 7, epoch: 3))
+    #expect((0..<50).contains { augmentation.draw(index: $0, epoch: 3) != augmentation.draw(index: $0, epoch: 4) })
+    #expect(!Augmentation(padding: 2, flip: false, seed: 5).draw(index: 1, epoch: 0).mirror)
+    var raw: [UInt8] = Array(1...12)  // two 2×3×1 images
+    augmentation.apply(&raw, sampleShape: [2, 3, 1], indices: [8, 9], epoch: 1)
+    for (row, index) in [8, 9].enumerated() {
+      let d = augmentation.draw(index: index, epoch: 1)
+      let original = ArraySlice<UInt8>((1...12).map(UInt8.init)[(row * 6)..<(row * 6 + 6)])
+      #expect(Array(raw[(row * 6)..<(row * 6 + 6)]) == Augmentation.move(original, shape: [2, 3, 1], dy: d.dy, dx: d.dx, mirror: d.mirror))
+    }
+  }
+
+  /// A training batch is made from the moved raw bytes, then normalised: the two agree, and
+  /// they differ from the unmoved batch; without augmentation it is the plain batch.
+  @Test func trainingBatchesAreMovedRawThenNormalised() {
+    let raw = (0..<(4 * 16)).map { UInt8(($0 * 37) % 251) }
+    let data = Dataset(sampleShape: [4, 4, 1], classes: 2, rawPixels: raw, labels: [0, 1, 1, 0], mean: 0.5, std: 0.25)
+    let augmentation = Augmentation(padding: 1, flip: true, seed: 2)
+    let (moved, movedRaw) = data.trainingBatch([1, 3], epoch: 0, augmentation: augmentation)
+    #expect(moved.labels == [1, 0])
+    #expect(moved.images.storage == Dataset.normalise(movedRaw(), mean: 0.5, std: 0.25))
+    #expect(movedRaw() != data.rawBatch([1, 3]))
+    let (plain, plainRaw) = data.trainingBatch([1, 3], epoch: 0, augmentation: nil)
+    #expect(plain.images.storage == data.batch([1, 3]).images.storage && plainRaw() == data.rawBatch([1, 3]))
+  }
+}

@@ -137,21 +137,24 @@ struct DaemonTests {
   /// accumulates micro-batch gradients, equal up to the order of float sums. DFA's errors and
   /// DNI's gradient targets travel back too; in lockstep each is applied before the next batch,
   /// the trainer's order, synthesisers included. With BatchNorm and dropout after each linear
-  /// layer the running statistics travel in the checkpoints, evaluation reads them, and each
-  /// process draws the trainer's dropout masks.
-  static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, batchNorm: Bool)] = [
+  /// layer and augmented images, the running statistics travel in the checkpoints, evaluation
+  /// reads them, each process draws the trainer's dropout masks and the scheduler feeds the
+  /// trainer's moved images (ContSup's raw image context moved alike).
+  static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, extras: Bool)] = [
     (.greedy, .lockstep, 1, 1e-6, false), (.greedy, .pipelined, 1, 1e-6, false), (.sid, .pipelined, 1, 1e-6, false),
     (.contsup, .pipelined, 1, 1e-6, false), (.kernel, .pipelined, 1, 1e-6, false), (.kernel, .sequential, 1, 1e-6, false), (.drtp, .pipelined, 1, 1e-6, false),
     (.e2e, .lockstep, 1, 1e-6, false), (.e2e, .lockstep, 4, 1e-4, false),
     (.dfa, .lockstep, 1, 1e-6, false), (.dni, .lockstep, 1, 1e-6, false), (.cdni, .lockstep, 1, 1e-6, false),
-    (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-6, true),
+    (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-6, true), (.contsup, .pipelined, 1, 1e-6, true),
   ]
 
   @Test(arguments: methodCases.indices)
   func stageWeightsMatchTheOneProcessTrainer(caseIndex: Int) throws {
-    let (method, schedule, microBatches, tolerance, batchNorm) = Self.methodCases[caseIndex]
+    let (method, schedule, microBatches, tolerance, extras) = Self.methodCases[caseIndex]
     var config = daemonConfig(epochs: 2, schedule: schedule)
-    if batchNorm {  // and dropout, whose masks each process draws alike
+    if extras {  // BatchNorm, dropout (whose masks each process draws alike), augmentation
+      config.data.augment.padding = 2
+      config.data.augment.flip = true
       var dropout = LayerConfig(.dropout)
       dropout.rate = 0.1
       for k in config.stages.indices { config.stages[k].layers.insert(contentsOf: [LayerConfig(.batchnorm), dropout], at: 1) }
