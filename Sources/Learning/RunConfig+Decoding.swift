@@ -264,7 +264,7 @@ extension TrainingConfig {
 
 extension LayerConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case type, out, `in`, kernel, stride, padding, size, rate
+    case type, out, `in`, kernel, stride, padding, size, rate, layers
   }
 
   public init(from decoder: any Decoder) throws {
@@ -283,6 +283,7 @@ extension LayerConfig {
     padding = try c.decodeIfPresent(Int.self, forKey: .padding)
     size = try c.decodeIfPresent(Int.self, forKey: .size)
     rate = try c.decodeIfPresent(Float.self, forKey: .rate)
+    layers = try c.decodeIfPresent([LayerConfig].self, forKey: .layers)
   }
 }
 

@@ -216,7 +216,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 /// arguments (`out` for linear and conv, `kernel`, `stride`, `padding`, `size`).
 public struct LayerConfig: Sendable, Equatable, Codable {
   public enum Kind: String, Sendable, Codable, CaseIterable {
-    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten, batchnorm, dropout
+    case linear, conv, relu, tanh, maxpool, avgpool, gap, flatten, batchnorm, dropout, residual
   }
   public var type: Kind
   /// Output features (linear) or filters (conv).
@@ -230,6 +230,8 @@ public struct LayerConfig: Sendable, Equatable, Codable {
   public var size: Int? = nil
   /// Dropout's probability of dropping a value.
   public var rate: Float? = nil
+  /// A residual block's layers.
+  public var layers: [LayerConfig]? = nil
 
   public init(_ type: Kind, out: Int? = nil) {
     self.type = type

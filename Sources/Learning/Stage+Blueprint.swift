@@ -68,7 +68,7 @@ extension Stage {
   /// and the body's last layer when weights follow the last one. Every layer with weights gets
   /// its update from exactly one projection.
   static func projectionPoints(_ layers: [any Layer], stage: Int, method: Method) throws(ConfigError) -> [Int] {
-    let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D }
+    let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D || layer is Residual }
     var points = layers.indices.filter { layers[$0] is ReLU || layers[$0] is Tanh }
     if let lastWeights = layers.lastIndex(where: hasWeights), lastWeights > (points.last ?? -1) { points.append(layers.count - 1) }
     guard !points.isEmpty, layers.contains(where: hasWeights) else {
@@ -158,6 +158,8 @@ extension Stage {
         throw ConfigError(path: path, "dropout needs `rate` in [0, 1), the probability of dropping a value")
       }
       return Dropout(name: name, shape: input, rate: rate, seed: seed, layout: &layout)
+    case .residual:
+      return try residual(config, name: name, input: input, source: source, path: path, seed: seed, layout: &layout)
     case .maxpool, .avgpool:
       try needMap()
       let size = config.size ?? 2
@@ -174,5 +176,41 @@ extension Stage {
       try needMap()
       return AdaptiveAveragePool2D(inputShape: input, outHeight: 1, outWidth: 1)!
     }
+  }
+
+  /// A residual block: its layers in order (named `NAME.i`), and a projection `NAME.proj`
+  /// when they change the shape — a 1×1 convolution with the stride that shrinks the map, or
+  /// an affine map on vectors.
+  static func residual(
+    _ config: LayerConfig, name: String, input: [Int], source: String, path: String, seed: UInt64,
+    layout: inout ParameterLayout
+  ) throws(ConfigError) -> Residual {
+    guard let inner = config.layers, !inner.isEmpty else {
+      throw ConfigError(path: path, "residual needs `layers`, the block's layers in order")
+    }
+    var layers: [any Layer] = []
+    var shape = input
+    for (i, layerConfig) in inner.enumerated() {
+      var draws = SeededGenerator(seed: seed, stream: UInt64(i))
+      let layer = try makeLayer(
+        layerConfig, name: "\(name).\(i)", input: shape, source: i > 0 ? "the previous layer outputs" : source,
+        path: "\(path).layers[\(i)]", seed: draws.next(), layout: &layout)
+      layers.append(layer)
+      shape = layer.outputShape
+    }
+    let body = Sequential(inputShape: input, layers: layers)
+    guard shape != input else { return Residual(body: body, projection: nil) }
+    if input.count == 3, shape.count == 3, input[0] % shape[0] == 0, input[0] / shape[0] == input[1] / max(shape[1], 1) {
+      let stride = input[0] / shape[0]
+      if let conv = Conv2D(name: "\(name).proj", inputShape: input, filters: shape[2], kernel: 1, stride: stride, padding: 0, layout: &layout),
+        conv.outputShape == shape
+      {
+        return Residual(body: body, projection: conv)
+      }
+    }
+    if input.count == 1, shape.count == 1 {
+      return Residual(body: body, projection: Linear(name: "\(name).proj", inputs: input[0], outputs: shape[0], layout: &layout))
+    }
+    throw ConfigError(path: path, "residual: its layers map \(input) to \(shape), which neither the identity nor a projection (a strided 1×1 conv on maps, an affine map on vectors) can add to")
   }
 }

@@ -2,9 +2,12 @@
 public struct LayerCache: Sendable {
   public var tensors: [Tensor] = []
   public var indices: [Int32] = []
-  public init(tensors: [Tensor] = [], indices: [Int32] = []) {
+  /// The caches of the layers a layer holds (a residual block's).
+  public var children: [LayerCache] = []
+  public init(tensors: [Tensor] = [], indices: [Int32] = [], children: [LayerCache] = []) {
     self.tensors = tensors
     self.indices = indices
+    self.children = children
   }
 }
 

@@ -136,16 +136,17 @@ struct DaemonTests {
   /// e2e runs across processes with gradient messages: naive (M = 1) is exact; GPipe (M = 4)
   /// accumulates micro-batch gradients, equal up to the order of float sums. DFA's errors and
   /// DNI's gradient targets travel back too; in lockstep each is applied before the next batch,
-  /// the trainer's order, synthesisers included. With BatchNorm and dropout after each linear
-  /// layer and augmented images, the running statistics travel in the checkpoints, evaluation
+  /// the trainer's order, synthesisers included. With BatchNorm, dropout and a residual block
+  /// after each linear layer and augmented images, the running statistics travel in the checkpoints, evaluation
   /// reads them, each process draws the trainer's dropout masks and the scheduler feeds the
-  /// trainer's moved images (ContSup's raw image context moved alike).
+  /// trainer's moved images (ContSup's raw image context moved alike); e2e through the deeper
+  /// stages differs from the trainer in the last float bits (up to 3e-6 seen, hence 1e-5).
   static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, extras: Bool)] = [
     (.greedy, .lockstep, 1, 1e-6, false), (.greedy, .pipelined, 1, 1e-6, false), (.sid, .pipelined, 1, 1e-6, false),
     (.contsup, .pipelined, 1, 1e-6, false), (.kernel, .pipelined, 1, 1e-6, false), (.kernel, .sequential, 1, 1e-6, false), (.drtp, .pipelined, 1, 1e-6, false),
     (.e2e, .lockstep, 1, 1e-6, false), (.e2e, .lockstep, 4, 1e-4, false),
     (.dfa, .lockstep, 1, 1e-6, false), (.dni, .lockstep, 1, 1e-6, false), (.cdni, .lockstep, 1, 1e-6, false),
-    (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-6, true), (.contsup, .pipelined, 1, 1e-6, true),
+    (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-5, true), (.contsup, .pipelined, 1, 1e-6, true),
   ]
 
   @Test(arguments: methodCases.indices)
@@ -157,7 +158,9 @@ struct DaemonTests {
       config.data.augment.flip = true
       var dropout = LayerConfig(.dropout)
       dropout.rate = 0.1
-      for k in config.stages.indices { config.stages[k].layers.insert(contentsOf: [LayerConfig(.batchnorm), dropout], at: 1) }
+      var block = LayerConfig(.residual)
+      block.layers = [LayerConfig(.linear, out: 32), LayerConfig(.relu)]
+      for k in config.stages.indices { config.stages[k].layers.insert(contentsOf: [LayerConfig(.batchnorm), dropout, block], at: 1) }
     }
     config.method = method
     config.daemon.microBatches = microBatches

@@ -41,9 +41,14 @@ struct StageGradientTests {
     ("drtp mlp", methodConfig(.drtp)),
     ("drtp maps", methodConfig(.drtp, maps: true)),
     ("kernel", methodConfig(.kernel)),
-    ("greedy maps with batchnorm", {
+    ("greedy maps with batchnorm and residual blocks", {
       var c = methodConfig(.greedy, maps: true)
+      var block = LayerConfig(.residual)
+      var strided = LayerConfig(.conv, out: 6)
+      strided.stride = 2
+      block.layers = [strided, LayerConfig(.batchnorm), LayerConfig(.relu)]  // a projection
       for k in c.stages.indices { c.stages[k].layers.insert(LayerConfig(.batchnorm), at: 1) }
+      c.stages[1].layers.insert(block, at: 0)
       return c
     }()),
   ]

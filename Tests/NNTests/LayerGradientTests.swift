@@ -139,6 +139,35 @@ struct LayerGradientTests {
     #expect(layer.infer(x, store).storage == x.storage)
   }
 
+  /// y = F(x) + x on maps (conv, relu, conv) and with a projection where F changes the shape:
+  /// a strided 1×1 conv on maps, an affine map on vectors.
+  @Test(arguments: ["identity", "strided", "vectors"])
+  func residual(kind: String) throws {
+    var layout = ParameterLayout()
+    let input = kind == "vectors" ? [6] : [4, 4, 2]
+    let block: Residual
+    switch kind {
+    case "identity":
+      let a = try #require(Conv2D(name: "r.0", inputShape: input, filters: 2, kernel: 3, stride: 1, padding: 1, layout: &layout))
+      let b = try #require(Conv2D(name: "r.2", inputShape: a.outputShape, filters: 2, kernel: 3, stride: 1, padding: 1, layout: &layout))
+      block = Residual(body: Sequential(inputShape: input, layers: [a, Tanh(shape: a.outputShape), b]), projection: nil)
+    case "strided":
+      let a = try #require(Conv2D(name: "r.0", inputShape: input, filters: 3, kernel: 3, stride: 2, padding: 1, layout: &layout))
+      let proj = try #require(Conv2D(name: "r.proj", inputShape: input, filters: 3, kernel: 1, stride: 2, padding: 0, layout: &layout))
+      block = Residual(body: Sequential(inputShape: input, layers: [a]), projection: proj)
+    default:
+      let a = Linear(name: "r.0", inputs: 6, outputs: 4, layout: &layout)
+      block = Residual(body: Sequential(inputShape: input, layers: [a, Tanh(shape: [4])]), projection: Linear(name: "r.proj", inputs: 6, outputs: 4, layout: &layout))
+    }
+    GradientCheck.check(block, layout: layout, inputShape: input, batch: 2, step: 1e-2)
+    var rng = SeededGenerator(seed: 4)
+    let store = ParameterStore(layout: layout)
+    block.initialize(store, &rng)
+    let x = GradientCheck.random([2] + input, &rng)
+    let sum = zip(block.body.infer(x, store).storage, block.projection.map { $0.infer(x, store) }?.storage ?? x.storage).map(+)
+    #expect(block.forward(x, store).0.storage == sum && block.infer(x, store).storage == sum)
+  }
+
   @Test func flatten() {
     GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
   }
