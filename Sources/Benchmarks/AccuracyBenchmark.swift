@@ -5,14 +5,23 @@ import Linalg
 import Runtime
 import Telemetry
 
-/// `stagewise bench accuracy`: each method at each stage count, same seed, data and epochs,
-/// in the one-process trainer (the daemon computes the same weights: a test checks it).
-/// Model A's hidden layers are split over K stages; K = 8 uses a deeper A of 8 layers.
+/// `stagewise bench accuracy`: each method at each stage count and seed, with the same
+/// optimizer, schedule, data and epochs unless a method's label names a recipe of its own, in
+/// the one-process trainer (the daemon computes the same weights: a test checks it). Model A's
+/// hidden layers are split over K stages; K = 8 uses a deeper A of 8 layers. Every cell (K,
+/// method, seed) is one run; cells already in `done` are not run again, so a long table fills
+/// over several invocations.
 public struct AccuracyBenchmark {
   public struct Row: Codable, Sendable {
     public var method: String
     public var stages: Int
     public var epochs: Int
+    /// The run's seed (weights and batch order); nil in tables from before seeds.
+    public var seed: UInt64?
+    /// Model A's width and the training samples used, so cells of another setup are not mixed in.
+    public var width: Int?
+    public var trainLimit: Int?
+    public var synthetic: Bool?
     public var accuracy: Double
     /// Test accuracy of each stage's head, stage 0 first (stages without a head left out).
     public var byDepth: [Double]
@@ -21,22 +30,31 @@ public struct AccuracyBenchmark {
     public var seconds: Double
   }
 
-  /// A method as the benchmark runs it: a config method, a schedule and a label; `METHOD@RATE`
-  /// gives it its own learning rate (a per-method recipe, named in its label).
+  /// A method as the benchmark runs it: a config method, a schedule and a label. A recipe of
+  /// its own is named in the label: `METHOD@RATE` (its own learning rate), `METHOD@adam` or
+  /// `METHOD@adam:RATE` (Adam, by default at 1e-3, without weight decay — SID's authors' recipe).
   public struct Variant: Sendable {
     public var label: String
     public var method: Method
     public var schedule: Schedule
     public var contextMode: ContextMode = .E
     public var learningRate: Float? = nil
+    public var adam = false
 
     public static func parse(_ text: String) throws -> Variant {
       let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
       guard parts.count == 2 else { return try parseMethod(text) }
-      guard let rate = Float(parts[1]), rate > 0 else { throw BenchmarkError("\(text): the learning rate after @ must be a positive number") }
       var variant = try parseMethod(parts[0])
-      variant.learningRate = rate
-      variant.label += " (lr \(parts[1]))"
+      var rate = parts[1]
+      if rate == "adam" || rate.hasPrefix("adam:") {
+        variant.adam = true
+        rate = rate == "adam" ? "0.001" : String(rate.dropFirst(5))
+      }
+      guard let value = Float(rate), value > 0 else {
+        throw BenchmarkError("\(text): after @ comes a learning rate (a positive number), adam, or adam:RATE")
+      }
+      variant.learningRate = value
+      variant.label += variant.adam ? " (adam \(rate))" : " (lr \(rate))"
       return variant
     }
 
@@ -67,12 +85,12 @@ public struct AccuracyBenchmark {
   public var dataPath = FashionMNIST.defaultDirectory
   public var trainLimit: Int?
   public var synthetic = false
-  public var seed: UInt64 = 1
+  public var seeds: [UInt64] = [1]
 
   public init() {}
 
   /// Model A with max(4, K) hidden layers of `width`, split evenly over K stages.
-  public func config(_ variant: Variant, stages: Int) -> RunConfig {
+  public func config(_ variant: Variant, stages: Int, seed: UInt64 = 1) -> RunConfig {
     var config = RunConfig()
     config.name = "accuracy-\(variant.label)-k\(stages)"
     config.seed = seed
@@ -88,61 +106,127 @@ public struct AccuracyBenchmark {
       let count = layers / stages + (k < layers % stages ? 1 : 0)
       return StageConfig(layers: (0..<count).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)] })
     }
-    if variant.method == .sid {  // the SID authors' recipe
+    if variant.adam {
       config.optimizer.kind = .adam
-      config.optimizer.learningRate = 1e-3
       config.optimizer.weightDecay = 0
     }
     if let rate = variant.learningRate { config.optimizer.learningRate = rate }
     return config
   }
 
-  public func run(log: @escaping (String) -> Void) throws -> [Row] {
+  /// Whether `row` is the cell (`label`, K, seed) of this benchmark's setup.
+  func isCell(_ row: Row, label: String, stages k: Int, seed: UInt64) -> Bool {
+    row.method == label && row.stages == k && (row.seed ?? 1) == seed && row.epochs == epochs
+      && (row.width ?? 1024) == width && row.trainLimit == trainLimit && (row.synthetic ?? false) == synthetic
+  }
+
+  /// Runs every cell not in `done`; after each, `save` gets every row so far (`done`'s first).
+  public func run(done: [Row] = [], save: ([Row]) throws -> Void = { _ in }, log: @escaping (String) -> Void) throws -> [Row] {
     BLAS.setThreads(1)
-    var rows: [Row] = []
+    var rows = done
     var data: (train: Dataset, test: Dataset)?
+    var skipped = 0
     for k in stageCounts {
       for variant in variants {
-        let config = self.config(variant, stages: k)
-        if data == nil { data = try config.loadData() }
-        let trainer = try Trainer(config: config, train: data!.train, test: data!.test)
-        let start = ContinuousClock.now
-        let report = trainer.run().last!
-        let seconds = (ContinuousClock.now - start).seconds
-        let test = report.test
-        let row = Row(
-          method: variant.label, stages: k, epochs: epochs, accuracy: test.accuracy, byDepth: test.stageAccuracy,
-          depthStages: test.stages ?? Array(test.stageAccuracy.indices), crossEntropyByDepth: test.stageLoss, seconds: seconds)
-        rows.append(row)
-        log(String(format: "K=%d %@: %.2f %% (by depth %@) in %.0f s", k, variant.label, test.accuracy * 100,
-                   test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " "), seconds))
+        for seed in seeds {
+          if rows.contains(where: { isCell($0, label: variant.label, stages: k, seed: seed) }) {
+            skipped += 1
+            continue
+          }
+          let config = self.config(variant, stages: k, seed: seed)
+          if data == nil { data = try config.loadData() }
+          let trainer = try Trainer(config: config, train: data!.train, test: data!.test)
+          let start = ContinuousClock.now
+          let report = trainer.run().last!
+          let seconds = (ContinuousClock.now - start).seconds
+          let test = report.test
+          rows.append(Row(
+            method: variant.label, stages: k, epochs: epochs, seed: seed, width: width, trainLimit: trainLimit, synthetic: synthetic,
+            accuracy: test.accuracy, byDepth: test.stageAccuracy, depthStages: test.stages ?? Array(test.stageAccuracy.indices),
+            crossEntropyByDepth: test.stageLoss, seconds: seconds))
+          try save(rows)
+          log(String(format: "K=%d %@ seed %llu: %.2f %% (by depth %@) in %.0f s", k, variant.label, seed, test.accuracy * 100,
+                     test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " "), seconds))
+        }
       }
     }
+    if skipped > 0 { log("\(skipped) cells were in accuracy.json already: not run again") }
     return rows
   }
 
-  /// The Markdown table of `rows`.
-  public static func table(_ rows: [Row]) -> String {
-    var text = "| K | method | test accuracy | accuracy by depth (stage 0 → K−1) | test CE by depth | wall time |\n|---|---|---|---|---|---|\n"
+  /// One table line: a method at one K over its seeds.
+  public struct Cell: Sendable {
+    public var method: String
+    public var stages: Int
+    public var seeds: [UInt64]
+    public var mean: Double
+    /// Sample standard deviation over the seeds (nil for one seed).
+    public var deviation: Double?
+    public var byDepth: [Double]
+    public var seconds: Double
+  }
+
+  /// The rows grouped by (K, method) in the order they first appear: mean and standard
+  /// deviation of the test accuracy over seeds, mean accuracy by depth, mean wall time.
+  public static func cells(_ rows: [Row]) -> [Cell] {
+    var order: [String] = []
+    var groups: [String: [Row]] = [:]
     for row in rows {
-      let depth = row.byDepth.map { String(format: "%.2f", $0 * 100) }.joined(separator: " / ")
-      let ce = row.crossEntropyByDepth.map { String(format: "%.3f", $0) }.joined(separator: " / ")
-      text += String(format: "| %d | %@ | %.2f %% | %@ | %@ | %.0f s |\n", row.stages, row.method, row.accuracy * 100, depth, ce, row.seconds)
+      let key = "\(row.stages) \(row.method)"
+      if groups[key] == nil { order.append(key) }
+      groups[key, default: []].append(row)
+    }
+    return order.map { key in
+      let group = groups[key]!
+      let n = Double(group.count)
+      let mean = group.map(\.accuracy).reduce(0, +) / n
+      let deviation = group.count > 1 ? (group.map { ($0.accuracy - mean) * ($0.accuracy - mean) }.reduce(0, +) / (n - 1)).squareRoot() : nil
+      let depth = group[0].byDepth.indices.map { i in group.map { $0.byDepth.indices.contains(i) ? $0.byDepth[i] : 0 }.reduce(0, +) / n }
+      return Cell(
+        method: group[0].method, stages: group[0].stages, seeds: group.map { $0.seed ?? 1 }, mean: mean, deviation: deviation,
+        byDepth: depth, seconds: group.map(\.seconds).reduce(0, +) / n)
+    }
+  }
+
+  /// The Markdown table of `rows`: per K and method, the test accuracy's mean ± standard
+  /// deviation over the seeds, the mean accuracy by depth and the mean wall time per run.
+  public static func table(_ rows: [Row]) -> String {
+    var text = "| K | method | test accuracy (mean ± sd) | seeds | accuracy by depth (stage 0 → K−1, mean) | wall time per run |\n|---|---|---|---|---|---|\n"
+    for cell in cells(rows) {
+      let depth = cell.byDepth.map { String(format: "%.2f", $0 * 100) }.joined(separator: " / ")
+      let spread = cell.deviation.map { String(format: " ± %.2f", $0 * 100) } ?? ""
+      let seeds = cell.seeds.map(String.init).joined(separator: ", ")
+      text += String(format: "| %d | %@ | %.2f%@ %% | %@ | %@ | %.0f s |\n", cell.stages, cell.method, cell.mean * 100, spread, seeds, depth, cell.seconds)
     }
     return text
   }
 
-  /// One panel per K: accuracy by depth, one line per method.
+  /// Test accuracy (mean over seeds) against K, one line per method.
+  public static func plotByStages(_ rows: [Row]) -> String {
+    let cells = cells(rows)
+    var methods: [String] = []
+    for cell in cells where !methods.contains(cell.method) { methods.append(cell.method) }
+    let series = methods.map { method in
+      SVGChart.Series(name: method, points: cells.filter { $0.method == method }.map { (Double($0.stages), $0.mean * 100) })
+    }
+    let all = cells.map { $0.mean * 100 }
+    let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
+    return SVGChart.render(panels: [SVGChart.Panel(title: "test accuracy against K", series: series)], xLabel: "stages K", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
+  }
+
+  /// One panel per K: accuracy by depth (mean over seeds), one line per method.
   public static func plot(_ rows: [Row]) -> String {
     let ks = Array(Set(rows.map(\.stages))).sorted()
+    let depthStages = Dictionary(rows.map { ("\($0.stages) \($0.method)", $0.depthStages) }) { a, _ in a }
+    let cells = cells(rows)
     let panels = ks.map { k in
       SVGChart.Panel(
         title: "K = \(k)",
-        series: rows.filter { $0.stages == k }.map { row in
-          SVGChart.Series(name: row.method, points: zip(row.depthStages, row.byDepth).map { (Double($0), $1 * 100) })
+        series: cells.filter { $0.stages == k }.map { cell in
+          SVGChart.Series(name: cell.method, points: zip(depthStages["\(k) \(cell.method)"]!, cell.byDepth).map { (Double($0), $1 * 100) })
         })
     }
-    let all = rows.flatMap(\.byDepth).map { $0 * 100 }
+    let all = cells.flatMap(\.byDepth).map { $0 * 100 }
     let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
     return SVGChart.render(panels: panels, xLabel: "stage", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
   }

@@ -139,20 +139,36 @@ struct CLITests {
     }
   }
 
-  @Test func accuracyBenchmarkWritesTableJSONAndPlot() throws {
+  /// Every cell (K, method, seed) is a run; the table gives mean ± sd over seeds; a rerun
+  /// with more seeds runs only the cells not in accuracy.json yet.
+  @Test func accuracyBenchmarkWritesTableJSONAndPlotAndResumesCellByCell() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let result = try ChildProcess.stagewise(
-      ["bench", "accuracy", "--synthetic", "--methods", "e2e,greedy,sid,contsup-R1E,kernel-sequential", "--stages", "2,4",
-       "--epochs", "1", "--width", "16", "--out", dir], timeout: .seconds(300))
-    #expect(result.status == 0, "\(result.stderr)")
-    let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/accuracy.json"))) as? [[String: Any]]
-    #expect(rows?.count == 10)
-    let sid = rows?.first { $0["method"] as? String == "sid" && $0["stages"] as? Int == 4 }
+    func bench(_ methods: String, stages: String, seeds: String) throws -> ChildProcess.Result {
+      let result = try ChildProcess.stagewise(
+        ["bench", "accuracy", "--synthetic", "--methods", methods, "--stages", stages, "--seeds", seeds,
+         "--epochs", "1", "--width", "16", "--out", dir], timeout: .seconds(300))
+      #expect(result.status == 0, "\(result.stderr)")
+      return result
+    }
+    func rows() throws -> [[String: Any]] {
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/accuracy.json"))) as? [[String: Any]] ?? []
+    }
+    _ = try bench("e2e,greedy,sid@adam,contsup-R1E,kernel-sequential", stages: "2,4", seeds: "1,2")
+    #expect(try rows().count == 20)
+    let sid = try rows().first { $0["method"] as? String == "sid (adam 0.001)" && $0["stages"] as? Int == 4 }
     #expect((sid?["byDepth"] as? [Double])?.count == 4)
-    #expect(try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8).contains("| 4 | contsup-R1E |"))
+    let table = try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8)
+    #expect(table.contains("| 4 | contsup-R1E |") && table.contains(" ± ") && table.contains("| 1, 2 |"), "\(table)")
     let svg = try String(contentsOfFile: "\(dir)/accuracy-by-depth.svg", encoding: .utf8)
     #expect(svg.contains("K = 2") && svg.contains("K = 4") && svg.contains("polyline"))
+    #expect(try String(contentsOfFile: "\(dir)/accuracy-by-k.svg", encoding: .utf8).contains("polyline"))
+    let again = try bench("greedy", stages: "2", seeds: "1,2,3")
+    #expect(again.stdout.contains("2 cells were in accuracy.json already") || again.stderr.contains("2 cells were in accuracy.json already"), "\(again.stdout)")
+    let greedy = try rows().filter { $0["method"] as? String == "greedy" && $0["stages"] as? Int == 2 }
+    let count = try rows().count
+    #expect(greedy.compactMap { $0["seed"] as? Int }.sorted() == [1, 2, 3] && count == 21)
+    #expect(try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8).contains("| 1, 2, 3 |"))
   }
 
   @Test func evalReproducesARunAndInspectReadsIt() throws {
