@@ -419,36 +419,24 @@ struct DaemonTests {
   }
 
   /// A checkpoint that cannot be written stops the run with the reason: it never ends
-  /// "finished" without weights on disk.
-  @Test func aCheckpointThatCannotBeWrittenFailsTheRunLoudly() throws {
-    let (dir, path) = try prepare(daemonConfig(epochs: 3))
+  /// "finished" without weights on disk — an epoch checkpoint, or the final weights (then the
+  /// reason says where the same weights are). A folder where the file should go makes the
+  /// rename onto it fail.
+  @Test(arguments: [
+    (3, "stage-1.epoch-1.safetensors", "stage 1 could not save the epoch 1 checkpoint", "could not save"),
+    (1, "stage-2.safetensors", "stage 2 could not save its final weights (RUN/stage-2.safetensors)", "the epoch 1 checkpoints hold the same weights"),
+  ])
+  func aSaveThatFailsFailsTheRunLoudly(epochs: Int, blocked: String, says: String, detail: String) throws {
+    let (dir, path) = try prepare(daemonConfig(epochs: epochs))
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let run = "\(dir)/run"
-    // A folder where stage 1's first epoch checkpoint should go: the rename onto it fails.
-    try FileManager.default.createDirectory(
-      atPath: ResumePoint.epochPath(in: run, stage: 1, epochsDone: 1) + "/blocked", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: "\(run)/\(blocked)/blocked", withIntermediateDirectories: true)
     let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", run], timeout: .seconds(120))
     #expect(result.status != 0)
-    #expect(result.stderr.contains("stage 1 could not save the epoch 1 checkpoint"), "\(result.stderr)")
+    #expect(result.stderr.contains(says.replacingOccurrences(of: "RUN", with: run)), "\(result.stderr)")
     let manifest = try #require(readManifest(run))
     #expect(manifest.state == "failed", "\(manifest.state)")
-    #expect(manifest.detail?.contains("could not save") == true, "\(manifest.detail ?? "")")
-  }
-
-  /// The final save too: a run whose last weights could not be written ends failed, naming
-  /// the stage and where the same weights are.
-  @Test func finalWeightsThatCannotBeWrittenFailTheRun() throws {
-    let (dir, path) = try prepare(daemonConfig(epochs: 1))
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let run = "\(dir)/run"
-    try FileManager.default.createDirectory(atPath: "\(run)/stage-2.safetensors/blocked", withIntermediateDirectories: true)
-    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", run], timeout: .seconds(120))
-    #expect(result.status != 0)
-    #expect(result.stderr.contains("stage 2 could not save its final weights (\(run)/stage-2.safetensors)"), "\(result.stderr)")
-    let manifest = try #require(readManifest(run))
-    #expect(manifest.state == "failed", "\(manifest.state)")
-    #expect(manifest.detail?.contains("the epoch 1 checkpoints hold the same weights") == true, "\(manifest.detail ?? "")")
-    #expect(FileManager.default.fileExists(atPath: ResumePoint.epochPath(in: run, stage: 2, epochsDone: 1)))
+    #expect(manifest.detail?.contains(detail) == true, "\(manifest.detail ?? "")")
   }
 
   /// Training longer is what `--resume` is for: a finished run goes on for more epochs, and can
