@@ -18,7 +18,9 @@ public struct AccuracyBenchmark {
     public var epochs: Int
     /// The run's seed (weights and batch order); nil in tables from before seeds.
     public var seed: UInt64?
-    /// Model A's width and the training samples used, so cells of another setup are not mixed in.
+    /// The model (`a`, `c`; nil: a), model A's width and the training samples used, so cells of
+    /// another setup are not mixed in.
+    public var model: String?
     public var width: Int?
     public var trainLimit: Int?
     public var synthetic: Bool?
@@ -78,7 +80,13 @@ public struct AccuracyBenchmark {
     }
   }
 
+  /// Model A (an MLP of `width`, built here) or model C (the residual CNN of
+  /// `configDirectory/resnet-c-kK.yaml`, its recipe and augmentation as that file says).
+  public enum Model: String, Sendable, CaseIterable { case a, c }
+
   public var variants: [Variant] = []
+  public var model = Model.a
+  public var configDirectory = "config"
   public var stageCounts = [2, 4, 8]
   public var epochs = 3
   public var width = 1024
@@ -89,9 +97,19 @@ public struct AccuracyBenchmark {
 
   public init() {}
 
-  /// Model A with max(4, K) hidden layers of `width`, split evenly over K stages.
-  public func config(_ variant: Variant, stages: Int, seed: UInt64 = 1) -> RunConfig {
+  /// Model A with max(4, K) hidden layers of `width`, split evenly over K stages; or model C
+  /// as its file for K says. The variant's method, schedule and recipe, and the benchmark's
+  /// seed, epochs and data, replace the file's.
+  public func config(_ variant: Variant, stages: Int, seed: UInt64 = 1) throws -> RunConfig {
     var config = RunConfig()
+    if model == .c {
+      let path = "\(configDirectory)/resnet-c-k\(stages).yaml"
+      do {
+        config = try RunConfig.load(path: path)
+      } catch {
+        throw BenchmarkError("model C at K = \(stages): \(error) (model C ships for K = 2, 4, 8, 16; scripts/model-c.py writes the files; --configs names their folder)")
+      }
+    }
     config.name = "accuracy-\(variant.label)-k\(stages)"
     config.seed = seed
     config.method = variant.method
@@ -101,10 +119,12 @@ public struct AccuracyBenchmark {
     config.data.trainLimit = trainLimit
     if synthetic { config.data.source = .synthetic }
     config.training.epochs = epochs
-    let layers = max(4, stages)
-    config.stages = (0..<stages).map { k in
-      let count = layers / stages + (k < layers % stages ? 1 : 0)
-      return StageConfig(layers: (0..<count).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)] })
+    if model == .a {
+      let layers = max(4, stages)
+      config.stages = (0..<stages).map { k in
+        let count = layers / stages + (k < layers % stages ? 1 : 0)
+        return StageConfig(layers: (0..<count).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)] })
+      }
     }
     if variant.adam {
       config.optimizer.kind = .adam
@@ -117,7 +137,7 @@ public struct AccuracyBenchmark {
   /// Whether `row` is the cell (`label`, K, seed) of this benchmark's setup.
   func isCell(_ row: Row, label: String, stages k: Int, seed: UInt64) -> Bool {
     row.method == label && row.stages == k && (row.seed ?? 1) == seed && row.epochs == epochs
-      && (row.width ?? 1024) == width && row.trainLimit == trainLimit && (row.synthetic ?? false) == synthetic
+      && (row.model ?? "a") == model.rawValue && (model == .c || (row.width ?? 1024) == width) && row.trainLimit == trainLimit && (row.synthetic ?? false) == synthetic
   }
 
   /// Runs every cell not in `done`; after each, `save` gets every row so far (`done`'s first).
@@ -133,7 +153,7 @@ public struct AccuracyBenchmark {
             skipped += 1
             continue
           }
-          let config = self.config(variant, stages: k, seed: seed)
+          let config = try self.config(variant, stages: k, seed: seed)
           if data == nil { data = try config.loadData() }
           let trainer = try Trainer(config: config, train: data!.train, test: data!.test)
           let start = ContinuousClock.now
@@ -141,7 +161,7 @@ public struct AccuracyBenchmark {
           let seconds = (ContinuousClock.now - start).seconds
           let test = report.test
           rows.append(Row(
-            method: variant.label, stages: k, epochs: epochs, seed: seed, width: width, trainLimit: trainLimit, synthetic: synthetic,
+            method: variant.label, stages: k, epochs: epochs, seed: seed, model: model.rawValue, width: model == .a ? width : nil, trainLimit: trainLimit, synthetic: synthetic,
             accuracy: test.accuracy, byDepth: test.stageAccuracy, depthStages: test.stages ?? Array(test.stageAccuracy.indices),
             crossEntropyByDepth: test.stageLoss, seconds: seconds))
           try save(rows)

@@ -19,6 +19,8 @@ extension Bench {
     @Option(help: "Stage counts, comma-separated.") var stages = "2,4,8"
     @Option(help: "Seeds, comma-separated: one run per seed in every cell.") var seeds = "1"
     @Option(help: "Epochs per run.") var epochs = 3
+    @Option(help: "a (the MLP of --width, built in) or c (the residual CNN of --configs/resnet-c-kK.yaml).") var model = "a"
+    @Option(help: "Where model C's files are.") var configs = "config"
     @Option(help: "Hidden width of model A.") var width = 1024
     @Option(help: "Use only the first N training samples.") var trainLimit: Int?
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
@@ -45,7 +47,9 @@ extension Bench {
       }
       (bench.epochs, bench.width, bench.trainLimit, bench.dataPath) = (epochs, width, trainLimit, data)
       bench.synthetic = synthetic
-      Console.print("OpenBLAS core \(BLAS.coreName); model A (width \(width)), \(epochs) epochs, seeds \(seeds)")
+      guard let model = AccuracyBenchmark.Model(rawValue: model.lowercased()) else { throw ValidationError("--model: use a or c") }
+      (bench.model, bench.configDirectory) = (model, configs)
+      Console.print("OpenBLAS core \(BLAS.coreName); \(model == .a ? "model A (width \(width))" : "model C (\(configs)/resnet-c-kK.yaml)"), \(epochs) epochs, seeds \(seeds)")
       try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
       let rows = try bench.run(done: done, save: { try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode($0)), to: json) }) { Console.status($0) }
       try write(rows)

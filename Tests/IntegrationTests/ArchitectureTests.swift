@@ -1,11 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The arrows ARCHITECTURE.md says must never exist, checked on every source file's imports.
 @Suite("Module boundaries")
 struct ArchitectureTests {
-  static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Sources").path
+  static let sources = packageRoot + "/Sources"
 
   /// Module → the modules its files import.
   static func imports() throws -> [String: Set<String>] {

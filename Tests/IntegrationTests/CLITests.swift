@@ -171,6 +171,21 @@ struct CLITests {
     #expect(try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8).contains("| 1, 2, 3 |"))
   }
 
+  /// Model C from its shipped files: cut as config/resnet-c-kK.yaml says, scored by depth; a K
+  /// it does not ship is refused with what to do.
+  @Test func accuracyBenchmarkRunsModelCFromItsFiles() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let arguments = ["bench", "accuracy", "--synthetic", "--model", "c", "--configs", packageRoot + "/config", "--methods", "greedy",
+                     "--epochs", "1", "--train-limit", "64", "--out", dir]
+    let result = try ChildProcess.stagewise(arguments + ["--stages", "2"], timeout: .seconds(300))
+    #expect(result.status == 0, "\(result.stderr)")
+    let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/accuracy.json"))) as? [[String: Any]]
+    #expect(rows?.count == 1 && rows?.first?["model"] as? String == "c" && (rows?.first?["byDepth"] as? [Double])?.count == 2)
+    let refused = try ChildProcess.stagewise(arguments + ["--stages", "3"], timeout: .seconds(60))
+    #expect(refused.status != 0 && refused.stderr.contains("model C at K = 3:") && refused.stderr.contains("model C ships for K = 2, 4, 8, 16"), "\(refused.stderr)")
+  }
+
   @Test func evalReproducesARunAndInspectReadsIt() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }

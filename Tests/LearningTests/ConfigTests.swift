@@ -4,10 +4,6 @@ import Testing
 
 @testable import Learning
 
-/// The package root, found from this file's path.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-  .deletingLastPathComponent().deletingLastPathComponent().path
-
 @Suite("Config: defaults, key paths in errors, shipped setups")
 struct ConfigTests {
   @Test func emptyDocumentIsTheDefault() throws {

@@ -15,6 +15,10 @@ public func withTemporaryDirectory<T>(_ label: String = "test", _ body: (String)
   return try body(path)
 }
 
+/// The package root, found from this file's path (Tests/TestSupport/…).
+public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  .deletingLastPathComponent().deletingLastPathComponent().path
+
 /// A path no other test uses (nothing is created there).
 public func temporaryPath(_ label: String, extension suffix: String = "") -> String {
   NSTemporaryDirectory() + "stagewise-\(label)-\(UUID().uuidString)" + suffix
