@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import NN
@@ -160,5 +161,38 @@ struct OptimizerGroupTests {
     let plain = steps(headScale: nil), scaled = steps(headScale: 0.25)
     for i in [0, 1, 2, 5] { #expect(scaled[i] == plain[i], "body [\(i)]") }
     for i in [3, 4] { #expect(abs(scaled[i] - 0.25 * plain[i]) <= 1e-5 * abs(plain[i]), "head [\(i)]: \(scaled[i]) against \(plain[i])") }
+  }
+
+  /// Adam and AdamW over 37 values — two 16-lane blocks and a scalar tail — against the rule
+  /// written out in Double, three steps.
+  @Test(arguments: [OptimizerKind.adam, .adamw])
+  func adamInLanesFollowsTheRule(kind: OptimizerKind) {
+    var layout = ParameterLayout()
+    _ = layout.add("body.w", shape: [37])
+    let store = ParameterStore(layout: layout)
+    var rng = SeededGenerator(seed: 8)
+    let start = (0..<37).map { _ in Float(rng.nextNormal()) }
+    store.setValues(start)
+    var settings = OptimizerSettings()
+    (settings.kind, settings.weightDecay) = (kind, 0.01)
+    var optimizer = Optimizer(settings)
+    var (w, m, v) = (start.map(Double.init), [Double](repeating: 0, count: 37), [Double](repeating: 0, count: 37))
+    let lr = 0.01
+    for t in 1...3 {
+      let g = (0..<37).map { _ in Float(rng.nextNormal()) }
+      store.zeroGradients()
+      for i in 0..<37 { store.gradients[i] = g[i] }
+      optimizer.update(store, learningRate: Float(lr))
+      for i in 0..<37 {
+        let grad = Double(g[i]) + (kind == .adam ? 0.01 * w[i] : 0)
+        m[i] = 0.9 * m[i] + 0.1 * grad
+        v[i] = 0.999 * v[i] + 0.001 * grad * grad
+        if kind == .adamw { w[i] -= lr * 0.01 * w[i] }
+        w[i] -= lr * (m[i] / (1 - pow(0.9, Double(t)))) / ((v[i] / (1 - pow(0.999, Double(t)))).squareRoot() + 1e-8)
+      }
+    }
+    for i in 0..<37 {
+      #expect(abs(Double(store.values[i]) - w[i]) <= 1e-6 * max(1, abs(w[i])), "[\(i)] \(store.values[i]) against \(w[i])")
+    }
   }
 }
