@@ -61,14 +61,15 @@ extension Stage {
       objective: objective, layout: layout, projectedLayers: projectedLayers, classes: shapes.classes,
       synthesiser: objective == .synthetic
         ? Synthesiser.blueprint(
-          config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes, momentum: config.optimizer.momentum) : nil)
+          config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes,
+          momentum: config.optimizer.momentum, nesterov: config.optimizer.nesterov) : nil)
   }
 
   /// DRTP's and DFA's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),
   /// and the body's last layer when weights follow the last one. Every layer with weights gets
   /// its update from exactly one projection.
   static func projectionPoints(_ layers: [any Layer], stage: Int, method: Method) throws(ConfigError) -> [Int] {
-    let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D || layer is Residual }
+    let hasWeights = { (layer: any Layer) in layer is Linear || layer is Conv2D || layer is Residual || layer is BatchNorm }
     var points = layers.indices.filter { layers[$0] is ReLU || layers[$0] is Tanh }
     if let lastWeights = layers.lastIndex(where: hasWeights), lastWeights > (points.last ?? -1) { points.append(layers.count - 1) }
     guard !points.isEmpty, layers.contains(where: hasWeights) else {
@@ -200,10 +201,11 @@ extension Stage {
     }
     let body = Sequential(inputShape: input, layers: layers)
     guard shape != input else { return Residual(body: body, projection: nil) }
-    if input.count == 3, shape.count == 3, input[0] % shape[0] == 0, input[0] / shape[0] == input[1] / max(shape[1], 1) {
-      let stride = input[0] / shape[0]
-      if let conv = Conv2D(name: "\(name).proj", inputShape: input, filters: shape[2], kernel: 1, stride: stride, padding: 0, layout: &layout),
-        conv.outputShape == shape
+    if input.count == 3, shape.count == 3, shape[0] > 0, shape[1] > 0 {
+      // The stride whose 1×1 conv lands on F's map: (in − 1) / s + 1 = out (7 → 4 at 2 too).
+      let stride = (input[0] + shape[0] - 1) / shape[0]
+      if (input[0] - 1) / stride + 1 == shape[0], (input[1] - 1) / stride + 1 == shape[1],
+        let conv = Conv2D(name: "\(name).proj", inputShape: input, filters: shape[2], kernel: 1, stride: stride, padding: 0, layout: &layout)
       {
         return Residual(body: body, projection: conv)
       }

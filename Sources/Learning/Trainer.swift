@@ -153,7 +153,7 @@ public final class Trainer {
     for stage in stages.prefix((activeStage ?? stages.count - 1) + 1) {
       let input = handoffs[stage.index].input(after: previous, batch: batch)
       if let activeStage, stage.index < activeStage {
-        previous = stage.forward(input)  // frozen
+        previous = stage.forward(input, training: false)  // frozen: its inference form
         continue
       }
       guard stage.trainsAtForward else {

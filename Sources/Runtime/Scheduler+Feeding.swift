@@ -43,7 +43,7 @@ extension Scheduler {
     switch item {
     case .train(let epoch, let indices, _, _, _), .eval(let epoch, let indices):
       let isTrain = { if case .train = item { return true } else { return false } }()
-      let (batch, raw) = isTrain ? train.trainingBatch(indices, epoch: epoch, augmentation: augmentation) : (test.batch(indices), { self.test.rawBatch(indices) })
+      let (batch, raw) = isTrain ? train.trainingBatch(indices, epoch: epoch % plan.epochsPerPhase, augmentation: augmentation) : (test.batch(indices), { self.test.rawBatch(indices) })
       message = Message(kind: isTrain ? .train : .eval, tensors: StageHandoff.feed(batch, raw: raw(), into: handoffs[0]))
       message.epoch = UInt32(epoch)
       if isTrain { message.flags = TrainFlags.flags(activeStage: plan.activeStage(epoch: epoch)) }

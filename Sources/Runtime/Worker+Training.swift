@@ -41,9 +41,10 @@ extension Worker {
 
   func train(_ message: Message, _ s: StageSession) throws {
     let input = s.handoff.input(message)
-    // `sequential`: the flags name the one stage that trains; the others only pass data on.
+    // `sequential`: the flags name the one stage that trains; the others only pass data on,
+    // in their inference form (a frozen stage's running statistics and dropout stay as they are).
     if let active = TrainFlags.activeStage(message.flags), active != s.assignment.stage {
-      let pass = s.stage.forward(input)
+      let pass = s.stage.forward(input, training: false)
       if s.isLast { try sendResult(message, s) } else { try sendOn(message, pass, s) }
       return
     }

@@ -139,7 +139,8 @@ struct DaemonTests {
   /// the trainer's order, synthesisers included. With BatchNorm, dropout and a residual block
   /// after each linear layer and augmented images, the running statistics travel in the checkpoints, evaluation
   /// reads them, each process draws the trainer's dropout masks and the scheduler feeds the
-  /// trainer's moved images (ContSup's raw image context moved alike); e2e through the deeper
+  /// trainer's moved images (ContSup's raw image context moved alike; under `sequential` each
+  /// phase's epochs draw as the trainer's do, and frozen stages keep their state); e2e through the deeper
   /// stages differs from the trainer in the last float bits (up to 3e-6 seen, hence 1e-5).
   static let methodCases: [(Method, Schedule, microBatches: Int, tolerance: Float, extras: Bool)] = [
     (.greedy, .lockstep, 1, 1e-6, false), (.greedy, .pipelined, 1, 1e-6, false), (.sid, .pipelined, 1, 1e-6, false),
@@ -147,6 +148,7 @@ struct DaemonTests {
     (.e2e, .lockstep, 1, 1e-6, false), (.e2e, .lockstep, 4, 1e-4, false),
     (.dfa, .lockstep, 1, 1e-6, false), (.dni, .lockstep, 1, 1e-6, false), (.cdni, .lockstep, 1, 1e-6, false),
     (.greedy, .pipelined, 1, 1e-6, true), (.e2e, .lockstep, 1, 1e-5, true), (.contsup, .pipelined, 1, 1e-6, true),
+    (.greedy, .sequential, 1, 1e-6, true),
   ]
 
   @Test(arguments: methodCases.indices)
