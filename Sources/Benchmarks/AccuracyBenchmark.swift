@@ -24,6 +24,9 @@ public struct AccuracyBenchmark {
     public var width: Int?
     public var trainLimit: Int?
     public var synthetic: Bool?
+    /// The run's model hash (layers, split, seed, method and its settings, optimizer kind,
+    /// data): a cell is only taken as done when it matches. Nil in rows from before.
+    public var modelHash: String?
     public var accuracy: Double
     /// Test accuracy of each stage's head, stage 0 first (stages without a head left out).
     public var byDepth: [Double]
@@ -134,10 +137,10 @@ public struct AccuracyBenchmark {
     return config
   }
 
-  /// Whether `row` is the cell (`label`, K, seed) of this benchmark's setup.
-  func isCell(_ row: Row, label: String, stages k: Int, seed: UInt64) -> Bool {
-    row.method == label && row.stages == k && (row.seed ?? 1) == seed && row.epochs == epochs
-      && (row.model ?? "a") == model.rawValue && (model == .c || (row.width ?? 1024) == width) && row.trainLimit == trainLimit && (row.synthetic ?? false) == synthetic
+  /// Whether `row` is the run of `config` under `label` (its recipe) for this many epochs:
+  /// rows from before model hashes never are.
+  func isCell(_ row: Row, label: String, config: RunConfig) -> Bool {
+    row.method == label && row.stages == config.stages.count && row.epochs == epochs && row.modelHash == config.modelHash
   }
 
   /// Runs every cell not in `done`; after each, `save` gets every row so far (`done`'s first).
@@ -149,11 +152,11 @@ public struct AccuracyBenchmark {
     for k in stageCounts {
       for variant in variants {
         for seed in seeds {
-          if rows.contains(where: { isCell($0, label: variant.label, stages: k, seed: seed) }) {
+          let config = try self.config(variant, stages: k, seed: seed)
+          if rows.contains(where: { isCell($0, label: variant.label, config: config) }) {
             skipped += 1
             continue
           }
-          let config = try self.config(variant, stages: k, seed: seed)
           if data == nil { data = try config.loadData() }
           let trainer = try Trainer(config: config, train: data!.train, test: data!.test)
           let start = ContinuousClock.now
@@ -162,6 +165,7 @@ public struct AccuracyBenchmark {
           let test = report.test
           rows.append(Row(
             method: variant.label, stages: k, epochs: epochs, seed: seed, model: model.rawValue, width: model == .a ? width : nil, trainLimit: trainLimit, synthetic: synthetic,
+            modelHash: config.modelHash,
             accuracy: test.accuracy, byDepth: test.stageAccuracy, depthStages: test.stages ?? Array(test.stageAccuracy.indices),
             crossEntropyByDepth: test.stageLoss, seconds: seconds))
           try save(rows)
@@ -174,9 +178,10 @@ public struct AccuracyBenchmark {
     return rows
   }
 
-  /// One table line: a method at one K over its seeds.
+  /// One table line: a method at one K over its seeds, in one setup (model, epochs, data).
   public struct Cell: Sendable {
     public var method: String
+    public var setup: String
     public var stages: Int
     public var seeds: [UInt64]
     public var mean: Double
@@ -186,13 +191,21 @@ public struct AccuracyBenchmark {
     public var seconds: Double
   }
 
-  /// The rows grouped by (K, method) in the order they first appear: mean and standard
+  /// What a row was run on, besides its method, K and seed: rows of different setups are
+  /// never averaged together.
+  static func setup(_ row: Row) -> String {
+    let model = (row.model ?? "a") == "a" ? "A\(row.width.map { " (width \($0))" } ?? "")" : "C"
+    let data = (row.synthetic ?? false) ? ", synthetic" : row.trainLimit.map { ", \($0) samples" } ?? ""
+    return "model \(model), \(row.epochs) epochs\(data)\(row.modelHash == nil ? ", older run" : "")"
+  }
+
+  /// The rows grouped by (setup, K, method) in the order they first appear: mean and standard
   /// deviation of the test accuracy over seeds, mean accuracy by depth, mean wall time.
   public static func cells(_ rows: [Row]) -> [Cell] {
     var order: [String] = []
     var groups: [String: [Row]] = [:]
     for row in rows {
-      let key = "\(row.stages) \(row.method)"
+      let key = "\(setup(row)) \(row.stages) \(row.method)"
       if groups[key] == nil { order.append(key) }
       groups[key, default: []].append(row)
     }
@@ -203,7 +216,7 @@ public struct AccuracyBenchmark {
       let deviation = group.count > 1 ? (group.map { ($0.accuracy - mean) * ($0.accuracy - mean) }.reduce(0, +) / (n - 1)).squareRoot() : nil
       let depth = group[0].byDepth.indices.map { i in group.map { $0.byDepth.indices.contains(i) ? $0.byDepth[i] : 0 }.reduce(0, +) / n }
       return Cell(
-        method: group[0].method, stages: group[0].stages, seeds: group.map { $0.seed ?? 1 }, mean: mean, deviation: deviation,
+        method: group[0].method, setup: setup(group[0]), stages: group[0].stages, seeds: group.map { $0.seed ?? 1 }, mean: mean, deviation: deviation,
         byDepth: depth, seconds: group.map(\.seconds).reduce(0, +) / n)
     }
   }
@@ -211,12 +224,12 @@ public struct AccuracyBenchmark {
   /// The Markdown table of `rows`: per K and method, the test accuracy's mean ± standard
   /// deviation over the seeds, the mean accuracy by depth and the mean wall time per run.
   public static func table(_ rows: [Row]) -> String {
-    var text = "| K | method | test accuracy (mean ± sd) | seeds | accuracy by depth (stage 0 → K−1, mean) | wall time per run |\n|---|---|---|---|---|---|\n"
+    var text = "| setup | K | method | test accuracy (mean ± sd) | seeds | accuracy by depth (stage 0 → K−1, mean) | wall time per run |\n|---|---|---|---|---|---|---|\n"
     for cell in cells(rows) {
       let depth = cell.byDepth.map { String(format: "%.2f", $0 * 100) }.joined(separator: " / ")
       let spread = cell.deviation.map { String(format: " ± %.2f", $0 * 100) } ?? ""
       let seeds = cell.seeds.map(String.init).joined(separator: ", ")
-      text += String(format: "| %d | %@ | %.2f%@ %% | %@ | %@ | %.0f s |\n", cell.stages, cell.method, cell.mean * 100, spread, seeds, depth, cell.seconds)
+      text += String(format: "| %@ | %d | %@ | %.2f%@ %% | %@ | %@ | %.0f s |\n", cell.setup, cell.stages, cell.method, cell.mean * 100, spread, seeds, depth, cell.seconds)
     }
     return text
   }
@@ -224,10 +237,12 @@ public struct AccuracyBenchmark {
   /// Test accuracy (mean over seeds) against K, one line per method.
   public static func plotByStages(_ rows: [Row]) -> String {
     let cells = cells(rows)
-    var methods: [String] = []
-    for cell in cells where !methods.contains(cell.method) { methods.append(cell.method) }
-    let series = methods.map { method in
-      SVGChart.Series(name: method, points: cells.filter { $0.method == method }.map { (Double($0.stages), $0.mean * 100) })
+    let several = Set(cells.map(\.setup)).count > 1
+    func name(_ cell: Cell) -> String { several ? "\(cell.method), \(cell.setup)" : cell.method }
+    var names: [String] = []
+    for cell in cells where !names.contains(name(cell)) { names.append(name(cell)) }
+    let series = names.map { label in
+      SVGChart.Series(name: label, points: cells.filter { name($0) == label }.map { (Double($0.stages), $0.mean * 100) })
     }
     let all = cells.map { $0.mean * 100 }
     let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
@@ -237,13 +252,16 @@ public struct AccuracyBenchmark {
   /// One panel per K: accuracy by depth (mean over seeds), one line per method.
   public static func plot(_ rows: [Row]) -> String {
     let ks = Array(Set(rows.map(\.stages))).sorted()
-    let depthStages = Dictionary(rows.map { ("\($0.stages) \($0.method)", $0.depthStages) }) { a, _ in a }
+    let depthStages = Dictionary(rows.map { ("\(setup($0)) \($0.stages) \($0.method)", $0.depthStages) }) { a, _ in a }
     let cells = cells(rows)
+    let several = Set(cells.map(\.setup)).count > 1
     let panels = ks.map { k in
       SVGChart.Panel(
         title: "K = \(k)",
         series: cells.filter { $0.stages == k }.map { cell in
-          SVGChart.Series(name: cell.method, points: zip(depthStages["\(k) \(cell.method)"]!, cell.byDepth).map { (Double($0), $1 * 100) })
+          SVGChart.Series(
+            name: several ? "\(cell.method), \(cell.setup)" : cell.method,
+            points: zip(depthStages["\(cell.setup) \(k) \(cell.method)"]!, cell.byDepth).map { (Double($0), $1 * 100) })
         })
     }
     let all = cells.flatMap(\.byDepth).map { $0 * 100 }

@@ -144,10 +144,10 @@ struct CLITests {
   @Test func accuracyBenchmarkWritesTableJSONAndPlotAndResumesCellByCell() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    func bench(_ methods: String, stages: String, seeds: String) throws -> ChildProcess.Result {
+    func bench(_ methods: String, stages: String, seeds: String, epochs: Int = 1) throws -> ChildProcess.Result {
       let result = try ChildProcess.stagewise(
         ["bench", "accuracy", "--synthetic", "--methods", methods, "--stages", stages, "--seeds", seeds,
-         "--epochs", "1", "--width", "16", "--out", dir], timeout: .seconds(300))
+         "--epochs", "\(epochs)", "--width", "16", "--out", dir], timeout: .seconds(300))
       #expect(result.status == 0, "\(result.stderr)")
       return result
     }
@@ -169,6 +169,11 @@ struct CLITests {
     let count = try rows().count
     #expect(greedy.compactMap { $0["seed"] as? Int }.sorted() == [1, 2, 3] && count == 21)
     #expect(try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8).contains("| 1, 2, 3 |"))
+    // Another setup (2 epochs) is a cell of its own, never averaged with the 1-epoch runs.
+    _ = try bench("greedy", stages: "2", seeds: "1", epochs: 2)
+    let mixed = try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8)
+    #expect(mixed.contains("| model A (width 16), 2 epochs, synthetic | 2 | greedy |") && mixed.contains("| model A (width 16), 1 epochs, synthetic | 2 | greedy |"), "\(mixed)")
+    #expect(mixed.contains("| 1, 2, 3 |"))
   }
 
   /// Model C from its shipped files: cut as config/resnet-c-kK.yaml says, scored by depth; a K
