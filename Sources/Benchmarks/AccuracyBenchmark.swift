@@ -140,7 +140,7 @@ public struct AccuracyBenchmark {
   /// Whether `row` is the run of `config` under `label` (its recipe) for this many epochs:
   /// rows from before model hashes never are.
   func isCell(_ row: Row, label: String, config: RunConfig) -> Bool {
-    row.method == label && row.stages == config.stages.count && row.epochs == epochs && row.modelHash == config.modelHash
+    row.method == label && row.epochs == epochs && row.modelHash == config.modelHash  // the hash holds the split
   }
 
   /// Runs every cell not in `done`; after each, `save` gets every row so far (`done`'s first).

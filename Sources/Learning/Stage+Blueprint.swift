@@ -19,17 +19,10 @@ extension Stage {
   public static func blueprint(_ config: RunConfig, index: Int, shapes: Shapes) throws(ConfigError) -> Blueprint {
     let stageConfig = config.stages[index]
     var layout = ParameterLayout()
-    var shape = shapes.input
-    var layers: [any Layer] = []
-    for (j, layerConfig) in stageConfig.layers.enumerated() {
-      let path = "stages[\(index)].layers[\(j)]"
-      let source = j > 0 ? "the previous layer outputs" : index > 0 ? "the previous stage outputs" : "the input is"
-      let layer = try makeLayer(
-        layerConfig, name: "body.\(j)", input: shape, source: source, path: path,
-        seed: Self.layerSeed(config.seed, stage: index, layer: j), layout: &layout)
-      layers.append(layer)
-      shape = layer.outputShape
-    }
+    let layers = try makeLayers(
+      stageConfig.layers, names: "body", input: shapes.input, source: index > 0 ? "the previous stage outputs" : "the input is",
+      path: "stages[\(index)].layers", seed: { Self.layerSeed(config.seed, stage: index, layer: $0) }, layout: &layout)
+    let shape = layers.last?.outputShape ?? shapes.input
     let objective: Objective
     switch config.method {
     case .kernel where !shapes.isLast: objective = .kernel
@@ -61,8 +54,7 @@ extension Stage {
       objective: objective, layout: layout, projectedLayers: projectedLayers, classes: shapes.classes,
       synthesiser: objective == .synthetic
         ? Synthesiser.blueprint(
-          config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes,
-          momentum: config.optimizer.momentum, nesterov: config.optimizer.nesterov) : nil)
+          config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes, optimizer: config.optimizer) : nil)
   }
 
   /// DRTP's and DFA's projected layers in a hidden stage: each nonlinearity (a hidden layer's output),
@@ -108,6 +100,21 @@ extension Stage {
   static func layerSeed(_ seed: UInt64, stage: Int, layer: Int) -> UInt64 {
     var draws = SeededGenerator(seed: seed, stream: 0x4452_4F50_0000_0000 + UInt64(stage << 16 | layer))
     return draws.next()
+  }
+
+  /// Layers in order, each reading the one before (the first reads what `source` describes),
+  /// named `NAMES.i`, their config paths `PATH[i]`, layer i drawing from `seed(i)`.
+  static func makeLayers(
+    _ configs: [LayerConfig], names: String, input: [Int], source: String, path: String, seed: (Int) -> UInt64,
+    layout: inout ParameterLayout
+  ) throws(ConfigError) -> [any Layer] {
+    var layers: [any Layer] = []
+    for (i, layerConfig) in configs.enumerated() {
+      layers.append(try makeLayer(
+        layerConfig, name: "\(names).\(i)", input: layers.last?.outputShape ?? input, source: i > 0 ? "the previous layer outputs" : source,
+        path: "\(path)[\(i)]", seed: seed(i), layout: &layout))
+    }
+    return layers
   }
 
   /// One body layer from its config; `seed` draws what the layer draws while training
@@ -189,17 +196,13 @@ extension Stage {
     guard let inner = config.layers, !inner.isEmpty else {
       throw ConfigError(path: path, "residual needs `layers`, the block's layers in order")
     }
-    var layers: [any Layer] = []
-    var shape = input
-    for (i, layerConfig) in inner.enumerated() {
-      var draws = SeededGenerator(seed: seed, stream: UInt64(i))
-      let layer = try makeLayer(
-        layerConfig, name: "\(name).\(i)", input: shape, source: i > 0 ? "the previous layer outputs" : source,
-        path: "\(path).layers[\(i)]", seed: draws.next(), layout: &layout)
-      layers.append(layer)
-      shape = layer.outputShape
-    }
-    let body = Sequential(inputShape: input, layers: layers)
+    let body = Sequential(inputShape: input, layers: try makeLayers(
+      inner, names: name, input: input, source: source, path: "\(path).layers",
+      seed: { i in
+        var draws = SeededGenerator(seed: seed, stream: UInt64(i))
+        return draws.next()
+      }, layout: &layout))
+    let shape = body.outputShape
     guard shape != input else { return Residual(body: body, projection: nil) }
     if input.count == 3, shape.count == 3, shape[0] > 0, shape[1] > 0 {
       // The stride whose 1×1 conv lands on F's map: (in − 1) / s + 1 = out (7 → 4 at 2 too).

@@ -34,8 +34,11 @@ public final class Synthesiser {
 
   /// M for outputs of `shape`: affine maps on vectors, 3×3 convolutions on maps (`hidden`
   /// channels there at most 4 × the map's); it learns with `config.optimizer` at
-  /// `config.learningRate`, without weight decay, SGD with the run's `momentum` and `nesterov`.
-  public static func blueprint(_ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int, momentum: Float = 0.9, nesterov: Bool = false) -> Blueprint {
+  /// `config.learningRate`, without weight decay; the rest (momentum, Nesterov, Adam's betas)
+  /// as the run's `optimizer`.
+  public static func blueprint(
+    _ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int, optimizer run: OptimizerSettings = OptimizerSettings()
+  ) -> Blueprint {
     var layout = ParameterLayout()
     let extra = conditioned ? classes : 0
     var layers: [any Layer] = []
@@ -61,8 +64,8 @@ public final class Synthesiser {
         from = width
       }
     }
-    var optimizer = OptimizerSettings()
-    (optimizer.kind, optimizer.learningRate, optimizer.momentum, optimizer.nesterov) = (config.optimizer, config.learningRate, momentum, nesterov)
+    var optimizer = run
+    (optimizer.kind, optimizer.learningRate, optimizer.weightDecay, optimizer.rateScales) = (config.optimizer, config.learningRate, 0, [:])
     return Blueprint(
       net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned, classes: classes, layout: layout, optimizer: optimizer)
   }

@@ -168,6 +168,20 @@ struct LayerGradientTests {
     #expect(block.forward(x, store).0.storage == sum && block.infer(x, store).storage == sum)
   }
 
+  /// A channel far from zero with a small spread (1000 ± 0.02) still normalises to mean 0
+  /// and variance 1: the statistics do not cancel away.
+  @Test func batchNormOfAnOffsetChannel() {
+    var layout = ParameterLayout()
+    let layer = BatchNorm(name: "bn", shape: [1], layout: &layout)
+    let store = ParameterStore(layout: layout)
+    var rng = SeededGenerator(seed: 1)
+    layer.initialize(store, &rng)
+    let y = layer.forward(Tensor(shape: [4, 1], storage: [999.98, 999.99, 1000.01, 1000.02]), store).0.storage
+    let mean = y.reduce(0, +) / 4
+    let variance = y.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 4
+    #expect(abs(mean) < 1e-3 && abs(variance - 1) < 0.05, "\(y)")
+  }
+
   @Test func flatten() {
     GradientCheck.check(Flatten(inputShape: [2, 2, 3]), layout: ParameterLayout(), inputShape: [2, 2, 3])
   }
