@@ -71,7 +71,7 @@ let package = Package(
       dependencies: ["Learning", "NN", "Runtime", "Wire", "ZMQ", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
     // MARK: Tests.
-    .target(name: "TestSupport", dependencies: ["Learning"], path: "Tests/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["Learning", "Datasets"], path: "Tests/TestSupport"),
     .testTarget(name: "LinalgTests", dependencies: ["Linalg", "Hardware"]),
     .testTarget(name: "NNTests", dependencies: ["NN"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NN", "TestSupport"]),

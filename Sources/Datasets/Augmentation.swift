@@ -23,9 +23,16 @@ public struct Augmentation: Sendable, Equatable {
     return (dy, dx, flip && rng.next() & 1 == 1)
   }
 
-  /// Moves each image of `raw` (the samples at `indices`, each [H, W, C] bytes) as drawn:
+  /// Moves each image of `raw` (the samples at `indices`, each [H, W, C] values) as drawn:
   /// out[y][x] = in[y + dy][x′ + dx] with x′ = W − 1 − x when mirrored, else x; 0 outside.
-  public func apply(_ raw: inout [UInt8], sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int) {
+  public func apply(_ raw: inout RawImages, sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int) {
+    switch raw {
+    case .bytes(var b): apply(&b, sampleShape: sampleShape, indices: indices, epoch: epoch); raw = .bytes(b)
+    case .floats(var f): apply(&f, sampleShape: sampleShape, indices: indices, epoch: epoch); raw = .floats(f)
+    }
+  }
+
+  func apply<T: Numeric>(_ raw: inout [T], sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int) {
     let size = sampleShape.reduce(1, *)
     for (row, index) in indices.enumerated() {
       let d = draw(index: index, epoch: epoch)
@@ -36,10 +43,10 @@ public struct Augmentation: Sendable, Equatable {
 
   /// One [H, W, C] image moved: out[y][x] = in[y + dy][x′ + dx], x′ = W − 1 − x when
   /// `mirror`, else x; 0 where that falls outside.
-  public static func move(_ image: ArraySlice<UInt8>, shape: [Int], dy: Int, dx: Int, mirror: Bool) -> [UInt8] {
+  public static func move<T: Numeric>(_ image: ArraySlice<T>, shape: [Int], dy: Int, dx: Int, mirror: Bool) -> [T] {
     let (h, w, c) = (shape[0], shape[1], shape[2])
     let base = image.startIndex
-    var out = [UInt8](repeating: 0, count: h * w * c)
+    var out = [T](repeating: 0, count: h * w * c)
     for y in 0..<h {
       for x in 0..<w {
         let (sy, sx) = (y + dy, (mirror ? w - 1 - x : x) + dx)
@@ -55,11 +62,11 @@ extension Dataset {
   /// The training batch at `indices` for `epoch`: moved by `augmentation` when there is one
   /// (from the raw bytes, then normalised, so the two agree), with the raw bytes it was made
   /// from (a context that ships images reads them).
-  public func trainingBatch(_ indices: ArraySlice<Int>, epoch: Int, augmentation: Augmentation?) -> (batch: Batch, raw: () -> [UInt8]) {
+  public func trainingBatch(_ indices: ArraySlice<Int>, epoch: Int, augmentation: Augmentation?) -> (batch: Batch, raw: () -> RawImages) {
     guard let augmentation, sampleShape.count == 3 else { return (batch(indices), { rawBatch(indices) }) }
     var raw = rawBatch(indices)
     augmentation.apply(&raw, sampleShape: sampleShape, indices: indices, epoch: epoch)
-    let images = Tensor(shape: [indices.count] + sampleShape, storage: Self.normalise(raw, mean: mean, std: std))
+    let images = Tensor(shape: [indices.count] + sampleShape, storage: normalisation.apply(raw))
     return (Batch(images: images, labels: indices.map { labels[$0] }), { raw })
   }
 }

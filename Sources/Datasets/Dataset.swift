@@ -6,37 +6,22 @@ public struct Dataset: Sendable {
   /// Per-sample shape, [H, W, C].
   public var sampleShape: [Int]
   public var classes: Int
-  /// N × (H·W·C) values.
+  /// N × (H·W·C) values, normalised.
   public var pixels: [Float]
   public var labels: [Int32]
-  /// The raw bytes of each image (N × H·W·C), kept for methods that ship raw input as context.
-  public var rawPixels: [UInt8]
-  /// pixels = (raw / 255 − mean) / std.
-  public let mean: Float
-  public let std: Float
+  /// The images as the data file holds them (N × H·W·C), kept for augmentation and for
+  /// methods that ship raw input as context.
+  public var raw: RawImages
+  /// How `raw` became `pixels`.
+  public let normalisation: ImageNormalisation
 
-  public init(sampleShape: [Int], classes: Int, rawPixels: [UInt8], labels: [Int32], mean: Float, std: Float) {
-    self.sampleShape = sampleShape
-    self.classes = classes
-    self.rawPixels = rawPixels
-    self.labels = labels
-    (self.mean, self.std) = (mean, std)
-    pixels = Self.normalise(rawPixels, mean: mean, std: std)
+  public init(sampleShape: [Int], classes: Int, raw: RawImages, labels: [Int32], normalisation: ImageNormalisation) {
+    (self.sampleShape, self.classes, self.raw, self.labels, self.normalisation) = (sampleShape, classes, raw, labels, normalisation)
+    pixels = normalisation.apply(raw)
   }
 
-  /// Raw pixel bytes as the network sees them: (raw / 255 − mean) / std.
-  public static func normalise(_ raw: [UInt8], mean: Float, std: Float) -> [Float] {
-    raw.map { (Float($0) / 255 - mean) / std }
-  }
-
-  /// The raw bytes of the images at `indices` (B × H·W·C).
-  public func rawBatch(_ indices: ArraySlice<Int>) -> [UInt8] {
-    let n = sampleSize
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(indices.count * n)
-    for index in indices { bytes += rawPixels[(index * n)..<((index + 1) * n)] }
-    return bytes
-  }
+  /// The stored images at `indices` (B × H·W·C).
+  public func rawBatch(_ indices: ArraySlice<Int>) -> RawImages { raw.samples(indices, size: sampleSize) }
 
   public var count: Int { labels.count }
   public var sampleSize: Int { sampleShape.reduce(1, *) }
@@ -47,7 +32,7 @@ public struct Dataset: Sendable {
     var copy = self
     copy.labels = Array(labels.prefix(limit))
     copy.pixels = Array(pixels.prefix(limit * sampleSize))
-    copy.rawPixels = Array(rawPixels.prefix(limit * sampleSize))
+    copy.raw = raw.samples(0..<limit, size: sampleSize)
     return copy
   }
 
@@ -72,4 +57,76 @@ public struct Dataset: Sendable {
 public struct Batch: Sendable {
   public var images: Tensor
   public var labels: [Int32]
+}
+
+/// Images as a data file stores them: bytes (0…255, read as byte / 255) or floats (read as
+/// they are). Bytes stay bytes in memory and on the wire: a quarter of the floats.
+public enum RawImages: Sendable, Equatable {
+  case bytes([UInt8])
+  case floats([Float])
+
+  public var count: Int {
+    switch self {
+    case .bytes(let b): b.count
+    case .floats(let f): f.count
+    }
+  }
+
+  /// The samples of `size` values at `indices`, in that order.
+  public func samples<S: Sequence<Int>>(_ indices: S, size: Int) -> RawImages {
+    func gather<T>(_ all: [T]) -> [T] { indices.flatMap { all[($0 * size)..<(($0 + 1) * size)] } }
+    switch self {
+    case .bytes(let b): return .bytes(gather(b))
+    case .floats(let f): return .floats(gather(f))
+    }
+  }
+}
+
+/// How stored image values become the network's input: x = (v − mean[c]) / std[c], with v
+/// the stored value (a byte / 255) and c the channel (the last dimension); one mean and std
+/// serve every channel.
+public struct ImageNormalisation: Codable, Sendable, Equatable {
+  public var mean: [Float]
+  public var std: [Float]
+
+  public init(mean: [Float], std: [Float]) {
+    precondition(mean.count == std.count && !mean.isEmpty, "one mean and one std per channel")
+    (self.mean, self.std) = (mean, std)
+  }
+
+  public func apply(_ raw: RawImages) -> [Float] {
+    switch raw {
+    case .bytes(let b): apply(b.map { Float($0) }, range: 255)
+    case .floats(let f): apply(f, range: 1)
+    }
+  }
+
+  /// (v / range − mean[c]) / std[c] for every stored value v.
+  func apply(_ values: [Float], range: Float) -> [Float] {
+    let channels = mean.count
+    var out = [Float](repeating: 0, count: values.count)
+    for i in 0..<values.count {
+      let c = i % channels
+      out[i] = (values[i] / range - mean[c]) / std[c]
+    }
+    return out
+  }
+
+  /// Per-channel mean and population standard deviation of `raw` (as the network reads it)
+  /// over `channels` interleaved channels; a channel without spread gets std 1.
+  public static func measured(_ raw: RawImages, channels: Int) -> ImageNormalisation {
+    var sum = [Double](repeating: 0, count: channels), squares = sum
+    func add(_ v: Double, _ i: Int) {
+      sum[i % channels] += v
+      squares[i % channels] += v * v
+    }
+    switch raw {
+    case .bytes(let b): for (i, v) in b.enumerated() { add(Double(v) / 255, i) }
+    case .floats(let f): for (i, v) in f.enumerated() { add(Double(v), i) }
+    }
+    let n = Double(max(raw.count / channels, 1))
+    let mean = sum.map { $0 / n }
+    let std = (0..<channels).map { c in (max(squares[c] / n - mean[c] * mean[c], 0)).squareRoot() }
+    return ImageNormalisation(mean: mean.map(Float.init), std: std.map { $0 > 1e-12 ? Float($0) : 1 })
+  }
 }

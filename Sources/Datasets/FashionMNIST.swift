@@ -3,13 +3,13 @@ import Foundation
 /// Fashion-MNIST from the IDX files of Debian's `dataset-fashion-mnist`.
 public enum FashionMNIST {
   public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
-  public static let mean: Float = 0.2860
-  public static let std: Float = 0.3530
+  /// The training set's pixel mean and standard deviation (bytes / 255).
+  public static let normalisation = ImageNormalisation(mean: [0.2860], std: [0.3530])
 
   public enum Split: String, Sendable { case train, test }
 
   /// Loads one split from `directory` (`train-…` or `t10k-…`, gzipped or not).
-  public static func load(_ split: Split, from directory: String = defaultDirectory) throws(DataError)
+  public static func load(_ split: Split, from directory: String = defaultDirectory, normalisation: ImageNormalisation = normalisation) throws(DataError)
     -> Dataset
   {
     let prefix = split == .train ? "train" : "t10k"
@@ -25,7 +25,7 @@ public enum FashionMNIST {
     }
     return Dataset(
       sampleShape: [images.dimensions[1], images.dimensions[2], 1], classes: 10,
-      rawPixels: images.bytes, labels: labels.bytes.map { Int32($0) }, mean: mean, std: std)
+      raw: .bytes(images.bytes), labels: labels.bytes.map { Int32($0) }, normalisation: normalisation)
   }
 
   /// The IDX files `load` needs that `directory` lacks (empty when the data set is there).

@@ -22,7 +22,7 @@ public enum SyntheticDataset {
       }
     }
     return Dataset(
-      sampleShape: [side, side, 1], classes: classes, rawPixels: raw, labels: labels,
-      mean: 0.5, std: 0.3)
+      sampleShape: [side, side, 1], classes: classes, raw: .bytes(raw), labels: labels,
+      normalisation: ImageNormalisation(mean: [0.5], std: [0.3]))
   }
 }

@@ -127,7 +127,7 @@ extension RunConfig {
 
 extension DataConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide, augment
+    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide, augment, classes, mean, std
   }
 
   public init(from decoder: any Decoder) throws {
@@ -142,6 +142,9 @@ extension DataConfig {
     syntheticTest = try c.value(.syntheticTest, or: d.syntheticTest)
     syntheticSide = try c.value(.syntheticSide, or: d.syntheticSide)
     augment = try c.value(.augment, or: d.augment)
+    classes = try c.decodeIfPresent(Int.self, forKey: .classes)
+    mean = try c.decodeIfPresent([Float].self, forKey: .mean)
+    std = try c.decodeIfPresent([Float].self, forKey: .std)
   }
 }
 

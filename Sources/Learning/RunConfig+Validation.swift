@@ -31,6 +31,10 @@ extension RunConfig {
     try check(data.trainLimit.map { $0 >= 1 } ?? true, "data.trainLimit", "must be at least 1")
     try check(data.testLimit.map { $0 >= 1 } ?? true, "data.testLimit", "must be at least 1")
     try check(data.syntheticSide >= 4, "data.syntheticSide", "must be at least 4")
+    try check(data.classes.map { $0 >= 2 } ?? true, "data.classes", "a classifier needs at least 2 classes")
+    try check((data.mean == nil) == (data.std == nil), data.mean == nil ? "data.mean" : "data.std", "give data.mean and data.std together")
+    try check(data.mean.map { !$0.isEmpty && $0.count == data.std?.count } ?? true, "data.std", "needs as many values as data.mean")
+    try check(data.std?.allSatisfy { $0 > 0 } ?? true, "data.std", "every value must be positive")
     try check(data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain", "synthetic sets need samples")
     try check((0...1).contains(sid.alpha), "sid.alpha", "must be in [0, 1], got \(sid.alpha)")
     try check((0..<1).contains(sid.labelSmoothing), "sid.labelSmoothing", "must be in [0, 1)")
@@ -139,11 +143,29 @@ extension RunConfig {
   }
 
   /// Loads the training and test sets this config names.
+  /// `data.mean` and `data.std`, when given.
+  var givenNormalisation: ImageNormalisation? {
+    guard let mean = data.mean, let std = data.std, mean.count == std.count, !mean.isEmpty else { return nil }
+    return ImageNormalisation(mean: mean, std: std)
+  }
+
+  /// This config with the normalisation its data was read with stated in `data.mean` and
+  /// `data.std` (a run directory's config.yaml then carries it: `eval`, `predict`, `export`
+  /// and a resumed run read images exactly as training did, without the training set).
+  public func stating(_ normalisation: ImageNormalisation) -> RunConfig {
+    var copy = self
+    (copy.data.mean, copy.data.std) = (normalisation.mean, normalisation.std)
+    return copy
+  }
+
   public func loadData() throws(DataError) -> (train: Dataset, test: Dataset) {
     switch data.source {
     case .fashionMNIST:
-      let train = try FashionMNIST.load(.train, from: data.path)
-      let test = try FashionMNIST.load(.test, from: data.path)
+      let train = try FashionMNIST.load(.train, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
+      let test = try FashionMNIST.load(.test, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
+      return (train.prefix(data.trainLimit), test.prefix(data.testLimit))
+    case .npz:
+      let (train, test) = try NPZDataset.load(data.path, classes: data.classes, normalisation: givenNormalisation)
       return (train.prefix(data.trainLimit), test.prefix(data.testLimit))
     case .synthetic:
       let side = data.syntheticSide

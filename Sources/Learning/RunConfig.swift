@@ -175,6 +175,8 @@ public enum DataSource: String, Sendable, Codable, CaseIterable {
   case fashionMNIST = "fashion-mnist"
   /// A small generated set (see `SyntheticDataset`), for tests and smoke runs.
   case synthetic
+  /// A NumPy archive with x_train, y_train, x_test, y_test (see `NPZDataset`).
+  case npz
 }
 
 public struct DataConfig: Sendable, Equatable, Codable {
@@ -189,6 +191,12 @@ public struct DataConfig: Sendable, Equatable, Codable {
   public var syntheticSide: Int = 8
   /// Training images moved by a seeded random crop and flip (none by default).
   public var augment = AugmentConfig()
+  /// npz: the number of classes (nil: one more than the largest label).
+  public var classes: Int? = nil
+  /// Image normalisation, one value or one per channel (nil: Fashion-MNIST's own for
+  /// fashion-mnist, measured on the training images for npz).
+  public var mean: [Float]? = nil
+  public var std: [Float]? = nil
   public init() {}
 }
 

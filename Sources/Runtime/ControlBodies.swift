@@ -1,3 +1,4 @@
+import Datasets
 import Learning
 import Telemetry
 
@@ -35,9 +36,10 @@ public struct Assignment: Codable, Sendable, Equatable {
   public var runDirectory: String
   /// The job's start on the scheduler's clock (trace times are relative to it).
   public var originMicros: Int64
-  /// Image normalisation, for stages that receive the raw images as context.
-  public var pixelMean: Float
-  public var pixelStd: Float
+  /// Image normalisation, for stages that receive the stored images as context, and whether
+  /// those travel as floats (f32) rather than bytes (u8).
+  public var normalisation: ImageNormalisation
+  public var floatImages: Bool
   /// What travels with the activations into this stage, and into the next (nil: this is
   /// the last stage).
   public var handoff: Handoff

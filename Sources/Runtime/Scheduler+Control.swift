@@ -109,7 +109,8 @@ extension Scheduler {
       var assignment = Assignment(
         job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
-        runDirectory: directory.path, originMicros: originMicros, pixelMean: train.mean, pixelStd: train.std,
+        runDirectory: directory.path, originMicros: originMicros, normalisation: train.normalisation,
+        floatImages: { if case .floats = train.raw { true } else { false } }(),
         handoff: handoffs[stage], nextHandoff: stage + 1 < stageCount ? handoffs[stage + 1] : nil,
         upstreamGradient: config.method.returnsInputGradients && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },

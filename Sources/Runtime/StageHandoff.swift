@@ -12,12 +12,13 @@ struct StageHandoff {
   let inputShape: [Int]
   let classes: Int
   let sampleShape: [Int]
-  let pixelMean: Float
-  let pixelStd: Float
+  let normalisation: ImageNormalisation
+  let imageType: DType
 
   init(_ assignment: Assignment, inputShape: [Int]) {
     (handoff, self.inputShape, classes) = (assignment.handoff, inputShape, assignment.classes)
-    (sampleShape, pixelMean, pixelStd) = (assignment.sampleShape, assignment.pixelMean, assignment.pixelStd)
+    (sampleShape, normalisation) = (assignment.sampleShape, assignment.normalisation)
+    imageType = assignment.floatImages ? .f32 : .u8
   }
 
   /// The tensors of a TRAIN or EVAL message, against the stage's input shape, the classes
@@ -30,14 +31,14 @@ struct StageHandoff {
       throw .unexpected("labels outside 0…\(classes - 1)")
     }
     if handoff.belief { _ = try message.expect(.belief, .f32, sampleShape: [classes], batch: batch) }
-    if handoff.images { _ = try message.expect(.context, .u8, sampleShape: sampleShape, batch: batch) }
+    if handoff.images { _ = try message.expect(.context, imageType, sampleShape: sampleShape, batch: batch) }
     if let shape = handoff.skip { _ = try message.expect(.skip, .f32, sampleShape: shape, batch: batch) }
   }
 
   /// The stage's input from a message `check` accepted.
   func input(_ message: Message) -> Stage.Input {
     let images = message.tensor(.context).map { raw in
-      Tensor(shape: raw.shape, storage: Dataset.normalise(raw.bytes, mean: pixelMean, std: pixelStd))
+      Tensor(shape: raw.shape, storage: normalisation.apply(raw.dtype == .u8 ? .bytes(raw.bytes) : .floats(raw.floats)))
     }
     return Stage.Input(
       x: Tensor(message.tensor(.activations)!), labels: message.tensor(.labels)!.int32s,
@@ -47,9 +48,13 @@ struct StageHandoff {
 
   /// What the feeder sends stage 0: the batch, and its raw images when the method's contexts
   /// need them.
-  static func feed(_ batch: Batch, raw: @autoclosure () -> [UInt8], into handoff: Handoff) -> [WireTensor] {
+  static func feed(_ batch: Batch, raw: @autoclosure () -> RawImages, into handoff: Handoff) -> [WireTensor] {
     var tensors = [WireTensor(role: .activations, batch.images), WireTensor(role: .labels, labels: batch.labels)]
-    if handoff.images { tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: raw())) }
+    guard handoff.images else { return tensors }
+    switch raw() {
+    case .bytes(let bytes): tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: bytes))
+    case .floats(let floats): tensors.append(WireTensor(role: .context, shape: batch.images.shape, floats: floats))
+    }
     return tensors
   }
 

@@ -61,8 +61,9 @@ struct JobOptions: ParsableArguments {
   }
 
   /// Loads the data, makes the run directory and the scheduler.
-  func makeScheduler(_ runConfig: RunConfig) throws -> Scheduler {
-    let (train, test) = try runConfig.loadData()
+  func makeScheduler(_ stated: RunConfig) throws -> Scheduler {
+    let (train, test) = try stated.loadData()
+    let runConfig = stated.stating(train.normalisation)
     let point = try resume.map { try Scheduler.resumePoint(of: $0, config: runConfig, train: train) }
     if let point, let resume {
       for damaged in point.skipped { Console.status("skipped a damaged checkpoint: \(damaged)") }

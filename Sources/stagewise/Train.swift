@@ -13,10 +13,11 @@ struct Train: ParsableCommand {
   @OptionGroup var job: JobOptions
 
   func run() throws {
-    let runConfig = try job.resolved()
-    BLAS.setThreads(runConfig.training.threads)
+    let resolved = try job.resolved()
+    BLAS.setThreads(resolved.training.threads)
     Allocator.keepFreedMemory()
-    let (train, test) = try runConfig.loadData()
+    let (train, test) = try resolved.loadData()
+    let runConfig = resolved.stating(train.normalisation)
     let trainer = try Trainer(config: runConfig, train: train, test: test)
     let directory = try RunDirectory(path: job.out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
     Console.kernels()

@@ -24,7 +24,7 @@ struct IDXTests {
       #expect(train.count == 12 && test.count == 5)
       #expect(train.sampleShape == [4, 4, 1])
       #expect(train.labels[11] == 1)
-      #expect(train.rawPixels[17] == 17)
+      #expect(train.raw == .bytes((0..<(12 * 16)).map { UInt8($0 % 256) }))
       // normalised with Fashion-MNIST's mean and std
       #expect(abs(train.pixels[17] - (17 / 255 - 0.2860) / 0.3530) < 1e-6)
     }
@@ -114,7 +114,7 @@ struct BatchTests {
   @Test func syntheticDataIsDeterministic() {
     let a = SyntheticDataset.make(count: 30, seed: 5)
     let b = SyntheticDataset.make(count: 30, seed: 5)
-    #expect(a.rawPixels == b.rawPixels && a.labels == b.labels)
+    #expect(a.raw == b.raw && a.labels == b.labels)
   }
 }
 
@@ -153,11 +153,12 @@ struct AugmentationTests {
   /// they differ from the unmoved batch; without augmentation it is the plain batch.
   @Test func trainingBatchesAreMovedRawThenNormalised() {
     let raw = (0..<(4 * 16)).map { UInt8(($0 * 37) % 251) }
-    let data = Dataset(sampleShape: [4, 4, 1], classes: 2, rawPixels: raw, labels: [0, 1, 1, 0], mean: 0.5, std: 0.25)
+    let normalisation = ImageNormalisation(mean: [0.5], std: [0.25])
+    let data = Dataset(sampleShape: [4, 4, 1], classes: 2, raw: .bytes(raw), labels: [0, 1, 1, 0], normalisation: normalisation)
     let augmentation = Augmentation(padding: 1, flip: true, seed: 2)
     let (moved, movedRaw) = data.trainingBatch([1, 3], epoch: 0, augmentation: augmentation)
     #expect(moved.labels == [1, 0])
-    #expect(moved.images.storage == Dataset.normalise(movedRaw(), mean: 0.5, std: 0.25))
+    #expect(moved.images.storage == normalisation.apply(movedRaw()))
     #expect(movedRaw() != data.rawBatch([1, 3]))
     let (plain, plainRaw) = data.trainingBatch([1, 3], epoch: 0, augmentation: nil)
     #expect(plain.images.storage == data.batch([1, 3]).images.storage && plainRaw() == data.rawBatch([1, 3]))

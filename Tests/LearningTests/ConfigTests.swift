@@ -2,6 +2,8 @@ import Foundation
 import TestSupport
 import Testing
 
+import Datasets
+
 @testable import Learning
 
 @Suite("Config: defaults, key paths in errors, shipped setups")
@@ -24,6 +26,19 @@ struct ConfigTests {
     config.optimizer.kind = .adamw
     config.stages[1].head.type = .mlp
     #expect(try RunConfig.parse(yaml: config.yaml()) == config)
+  }
+
+  /// A run states the normalisation it measured in its config.yaml; read back, the floats are
+  /// the same bits (or a resumed run would read its images otherwise).
+  @Test func statedNormalisationRoundTripsExactly() throws {
+    let measured = ImageNormalisation(mean: [0.28604060411453247, 1e-7, 0.1 + 0.2], std: [0.35302424430847168, 3.4e38, 1 / 3])
+    var config = RunConfig()
+    config.data.source = .npz
+    let stated = config.stating(measured)
+    let read = try RunConfig.parse(yaml: stated.yaml())
+    #expect(read == stated && read.givenNormalisation == measured)
+    #expect(configError("data: {mean: [0.5]}\n")?.hasPrefix("data.std: give data.mean and data.std together") == true)
+    #expect(configError("data: {mean: [0.5, 0.5], std: [1]}\n")?.hasPrefix("data.std: needs as many values as data.mean") == true)
   }
 
   @Test func unknownKeyIsNamedWithItsPath() {

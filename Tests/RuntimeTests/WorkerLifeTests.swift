@@ -1,3 +1,4 @@
+import Datasets
 import Learning
 import Testing
 import Wire
@@ -12,7 +13,7 @@ struct WorkerLifeTests {
   func assignment(job: UInt32 = 7) -> Assignment {
     Assignment(
       job: job, stage: 1, stageCount: 3, config: "", sampleShape: [8, 8, 1], classes: 10, batchesPerEpoch: 5,
-      downstream: "tcp://127.0.0.1:1", runDirectory: "/tmp", originMicros: 0, pixelMean: 0, pixelStd: 1,
+      downstream: "tcp://127.0.0.1:1", runDirectory: "/tmp", originMicros: 0, normalisation: ImageNormalisation(mean: [0], std: [1]), floatImages: false,
       handoff: Handoff(), nextHandoff: Handoff())
   }
 
