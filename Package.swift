@@ -53,6 +53,8 @@ let package = Package(
     .target(
       name: "Benchmarks",
       dependencies: ["Runtime", "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "Telemetry"]),
+    // The trained network for other runtimes: ONNX, written field by field.
+    .target(name: "Export", dependencies: ["Learning", "NN", "Datasets"]),
     .target(
       name: "Learning",
       dependencies: ["NN", "Datasets", "Hardware", .product(name: "Yams", package: "Yams")]),
@@ -61,7 +63,7 @@ let package = Package(
     .executableTarget(
       name: "stagewise",
       dependencies: [
-        "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Runtime", "Telemetry", "Clusters", "Benchmarks",
+        "Learning", "NN", "Datasets", "Linalg", "Hardware", "Memory", "ZMQ", "Runtime", "Telemetry", "Clusters", "Benchmarks", "Export",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: installs what is missing (scripts/setup.sh), runs every Swift test
 # (`swift test`: numerics with gradient checks, data, config, trainer, ZeroMQ on loopback,
-# the CLI and the daemon as real processes, three hosts in network namespaces), then the
+# the CLI and the daemon as real processes, three hosts in network namespaces, ONNX exports run
+# by ONNX Runtime), then the
 # real-Slurm test (scripts/slurm/test.sh: installs slurm-wlm and munge, starts a one-node
 # Slurm, trains under sbatch, kills a stage, resumes twice, compares with an undisturbed run) and a short run of the wire
 # fuzzers (scripts/fuzz.sh --quick). About 5 minutes on 2 cores from a clean checkout.
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/onnx/setup.sh  # the ONNX export test's checkers (numpy, onnx, onnxruntime from PyPI)
 swift test "$@"
 if [ $# -eq 0 ]; then
   bash scripts/slurm/test.sh

@@ -57,6 +57,8 @@ public struct Dataset: Sendable {
 public struct Batch: Sendable {
   public var images: Tensor
   public var labels: [Int32]
+
+  public init(images: Tensor, labels: [Int32]) { (self.images, self.labels) = (images, labels) }
 }
 
 /// Images as a data file stores them: bytes (0…255, read as byte / 255) or floats (read as

@@ -266,16 +266,11 @@ public final class Trainer {
     let evalOrder = BatchOrder(count: test.count, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
     for indices in evalOrder.batches(epoch: 0) {
       let batch = test.batch(indices)
-      var previous: Stage.Pass?
-      for stage in stages {
-        let input = handoffs[stage.index].input(after: previous, batch: batch)
-        let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: stage.index))
-        if let logits {
-          let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
-          correct[stage.index] += result.correct
-          lossSum[stage.index] += Double(result.loss) * Double(indices.count)
-        }
-        previous = pass
+      for (index, logits) in infer(batch).enumerated() {
+        guard let logits else { continue }
+        let result = softmaxCrossEntropy(logits: logits, labels: batch.labels)
+        correct[index] += result.correct
+        lossSum[index] += Double(result.loss) * Double(indices.count)
       }
     }
     let n = Double(max(test.count, 1))
@@ -283,5 +278,17 @@ public final class Trainer {
     return EvalReport(
       accuracy: accuracy.last ?? 0, stageAccuracy: accuracy, stageLoss: evaluated.map { lossSum[$0] / n },
       stages: evaluated)
+  }
+
+  /// Every stage's logits [B, classes] on `batch` in evaluation (nil where a stage's head does
+  /// not score); the last stage's are the network's prediction.
+  public func infer(_ batch: Batch) -> [Tensor?] {
+    var previous: Stage.Pass?
+    return stages.map { stage in
+      let input = handoffs[stage.index].input(after: previous, batch: batch)
+      let (pass, logits) = stage.infer(input, scoringHead: config.scoresHead(ofStage: stage.index))
+      previous = pass
+      return logits
+    }
   }
 }

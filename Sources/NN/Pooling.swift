@@ -202,7 +202,7 @@ public struct AdaptiveAveragePool2D: Layer {
   public var summary: String { "adaptive avgpool → \(outHeight)×\(outWidth)" }
   public var outputShape: [Int] { [outHeight, outWidth, channels] }
 
-  static func window(_ i: Int, _ size: Int, _ out: Int) -> Range<Int> {
+  public static func window(_ i: Int, _ size: Int, _ out: Int) -> Range<Int> {
     (i * size / out)..<(((i + 1) * size + out - 1) / out)
   }
 

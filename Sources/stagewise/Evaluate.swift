@@ -13,17 +13,12 @@ struct Evaluate: ParsableCommand {
   @Argument(help: "A run directory (config.yaml and stage-K.safetensors).") var runDirectory: String
 
   func run() throws {
-    let config = try RunConfig.load(path: "\(runDirectory)/config.yaml")
-    let (train, test) = try config.loadData()
-    let trainer = try Trainer(config: config, train: train, test: test)
-    for stage in trainer.stages {
-      try stage.restore(from: "\(runDirectory)/stage-\(stage.index).safetensors", config: config)
-    }
-    let report = trainer.evaluate()
+    let run = try TrainedRun(runDirectory)
+    let report = run.trainer.evaluate()
     let stages = report.stages ?? Array(report.stageAccuracy.indices)
     for (i, accuracy) in report.stageAccuracy.enumerated() {
       Console.print(String(format: "stage %d: test accuracy %.2f %%, cross-entropy %.4f", stages[i], accuracy * 100, report.stageLoss[i]))
     }
-    Console.print(String(format: "test accuracy %.2f %% (%d samples)", report.accuracy * 100, test.count))
+    Console.print(String(format: "test accuracy %.2f %% (%d samples)", report.accuracy * 100, run.test.count))
   }
 }
