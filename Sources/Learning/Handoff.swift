@@ -12,9 +12,12 @@ public struct Handoff: Codable, Sendable, Equatable {
   public var images = false
   /// The previous stage's input shape, when its augmented input arrives as context (R1).
   public var skip: [Int]?
+  /// How the activations and the augmented input travel (`daemon.wireFormat`): what the
+  /// stage reads is what that format keeps of them, in one process too.
+  public var format: ValueFormat = .f32
 
-  public init(belief: Bool = false, images: Bool = false, skip: [Int]? = nil) {
-    (self.belief, self.images, self.skip) = (belief, images, skip)
+  public init(belief: Bool = false, images: Bool = false, skip: [Int]? = nil, format: ValueFormat = .f32) {
+    (self.belief, self.images, self.skip, self.format) = (belief, images, skip, format)
   }
 
   /// What `config`'s method sends into stage `k`; `previousInputShape` is stage k − 1's.
@@ -23,15 +26,15 @@ public struct Handoff: Codable, Sendable, Equatable {
     return Handoff(
       belief: config.method == .sid && k > 0,
       images: contsup && config.contsup.mode != .R1,
-      skip: contsup && config.contsup.mode != .E && k > 0 ? previousInputShape : nil)
+      skip: contsup && config.contsup.mode != .E && k > 0 ? previousInputShape : nil, format: config.daemon.wireFormat)
   }
 
   /// The stage's input: the previous stage's detached output (the batch's images at stage 0)
   /// and what this stage's method needs.
   public func input(after previous: Stage.Pass?, images: Tensor, labels: [Int32]) -> Stage.Input {
     Stage.Input(
-      x: previous?.activations ?? images, labels: labels, belief: belief ? previous?.belief : nil,
-      image: self.images ? images : nil, previousInput: skip != nil ? previous?.augmentedInput : nil)
+      x: format.roundTrip(previous?.activations ?? images), labels: labels, belief: belief ? previous?.belief : nil,
+      image: self.images ? images : nil, previousInput: skip != nil ? (previous?.augmentedInput).map(format.roundTrip) : nil)
   }
 }
 

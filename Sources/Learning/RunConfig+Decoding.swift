@@ -227,7 +227,7 @@ extension SecurityConfig {
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
     case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown, restarts
-    case checkpointEverySteps
+    case checkpointEverySteps, wireFormat
   }
 
   public init(from decoder: any Decoder) throws {
@@ -246,6 +246,7 @@ extension DaemonConfig {
     slowdown = try c.value(.slowdown, or: d.slowdown)
     restarts = try c.value(.restarts, or: d.restarts)
     checkpointEverySteps = try c.value(.checkpointEverySteps, or: d.checkpointEverySteps)
+    wireFormat = try c.choice(.wireFormat, or: d.wireFormat)
   }
 }
 

@@ -153,6 +153,10 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
   /// Benchmarks: slow stage `slowStage` down by `slowdown` (its compute takes that many times
   /// as long: the worker waits out the difference after each step). 1 is no slowdown.
   public var slowStage: Int = 0
+  /// How activations (and ContSup's augmented input) travel between stages: `f32`, `f16`,
+  /// `bf16` or `int8` (one scale per sample). Gradients, errors, beliefs and labels stay as
+  /// they are; the trainer reads what the wire keeps, so `train` and `launch` still agree.
+  public var wireFormat: ValueFormat = .f32
   public var slowdown: Double = 1
   public init() {}
 }

@@ -189,7 +189,9 @@ public final class Trainer {
     var h = batch.images
     var caches: [[LayerCache]] = []
     for stage in stages {
-      let (output, cache) = stage.forwardBody(h)
+      // What the daemon's stage reads of its input (`daemon.wireFormat`); the gradient
+      // goes back to the sender's output as it is (straight through).
+      let (output, cache) = stage.forwardBody(handoffs[stage.index].format.roundTrip(h))
       caches.append(cache)
       h = output
     }

@@ -24,7 +24,7 @@ struct StageHandoff {
   /// The tensors of a TRAIN or EVAL message, against the stage's input shape, the classes
   /// and what its method needs.
   func check(_ message: Message) throws(WireError) {
-    let x = try message.expect(.activations, .f32, sampleShape: inputShape)
+    let x = try message.expect(.activations, handoff.format.dtype, sampleShape: inputShape)
     let batch = x.shape[0]
     let labels = try message.expect(.labels, .i32, sampleShape: [], batch: batch)
     guard labels.int32s.allSatisfy({ (0..<Int32(classes)).contains($0) }) else {
@@ -32,7 +32,7 @@ struct StageHandoff {
     }
     if handoff.belief { _ = try message.expect(.belief, .f32, sampleShape: [classes], batch: batch) }
     if handoff.images { _ = try message.expect(.context, imageType, sampleShape: sampleShape, batch: batch) }
-    if let shape = handoff.skip { _ = try message.expect(.skip, .f32, sampleShape: shape, batch: batch) }
+    if let shape = handoff.skip { _ = try message.expect(.skip, handoff.format.dtype, sampleShape: shape, batch: batch) }
   }
 
   /// The stage's input from a message `check` accepted.
@@ -41,15 +41,15 @@ struct StageHandoff {
       Tensor(shape: raw.shape, storage: normalisation.apply(raw.dtype == .u8 ? .bytes(raw.bytes) : .floats(raw.floats)))
     }
     return Stage.Input(
-      x: Tensor(message.tensor(.activations)!), labels: message.tensor(.labels)!.int32s,
-      belief: handoff.belief ? message.tensor(.belief).map(Tensor.init) : nil, image: handoff.images ? images : nil,
-      previousInput: handoff.skip != nil ? message.tensor(.skip).map(Tensor.init) : nil)
+      x: Tensor(decoding: message.tensor(.activations)!), labels: message.tensor(.labels)!.int32s,
+      belief: handoff.belief ? message.tensor(.belief).map { Tensor($0) } : nil, image: handoff.images ? images : nil,
+      previousInput: handoff.skip != nil ? message.tensor(.skip).map(Tensor.init(decoding:)) : nil)
   }
 
   /// What the feeder sends stage 0: the batch, and its raw images when the method's contexts
   /// need them.
   static func feed(_ batch: Batch, raw: @autoclosure () -> RawImages, into handoff: Handoff) -> [WireTensor] {
-    var tensors = [WireTensor(role: .activations, batch.images), WireTensor(role: .labels, labels: batch.labels)]
+    var tensors = [WireTensor(role: .activations, batch.images, as: handoff.format), WireTensor(role: .labels, labels: batch.labels)]
     guard handoff.images else { return tensors }
     switch raw() {
     case .bytes(let bytes): tensors.append(WireTensor(role: .context, dtype: .u8, shape: batch.images.shape, bytes: bytes))
@@ -64,10 +64,10 @@ struct StageHandoff {
   static func output(_ activations: Tensor, of pass: Stage.Pass?, for input: Message, from stage: Int, next: Handoff) -> Message {
     var message = input
     message.stage = UInt16(stage + 1)
-    message.tensors = [WireTensor(role: .activations, activations), input.tensor(.labels)!]
+    message.tensors = [WireTensor(role: .activations, activations, as: next.format), input.tensor(.labels)!]
     if next.belief, let belief = pass?.belief { message.tensors.append(WireTensor(role: .belief, belief)) }
     if next.images, let images = input.tensor(.context) { message.tensors.append(images) }
-    if next.skip != nil, let augmented = pass?.augmentedInput { message.tensors.append(WireTensor(role: .skip, augmented)) }
+    if next.skip != nil, let augmented = pass?.augmentedInput { message.tensors.append(WireTensor(role: .skip, augmented, as: next.format)) }
     if let share = input.tensor(.share) { message.tensors.append(share) }
     return message
   }
@@ -75,9 +75,39 @@ struct StageHandoff {
 
 extension WireTensor {
   init(role: Role, _ tensor: Tensor) { self.init(role: role, shape: tensor.shape, floats: tensor.storage) }
+
+  /// `tensor` [rows, …] stored as `format` keeps it.
+  init(role: Role, _ tensor: Tensor, as format: ValueFormat) {
+    guard format != .f32 else { self.init(role: role, tensor); return }
+    self.init(role: role, dtype: format.dtype, shape: tensor.shape, bytes: format.encode(tensor.storage, rows: tensor.shape.first ?? 1))
+  }
+}
+
+extension ValueFormat {
+  /// The wire's element type for values stored this way.
+  var dtype: DType {
+    switch self {
+    case .f32: .f32
+    case .f16: .f16
+    case .bf16: .bf16
+    case .int8: .i8
+    }
+  }
 }
 
 extension Tensor {
   /// An f32 wire tensor's values (checked by `Message.expect` first).
   init(_ wire: WireTensor) { self.init(shape: wire.shape, storage: wire.floats) }
+
+  /// The values of an f32, f16, bf16 or i8 wire tensor (its dtype checked by `Message.expect`).
+  init(decoding wire: WireTensor) {
+    let format: ValueFormat = switch wire.dtype {
+    case .f16: .f16
+    case .bf16: .bf16
+    case .i8: .int8
+    default: .f32
+    }
+    guard format != .f32 else { self.init(wire); return }
+    self.init(shape: wire.shape, storage: format.decode(wire.bytes, count: wire.elementCount, rows: wire.shape.first ?? 1))
+  }
 }

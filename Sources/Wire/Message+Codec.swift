@@ -66,7 +66,7 @@ extension Message {
         guard !overflow, product <= Protocol.maxElements else { throw .tooLarge(elements: overflow ? Int.max : product) }
         elements = product
       }
-      let expected = elements * dtype.size
+      let expected = dtype.byteCount(shape: shape, elements: elements)
       guard frames[t + 1].count == expected else {
         throw .sizeMismatch(tensor: t, expectedBytes: expected, gotBytes: frames[t + 1].count)
       }

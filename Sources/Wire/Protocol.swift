@@ -4,8 +4,9 @@ public enum Protocol {
   public static let magic: UInt32 = 0x3147_5753
   /// Bumped on any incompatible change; a peer speaking another version is refused. 2: ASSIGN
   /// carries the handoffs, RESULT no payload. 3: FEEDBACK (DFA's error), ASSIGN's feedback
-  /// targets, GRAD also under DNI.
-  public static let version: UInt16 = 3
+  /// targets, GRAD also under DNI. 4: ASSIGN's per-channel normalisation and float images,
+  /// the reduced wire formats (f16, bf16, i8 activations).
+  public static let version: UInt16 = 4
   /// Fixed header bytes before the tensor descriptors.
   public static let headerSize = 40
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
@@ -69,11 +70,21 @@ public enum Role: UInt8, Sendable, CaseIterable {
   case error = 9
 }
 
-/// Element types on the wire.
+/// Element types on the wire. f16, bf16 and i8 carry activations under a reduced
+/// `daemon.wireFormat` (NN's `ValueFormat`): i8 is one f32 scale per row (the first
+/// dimension) followed by one signed byte per value.
 public enum DType: UInt8, Sendable, CaseIterable {
-  case f32 = 1, i32 = 2, u8 = 3
+  case f32 = 1, i32 = 2, u8 = 3, f16 = 4, bf16 = 5, i8 = 6
 
-  public var size: Int { self == .u8 ? 1 : 4 }
+  /// The bytes of a tensor of `shape` (`elements` values).
+  public func byteCount(shape: [Int], elements: Int) -> Int {
+    switch self {
+    case .f32, .i32: 4 * elements
+    case .u8: elements
+    case .f16, .bf16: 2 * elements
+    case .i8: elements + 4 * (shape.first ?? 1)
+    }
+  }
 }
 
 /// What a header's `flags` mean, by kind: on TRAIN, the one stage that trains under the

@@ -41,6 +41,17 @@ struct WireTests {
     #expect(decoded.tensor(.labels)?.int32s == [7, 9])
   }
 
+  /// Reduced formats travel at their own sizes: 2 bytes a value for f16 and bf16, and for i8
+  /// one byte a value plus a 4-byte scale per row; a frame of another size is refused.
+  @Test(arguments: [(DType.f16, 24), (.bf16, 24), (.i8, 12 + 4 * 3)])
+  func reducedFormatsHaveTheirSizes(dtype: DType, bytes: Int) throws {
+    let message = Message(kind: .train, tensors: [WireTensor(role: .activations, dtype: dtype, shape: [3, 4], bytes: [UInt8](repeating: 1, count: bytes))])
+    #expect(try Message(frames: message.encode()) == message)
+    var frames = message.encode()
+    frames[1].removeLast()
+    #expect(rejection(frames) == .sizeMismatch(tensor: 0, expectedBytes: bytes, gotBytes: bytes - 1))
+  }
+
   @Test func headerIsLittleEndianWithMagicFirst() {
     let header = sampleMessage().encode()[0]
     #expect(Array(header[0..<4]) == Array("SWG1".utf8))
