@@ -25,6 +25,8 @@ public struct PipelineBenchmark {
     case pipelinedCurve = "pipelined-curve"
     case dfa
     case dni
+    /// SID pipelined (Benchmarks' network race; its belief travels with the activations).
+    case sid
   }
 
   public struct Row: Codable, Sendable {
@@ -116,6 +118,7 @@ public struct PipelineBenchmark {
     case .replay: (config.method, config.schedule) = (.greedy, .replay)
     case .dfa: (config.method, config.schedule) = (.dfa, .pipelined)
     case .dni: (config.method, config.schedule) = (.dni, .pipelined)
+    case .sid: (config.method, config.schedule) = (.sid, .pipelined)
     }
     // DFA and DNI diverge on model A at the shared 0.05 (README, Known gaps); NaN feedback is
     // refused, which would leave their stages idle and the figures meaningless.

@@ -21,6 +21,8 @@ public struct RunManifest: Codable, Sendable {
     public var blasCore: String?
     /// Where its gradients arrive (e2e and GPipe).
     public var gradEndpoint: String?
+    /// Of `bytesSent`, what went upstream (gradients, DNI's targets, DFA's errors).
+    public var bytesSentUpstream: Int?
   }
 
   public var job: UInt32

@@ -40,7 +40,7 @@ extension Scheduler {
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
           checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected ?? liveStats[stage]?.rejected, replay: byes[stage]?.replay,
           peakResidentBytes: byes[stage]?.peakResidentBytes, bytesSent: byes[stage]?.bytesSent,
-          blasCore: $0.hello.blasCore, gradEndpoint: $0.hello.gradEndpoint)
+          blasCore: $0.hello.blasCore, gradEndpoint: $0.hello.gradEndpoint, bytesSentUpstream: byes[stage]?.bytesSentUpstream)
       }
     }
     let manifest = RunManifest(

@@ -1,0 +1,114 @@
+import Foundation
+import Learning
+import NN
+import Runtime
+
+/// `bench network`: the scheduler and each stage on a host of its own (network namespaces),
+/// joined by links of a given rate and delay (`NetworkHosts`); every mode side by side under
+/// every link profile, model A as `bench pipeline` builds it.
+public struct NetworkBenchmark {
+  public struct Row: Codable, Sendable {
+    public var profile: String
+    public var mechanism: String
+    public var mode: String
+    public var wireFormat: String
+    public var stages: Int
+    public var samplesPerSecond: Double
+    /// Per stage: compute time over the epoch's wall time, and time waiting for input.
+    public var busy: [Double]
+    public var wait: [Double]
+    public var bytesPerSampleDown: [Double]
+    public var bytesPerSampleUp: [Double]
+    public var testAccuracy: Double
+    public var seconds: Double
+  }
+
+  public var profiles: [LinkProfile]
+  public var modes: [PipelineBenchmark.Mode] = [.pipelined, .sid, .dfa, .dni, .e2e, .gpipe]
+  public var wireFormats: [ValueFormat] = [.f32]
+  public var stages = 4
+  /// Model, data and batches as `bench pipeline` sets them.
+  public var pipeline: PipelineBenchmark
+  public var executable = Launcher.currentExecutable
+
+  public init(profiles: [LinkProfile], pipeline: PipelineBenchmark) { (self.profiles, self.pipeline) = (profiles, pipeline) }
+
+  /// Every profile × mode × wire format (formats other than f32 for the pipelined mode only).
+  public func run(log: @escaping @Sendable (String) -> Void) throws -> [Row] {
+    if let reason = NetworkHosts.unavailable { throw BenchmarkError("bench network needs network namespaces: \(reason)") }
+    NetworkHosts.unblockSignals()
+    var rows: [Row] = []
+    for profile in profiles {
+      for mode in modes {
+        for format in mode == .pipelined ? wireFormats : [.f32] {
+          log("\(profile.name): \(mode.rawValue) (\(format.rawValue)), K = \(stages)")
+          let row = try measure(mode, format: format, on: profile)
+          log(String(format: "  %.0f samples/s, test accuracy %.2f %%", row.samplesPerSecond, row.testAccuracy * 100))
+          rows.append(row)
+        }
+      }
+    }
+    return rows
+  }
+
+  /// One run: hosts made, scheduler on host 0, stage k on host k + 1, all torn down after.
+  func measure(_ mode: PipelineBenchmark.Mode, format: ValueFormat, on profile: LinkProfile) throws -> Row {
+    var config = try pipeline.config(mode, stages: stages)
+    config.daemon.wireFormat = format
+    config.name = "\(profile.name)-\(mode.rawValue)-\(format.rawValue)".replacingOccurrences(of: "+", with: "-")
+    let directory = "\(pipeline.workDirectory)/\(config.name)"
+    try? FileManager.default.removeItem(atPath: directory)
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try AtomicFile.write(config.yaml(), to: "\(directory)/job.yaml")
+    let hosts = try NetworkHosts(count: stages + 1, profile: profile, executable: executable)
+    defer { hosts.tearDown() }
+    let port = 5555
+    let scheduler = try hosts.start(on: 0, executable, [
+      "scheduler", "--config", "\(directory)/job.yaml", "--bind", hosts.address(0), "--port", "\(port)", "--insecure", "--out", "\(directory)/run", "--wait-seconds", "60",
+    ], log: "\(directory)/scheduler.log")
+    var workers: [Process] = []
+    defer { for w in workers { NetworkHosts.kill(w) } }
+    for k in 0..<stages {
+      workers.append(try hosts.start(on: k + 1, executable, [
+        "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(k)", "--bind", hosts.address(k + 1), "--insecure", "--wait-seconds", "60",
+      ], log: "\(directory)/worker-\(k).log"))
+    }
+    let deadline = Date().addingTimeInterval(900)
+    while scheduler.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+    if scheduler.isRunning {
+      NetworkHosts.kill(scheduler)
+      throw BenchmarkError("\(config.name) did not finish within 15 minutes (see \(directory)/scheduler.log)")
+    }
+    guard scheduler.terminationStatus == 0 else {
+      throw BenchmarkError("\(config.name) failed (exit \(scheduler.terminationStatus)): \((try? String(contentsOfFile: "\(directory)/scheduler.log", encoding: .utf8))?.suffix(400) ?? "")")
+    }
+    return try Self.row(directory: "\(directory)/run", config: config, mode: mode, profile: profile)
+  }
+
+  /// What a finished run directory says: the epoch's rate and accuracy, busy and waiting from
+  /// the merged trace, bytes per sample from run.json.
+  static func row(directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile) throws -> Row {
+    let reports = try String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+    guard let line = reports.first else { throw BenchmarkError("\(directory): no epoch reported") }
+    let report = try JSONDecoder.stagewise.decode(EpochReport.self, from: Data(line.utf8))
+    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
+    let k = config.stages.count
+    let manifest = try RunManifest.read(directory).unwrap(or: BenchmarkError("\(directory): no run.json"))
+    let trainSamples = Double(config.data.trainLimit ?? config.data.syntheticTrain)
+    let evalSamples = Double(config.data.testLimit ?? config.data.syntheticTest)
+    let up = manifest.stages.map { Double($0.bytesSentUpstream ?? 0) }
+    return Row(
+      profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: k,
+      samplesPerSecond: report.samplesPerSecond, busy: PipelineBenchmark.busyFractions(trace, stages: k),
+      wait: PipelineBenchmark.waitStatistics(trace, stages: k).wait,
+      bytesPerSampleDown: zip(manifest.stages, up).map { (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) },
+      bytesPerSampleUp: up.map { $0 / trainSamples }, testAccuracy: report.test.accuracy, seconds: report.seconds)
+  }
+}
+
+extension Optional {
+  func unwrap(or error: BenchmarkError) throws -> Wrapped {
+    guard let self else { throw error }
+    return self
+  }
+}
