@@ -19,6 +19,14 @@ extension NetworkBenchmark {
       }
       text += "\n"
     }
+    let race = rows.filter { $0.finalAccuracy != nil }
+    if !race.isEmpty {
+      text += "### Time to the target accuracy\n\n| link | mode | wire | time | epochs | last accuracy |\n|---|---|---|---|---|---|\n"
+      for r in race {
+        let time = r.secondsToTarget.map { String(format: "%.1f s", $0) } ?? "not reached"
+        text += "| \(r.profile) | \(r.mode) | \(r.wireFormat) | \(time) | \(r.epochsToTarget.map(String.init) ?? "–") | \(String(format: "%.2f %%", (r.finalAccuracy ?? 0) * 100)) |\n"
+      }
+    }
     return text
   }
 

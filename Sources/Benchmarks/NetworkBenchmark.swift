@@ -21,12 +21,22 @@ public struct NetworkBenchmark {
     public var bytesPerSampleUp: [Double]
     public var testAccuracy: Double
     public var seconds: Double
+    /// The race (`targetAccuracy`): seconds from starting the processes to the report of the
+    /// first epoch whose test accuracy reached the target (evaluations included), nil if none
+    /// did within the epochs; how many epochs that took; the accuracy of the last epoch run.
+    public var secondsToTarget: Double?
+    public var epochsToTarget: Int?
+    public var finalAccuracy: Double?
   }
 
   public var profiles: [LinkProfile]
   public var modes: [PipelineBenchmark.Mode] = [.pipelined, .sid, .dfa, .dni, .e2e, .gpipe]
   public var wireFormats: [ValueFormat] = [.f32]
   public var stages = 4
+  /// The race: train on all the data, up to `epochs` epochs (cosine schedule), until the test
+  /// accuracy (on the whole test set) reaches this; nil measures `pipeline.batches` batches once.
+  public var targetAccuracy: Double?
+  public var epochs = 5
   /// Model, data and batches as `bench pipeline` sets them.
   public var pipeline: PipelineBenchmark
   public var executable = Launcher.currentExecutable
@@ -55,6 +65,10 @@ public struct NetworkBenchmark {
   func measure(_ mode: PipelineBenchmark.Mode, format: ValueFormat, on profile: LinkProfile) throws -> Row {
     var config = try pipeline.config(mode, stages: stages)
     config.daemon.wireFormat = format
+    if targetAccuracy != nil {
+      (config.data.trainLimit, config.data.testLimit) = (nil, nil)
+      (config.training.epochs, config.learningRateSchedule.kind) = (epochs, .cosine)
+    }
     config.name = "\(profile.name)-\(mode.rawValue)-\(format.rawValue)".replacingOccurrences(of: "+", with: "-")
     let directory = "\(pipeline.workDirectory)/\(config.name)"
     try? FileManager.default.removeItem(atPath: directory)
@@ -73,11 +87,26 @@ public struct NetworkBenchmark {
         "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(k)", "--bind", hosts.address(k + 1), "--insecure", "--wait-seconds", "60",
       ], log: "\(directory)/worker-\(k).log"))
     }
-    let deadline = Date().addingTimeInterval(900)
-    while scheduler.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+    let started = Date()
+    let deadline = started.addingTimeInterval(targetAccuracy == nil ? 900 : 3600)
+    var reached: (seconds: Double, epochs: Int)?
+    while scheduler.isRunning && Date() < deadline {
+      Thread.sleep(forTimeInterval: 0.1)
+      if let target = targetAccuracy, let epochs = Self.epochReaching(target, in: "\(directory)/run") {
+        reached = (Date().timeIntervalSince(started), epochs)  // within 0.1 s of the report
+        NetworkHosts.kill(scheduler)  // the race is over; the workers go with the hosts
+        break
+      }
+    }
     if scheduler.isRunning {
       NetworkHosts.kill(scheduler)
-      throw BenchmarkError("\(config.name) did not finish within 15 minutes (see \(directory)/scheduler.log)")
+      throw BenchmarkError("\(config.name) did not finish within \(Int(deadline.timeIntervalSince(started) / 60)) minutes (see \(directory)/scheduler.log)")
+    }
+    if targetAccuracy != nil {
+      var row = try Self.row(directory: "\(directory)/run", config: config, mode: mode, profile: profile, trace: false)
+      (row.secondsToTarget, row.epochsToTarget) = (reached?.seconds, reached?.epochs)
+      row.finalAccuracy = Self.accuracies(in: "\(directory)/run").last
+      return row
     }
     guard scheduler.terminationStatus == 0 else {
       throw BenchmarkError("\(config.name) failed (exit \(scheduler.terminationStatus)): \((try? String(contentsOfFile: "\(directory)/scheduler.log", encoding: .utf8))?.suffix(400) ?? "")")
@@ -87,10 +116,18 @@ public struct NetworkBenchmark {
 
   /// What a finished run directory says: the epoch's rate and accuracy, busy and waiting from
   /// the merged trace, bytes per sample from run.json.
-  static func row(directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile) throws -> Row {
+  /// The race's rows say when, not how busy: a run stopped at its target leaves no trace or
+  /// byte counts (`trace` false: those are left empty).
+  static func row(directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile, trace withTrace: Bool = true) throws -> Row {
     let reports = try String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
     guard let line = reports.first else { throw BenchmarkError("\(directory): no epoch reported") }
     let report = try JSONDecoder.stagewise.decode(EpochReport.self, from: Data(line.utf8))
+    guard withTrace else {
+      return Row(
+        profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: config.stages.count,
+        samplesPerSecond: report.samplesPerSecond, busy: [], wait: [], bytesPerSampleDown: [], bytesPerSampleUp: [], testAccuracy: report.test.accuracy,
+        seconds: report.seconds)
+    }
     let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
     let k = config.stages.count
     let manifest = try RunManifest.read(directory).unwrap(or: BenchmarkError("\(directory): no run.json"))
@@ -103,6 +140,19 @@ public struct NetworkBenchmark {
       wait: PipelineBenchmark.waitStatistics(trace, stages: k).wait,
       bytesPerSampleDown: zip(manifest.stages, up).map { (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) },
       bytesPerSampleUp: up.map { $0 / trainSamples }, testAccuracy: report.test.accuracy, seconds: report.seconds)
+  }
+}
+
+extension NetworkBenchmark {
+  /// Every reported epoch's test accuracy so far.
+  static func accuracies(in directory: String) -> [Double] {
+    let text = (try? String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap { try? JSONDecoder.stagewise.decode(EpochReport.self, from: Data($0.utf8)).test.accuracy }
+  }
+
+  /// The epochs it took to reach `target`, once a reported epoch has.
+  static func epochReaching(_ target: Double, in directory: String) -> Int? {
+    accuracies(in: directory).firstIndex { $0 >= target }.map { $0 + 1 }
   }
 }
 

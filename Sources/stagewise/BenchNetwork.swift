@@ -22,6 +22,9 @@ extension Bench {
     @Option(help: "GPipe micro-batches per batch.") var microBatches = 4
     @Option(help: "Fashion-MNIST folder.") var data = FashionMNIST.defaultDirectory
     @Flag(help: "Use generated data (a quick check of the instrument).") var synthetic = false
+    @Option(help: "Race to this test accuracy instead (e.g. 0.85): all the data, up to --epochs epochs, cosine schedule; time from start to the first epoch that reaches it.")
+    var targetAccuracy: Double?
+    @Option(help: "Most epochs of the race.") var epochs = 5
     @Option(help: "Folder for the runs, report.md, rows.json and the plots.") var out = "runs/bench-network"
 
     func run() throws {
@@ -30,7 +33,7 @@ extension Bench {
       (pipeline.hiddenLayers, pipeline.width, pipeline.batchSize, pipeline.batches) = (4, width, batchSize, batches)
       (pipeline.microBatches, pipeline.dataPath, pipeline.synthetic) = (microBatches, data, synthetic)
       var bench = NetworkBenchmark(profiles: links, pipeline: pipeline)
-      bench.stages = stages
+      (bench.stages, bench.targetAccuracy, bench.epochs) = (stages, targetAccuracy, epochs)
       bench.modes = try modes.split(separator: ",").map { name in
         guard let mode = PipelineBenchmark.Mode(rawValue: String(name)), ![.oneProcessE2E, .oneProcessGreedy, .pipelinedCurve].contains(mode) else {
           throw ValidationError("--modes: \(name) is not one of pipelined, sid, dfa, dni, e2e-distributed, gpipe, lockstep, replay")
