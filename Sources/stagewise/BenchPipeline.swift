@@ -12,7 +12,7 @@ import Telemetry
 extension Bench {
   struct Pipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Update-locking elimination, side by side: one-process e2e and greedy, e2e across processes, GPipe, lockstep, pipelined, replay, pipelined with CURVE, DFA and DNI.")
+      abstract: "Update-locking elimination, side by side: one-process e2e and greedy, e2e across processes, GPipe, lockstep, pipelined, replay, pipelined with CURVE, DFA, DNI and SID.")
 
     @Option(help: "Stage counts to measure, comma-separated.") var stages = "2"
     @Option(help: "Modes, comma-separated (default: all).") var modes: String?

@@ -92,7 +92,7 @@ struct CLITests {
        "--target-accuracy", "0.3", "--max-epochs", "2", "--no-pytorch", "--out", dir], timeout: .seconds(300))
     #expect(result.status == 0, "\(result.stderr)")
     let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]]
-    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve", "dfa", "dni"]
+    let modes = ["one-process-e2e", "one-process-greedy", "e2e-distributed", "gpipe", "lockstep", "pipelined", "replay", "pipelined-curve", "dfa", "dni", "sid"]
     #expect(rows?.compactMap { $0["mode"] as? String } == modes + modes.dropFirst(2))  // then stage 0 slowed × 2
     #expect(rows?.last?["slowdown"] as? Double == 2)
     #expect((rows?.last { $0["mode"] as? String == "replay" }?["replay"] as? [String: Any])?["draws"] != nil)
