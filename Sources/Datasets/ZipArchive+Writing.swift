@@ -41,15 +41,7 @@ extension ZipArchive {
     }
     defer { deflateEnd(&stream) }
     var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(input.count))))
-    let status: Int32 = input.withUnsafeBytes { inp in
-      output.withUnsafeMutableBytes { out in
-        stream.next_in = UnsafeMutablePointer(mutating: inp.bindMemory(to: Bytef.self).baseAddress)
-        stream.avail_in = UInt32(inp.count)
-        stream.next_out = out.bindMemory(to: Bytef.self).baseAddress
-        stream.avail_out = UInt32(out.count)
-        return CZlib.deflate(&stream, Z_FINISH)
-      }
-    }
+    let status = finish(&stream, input[...], into: &output, CZlib.deflate)
     guard status == Z_STREAM_END else { throw DataError("zlib could not compress (status \(status))") }
     return Array(output.prefix(Int(stream.total_out)))
   }

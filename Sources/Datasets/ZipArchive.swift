@@ -86,6 +86,22 @@ public struct ZipArchive {
 
   public func member(named name: String) -> Member? { members.first { $0.name == name } }
 
+  /// Points `stream` at all of `input` and `output` and runs `step` (zlib's inflate or
+  /// deflate) once to the end; returns its status.
+  static func finish(
+    _ stream: inout z_stream, _ input: ArraySlice<UInt8>, into output: inout [UInt8], _ step: (UnsafeMutablePointer<z_stream>, Int32) -> Int32
+  ) -> Int32 {
+    input.withUnsafeBytes { inp in
+      output.withUnsafeMutableBytes { out in
+        stream.next_in = UnsafeMutablePointer(mutating: inp.bindMemory(to: Bytef.self).baseAddress)
+        stream.avail_in = UInt32(inp.count)
+        stream.next_out = out.bindMemory(to: Bytef.self).baseAddress
+        stream.avail_out = UInt32(out.count)
+        return step(&stream, Z_FINISH)
+      }
+    }
+  }
+
   /// Raw deflate data (no zlib or gzip header) inflated to exactly `size` bytes.
   static func inflate(_ input: ArraySlice<UInt8>, size: Int, what: String) throws(DataError) -> [UInt8] {
     var output = [UInt8](repeating: 0, count: size)
@@ -94,15 +110,7 @@ public struct ZipArchive {
       throw DataError("\(what): zlib could not start inflating")
     }
     defer { inflateEnd(&stream) }
-    let status: Int32 = input.withUnsafeBytes { inp in
-      output.withUnsafeMutableBytes { out in
-        stream.next_in = UnsafeMutablePointer(mutating: inp.bindMemory(to: Bytef.self).baseAddress)
-        stream.avail_in = UInt32(inp.count)
-        stream.next_out = out.bindMemory(to: Bytef.self).baseAddress
-        stream.avail_out = UInt32(out.count)
-        return CZlib.inflate(&stream, Z_FINISH)
-      }
-    }
+    let status = finish(&stream, input, into: &output, CZlib.inflate)
     guard status == Z_STREAM_END, Int(stream.total_out) == size else {
       throw DataError("\(what) does not inflate to its stated \(size) bytes (zlib status \(status)): the file is damaged", hint: "write it again")
     }
