@@ -41,6 +41,7 @@ struct DataFileTests {
     ("dtype", "has dtype <i4; images must be uint8 or float32"),
     ("label", "y_test[0] = 10 is outside 0…9"),
     ("truncated", "a truncated or non-npz file"),
+    ("not an npz", "a truncated or non-npz file"),
   ])
   func badNPZFileIsOneLine(kind: String, expected: String) throws {
     let dir = try temporaryDirectory("npz-bad")
@@ -54,6 +55,7 @@ struct DataFileTests {
     }
     try writeNPZ(members, to: "\(dir)/data.npz")
     if kind == "truncated" { try Data(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/data.npz")).prefix(300)).write(to: URL(fileURLWithPath: "\(dir)/data.npz")) }
+    if kind == "not an npz" { try "x_train,y_train\n0,1\n".write(toFile: "\(dir)/data.npz", atomically: true, encoding: .utf8) }
     var config = npzConfig("\(dir)/data.npz")
     if kind == "label" { config.data.classes = 10 }
     try config.yaml().write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
