@@ -114,32 +114,28 @@ public struct NetworkBenchmark {
     return try Self.row(directory: "\(directory)/run", config: config, mode: mode, profile: profile)
   }
 
-  /// What a finished run directory says: the epoch's rate and accuracy, busy and waiting from
-  /// the merged trace, bytes per sample from run.json.
-  /// The race's rows say when, not how busy: a run stopped at its target leaves no trace or
-  /// byte counts (`trace` false: those are left empty).
+  /// What a run directory says: the first epoch's rate and accuracy; with `trace`, busy and
+  /// waiting from the merged trace and bytes per sample from run.json (a race's run, stopped at
+  /// its target, leaves neither: its row says when, not how busy).
   static func row(directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile, trace withTrace: Bool = true) throws -> Row {
     let reports = try String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
     guard let line = reports.first else { throw BenchmarkError("\(directory): no epoch reported") }
     let report = try JSONDecoder.stagewise.decode(EpochReport.self, from: Data(line.utf8))
-    guard withTrace else {
-      return Row(
-        profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: config.stages.count,
-        samplesPerSecond: report.samplesPerSecond, busy: [], wait: [], bytesPerSampleDown: [], bytesPerSampleUp: [], testAccuracy: report.test.accuracy,
-        seconds: report.seconds)
-    }
-    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
     let k = config.stages.count
+    var row = Row(
+      profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: k,
+      samplesPerSecond: report.samplesPerSecond, busy: [], wait: [], bytesPerSampleDown: [], bytesPerSampleUp: [], testAccuracy: report.test.accuracy,
+      seconds: report.seconds)
+    guard withTrace else { return row }
+    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
     let manifest = try RunManifest.read(directory).unwrap(or: BenchmarkError("\(directory): no run.json"))
     let trainSamples = Double(config.data.trainLimit ?? config.data.syntheticTrain)
     let evalSamples = Double(config.data.testLimit ?? config.data.syntheticTest)
     let up = manifest.stages.map { Double($0.bytesSentUpstream ?? 0) }
-    return Row(
-      profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: k,
-      samplesPerSecond: report.samplesPerSecond, busy: PipelineBenchmark.busyFractions(trace, stages: k),
-      wait: PipelineBenchmark.waitStatistics(trace, stages: k).wait,
-      bytesPerSampleDown: zip(manifest.stages, up).map { (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) },
-      bytesPerSampleUp: up.map { $0 / trainSamples }, testAccuracy: report.test.accuracy, seconds: report.seconds)
+    (row.busy, row.wait) = (PipelineBenchmark.busyFractions(trace, stages: k), PipelineBenchmark.waitStatistics(trace, stages: k).wait)
+    row.bytesPerSampleDown = zip(manifest.stages, up).map { (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) }
+    row.bytesPerSampleUp = up.map { $0 / trainSamples }
+    return row
   }
 }
 

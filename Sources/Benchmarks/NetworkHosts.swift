@@ -44,7 +44,7 @@ public struct LinkProfile: Codable, Sendable, Equatable {
 /// TEST-NET-1 (192.0.2.0/24), reachable only inside. The root namespace's networking is never
 /// touched. `tearDown` (also at deinit, and for leftovers of a killed run at the next start)
 /// stops every process in the namespaces and deletes them.
-final class NetworkHosts {
+public final class NetworkHosts {
   static let prefix = "swnet"
   static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
   static let tc = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -133,7 +133,7 @@ final class NetworkHosts {
 
   /// Unblocks every signal of this process: a parent (a test harness) may have blocked them,
   /// and children inherit the mask — a relay or worker that cannot be stopped outlives its run.
-  static func unblockSignals() {
+  public static func unblockSignals() {
     var none = sigset_t()
     sigemptyset(&none)
     sigprocmask(SIG_SETMASK, &none, nil)

@@ -67,6 +67,9 @@ public enum RawImages: Sendable, Equatable {
   case bytes([UInt8])
   case floats([Float])
 
+  /// Whether the file stored floats (else bytes).
+  public var isFloat: Bool { if case .floats = self { true } else { false } }
+
   public var count: Int {
     switch self {
     case .bytes(let b): b.count

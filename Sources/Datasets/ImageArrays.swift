@@ -19,14 +19,12 @@ public struct ImageArrays: Sendable {
       images = try NPYArray(parsing: Array(contents), name: path)
     } else {
       let archive = try ZipArchive(Array(contents), name: path)
-      let names = archive.members.map { String($0.name.dropLast($0.name.hasSuffix(".npy") ? 4 : 0)) }
-      guard let name = ["x", "x_test"].first(where: names.contains) ?? (names.count == 1 ? names[0] : nil) else {
+      let names = archive.arrayNames
+      guard let name = ["x", "x_test"].first(where: names.contains) ?? (names.count == 1 ? names[0] : nil), let x = try archive.array(named: name) else {
         throw DataError("\(path) holds \(names.joined(separator: ", ")); which are the images?", hint: "name them x (or x_test)")
       }
-      images = try NPYArray(parsing: archive.read(archive.member(named: "\(name).npy")!), name: "\(path): \(name)")
-      if let y = ["y", "y_test"].first(where: names.contains) {
-        labelArray = try NPYArray(parsing: archive.read(archive.member(named: "\(y).npy")!), name: "\(path): \(y)")
-      }
+      images = x
+      labelArray = try ["y", "y_test"].first(where: names.contains).flatMap { y throws(DataError) in try archive.array(named: y) }
     }
     sampleShape = try NPZDataset.imageShape(images, path)
     raw = try NPZDataset.images(images, path)

@@ -18,11 +18,11 @@ public enum NPZDataset {
     let archive = try ZipArchive(Array(contents), name: path)
     var found: [String: NPYArray] = [:]
     for name in arrays {
-      guard let member = archive.member(named: "\(name).npy") else {
-        let held = archive.members.map { $0.name.replacingOccurrences(of: ".npy", with: "") }.joined(separator: ", ")
+      guard let array = try archive.array(named: name) else {
+        let held = archive.arrayNames.joined(separator: ", ")
         throw DataError("\(path) has no array \(name) (it holds: \(held.isEmpty ? "nothing" : held))", hint: "save it as numpy.savez(path, x_train=…, y_train=…, x_test=…, y_test=…)")
       }
-      found[name] = try NPYArray(parsing: archive.read(member), name: "\(path): \(name)")
+      found[name] = array
     }
     let (xTrain, xTest) = (found["x_train"]!, found["x_test"]!)
     let sampleShape = try imageShape(xTrain, "\(path): x_train")

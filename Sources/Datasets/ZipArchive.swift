@@ -86,6 +86,15 @@ public struct ZipArchive {
 
   public func member(named name: String) -> Member? { members.first { $0.name == name } }
 
+  /// The `.npy` array stored as `NAME.npy`, or nil when there is none (errors name it `FILE: NAME`).
+  func array(named name: String) throws(DataError) -> NPYArray? {
+    guard let member = member(named: "\(name).npy") else { return nil }
+    return try NPYArray(parsing: read(member), name: "\(self.name): \(name)")
+  }
+
+  /// The names of its arrays (members less `.npy`).
+  var arrayNames: [String] { members.map { $0.name.hasSuffix(".npy") ? String($0.name.dropLast(4)) : $0.name } }
+
   /// Points `stream` at all of `input` and `output` and runs `step` (zlib's inflate or
   /// deflate) once to the end; returns its status.
   static func finish(

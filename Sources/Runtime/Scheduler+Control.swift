@@ -110,7 +110,7 @@ extension Scheduler {
         job: job, stage: stage, stageCount: stageCount, config: config.yaml(), sampleShape: train.sampleShape,
         classes: train.classes, batchesPerEpoch: plan.trainOrder.batchesPerEpoch, downstream: downstream,
         runDirectory: directory.path, originMicros: originMicros, normalisation: train.normalisation,
-        floatImages: { if case .floats = train.raw { true } else { false } }(),
+        floatImages: train.raw.isFloat,
         handoff: handoffs[stage], nextHandoff: stage + 1 < stageCount ? handoffs[stage + 1] : nil,
         upstreamGradient: config.method.returnsInputGradients && stage > 0 ? registry.members[stage - 1]!.hello.gradEndpoint : nil,
         restoreFrom: resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },

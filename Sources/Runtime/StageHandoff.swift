@@ -101,13 +101,7 @@ extension Tensor {
 
   /// The values of an f32, f16, bf16 or i8 wire tensor (its dtype checked by `Message.expect`).
   init(decoding wire: WireTensor) {
-    let format: ValueFormat = switch wire.dtype {
-    case .f16: .f16
-    case .bf16: .bf16
-    case .i8: .int8
-    default: .f32
-    }
-    guard format != .f32 else { self.init(wire); return }
+    guard let format = ValueFormat.allCases.first(where: { $0.dtype == wire.dtype }), format != .f32 else { self.init(wire); return }
     self.init(shape: wire.shape, storage: format.decode(wire.bytes, count: wire.elementCount, rows: wire.shape.first ?? 1))
   }
 }

@@ -23,7 +23,7 @@ struct Predict: ParsableCommand {
     guard images.sampleShape == run.train.sampleShape else {
       throw RuntimeError("\(data) holds images of \(images.sampleShape) (H, W, C); the run trained on \(run.train.sampleShape)")
     }
-    let floatImages = { if case .floats = images.raw { true } else { false } }()
+    let floatImages = images.raw.isFloat
     guard floatImages != run.byteImages else {
       throw RuntimeError("\(data) holds \(floatImages ? "float32" : "uint8") images; the run trained on \(run.byteImages ? "uint8" : "float32") ones: convert them (x.astype) so they are read the same way")
     }

@@ -12,9 +12,7 @@ struct RelayCommand: ParsableCommand {
   func run() throws {
     let relay = try LinkRelay(hosts: hosts, delayMicroseconds: delayUs)
     FileHandle.standardOutput.write(Data("relay ready: \(hosts) devices, \(delayUs) µs\n".utf8))
-    var none = sigset_t()  // stoppable whatever mask its parent had
-    sigemptyset(&none)
-    sigprocmask(SIG_SETMASK, &none, nil)
+    NetworkHosts.unblockSignals()  // stoppable whatever mask its parent had
     signal(SIGTERM, SIG_DFL)
     relay.run { false }
   }

@@ -18,5 +18,5 @@ struct TrainedRun {
     }
   }
 
-  var byteImages: Bool { if case .bytes = train.raw { true } else { false } }
+  var byteImages: Bool { !train.raw.isFloat }
 }
