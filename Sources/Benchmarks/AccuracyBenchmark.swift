@@ -45,6 +45,8 @@ public struct AccuracyBenchmark {
     public var contextMode: ContextMode = .E
     public var learningRate: Float? = nil
     public var adam = false
+    /// DNI's hidden stages also train a head of their own (`dni.auxiliaryLoss`): `cdni+aux`.
+    public var auxiliaryLoss = false
 
     public static func parse(_ text: String) throws -> Variant {
       let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
@@ -77,8 +79,12 @@ public struct AccuracyBenchmark {
       case "dfa": return Variant(label: "dfa", method: .dfa, schedule: .pipelined)
       case "dni": return Variant(label: "dni", method: .dni, schedule: .pipelined)
       case "cdni": return Variant(label: "cdni", method: .cdni, schedule: .pipelined)
+      case "dni+aux", "cdni+aux":
+        var variant = try parseMethod(String(text.dropLast(4)))
+        (variant.label, variant.auxiliaryLoss) = (text, true)
+        return variant
       default:
-        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni")
+        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni, dni+aux, cdni+aux")
       }
     }
   }
@@ -118,6 +124,7 @@ public struct AccuracyBenchmark {
     config.method = variant.method
     config.schedule = variant.schedule
     config.contsup.mode = variant.contextMode
+    config.dni.auxiliaryLoss = variant.auxiliaryLoss
     config.data.path = dataPath
     config.data.trainLimit = trainLimit
     if synthetic { config.data.source = .synthetic }

@@ -14,7 +14,7 @@ extension Bench {
     static let configuration = CommandConfiguration(
       abstract: "Each method at each stage count and seed on Fashion-MNIST, with the same optimizer and schedule: a table (mean ± sd over seeds) and plots of accuracy by depth and against K. Cells already in --out's accuracy.json are not run again.")
 
-    @Option(help: "Methods, comma-separated (e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni; a recipe of its own, named in the table: METHOD@RATE, METHOD@adam, METHOD@adam:RATE).")
+    @Option(help: "Methods, comma-separated (e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni, dni+aux, cdni+aux (hidden stages also train a head of their own); a recipe of its own, named in the table: METHOD@RATE, METHOD@adam, METHOD@adam:RATE).")
     var methods = "e2e,greedy,sid,contsup-E,kernel"
     @Option(help: "Stage counts, comma-separated.") var stages = "2,4,8"
     @Option(help: "Seeds, comma-separated: one run per seed in every cell.") var seeds = "1"

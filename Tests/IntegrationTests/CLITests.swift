@@ -174,6 +174,12 @@ struct CLITests {
     let mixed = try String(contentsOfFile: "\(dir)/accuracy.md", encoding: .utf8)
     #expect(mixed.contains("| model A (width 16), 2 epochs, synthetic | 2 | greedy |") && mixed.contains("| model A (width 16), 1 epochs, synthetic | 2 | greedy |"), "\(mixed)")
     #expect(mixed.contains("| 1, 2, 3 |"))
+    // cDNI with the auxiliary loss: its hidden stage trains a head too, so it is scored by depth.
+    _ = try bench("cdni,cdni+aux", stages: "2", seeds: "1")
+    let depths = try Dictionary(uniqueKeysWithValues: rows().compactMap { row in
+      (row["method"] as? String).flatMap { $0.hasPrefix("cdni") ? ($0, (row["byDepth"] as? [Double])?.count ?? 0) : nil }
+    })
+    #expect(depths == ["cdni": 1, "cdni+aux": 2], "\(depths)")
   }
 
   /// Model C from its shipped files: cut as config/resnet-c-kK.yaml says, scored by depth; a K
