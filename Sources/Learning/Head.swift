@@ -28,7 +28,8 @@ public struct Head: Sendable {
       let grid = AdaptiveAveragePool2D(inputShape: input, outHeight: (h + 3) / 4, outWidth: (w + 3) / 4)!
       let conv = Conv2D(name: "head.conv", inputShape: grid.outputShape, filters: c, kernel: 1, stride: 1, padding: 0, layout: &layout)!
       let pooled = AdaptiveAveragePool2D(inputShape: conv.outputShape, outHeight: min(2, grid.outHeight), outWidth: min(2, grid.outWidth))!
-      features = [grid, conv, ReLU(shape: conv.outputShape), pooled]
+      let norm: [any Layer] = config.batchnorm ? [BatchNorm(name: "head.bn", shape: conv.outputShape, layout: &layout)] : []
+      features = [grid, conv] + norm + [ReLU(shape: conv.outputShape), pooled]
       shape = pooled.outputShape
     } else if input.count == 3 {
       let pool = AdaptiveAveragePool2D(inputShape: input, outHeight: 1, outWidth: 1)!
@@ -40,11 +41,13 @@ public struct Head: Sendable {
     var classifier: [any Layer] = []
     switch config.type {
     case .linear:
+      guard !config.batchnorm else { throw ConfigError(path: "\(path).batchnorm", "a linear head has no hidden layer to normalise: use type mlp or mlp-sr") }
       classifier = [Linear(name: "head.fc", inputs: width, outputs: classes, layout: &layout)]
     case .mlp, .mlpSR:
       guard config.hidden > 0 else { throw ConfigError(path: "\(path).hidden", "must be positive") }
-      classifier = [
-        Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout),
+      let fc1 = Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout)
+      let norm: [any Layer] = config.batchnorm ? [BatchNorm(name: "head.bn1", shape: [config.hidden], layout: &layout)] : []
+      classifier = [fc1] + norm + [
         ReLU(shape: [config.hidden]),
         Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout),
       ]

@@ -292,13 +292,23 @@ extension LayerConfig {
 }
 
 extension HeadConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case type, hidden }
+  enum CodingKeys: String, CodingKey, CaseIterable { case type, hidden, batchnorm }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     type = try c.choice(.type, or: HeadConfig().type)
     hidden = try c.value(.hidden, or: HeadConfig().hidden)
+    batchnorm = try c.value(.batchnorm, or: HeadConfig().batchnorm)
+  }
+
+  /// `batchnorm` only when set, so that configs without it keep their model hash (and their
+  /// checkpoints stay resumable).
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(type, forKey: .type)
+    try c.encode(hidden, forKey: .hidden)
+    if batchnorm { try c.encode(batchnorm, forKey: .batchnorm) }
   }
 }
 

@@ -262,6 +262,11 @@ public struct HeadConfig: Sendable, Equatable, Codable {
   }
   public var type: Kind = .linear
   public var hidden: Int = 256
+  /// A BatchNorm before each of the head's hidden ReLUs (mlp-sr: after the 1×1 conv and the
+  /// first Linear; mlp: after the first Linear), as DGL's auxiliary heads have: without it a
+  /// head's ReLUs can all die early (model C at K = 4, seed 2: stage 2's head went constant in
+  /// its first epoch, and a greedy stage whose head is dead gets no gradient).
+  public var batchnorm = false
   public init() {}
 }
 

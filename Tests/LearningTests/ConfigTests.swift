@@ -25,6 +25,8 @@ struct ConfigTests {
     config.training.epochs = 3
     config.optimizer.kind = .adamw
     config.stages[1].head.type = .mlp
+    #expect(!(try config.yaml()).contains("batchnorm"), "a head without BatchNorm must encode as before: its model hash is in checkpoints")
+    config.stages[1].head.batchnorm = true
     #expect(try RunConfig.parse(yaml: config.yaml()) == config)
   }
 
@@ -83,6 +85,7 @@ struct ConfigTests {
     #expect(configError("optimizer: {rateScales: {head: -1}}") == "optimizer.rateScales.head: must be a finite number ≥ 0")
     #expect(configError("method: contsup\noptimizer: {rateScales: {context: 0.5}}") == "optimizer.rateScales.context: ContSup's encoders step at contsup.encoderLearningRateScale: set that one")
     #expect(configError("optimizer: {rateScales: {head: 2}}") == nil)
+    #expect(configError("stages: [{layers: [{type: linear, out: 8}], head: {type: linear, batchnorm: true}}]") == "stages[0].head.batchnorm: a linear head has no hidden layer to normalise: use type mlp or mlp-sr")
     #expect(configError("stages: [{layers: [{type: linear, out: 8}, {type: residual}]}]") == "stages[0].layers[1]: residual needs `layers`, the block's layers in order")
     #expect(configError("stages: [{layers: [{type: conv, out: 4}, {type: residual, layers: [{type: linear, out: 8}]}]}]") == "stages[0].layers[1]: residual: its layers map [28, 28, 4] to [8], which neither the identity nor a projection (a strided 1×1 conv on maps, an affine map on vectors) can add to")
     #expect(configError("stages: [{layers: [{type: conv, out: 4}, {type: residual, layers: [{type: conv, out: 8, stride: 2}, {type: relu}]}]}]") == nil)

@@ -41,6 +41,12 @@ struct StageGradientTests {
     ("drtp mlp", methodConfig(.drtp)),
     ("drtp maps", methodConfig(.drtp, maps: true)),
     ("kernel", methodConfig(.kernel)),
+    ("greedy maps + mlp-sr head with BatchNorm, and an mlp head with BatchNorm", {
+      var c = methodConfig(.greedy, maps: true)
+      c.stages[2].head.batchnorm = true
+      (c.stages[0].head.type, c.stages[0].head.hidden, c.stages[0].head.batchnorm) = (.mlp, 12, true)
+      return c
+    }()),
     ("greedy maps with batchnorm and residual blocks", {
       var c = methodConfig(.greedy, maps: true)
       var block = LayerConfig(.residual)
