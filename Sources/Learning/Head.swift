@@ -20,6 +20,10 @@ public struct Head: Sendable {
     _ config: HeadConfig, input: [Int], classes: Int, beliefInput: Bool, path: String,
     layout: inout ParameterLayout
   ) throws(ConfigError) -> Head {
+    /// A hidden ReLU on `shape`, with `config.batchnorm` a BatchNorm named `name` before it.
+    func hiddenActivation(_ name: String, _ shape: [Int]) -> [any Layer] {
+      (config.batchnorm ? [BatchNorm(name: name, shape: shape, layout: &layout)] : []) + [ReLU(shape: shape)]
+    }
     var features: [any Layer] = []
     var shape = input
     if config.type == .mlpSR {
@@ -28,8 +32,7 @@ public struct Head: Sendable {
       let grid = AdaptiveAveragePool2D(inputShape: input, outHeight: (h + 3) / 4, outWidth: (w + 3) / 4)!
       let conv = Conv2D(name: "head.conv", inputShape: grid.outputShape, filters: c, kernel: 1, stride: 1, padding: 0, layout: &layout)!
       let pooled = AdaptiveAveragePool2D(inputShape: conv.outputShape, outHeight: min(2, grid.outHeight), outWidth: min(2, grid.outWidth))!
-      let norm: [any Layer] = config.batchnorm ? [BatchNorm(name: "head.bn", shape: conv.outputShape, layout: &layout)] : []
-      features = [grid, conv] + norm + [ReLU(shape: conv.outputShape), pooled]
+      features = [grid, conv] + hiddenActivation("head.bn", conv.outputShape) + [pooled]
       shape = pooled.outputShape
     } else if input.count == 3 {
       let pool = AdaptiveAveragePool2D(inputShape: input, outHeight: 1, outWidth: 1)!
@@ -45,12 +48,9 @@ public struct Head: Sendable {
       classifier = [Linear(name: "head.fc", inputs: width, outputs: classes, layout: &layout)]
     case .mlp, .mlpSR:
       guard config.hidden > 0 else { throw ConfigError(path: "\(path).hidden", "must be positive") }
-      let fc1 = Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout)
-      let norm: [any Layer] = config.batchnorm ? [BatchNorm(name: "head.bn1", shape: [config.hidden], layout: &layout)] : []
-      classifier = [fc1] + norm + [
-        ReLU(shape: [config.hidden]),
-        Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout),
-      ]
+      classifier = [Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout)]
+      classifier += hiddenActivation("head.bn1", [config.hidden])
+      classifier.append(Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout))
     }
     return Head(
       features: Sequential(inputShape: input, layers: features),
