@@ -2,7 +2,8 @@
 """Writes model C's configs, config/resnet-c-k{2,4,8,16}.yaml: one residual CNN for
 Fashion-MNIST, 16 units (a stem and 15 residual blocks: WIDTH channels at 28×28, 2×WIDTH at
 14×14, 4×WIDTH at 7×7), cut into K stages of 16/K consecutive units each — the split is the
-only difference between the files. Every stage has an mlp-sr head (DGL's head for maps).
+only difference between the files. Every stage has an mlp-sr head (DGL's head for maps) with BatchNorm before its hidden ReLUs, as
+DGL's heads have (without it a head can collapse to a constant and starve its stage).
 Usage: scripts/model-c.py [WIDTH]   (default 8)"""
 import sys
 
@@ -28,7 +29,7 @@ for k in (2, 4, 8, 16):
         f"# Model C (scripts/model-c.py {width}): a residual CNN of 16 units — a stem conv3×3 {width} + BN + ReLU, then",
         f"# 15 residual blocks [conv3×3, BN, ReLU, conv3×3, BN] + x (a strided 1×1 conv where the shape",
         f"# changes) + ReLU: 5 at {width} channels on 28×28, 5 at {2 * width} on 14×14, 5 at {4 * width} on 7×7 —",
-        f"# cut into K = {k} stages of {per} unit(s) each, every stage with an mlp-sr head. Greedy (DGL),",
+        f"# cut into K = {k} stages of {per} unit(s) each, every stage with an mlp-sr head (BatchNorm'd). Greedy (DGL),",
         "# pipelined; SGD with momentum, cosine schedule; random crops (padding 2) and flips.",
         f"name: resnet-c-k{k}",
         "seed: 1",
@@ -55,7 +56,7 @@ for k in (2, 4, 8, 16):
         layers = [layer for unit in units[s * per:(s + 1) * per] for layer in unit]
         lines.append("  - layers:")
         lines += [f"      - {layer}" for layer in layers]
-        lines.append("    head: {type: mlp-sr, hidden: 128}")
+        lines.append("    head: {type: mlp-sr, hidden: 128, batchnorm: true}")
     with open(f"config/resnet-c-k{k}.yaml", "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote config/resnet-c-k{k}.yaml")

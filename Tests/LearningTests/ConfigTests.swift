@@ -116,14 +116,14 @@ struct ConfigTests {
   }
 
   /// Model C at K = 2, 4, 8, 16: the same 16 units, only split differently; each stage's
-  /// output feeds the next and every stage has an mlp-sr head.
+  /// output feeds the next and every stage has an mlp-sr head with BatchNorm.
   @Test func modelCIsOneNetworkCutFourWays() throws {
     let cuts = try [2, 4, 8, 16].map { try RunConfig.load(path: packageRoot + "/config/resnet-c-k\($0).yaml") }
     #expect(cuts.map(\.stages.count) == [2, 4, 8, 16])
     let layers = cuts.map { $0.stages.flatMap(\.layers) }
     #expect(layers.allSatisfy { $0 == layers[0] } && layers[0].filter { $0.type == .residual }.count == 15)
     for config in cuts {
-      #expect(config.stages.allSatisfy { $0.head.type == .mlpSR })
+      #expect(config.stages.allSatisfy { $0.head.type == .mlpSR && $0.head.batchnorm })
       let stages = try config.buildStages(sampleShape: [28, 28, 1], classes: 10)
       #expect(stages.last!.body.outputShape == [7, 7, 32])
     }
