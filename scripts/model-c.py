@@ -2,8 +2,9 @@
 """Writes model C's configs, config/resnet-c-k{2,4,8,16}.yaml: one residual CNN for
 Fashion-MNIST, 16 units (a stem and 15 residual blocks: WIDTH channels at 28×28, 2×WIDTH at
 14×14, 4×WIDTH at 7×7), cut into K stages of 16/K consecutive units each — the split is the
-only difference between the files. Every stage has an mlp-sr head (DGL's head for maps) with BatchNorm before its hidden ReLUs, as
-DGL's heads have (without it a head can collapse to a constant and starve its stage).
+only difference between the files. Every stage has an mlp-sr head (DGL's head for maps) with
+BatchNorm before its hidden ReLUs, as DGL's heads have (without it a head can collapse to a
+constant and starve its stage).
 Usage: scripts/model-c.py [WIDTH]   (default 8)"""
 import sys
 

@@ -288,8 +288,9 @@ struct DaemonTests {
 
   /// Checkpoints at every train-end marker make a run resumable: interrupted with SIGINT and
   /// resumed, it ends with the same weights as the run that was never stopped. Also model C
-  /// as shipped (`config/resnet-c-k4.yaml`: BatchNorm, whose running statistics are state in
-  /// the checkpoints, residual blocks, crops and flips) on small synthetic images.
+  /// as shipped (`config/resnet-c-k4.yaml`: BatchNorm in bodies and heads, whose running
+  /// statistics are state in the checkpoints, residual blocks, crops and flips) on small
+  /// synthetic images.
   @Test(arguments: [false, true])
   func anInterruptedRunResumesToTheSameWeights(modelC: Bool) throws {
     var config = daemonConfig(epochs: 12, schedule: .pipelined, trainSamples: 1200)
@@ -320,6 +321,7 @@ struct DaemonTests {
     if modelC {  // the running statistics travelled: they are in the checkpoint and have moved
       let state = try Safetensors.read("\(dir)/resumed/stage-1.safetensors").tensors.filter { $0.key.contains("running") }
       #expect(!state.isEmpty && state.values.contains { $0.storage.contains { $0 != 0 && $0 != 1 } }, "\(state.keys.sorted())")
+      #expect(state.keys.contains("head.bn1.running_var"), "the shipped head's BatchNorm state: \(state.keys.sorted())")
     }
   }
 

@@ -11,7 +11,8 @@ import Wire
 struct FeedbackDaemonTests {
   /// The last stage slowed 96 times (at 8, and again at 24, a cDNI stage 1, whose synthesiser
   /// trains with Adam on every target, was at times no faster than it on a loaded 2-core
-  /// machine: a CI run in several saw staleness 1; the slowed stage's own compute is tiny). Stage 1's feedback comes from it under both methods
+  /// machine: a CI run in several saw staleness 1; the slowed stage's own compute is tiny).
+  /// Stage 1's feedback comes from it under both methods
   /// (DFA's error; DNI's target is the gradient at the last stage's input): a DFA or cDNI
   /// stage 1 keeps sending batches forward while their feedback is outstanding (staleness
   /// ≥ 2), and neither it nor stage 0 ever waits for feedback in training — their waits are
