@@ -32,8 +32,14 @@ public struct Handoff: Codable, Sendable, Equatable {
   /// The stage's input: the previous stage's detached output (the batch's images at stage 0)
   /// and what this stage's method needs.
   public func input(after previous: Stage.Pass?, images: Tensor, labels: [Int32]) -> Stage.Input {
+    input(activations: previous?.activations ?? images, of: previous, images: images, labels: labels)
+  }
+
+  /// The stage's input from the previous stage's `activations` (and its `pass`, when the
+  /// method sends more of it than the activations).
+  public func input(activations: Tensor, of previous: Stage.Pass?, images: Tensor, labels: [Int32]) -> Stage.Input {
     Stage.Input(
-      x: format.roundTrip(previous?.activations ?? images), labels: labels, belief: belief ? previous?.belief : nil,
+      x: format.roundTrip(activations), labels: labels, belief: belief ? previous?.belief : nil,
       image: self.images ? images : nil, previousInput: skip != nil ? (previous?.augmentedInput).map(format.roundTrip) : nil)
   }
 }

@@ -31,14 +31,6 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   case dni
   /// DNI with the synthesiser also reading the one-hot label (cDNI).
   case cdni
-
-  /// Whether later stages send something back to earlier ones (DFA's errors, DNI's gradient
-  /// targets): their workers then have feedback to receive and a bounded store to keep.
-  public var hasFeedback: Bool { self == .dfa || self == .dni || self == .cdni }
-
-  /// Whether each stage after the first returns the gradient at its input to the one before
-  /// (e2e's true gradient; DNI's target for the synthesiser).
-  public var returnsInputGradients: Bool { self == .e2e || self == .dni || self == .cdni }
 }
 
 /// DNI's synthesisers (`dni:` in the config, for methods dni and cdni).

@@ -180,7 +180,10 @@ public final class Stage {
   /// the previous stage as its synthesiser's target). Under DNI a hidden stage's objective is
   /// its synthesiser's prediction (its loss is reported when the target arrives: 0 here); a
   /// DFA hidden stage has nothing to do before its error arrives (`trainOnError`).
-  public func localStep(_ pass: Pass, labels: [Int32], inputGradient: Bool) -> (result: LossResult, inputGradient: Tensor?) {
+  /// `lossScale` weighs the cross-entropy's gradient (a micro-batch's share of its batch).
+  public func localStep(
+    _ pass: Pass, labels: [Int32], inputGradient: Bool, lossScale: Float = 1
+  ) -> (result: LossResult, inputGradient: Tensor?) {
     let result: LossResult
     let dh: Tensor
     switch objective {
@@ -203,7 +206,7 @@ public final class Stage {
       result = kernelAlignmentLoss(features: pass.h, labels: labels)
       dh = result.gradient
     case .crossEntropy:
-      (result, dh) = headCrossEntropy(pass.h, labels: labels)
+      (result, dh) = headCrossEntropy(pass.h, labels: labels, lossScale: lossScale)
     case .sid(let settings):
       let (logits, cache) = pass.headPass!
       result = sidLoss(
@@ -222,9 +225,12 @@ public final class Stage {
   }
 
   /// The head's CE on h, its gradients added into the store; returns the loss and ∂L/∂h.
-  func headCrossEntropy(_ h: Tensor, labels: [Int32]) -> (LossResult, Tensor) {
+  func headCrossEntropy(_ h: Tensor, labels: [Int32], lossScale: Float = 1) -> (LossResult, Tensor) {
     let (logits, cache) = head!.forward(h, belief: nil, store)
-    let result = softmaxCrossEntropy(logits: logits, labels: labels)
+    var result = softmaxCrossEntropy(logits: logits, labels: labels)
+    if lossScale != 1 {
+      for i in 0..<result.gradient.count { result.gradient.storage[i] *= lossScale }
+    }
     return (result, head!.backward(result.gradient, cache, store))
   }
 
@@ -276,20 +282,10 @@ public final class Stage {
 
   // MARK: - End to end (the baseline)
 
-  /// Forward through the body for end-to-end training, keeping what backward needs.
-  public func forwardBody(_ x: Tensor) -> (Tensor, [LayerCache]) { body.forward(x, store) }
-
-  /// End to end, on the last stage: the head and the loss on `h` (the body's output, with its
-  /// caches), then the backward through head and body. `lossScale` weights this batch's loss
-  /// (a micro-batch's share of its batch). Returns ∂L/∂input when `inputGradient`.
-  public func endToEndTail(
-    _ h: Tensor, _ caches: [LayerCache], labels: [Int32], lossScale: Float = 1, inputGradient: Bool
-  ) -> (loss: Float, correct: Int, inputGradient: Tensor?) {
-    let (logits, headCache) = head!.forward(h, belief: nil, store)
-    var result = softmaxCrossEntropy(logits: logits, labels: labels)
-    for i in 0..<result.gradient.count { result.gradient.storage[i] *= lossScale }
-    let dh = head!.backward(result.gradient, headCache, store)
-    let dx = body.backward(dh, caches, store, inputGradient: inputGradient)
-    return (result.loss, result.correct, dx)
+  /// End to end, a stage before the last: the backward of ∂L/∂output `gradient` through the
+  /// body of the batch's kept `pass`, its gradients added into the store; returns ∂L/∂input
+  /// when `inputGradient`.
+  public func backward(_ pass: Pass, outputGradient gradient: Tensor, inputGradient: Bool) -> Tensor? {
+    body.backward(gradient, pass.bodyCaches, store, inputGradient: inputGradient)
   }
 }

@@ -76,46 +76,6 @@ public struct Heartbeat: Codable, Sendable {
   public var schedulerMicros: Int64?
 }
 
-/// Which pass a stage's totals are for.
-public enum Phase: String, Codable, Sendable { case train, eval }
-
-/// A stage's totals over one epoch's training or evaluation batches.
-public struct PhaseTotals: Codable, Sendable, Equatable {
-  public var stage: Int
-  public var epoch: Int
-  public var phase: Phase
-  /// Σ of per-batch mean losses (train loss = batchLossSum / batches, as the trainer reports).
-  public var batchLossSum: Double = 0
-  /// Σ of loss × batch size (eval loss = weightedLossSum / samples).
-  public var weightedLossSum: Double = 0
-  public var correct = 0
-  public var samples = 0
-  public var batches = 0
-  /// DFA and DNI, stages before the last (train phase): what came back, and what was stale.
-  public var feedback: FeedbackTotals?
-
-  public init(stage: Int, epoch: Int, phase: Phase) {
-    (self.stage, self.epoch, self.phase) = (stage, epoch, phase)
-  }
-
-  public mutating func add(loss: Float, correct right: Int, samples n: Int) {
-    countBatch(correct: right, samples: n)
-    addLoss(loss, samples: n)
-  }
-
-  /// A batch trained, its loss to come (a DNI hidden stage's: its synthesiser's, on the target).
-  public mutating func countBatch(correct right: Int = 0, samples n: Int) {
-    correct += right
-    samples += n
-    batches += 1
-  }
-
-  public mutating func addLoss(_ loss: Float, samples n: Int) {
-    batchLossSum += Double(loss)
-    weightedLossSum += Double(loss) * Double(n)
-  }
-}
-
 /// STATS, worker → scheduler: live figures, or an epoch phase's totals.
 public struct StatsBody: Codable, Sendable {
   public var live: LiveStats?

@@ -54,7 +54,7 @@ extension Scheduler {
       }
     case .marker(let epoch, let flag, let batchesDone):
       message = Message(kind: .marker)
-      message.flags = flag.rawValue
+      message.flags = flag.flag.rawValue
       message.epoch = UInt32(epoch)
       message.step = UInt64(batchesDone)
     }

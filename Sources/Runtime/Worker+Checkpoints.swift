@@ -12,7 +12,7 @@ extension Worker {
   func interruptedCheckpointPath(_ s: StageSession) -> String { "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).last.safetensors" }
 
   func saveCheckpoint(_ s: StageSession, to path: String, epochsDone: Int?) throws {
-    var metadata = s.config.checkpointMetadata.merging(["step": "\(s.trainStep)", "job": "\(s.assignment.job)"]) { $1 }
+    var metadata = s.config.checkpointMetadata.merging(["step": "\(s.machine.step)", "job": "\(s.assignment.job)"]) { $1 }
     if let epochsDone { metadata["epoch"] = "\(epochsDone)" }
     try s.stage.save(to: path, metadata: metadata)
   }

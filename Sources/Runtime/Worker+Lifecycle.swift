@@ -41,7 +41,7 @@ extension Worker {
   }
 
   /// ASSIGN: a fresh session (nothing carries over from an assignment a reset ended), its
-  /// checkpoint restored when resuming; then READY.
+  /// checkpoint restored when resuming (StageSession); then READY.
   func setUp(_ assignment: Assignment) throws {
     let s = try StageSession(assignment, context: context, keys: options.curve)
     // Once, before the first peer connects: libzmq pushes a changed limit into live pipes
@@ -54,11 +54,7 @@ extension Worker {
     zap?.allow(Set(assignment.peerKeys ?? []))
     s.trace.offsetMicros = clock.offsetMicros
     log(s.summary)
-    if let checkpoint = assignment.restoreFrom {
-      let metadata = try s.stage.restore(from: checkpoint, config: s.config)
-      s.trainStep = metadata["step"].flatMap(Int.init) ?? 0
-      log("restored from \(checkpoint) (step \(s.trainStep))")
-    }
+    if let checkpoint = assignment.restoreFrom { log("restored from \(checkpoint) (step \(s.machine.step))") }
     session = s
     try handle(.built(heartbeatMicros: Int64(s.config.daemon.heartbeatMilliseconds) * 1000, liveness: Int64(s.config.daemon.liveness)))
   }
@@ -86,7 +82,7 @@ extension Worker {
       log(saveError!)
     }
     try shipTrace(s)
-    let replay = s.replay?.buffer.statistics
+    let replay = s.machine.replayStatistics
     var bye = Bye(
       stage: s.assignment.stage, checkpoint: saved, rejected: rejections.counts, traceDropped: s.trace.dropped,
       reason: reason, replay: replay, peakResidentBytes: ProcessMemory.peakResidentBytes, bytesSent: bytesSent)
@@ -99,6 +95,6 @@ extension Worker {
     try control.setLinger(milliseconds: 5000)  // let BYE and the trace leave
     let counts = rejections.counts
     if !counts.isEmpty { log("rejected messages: \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") }
-    log("stage \(s.assignment.stage) done after \(s.trainStep) steps; weights in \(saved ?? "(not saved)")")
+    log("stage \(s.assignment.stage) done after \(s.machine.step) steps; weights in \(saved ?? "(not saved)")")
   }
 }

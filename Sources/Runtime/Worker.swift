@@ -6,10 +6,10 @@ import Wire
 import ZMQ
 
 /// A stage worker: the process around one stage. Its life on the control plane is the pure
-/// state machine `WorkerLife`; this class is the loop that feeds it events (control messages,
-/// time, signals) and does its actions, and, while training, runs the data plane: receive,
-/// forward, send the detached output on at once, local loss, backward, update (see
-/// Worker+Training). Under e2e the gradient comes back instead (Worker+Backprop).
+/// state machine `WorkerLife`, its training the pure `StageMachine` (the trainer's); this
+/// class is the one loop that feeds both their events — control messages, batches,
+/// gradients and feedback, time, signals — and does their actions on ZeroMQ sockets and
+/// files (Worker+DataPlane).
 public final class Worker {
   public struct Options: Sendable {
     public var scheduler: String
@@ -86,57 +86,66 @@ public final class Worker {
     log("registering with \(options.scheduler) (data endpoint \(dataEndpoint), OpenBLAS core \(BLAS.coreName))")
     while !life.isOver {
       if let signal = Signals.stopRequested { try handle(.signal(signal)) }
-      try handle(.tick(nowMicros: WallClock.micros()))
-      if case .training = life.state, let session {
-        try trainingTurn(session)
-      } else if try !Socket.pollReadable([control], timeoutMilliseconds: 100).isEmpty {
-        try serviceControl()
-      }
+      try turn()
     }
     switch life.state {
     case .leaving(let reason):
       guard let session else { throw RuntimeError("leaving (\(reason)) without a stage") }
+      _ = session.machine.on(.stop)
       try finish(session, reason: reason)
     case .failed(let reason): throw RuntimeError(reason)
     default: break
     }
   }
 
-  /// One turn of training: live figures when due, then whatever is ready — a gradient first,
-  /// else a data message, else (replay) a buffer draw — and the control messages waiting.
-  func trainingTurn(_ s: StageSession) throws {
-    let now = WallClock.micros()
-    if now - s.window.startMicros >= s.statsIntervalMicros { try sendLiveStats(s, now) }
-    let waitStart = WallClock.micros()
-    let canReplay = s.replay?.canDraw ?? false
-    // e2e: between a batch's last forward and its update, only gradients are read. Lockstep
-    // DFA/DNI: a batch's feedback is applied before the next batch (the trainer's order).
-    let awaitingFeedback = s.config.schedule == .lockstep && s.pending?.isEmpty == false
-    let locked = s.backprop.awaitingGradients || awaitingFeedback
-    if lockstepWaitExpired(s, waiting: awaitingFeedback, now: now) { return }
-    let listensUpstream = s.isBackprop || s.pending != nil
-    let sockets = locked ? [control, gradIn] : (listensUpstream ? [control, dataIn, gradIn] : [control, dataIn])
-    let polled = try Socket.pollReadable(sockets, timeoutMilliseconds: canReplay ? 0 : 50)
-    let ready = Set(polled.map { sockets[$0] === gradIn ? 2 : sockets[$0] === dataIn ? 1 : 0 })
-    if ready.contains(2) {
-      s.trace.record(locked ? "gradient-wait" : "receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
-      if s.isBackprop { try handleGradient(s) } else { try handleFeedback(s) }
-    } else if ready.contains(1) {
-      s.trace.record("receive-wait", startMicros: waitStart, endMicros: WallClock.micros())
-      s.replay?.stalled = false
-      try handleData(s)
-    } else if canReplay {
-      replayOnce(s)
+  /// One turn of the worker's one loop: wait, bounded, for whatever can be taken now — control
+  /// always; while training, what comes back to the stage, its next input (once nothing waits
+  /// to be sent) and the socket the outbox waits for — then take it. Nothing else waits
+  /// anywhere: a send that would block stays in the outbox for the next turn.
+  func turn() throws {
+    try handle(.tick(nowMicros: WallClock.micros()))
+    let s = trainingSession
+    var items: [(Socket, Socket.Readiness)] = [(control, .readable)]
+    if let s {
+      if let head = s.outbox.head { items.append((s.socket(head), .writable)) }
+      if s.machine.takesFeedback { items.append((gradIn, .readable)) }
+      if s.machine.takesData && s.outbox.isEmpty { items.append((dataIn, .readable)) }
     }
-    if ready.contains(0) { try serviceControl() }
+    let replays = s.map { $0.machine.canReplay && $0.outbox.isEmpty } ?? false
+    let locked = s?.machine.isLocked ?? false
+    let waitStart = WallClock.micros()
+    let polled = try Socket.poll(items, timeoutMilliseconds: replays ? 0 : s == nil ? 100 : 50)
+    let ready = { (socket: Socket) in polled.contains { items[$0].0 === socket } }
+    if ready(control) { try serviceControl() }
+    // A RESET or STOP just now ends what the stage was doing: what it polled is not taken.
+    guard let s, s === trainingSession else { return }
+    if let head = s.outbox.head, ready(s.socket(head)) { try flush(s) }
+    let waited = { (name: String) in s.trace.record(name, startMicros: waitStart, endMicros: WallClock.micros()) }
+    if ready(gradIn) {
+      waited(locked ? "gradient-wait" : "receive-wait")
+      try takeFeedback(s)
+    } else if ready(dataIn) {
+      waited("receive-wait")
+      try takeData(s)
+    } else if replays {
+      try drive(s, .idle)
+    }
+    let now = WallClock.micros()
+    try drive(s, .tick(nowMicros: now))
+    if now - s.window.startMicros >= s.statsIntervalMicros { try sendLiveStats(s, now) }
+  }
+
+  /// The session, while the worker trains.
+  var trainingSession: StageSession? {
+    if case .training = life.state { session } else { nil }
   }
 
   // MARK: - Events and actions
 
   /// Every control message waiting, as events of the worker's life.
   func serviceControl() throws {
-    while try !Socket.pollReadable([control], timeoutMilliseconds: 0).isEmpty {
-      guard let message = rejections.accept(try control.receive(), on: "control") else { continue }
+    while let frames = try control.tryReceive() {
+      guard let message = rejections.accept(frames, on: "control") else { continue }
       try handle(.tick(nowMicros: WallClock.micros()))
       try handle(event(for: message))
     }
@@ -161,8 +170,11 @@ public final class Worker {
     }
   }
 
+  /// One event of the worker's life and its actions; entering training starts the stage.
   func handle(_ event: WorkerLife.Event) throws {
+    let wasTraining = trainingSession != nil
     for action in life.on(event) { try perform(action) }
+    if !wasTraining, let s = trainingSession { try drive(s, .start) }
   }
 
   func perform(_ action: WorkerLife.Action) throws {
@@ -174,7 +186,10 @@ public final class Worker {
       try sendControl(Message(kind: .ready, body: Ready(stage: session.assignment.stage, parameterCount: session.stage.store.count)))
     case .sendHeartbeat: try sendControl(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
     case .dropStage(let job, let reason):
-      if let session { log("reset (\(reason)): dropping stage \(session.assignment.stage) and waiting for a new assignment") }
+      if let session {
+        log("reset (\(reason)): dropping stage \(session.assignment.stage) and waiting for a new assignment")
+        _ = session.machine.on(.reset)  // and with it whatever waited in its outbox
+      }
       jobs.retire(job)
       session = nil
     case .countRejection(let reason): rejections.add(reason, "a control message (\(reason)) in state \(life.state)")
@@ -190,7 +205,7 @@ public final class Worker {
   }
 
   func sendLiveStats(_ s: StageSession, _ now: Int64) throws {
-    let live = s.window.report(stage: s.assignment.stage, step: s.trainStep, lastSequence: s.lastSequence, rejected: rejections.counts, nowMicros: now)
+    let live = s.window.report(stage: s.assignment.stage, step: s.machine.step, lastSequence: s.lastSequence, rejected: rejections.counts, nowMicros: now)
     try sendControl(Message(kind: .stats, body: StatsBody(live: live, totals: nil)))
     s.window = StatsWindow(startMicros: now)
   }

@@ -125,15 +125,61 @@ public final class Socket {
     return frames
   }
 
-  /// Waits up to `timeoutMilliseconds` for any of `sockets` to be readable; returns their
-  /// indices.
-  public static func pollReadable(_ sockets: [Socket], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
-    var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
-    while zmq_poll(&items, Int32(items.count), timeoutMilliseconds) < 0 {
+  /// Sends one multipart message if the socket can take it now; false when it cannot (its
+  /// peer's queue is full, or no peer is connected yet), and nothing was sent.
+  public func trySend(_ frames: [[UInt8]]) throws(ZMQError) -> Bool {
+    for (i, frame) in frames.enumerated() {
+      let flags = (i < frames.count - 1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT
+      while true {
+        let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
+        if rc >= 0 { break }
+        if zmq_errno() == EINTR { continue }
+        // Once the first frame is queued the rest of the message always is (it is atomic).
+        if zmq_errno() == EAGAIN && i == 0 { return false }
+        throw ZMQError.last("send")
+      }
+    }
+    return true
+  }
+
+  /// Receives one whole multipart message if one is waiting, else nil.
+  public func tryReceive() throws(ZMQError) -> [[UInt8]]? {
+    var frames: [[UInt8]] = []
+    var message = zmq_msg_t()
+    zmq_msg_init(&message)
+    defer { zmq_msg_close(&message) }
+    repeat {
+      while zmq_msg_recv(&message, handle, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+        if zmq_errno() == EINTR { continue }
+        if zmq_errno() == EAGAIN && frames.isEmpty { return nil }
+        throw ZMQError.last("receive")
+      }
+      let size = zmq_msg_size(&message)
+      let data = zmq_msg_data(&message)
+      frames.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: data, count: size)))
+    } while zmq_msg_more(&message) == 1
+    return frames
+  }
+
+  /// What a poll waits for on a socket.
+  public enum Readiness: Sendable { case readable, writable }
+
+  /// Waits up to `timeoutMilliseconds` until any of `items` is ready as asked; returns the
+  /// indices of those that are.
+  public static func poll(_ items: [(Socket, Readiness)], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
+    let event = { (readiness: Readiness) in Int16(readiness == .readable ? ZMQ_POLLIN : ZMQ_POLLOUT) }
+    var raw = items.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: event($0.1), revents: 0) }
+    while zmq_poll(&raw, Int32(raw.count), timeoutMilliseconds) < 0 {
       if zmq_errno() == EINTR { continue }
       throw ZMQError.last("poll")
     }
-    return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+    return raw.indices.filter { raw[$0].revents & raw[$0].events != 0 }
+  }
+
+  /// Waits up to `timeoutMilliseconds` for any of `sockets` to be readable; returns their
+  /// indices.
+  public static func pollReadable(_ sockets: [Socket], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
+    try poll(sockets.map { ($0, .readable) }, timeoutMilliseconds: timeoutMilliseconds)
   }
 }
 

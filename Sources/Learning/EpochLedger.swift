@@ -1,37 +1,32 @@
-import Learning
-
 /// Collects one epoch's pieces as they arrive — every stage's train and eval totals, and the
 /// sink's markers — and turns them into the same `EpochReport` the one-process trainer writes.
-struct EpochLedger {
-  var train: [PhaseTotals?]
-  var eval: [PhaseTotals?]
-  var startMicros: Int64
-  var trainEndMicros: Int64?
-  var evalEndSeen = false
+public struct EpochLedger: Sendable {
+  public var train: [PhaseTotals?]
+  public var eval: [PhaseTotals?]
+  public var startMicros: Int64
+  public var trainEndMicros: Int64?
+  public var evalEndSeen = false
 
-  init(stageCount: Int, startMicros: Int64) {
+  public init(stageCount: Int, startMicros: Int64) {
     train = Array(repeating: nil, count: stageCount)
     eval = Array(repeating: nil, count: stageCount)
     self.startMicros = startMicros
   }
 
-  mutating func add(_ totals: PhaseTotals) {
+  public mutating func add(_ totals: PhaseTotals) {
     guard train.indices.contains(totals.stage) else { return }
     if totals.phase == .train { train[totals.stage] = totals } else { eval[totals.stage] = totals }
   }
 
-  var isComplete: Bool {
+  public var isComplete: Bool {
     evalEndSeen && trainEndMicros != nil && train.allSatisfy { $0 != nil } && eval.allSatisfy { $0 != nil }
   }
 
-  func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {
+  public func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {
     // Stages without a local loss (e2e's inner stages) report no samples and are left out.
     let trainTotals = train.map { $0! }.filter { $0.samples > 0 }, evalTotals = eval.map { $0! }
     let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
     let samples = trainTotals.last!.samples
-    // Stages without a head (kernel hidden stages) score nothing and are left out.
-    let scored = evalTotals.filter { $0.samples > 0 }
-    let accuracy = scored.map { Double($0.correct) / Double($0.samples) }
     let feedback = train.compactMap { $0?.feedback }
     return EpochReport(
       epoch: epoch, steps: steps,
@@ -39,9 +34,19 @@ struct EpochLedger {
       trainAccuracy: Double(trainTotals.last!.correct) / Double(max(samples, 1)),
       learningRate: learningRate, seconds: seconds,
       samplesPerSecond: Double(samples) / max(seconds, 1e-9),
-      test: EvalReport(
-        accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
-        stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage)),
-      feedback: feedback.isEmpty ? nil : feedback)
+      test: EvalReport(scoring: evalTotals), feedback: feedback.isEmpty ? nil : feedback)
+  }
+}
+
+extension EvalReport {
+  /// The test-set figures of every stage's evaluation totals; stages without a head (kernel
+  /// hidden stages) or whose head is not scored (e2e's inner stages) score nothing and are
+  /// left out.
+  public init(scoring totals: [PhaseTotals]) {
+    let scored = totals.filter { $0.samples > 0 }
+    let accuracy = scored.map { Double($0.correct) / Double($0.samples) }
+    self.init(
+      accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
+      stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage))
   }
 }

@@ -1,5 +1,4 @@
 import Datasets
-import Wire
 
 /// What the scheduler sends into stage 1, in order: each epoch's training batches (with a
 /// checkpoint marker after every `checkpointEvery` of them), a train-end marker, the
@@ -12,7 +11,7 @@ public struct FeedPlan: Sendable {
     case eval(epoch: Int, indices: ArraySlice<Int>)
     /// A marker; a checkpoint marker says how many of the epoch's training batches are in
     /// front of it.
-    case marker(epoch: Int, MarkerFlag, batchesDone: Int = 0)
+    case marker(epoch: Int, Marker.Kind, batchesDone: Int = 0)
 
     public var isBatch: Bool {
       switch self {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Runtime
+@testable import Learning
 
 /// The bounded store a DFA or DNI stage keeps its batches in until their feedback arrives.
 @Suite("Feedback store: bounded, stale counted, never waited for")
