@@ -27,8 +27,8 @@ public final class Launcher {
     for stage in 0..<scheduler.config.stages.count { try spawnWorker(stage: stage) }
     scheduler.onVacancy = { [unowned self] stage in try spawnWorker(stage: stage) }
     return try scheduler.run { phase in
-      guard phase != .stopping && phase != .done, let (stage, pid, status) = self.workers.exited() else { return }
-      throw WorkerFailure(
+      guard phase != .stopping && phase != .done, let (stage, pid, status) = self.workers.exited() else { return nil }
+      return WorkerFailure(
         stage: stage, reason: "worker pid \(pid) exited with status \(status)",
         silentSeconds: self.scheduler.silentSeconds(stage: stage))
     }

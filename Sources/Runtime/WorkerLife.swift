@@ -92,17 +92,27 @@ public struct WorkerLife: Sendable {
   public mutating func on(_ event: Event) -> [Action] {
     if isOver { return [] }  // leaving is draining: nothing changes its course
     if event.isFromScheduler { lastHeardMicros = nowMicros }
-    switch (event, state) {
-    case (.started(let now), _):
+    switch event {
+    case .started(let now):
       (nowMicros, lastHeardMicros) = (now, now)
       return [.sendHello]
-    case (.sent(let now), _):
+    case .sent(let now):
       lastSentMicros = now
       return []
-    case (.tick(let now), _):
+    case .tick(let now):
       nowMicros = now
       return checkTime()
+    case .stop, .error, .signal:
+      end(event)
+      return []
+    default:
+      return progress(event)
+    }
+  }
 
+  /// HELLO → ASSIGN → built → READY → START, a RESET back to HELLO, heartbeats while waiting.
+  private mutating func progress(_ event: Event) -> [Action] {
+    switch (event, state) {
     case (.assign(let assignment), .registering):
       state = .building(job: assignment.job)
       return [.setUp(assignment)]
@@ -113,43 +123,40 @@ public struct WorkerLife: Sendable {
     case (.start, .assigned(let job)):
       state = .training(job: job)
       return []
-
     case (.reset, .registering):  // another failure while waiting: still waiting, say so
       return [.sendHello]
-    case (.reset(let reason), .building(let job)), (.reset(let reason), .assigned(let job)), (.reset(let reason), .training(let job)):
+    case (.reset(let reason), .building(let job)), (.reset(let reason), .assigned(let job)),
+      (.reset(let reason), .training(let job)):
       state = .registering
       return [.dropStage(job: job, reason: reason), .sendHello]
-    case (.reset, .leaving), (.reset, .failed):
-      return []  // not reached: nothing changes a course already taken (above)
-
-    case (.stop(let reason), .training):
-      state = .leaving(reason: reason)
-      return []
-    case (.stop(let reason), _):
-      state = .failed(reason: "the scheduler stopped the job while this worker waited for \(waitingFor): \(reason)")
-      return []
-    case (.error(let message), .training):
-      state = .failed(reason: "the scheduler ended the job: \(message)")
-      return []
-    case (.error(let message), _):
-      state = .failed(reason: "the scheduler refused this worker: \(message)")
-      return []
-    case (.signal(let signal), .training):
-      state = .leaving(reason: "signal \(signal)")
-      return []
-    case (.signal, _):
-      state = .failed(reason: "interrupted while waiting for \(waitingFor)")
-      return []
-
     case (.heartbeat, .training):
       return []
     case (.heartbeat(let echo), _):  // answered, so that the scheduler knows we wait, not died
       return echo ? [] : [.sendHeartbeat]
-
     case (.assign, _): return unexpected(.assign)
     case (.start, _): return unexpected(.start)
     case (.other(let kind), _): return unexpected(kind)
-    case (.built, _): return []  // a stage built after a RESET dropped it: nothing to report
+    default: return []  // a stage built after a RESET dropped it: nothing to report
+    }
+  }
+
+  /// STOP, ERROR or a signal: leaving while training, a failure before.
+  private mutating func end(_ event: Event) {
+    switch (event, state) {
+    case (.stop(let reason), .training):
+      state = .leaving(reason: reason)
+    case (.stop(let reason), _):
+      state = .failed(
+        reason: "the scheduler stopped the job while this worker waited for \(waitingFor): \(reason)")
+    case (.error(let message), .training):
+      state = .failed(reason: "the scheduler ended the job: \(message)")
+    case (.error(let message), _):
+      state = .failed(reason: "the scheduler refused this worker: \(message)")
+    case (.signal(let signal), .training):
+      state = .leaving(reason: "signal \(signal)")
+    case (.signal, _):
+      state = .failed(reason: "interrupted while waiting for \(waitingFor)")
+    default: break
     }
   }
 

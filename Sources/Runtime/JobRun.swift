@@ -1,0 +1,130 @@
+import Datasets
+import Learning
+import Telemetry
+import Wire
+
+/// One job of a run, from ASSIGN to its end or its failure: what is fed (the plan and its
+/// credits), what came back, and the epochs it closed. A recovery replaces it whole — a new
+/// job id, the plan from the checkpoint training continues from — never field by field.
+public struct JobRun: Sendable {
+  /// The job's id on every message.
+  public let id: UInt32
+  /// Where this job started (nil: the run's start).
+  public let resume: ResumePoint?
+  public private(set) var plan: FeedPlan
+  public let maxInFlight: Int
+  public private(set) var inFlight = 0
+  /// The next message's sequence number on the feed.
+  public private(set) var sequence: UInt64 = 0
+  var ledgers: [Int: EpochLedger] = [:]
+  /// The epochs this job closed, from `firstEpoch` on.
+  public private(set) var reports: [EpochReport] = []
+  /// Training batches fed per epoch, earlier jobs' included (to count what a failure costs).
+  public private(set) var trainBatchesFed: [Int: Int]
+  /// Evaluation samples fed per epoch (the other half of `EpochReport.accounting`).
+  var evalSamplesFed: [Int: Int] = [:]
+  /// Each stage's last live figures.
+  var liveStats: [LiveStats?]
+
+  public init(
+    id: UInt32, config: RunConfig, trainCount: Int, testCount: Int, resume: ResumePoint?,
+    trainBatchesFed: [Int: Int] = [:]
+  ) {
+    (self.id, self.resume, self.trainBatchesFed) = (id, resume, trainBatchesFed)
+    plan = Self.plan(config: config, trainCount: trainCount, testCount: testCount, from: resume)
+    // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
+    let window = config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count
+    maxInFlight =
+      config.method == .e2e ? plan.microBatches : config.schedule == .lockstep ? 1 : window
+    liveStats = Array(repeating: nil, count: config.stages.count)
+  }
+
+  /// What is fed, in order, from `resume` on (from the start when nil).
+  static func plan(config: RunConfig, trainCount: Int, testCount: Int, from resume: ResumePoint?)
+    -> FeedPlan
+  {
+    let evalOrder = BatchOrder(
+      count: testCount, batchSize: config.training.evalBatchSize, shuffle: false, seed: 0)
+    // `sequential`: one phase of training.epochs per stage, each training only that stage.
+    let phases = config.schedule == .sequential ? config.stages.count : 1
+    return FeedPlan(
+      trainOrder: trainOrder(config: config, trainCount: trainCount), evalOrder: evalOrder,
+      epochs: config.training.epochs * phases,
+      microBatches: config.method == .e2e ? config.daemon.microBatches : 1,
+      epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0,
+      startBatch: resume?.batchesDone ?? 0, checkpointEvery: config.daemon.checkpointEverySteps)
+  }
+
+  static func trainOrder(config: RunConfig, trainCount: Int) -> BatchOrder {
+    BatchOrder(
+      count: trainCount, batchSize: config.training.batchSize, shuffle: true, seed: config.seed)
+  }
+
+  public var firstEpoch: Int { resume?.epochsDone ?? 0 }
+  /// Every epoch of the plan is closed.
+  public var isFinished: Bool { firstEpoch + reports.count >= plan.epochs }
+
+  /// The next item to feed, if the credits allow it (markers need none).
+  public var nextFeed: FeedPlan.Item? {
+    guard let item = plan.peek, !item.isBatch || inFlight < maxInFlight else { return nil }
+    return item
+  }
+
+  /// The feed took `nextFeed`.
+  mutating func fed(atMicros now: Int64) {
+    guard let item = plan.peek else { return }
+    switch item {
+    case .train(let epoch, _, let micro, _, _):
+      if ledgers[epoch] == nil {
+        ledgers[epoch] = EpochLedger(stageCount: liveStats.count, startMicros: now)
+      }
+      if micro == 0 { trainBatchesFed[epoch, default: 0] += 1 }
+    case .eval(let epoch, let indices): evalSamplesFed[epoch, default: 0] += indices.count
+    case .marker: break
+    }
+    if item.isBatch { inFlight += 1 }
+    sequence += 1
+    plan.advance()
+  }
+
+  /// A result or a marker reached the sink.
+  mutating func landed(_ message: Message, atMicros now: Int64) {
+    if message.kind == .result {
+      inFlight = max(0, inFlight - 1)
+    } else if let flag = MarkerFlag(rawValue: message.flags) {
+      if flag == .trainEnd { ledgers[Int(message.epoch)]?.trainEndMicros = now }
+      if flag == .evalEnd { ledgers[Int(message.epoch)]?.evalEndSeen = true }
+    }
+  }
+
+  mutating func add(_ totals: PhaseTotals) { ledgers[totals.epoch]?.add(totals) }
+
+  /// Closes every epoch whose figures are all in, in order; returns them with their reports.
+  mutating func closeEpochs(config: RunConfig) -> [(epoch: Int, report: EpochReport)] {
+    var closed: [(epoch: Int, report: EpochReport)] = []
+    while let ledger = ledgers[firstEpoch + reports.count], ledger.isComplete {
+      let epoch = firstEpoch + reports.count
+      let phaseEpoch = epoch % plan.epochsPerPhase
+      let batches = plan.trainOrder.batchesPerEpoch
+      let lr = config.learningRate(step: phaseEpoch * batches, stepsPerEpoch: batches)
+      var report = ledger.report(
+        epoch: phaseEpoch, steps: (phaseEpoch + 1) * batches, learningRate: lr)
+      report.activeStage = plan.activeStage(epoch: epoch)
+      // Nothing lost, measured: what was fed against what every stage trained and scored.
+      report.accounting = EpochAccounting(
+        batchesFed: trainBatchesFed[epoch] ?? 0,
+        batchesTrained: ledger.train.map { $0?.batches ?? 0 },
+        evalSamplesFed: evalSamplesFed[epoch] ?? 0,
+        evalSamplesScored: ledger.eval.map { $0?.samples ?? 0 })
+      (evalSamplesFed[epoch], ledgers[epoch]) = (nil, nil)
+      reports.append(report)
+      closed.append((epoch, report))
+    }
+    return closed
+  }
+
+  /// Training batches fed in epochs at or after `epoch`.
+  func batchesFed(since epoch: Int) -> Int {
+    trainBatchesFed.filter { $0.key >= epoch }.values.reduce(0, +)
+  }
+}

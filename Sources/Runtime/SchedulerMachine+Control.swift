@@ -1,0 +1,138 @@
+import Learning
+import Wire
+
+/// The control plane and the sink in the scheduler machine: HELLO and registration, READY and
+/// START, heartbeats, statistics, traces, BYE and ERROR; results and markers closing epochs.
+extension SchedulerMachine {
+  mutating func onControl(_ message: Message, from identity: [UInt8]) -> [Action] {
+    if message.kind == .hello { return onHello(message, from: identity) }
+    guard let stage = registry.stage(of: identity) else {
+      return [.reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")]
+    }
+    registry.heard(from: stage, atMicros: now)  // any word, even about a retired job, says it lives
+    if message.kind != .heartbeat {
+      do throws(WireError) {
+        try jobs.check(message, current: run.id)
+      } catch {
+        return [.reject(reason: error.reason, detail: "\(message.kind) from stage \(stage): \(error)")]
+      }
+    }
+    switch message.kind {
+    case .ready:
+      registry.markReady(stage)
+      let hello = registry.members[stage]!.hello
+      return [.log("stage \(stage) ready (\(hello.host) pid \(hello.pid))")] + startIfReady()
+    case .heartbeat:
+      guard let beat = try? message.body(Heartbeat.self) else { return [] }
+      let reply = Heartbeat(sentMicros: now, echoMicros: beat.sentMicros, schedulerMicros: now)
+      return send(Message(kind: .heartbeat, body: reply), to: stage)
+    case .stats: return onStats(message, from: stage)
+    case .trace: return (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
+    case .bye: return onBye(message, from: stage)
+    case .error:
+      let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
+      return fail("stage \(stage) failed: \(text)")
+    default:
+      return [.reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from stage \(stage)")]
+    }
+  }
+
+  private mutating func onHello(_ message: Message, from identity: [UInt8]) -> [Action] {
+    guard let hello = try? message.body(Hello.self) else {
+      return [.reject(reason: "bad-body", detail: "HELLO without a readable body")]
+    }
+    let who = "\(hello.host) pid \(hello.pid)"
+    func refuse(_ reason: String, _ detail: String, _ answer: String) -> [Action] {
+      var error = Message(kind: .error, body: ErrorBody(message: answer))
+      error.job = run.id
+      return [.reject(reason: reason, detail: detail), .send(to: identity, error)]
+    }
+    guard phase == .registering else {
+      return refuse(
+        "late-hello", "HELLO from \(who) while the job runs",
+        "job \(run.id) is already running with every stage taken")
+    }
+    if requiresKeys && hello.publicKey == nil {
+      return refuse(
+        "refused-hello", "refused \(who): no public key in its HELLO",
+        "this job uses CURVE: the worker's HELLO carries no public key")
+    }
+    switch registry.register(identity: identity, hello: hello, nowMicros: now) {
+    case .failure(let error): return refuse("refused-hello", "refused \(who): \(error)", error.message)
+    case .success(let stage):
+      let line = Action.log("stage \(stage) registered: \(who), data at \(hello.dataEndpoint)")
+      guard registry.readyToAssign else { return [line] }
+      // After a failure, the directory is rewound first; ASSIGN follows `.rolledBack`.
+      return [line] + (recoveryNoticedMicros != nil ? [.rollBack] : assignAll())
+    }
+  }
+
+  mutating func assignAll() -> [Action] {
+    registry.markAllAssigned()
+    return [.assignAll]
+  }
+
+  /// Every stage is ready: connect the feed to stage 0 and say START.
+  private mutating func startIfReady() -> [Action] {
+    guard phase == .registering, registry.isFull, registry.allReady else { return [] }
+    for stage in 0..<stageCount { registry.heard(from: stage, atMicros: now) }  // silence counts from START
+    phase = .running
+    if let noticed = recoveryNoticedMicros {
+      recoveries[recoveries.count - 1].recoverySeconds = Double(now - noticed) / 1e6
+      recoveryNoticedMicros = nil
+    }
+    let line = "all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most \(run.maxInFlight) batches in flight)"
+    let actions = [.connectFeed(registry.members[0]!.hello)] + sendAll(Message(kind: .start))
+      + [.started, .log(line)]
+    // A run resumed after its last epoch has nothing to train: it stops at once.
+    return actions + (run.isFinished ? stop(reason: "finished") : [])
+  }
+
+  private mutating func onStats(_ message: Message, from stage: Int) -> [Action] {
+    guard let body = try? message.body(StatsBody.self) else {
+      return [.reject(reason: "bad-body", detail: "STATS body from stage \(stage)")]
+    }
+    if let live = body.live { run.liveStats[stage] = live }
+    guard let totals = body.totals, totals.stage == stage else { return [] }
+    run.add(totals)
+    return closeEpochs()
+  }
+
+  private mutating func onBye(_ message: Message, from stage: Int) -> [Action] {
+    // A malformed goodbye is one worker's bad message, not the end of the run.
+    guard let bye = try? message.body(Bye.self) else {
+      return [.reject(reason: "bad-body", detail: "BYE body from stage \(stage)")]
+    }
+    byes[stage] = bye
+    switch phase {
+    case .running, .registering:
+      let reason = "its worker left during the run (\(bye.reason))"
+      return lose(WorkerFailure(stage: stage, reason: reason, silentSeconds: 0))
+    case .stopping:
+      return expectedByes.allSatisfy { byes[$0] != nil } ? doneStopping() : []
+    case .done: return []
+    }
+  }
+
+  // MARK: - Sink
+
+  mutating func onSink(_ message: Message) -> [Action] {
+    do throws(WireError) {
+      try jobs.check(message, current: run.id)
+      guard message.kind == .result || message.kind == .marker else {
+        throw .unexpected("\(message.kind) at the sink")
+      }
+    } catch {
+      return [.reject(reason: error.reason, detail: "a sink message (\(error.reason)): \(error)")]
+    }
+    run.landed(message, atMicros: now)
+    return message.kind == .marker ? closeEpochs() : []
+  }
+
+  /// Every epoch whose figures are all in is closed; the run stops after the last.
+  private mutating func closeEpochs() -> [Action] {
+    let closed = run.closeEpochs(config: config).map { Action.epochClosed($0.report, epoch: $0.epoch) }
+    guard phase == .running, run.isFinished else { return closed }
+    return closed + stop(reason: interrupted ? "interrupted" : "finished")
+  }
+}
