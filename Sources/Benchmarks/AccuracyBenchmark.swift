@@ -58,7 +58,8 @@ public struct AccuracyBenchmark {
         rate = rate == "adam" ? "0.001" : String(rate.dropFirst(5))
       }
       guard let value = Float(rate), value > 0 else {
-        throw BenchmarkError("\(text): after @ comes a learning rate (a positive number), adam, or adam:RATE")
+        throw BenchmarkError(
+          "\(text): after @ comes a learning rate (a positive number), adam, or adam:RATE")
       }
       variant.learningRate = value
       variant.label += variant.adam ? " (adam \(rate))" : " (lr \(rate))"
@@ -70,11 +71,17 @@ public struct AccuracyBenchmark {
       case "e2e": return Variant(label: "e2e", method: .e2e, schedule: .lockstep)
       case "greedy": return Variant(label: "greedy", method: .greedy, schedule: .pipelined)
       case "sid": return Variant(label: "sid", method: .sid, schedule: .pipelined)
-      case "contsup", "contsup-E": return Variant(label: "contsup-E", method: .contsup, schedule: .pipelined)
-      case "contsup-R1": return Variant(label: "contsup-R1", method: .contsup, schedule: .pipelined, contextMode: .R1)
-      case "contsup-R1E": return Variant(label: "contsup-R1E", method: .contsup, schedule: .pipelined, contextMode: .R1E)
+      case "contsup", "contsup-E":
+        return Variant(label: "contsup-E", method: .contsup, schedule: .pipelined)
+      case "contsup-R1":
+        return Variant(
+          label: "contsup-R1", method: .contsup, schedule: .pipelined, contextMode: .R1)
+      case "contsup-R1E":
+        return Variant(
+          label: "contsup-R1E", method: .contsup, schedule: .pipelined, contextMode: .R1E)
       case "kernel": return Variant(label: "kernel", method: .kernel, schedule: .pipelined)
-      case "kernel-sequential": return Variant(label: "kernel-sequential", method: .kernel, schedule: .sequential)
+      case "kernel-sequential":
+        return Variant(label: "kernel-sequential", method: .kernel, schedule: .sequential)
       case "drtp": return Variant(label: "drtp", method: .drtp, schedule: .pipelined)
       case "dfa": return Variant(label: "dfa", method: .dfa, schedule: .pipelined)
       case "dni": return Variant(label: "dni", method: .dni, schedule: .pipelined)
@@ -84,7 +91,10 @@ public struct AccuracyBenchmark {
         (variant.label, variant.auxiliaryLoss) = (text, true)
         return variant
       default:
-        throw BenchmarkError("unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, kernel, kernel-sequential, drtp, dfa, dni, cdni, dni+aux, cdni+aux")
+        throw BenchmarkError(
+          "unknown method \(text): use e2e, greedy, sid, contsup-E, contsup-R1, contsup-R1E, "
+            + "kernel, kernel-sequential, drtp, dfa, dni, cdni, dni+aux, cdni+aux"
+        )
       }
     }
   }
@@ -116,7 +126,10 @@ public struct AccuracyBenchmark {
       do {
         config = try RunConfig.load(path: path)
       } catch {
-        throw BenchmarkError("model C at K = \(stages): \(error) (model C ships for K = 2, 4, 8, 16; scripts/model-c.py writes the files; --configs names their folder)")
+        throw BenchmarkError(
+          "model C at K = \(stages): \(error) (model C ships for K = 2, 4, 8, 16; "
+            + "scripts/model-c.py writes the files; --configs names their folder)"
+        )
       }
     }
     config.name = "accuracy-\(variant.label)-k\(stages)"
@@ -133,7 +146,9 @@ public struct AccuracyBenchmark {
       let layers = max(4, stages)
       config.stages = (0..<stages).map { k in
         let count = layers / stages + (k < layers % stages ? 1 : 0)
-        return StageConfig(layers: (0..<count).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)] })
+        return StageConfig(
+          layers: (0..<count).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)]
+          })
       }
     }
     if variant.adam {
@@ -147,11 +162,14 @@ public struct AccuracyBenchmark {
   /// Whether `row` is the run of `config` under `label` (its recipe) for this many epochs:
   /// rows from before model hashes never are.
   func isCell(_ row: Row, label: String, config: RunConfig) -> Bool {
-    row.method == label && row.epochs == epochs && row.modelHash == config.modelHash  // the hash holds the split
+    // the hash holds the split
+    row.method == label && row.epochs == epochs && row.modelHash == config.modelHash
   }
 
   /// Runs every cell not in `done`; after each, `save` gets every row so far (`done`'s first).
-  public func run(done: [Row] = [], save: ([Row]) throws -> Void = { _ in }, log: @escaping (String) -> Void) throws -> [Row] {
+  public func run(
+    done: [Row] = [], save: ([Row]) throws -> Void = { _ in }, log: @escaping (String) -> Void
+  ) throws -> [Row] {
     BLAS.setThreads(1)
     var rows = done
     var data: (train: Dataset, test: Dataset)?
@@ -170,14 +188,21 @@ public struct AccuracyBenchmark {
           let report = trainer.run().last!
           let seconds = (ContinuousClock.now - start).seconds
           let test = report.test
-          rows.append(Row(
-            method: variant.label, stages: k, epochs: epochs, seed: seed, model: model.rawValue, width: model == .a ? width : nil, trainLimit: trainLimit, synthetic: synthetic,
-            modelHash: config.modelHash,
-            accuracy: test.accuracy, byDepth: test.stageAccuracy, depthStages: test.stages ?? Array(test.stageAccuracy.indices),
-            crossEntropyByDepth: test.stageLoss, seconds: seconds))
+          rows.append(
+            Row(
+              method: variant.label, stages: k, epochs: epochs, seed: seed, model: model.rawValue,
+              width: model == .a ? width : nil, trainLimit: trainLimit, synthetic: synthetic,
+              modelHash: config.modelHash,
+              accuracy: test.accuracy, byDepth: test.stageAccuracy,
+              depthStages: test.stages ?? Array(test.stageAccuracy.indices),
+              crossEntropyByDepth: test.stageLoss, seconds: seconds))
           try save(rows)
-          log(String(format: "K=%d %@ seed %llu: %.2f %% (by depth %@) in %.0f s", k, variant.label, seed, test.accuracy * 100,
-                     test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " "), seconds))
+          log(
+            String(
+              format: "K=%d %@ seed %llu: %.2f %% (by depth %@) in %.0f s", k, variant.label, seed,
+              test.accuracy * 100,
+              test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " "),
+              seconds))
         }
       }
     }
@@ -202,7 +227,8 @@ public struct AccuracyBenchmark {
   /// never averaged together.
   static func setup(_ row: Row) -> String {
     let model = (row.model ?? "a") == "a" ? "A\(row.width.map { " (width \($0))" } ?? "")" : "C"
-    let data = (row.synthetic ?? false) ? ", synthetic" : row.trainLimit.map { ", \($0) samples" } ?? ""
+    let data =
+      (row.synthetic ?? false) ? ", synthetic" : row.trainLimit.map { ", \($0) samples" } ?? ""
     return "model \(model), \(row.epochs) epochs\(data)\(row.modelHash == nil ? ", older run" : "")"
   }
 
@@ -220,10 +246,16 @@ public struct AccuracyBenchmark {
       let group = groups[key]!
       let n = Double(group.count)
       let mean = group.map(\.accuracy).reduce(0, +) / n
-      let deviation = group.count > 1 ? (group.map { ($0.accuracy - mean) * ($0.accuracy - mean) }.reduce(0, +) / (n - 1)).squareRoot() : nil
-      let depth = group[0].byDepth.indices.map { i in group.map { $0.byDepth.indices.contains(i) ? $0.byDepth[i] : 0 }.reduce(0, +) / n }
+      let deviation =
+        group.count > 1
+        ? (group.map { ($0.accuracy - mean) * ($0.accuracy - mean) }.reduce(0, +) / (n - 1))
+          .squareRoot() : nil
+      let depth = group[0].byDepth.indices.map { i in
+        group.map { $0.byDepth.indices.contains(i) ? $0.byDepth[i] : 0 }.reduce(0, +) / n
+      }
       return Cell(
-        method: group[0].method, setup: setup(group[0]), stages: group[0].stages, seeds: group.map { $0.seed ?? 1 }, mean: mean, deviation: deviation,
+        method: group[0].method, setup: setup(group[0]), stages: group[0].stages,
+        seeds: group.map { $0.seed ?? 1 }, mean: mean, deviation: deviation,
         byDepth: depth, seconds: group.map(\.seconds).reduce(0, +) / n)
     }
   }
@@ -231,12 +263,16 @@ public struct AccuracyBenchmark {
   /// The Markdown table of `rows`: per K and method, the test accuracy's mean ± standard
   /// deviation over the seeds, the mean accuracy by depth and the mean wall time per run.
   public static func table(_ rows: [Row]) -> String {
-    var text = "| setup | K | method | test accuracy (mean ± sd) | seeds | accuracy by depth (stage 0 → K−1, mean) | wall time per run |\n|---|---|---|---|---|---|---|\n"
+    var text =
+      "| setup | K | method | test accuracy (mean ± sd) | seeds | accuracy by depth (stage 0 → "
+      + "K−1, mean) | wall time per run |\n|---|---|---|---|---|---|---|\n"
     for cell in cells(rows) {
       let depth = cell.byDepth.map { String(format: "%.2f", $0 * 100) }.joined(separator: " / ")
       let spread = cell.deviation.map { String(format: " ± %.2f", $0 * 100) } ?? ""
       let seeds = cell.seeds.map(String.init).joined(separator: ", ")
-      text += String(format: "| %@ | %d | %@ | %.2f%@ %% | %@ | %@ | %.0f s |\n", cell.setup, cell.stages, cell.method, cell.mean * 100, spread, seeds, depth, cell.seconds)
+      text += String(
+        format: "| %@ | %d | %@ | %.2f%@ %% | %@ | %@ | %.0f s |\n", cell.setup, cell.stages,
+        cell.method, cell.mean * 100, spread, seeds, depth, cell.seconds)
     }
     return text
   }
@@ -249,17 +285,25 @@ public struct AccuracyBenchmark {
     var names: [String] = []
     for cell in cells where !names.contains(name(cell)) { names.append(name(cell)) }
     let series = names.map { label in
-      SVGChart.Series(name: label, points: cells.filter { name($0) == label }.map { (Double($0.stages), $0.mean * 100) })
+      SVGChart.Series(
+        name: label,
+        points: cells.filter { name($0) == label }.map { (Double($0.stages), $0.mean * 100) })
     }
     let all = cells.map { $0.mean * 100 }
-    let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
-    return SVGChart.render(panels: [SVGChart.Panel(title: "test accuracy against K", series: series)], xLabel: "stages K", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
+    let (low, high) = (
+      ((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up)
+    )
+    return SVGChart.render(
+      panels: [SVGChart.Panel(title: "test accuracy against K", series: series)],
+      xLabel: "stages K", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
   }
 
   /// One panel per K: accuracy by depth (mean over seeds), one line per method.
   public static func plot(_ rows: [Row]) -> String {
     let ks = Array(Set(rows.map(\.stages))).sorted()
-    let depthStages = Dictionary(rows.map { ("\(setup($0)) \($0.stages) \($0.method)", $0.depthStages) }) { a, _ in a }
+    let depthStages = Dictionary(
+      rows.map { ("\(setup($0)) \($0.stages) \($0.method)", $0.depthStages) }
+    ) { a, _ in a }
     let cells = cells(rows)
     let several = Set(cells.map(\.setup)).count > 1
     let panels = ks.map { k in
@@ -268,11 +312,17 @@ public struct AccuracyBenchmark {
         series: cells.filter { $0.stages == k }.map { cell in
           SVGChart.Series(
             name: several ? "\(cell.method), \(cell.setup)" : cell.method,
-            points: zip(depthStages["\(cell.setup) \(k) \(cell.method)"]!, cell.byDepth).map { (Double($0), $1 * 100) })
+            points: zip(depthStages["\(cell.setup) \(k) \(cell.method)"]!, cell.byDepth).map {
+              (Double($0), $1 * 100)
+            })
         })
     }
     let all = cells.flatMap(\.byDepth).map { $0 * 100 }
-    let (low, high) = (((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up))
-    return SVGChart.render(panels: panels, xLabel: "stage", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1))
+    let (low, high) = (
+      ((all.min() ?? 0) - 0.5).rounded(.down), ((all.max() ?? 100) + 0.5).rounded(.up)
+    )
+    return SVGChart.render(
+      panels: panels, xLabel: "stage", yLabel: "test accuracy (%)", yRange: low...max(high, low + 1)
+    )
   }
 }

@@ -47,7 +47,9 @@ public struct KernelBenchmark {
   static func modelA(batchSize: Int) throws -> Trainer {
     var config = RunConfig()
     config.method = .e2e
-    config.stages = (0..<4).map { _ in StageConfig(layers: [LayerConfig(.linear, out: 1024), LayerConfig(.relu)]) }
+    config.stages = (0..<4).map { _ in
+      StageConfig(layers: [LayerConfig(.linear, out: 1024), LayerConfig(.relu)])
+    }
     config.training.batchSize = batchSize
     return try trainer(config)
   }
@@ -66,8 +68,10 @@ public struct KernelBenchmark {
     var pool = LayerConfig(.maxpool)
     pool.size = 2
     config.stages = [
-      StageConfig(layers: [conv(32), LayerConfig(.relu), pool]), StageConfig(layers: [conv(64), LayerConfig(.relu)]),
-      StageConfig(layers: [conv(64), LayerConfig(.relu), pool]), StageConfig(layers: [conv(128), LayerConfig(.relu)]),
+      StageConfig(layers: [conv(32), LayerConfig(.relu), pool]),
+      StageConfig(layers: [conv(64), LayerConfig(.relu)]),
+      StageConfig(layers: [conv(64), LayerConfig(.relu), pool]),
+      StageConfig(layers: [conv(128), LayerConfig(.relu)]),
     ]
     config.training.batchSize = batchSize
     return try trainer(config)
@@ -82,7 +86,9 @@ public struct KernelBenchmark {
   /// the inputs (as many again, but not into the first layer's input).
   static func flopsPerStep(_ trainer: Trainer) -> Double {
     let stages = trainer.stages
-    let forward = stages.reduce(0) { $0 + $1.body.forwardFLOPsPerSample } + (stages.last?.head?.forwardFLOPsPerSample ?? 0)
+    let forward =
+      stages.reduce(0) { $0 + $1.body.forwardFLOPsPerSample }
+      + (stages.last?.head?.forwardFLOPsPerSample ?? 0)
     let first = stages.first?.body.layers.first?.forwardFLOPsPerSample ?? 0
     return Double((3 * forward - first) * trainer.config.training.batchSize)
   }
@@ -120,7 +126,8 @@ public struct KernelBenchmark {
   }
 
   public func run(log: (String) -> Void) throws -> Result {
-    let a = try Self.modelA(batchSize: batchSize), b = try Self.modelB(batchSize: max(1, batchSize / 2))
+    let a = try Self.modelA(batchSize: batchSize)
+    let b = try Self.modelB(batchSize: max(1, batchSize / 2))
     let batchA = a.train.batch(ArraySlice(0..<a.config.training.batchSize))
     let batchB = b.train.batch(ArraySlice(0..<b.config.training.batchSize))
     let shapes = Self.gemmShapes(a.stages, batch: a.config.training.batchSize)
@@ -130,44 +137,70 @@ public struct KernelBenchmark {
     let linears = Self.linears(a.stages)
     let batch = a.config.training.batchSize
     var operands = linears.map { l in
-      (x: [Float](repeating: 0.01, count: batch * l.inputs), w: [Float](repeating: 0.01, count: l.outputs * l.inputs),
-       y: [Float](repeating: 0, count: batch * l.outputs), dy: [Float](repeating: 0.01, count: batch * l.outputs),
-       dw: [Float](repeating: 0, count: l.outputs * l.inputs), dx: [Float](repeating: 0, count: batch * l.inputs))
+      (
+        x: [Float](repeating: 0.01, count: batch * l.inputs),
+        w: [Float](repeating: 0.01, count: l.outputs * l.inputs),
+        y: [Float](repeating: 0, count: batch * l.outputs),
+        dy: [Float](repeating: 0.01, count: batch * l.outputs),
+        dw: [Float](repeating: 0, count: l.outputs * l.inputs),
+        dx: [Float](repeating: 0, count: batch * l.inputs)
+      )
     }
     func rawGemm() {
       for (i, l) in linears.enumerated() {
-        gemm(.none, .transposed, m: batch, n: l.outputs, k: l.inputs, a: operands[i].x, aCount: batch * l.inputs,
-             b: operands[i].w, bCount: l.outputs * l.inputs, beta: 1, c: &operands[i].y, cCount: batch * l.outputs)
+        gemm(
+          .none, .transposed, m: batch, n: l.outputs, k: l.inputs, a: operands[i].x,
+          aCount: batch * l.inputs,
+          b: operands[i].w, bCount: l.outputs * l.inputs, beta: 1, c: &operands[i].y,
+          cCount: batch * l.outputs)
       }
       for (i, l) in linears.enumerated().reversed() {
-        gemm(.transposed, .none, m: l.outputs, n: l.inputs, k: batch, a: operands[i].dy, aCount: batch * l.outputs,
-             b: operands[i].x, bCount: batch * l.inputs, beta: 1, c: &operands[i].dw, cCount: l.outputs * l.inputs)
+        gemm(
+          .transposed, .none, m: l.outputs, n: l.inputs, k: batch, a: operands[i].dy,
+          aCount: batch * l.outputs,
+          b: operands[i].x, bCount: batch * l.inputs, beta: 1, c: &operands[i].dw,
+          cCount: l.outputs * l.inputs)
         if i > 0 {
-          gemm(.none, .none, m: batch, n: l.inputs, k: l.outputs, a: operands[i].dy, aCount: batch * l.outputs,
-               b: operands[i].w, bCount: l.outputs * l.inputs, c: &operands[i].dx, cCount: batch * l.inputs)
+          gemm(
+            .none, .none, m: batch, n: l.inputs, k: l.outputs, a: operands[i].dy,
+            aCount: batch * l.outputs,
+            b: operands[i].w, bCount: l.outputs * l.inputs, c: &operands[i].dx,
+            cCount: batch * l.inputs)
         }
       }
     }
     let largest = shapes.map { max($0.0 * $0.2, $0.2 * $0.1, $0.0 * $0.1) }.max() ?? 1
-    var hotA = [Float](repeating: 0.01, count: largest), hotB = [Float](repeating: 0.01, count: largest)
+    var hotA = [Float](repeating: 0.01, count: largest)
+    var hotB = [Float](repeating: 0.01, count: largest)
     var hotC = [Float](repeating: 0, count: largest)
     func cacheHotGemm() {
       for (m, n, k, ta, tb) in shapes {
-        gemm(ta, tb, m: m, n: n, k: k, a: &hotA, aCount: m * k, b: &hotB, bCount: k * n, beta: 1, c: &hotC, cCount: m * n)
+        gemm(
+          ta, tb, m: m, n: n, k: k, a: &hotA, aCount: m * k, b: &hotB, bCount: k * n, beta: 1,
+          c: &hotC, cCount: m * n)
       }
     }
-    var result = Result(kernels: .current, fmaPeakGFLOPS: [:], rawGemmGFLOPS: [:], rawGemmCacheHotGFLOPS: [:], models: [], pytorchSkipped: nil)
+    var result = Result(
+      kernels: .current, fmaPeakGFLOPS: [:], rawGemmGFLOPS: [:], rawGemmCacheHotGFLOPS: [:],
+      models: [], pytorchSkipped: nil)
     var models = [
-      ModelResult(model: "A", batchSize: batchA.labels.count, flopsPerStep: Self.flopsPerStep(a), samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
-      ModelResult(model: "B", batchSize: batchB.labels.count, flopsPerStep: Self.flopsPerStep(b), samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
+      ModelResult(
+        model: "A", batchSize: batchA.labels.count, flopsPerStep: Self.flopsPerStep(a),
+        samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
+      ModelResult(
+        model: "B", batchSize: batchB.labels.count, flopsPerStep: Self.flopsPerStep(b),
+        samplesPerSecond: [:], stepGFLOPS: [:], pytorchSamplesPerSecond: [:]),
     ]
     for threads in threadCounts {
       let key = "\(threads)"
       BLAS.setThreads(threads)
       result.fmaPeakGFLOPS[key] = FMAPeak.measure(threads: threads) ?? .nan
       // Raw sgemm and model A's step interleaved, round by round, so both see the same machine.
-      var raw: [Double] = [], hot: [Double] = [], step: [Double] = []
-      (_, _, _) = (round(rawGemm), round(cacheHotGemm), round { a.trainStep(batchA) })  // warm-up: first touch
+      var raw: [Double] = []
+      var hot: [Double] = []
+      var step: [Double] = []
+      // warm-up: first touch
+      (_, _, _) = (round(rawGemm), round(cacheHotGemm), round { a.trainStep(batchA) })
       for _ in 0..<rounds {
         raw.append(round(rawGemm))
         hot.append(round(cacheHotGemm))
@@ -180,10 +213,14 @@ public struct KernelBenchmark {
       let stepB = seconds { b.trainStep(batchB) }
       models[1].stepGFLOPS[key] = models[1].flopsPerStep / stepB / 1e9
       models[1].samplesPerSecond[key] = Double(models[1].batchSize) / stepB
-      log(String(
-        format: "%d thread(s): FMA peak %.0f GFLOP/s; raw sgemm %.0f; model A step %.0f GFLOP/s, %.0f samples/s; model B step %.0f GFLOP/s, %.0f samples/s",
-        threads, result.fmaPeakGFLOPS[key]!, result.rawGemmGFLOPS[key]!, models[0].stepGFLOPS[key]!, models[0].samplesPerSecond[key]!,
-        models[1].stepGFLOPS[key]!, models[1].samplesPerSecond[key]!))
+      log(
+        String(
+          format:
+            "%d thread(s): FMA peak %.0f GFLOP/s; raw sgemm %.0f; model A step %.0f GFLOP/s, %.0f "
+            + "samples/s; model B step %.0f GFLOP/s, %.0f samples/s",
+          threads, result.fmaPeakGFLOPS[key]!, result.rawGemmGFLOPS[key]!,
+          models[0].stepGFLOPS[key]!, models[0].samplesPerSecond[key]!,
+          models[1].stepGFLOPS[key]!, models[1].samplesPerSecond[key]!))
     }
     BLAS.setThreads(1)
     if let pytorch {
@@ -192,7 +229,10 @@ public struct KernelBenchmark {
           switch pytorch.measure(name, threads: threads, batchSize: models[i].batchSize) {
           case .success(let m):
             models[i].pytorchSamplesPerSecond["\(threads)"] = m.samplesPerSecond
-            log(String(format: "PyTorch %@ %@, %d thread(s): %.0f samples/s", m.torch, name, threads, m.samplesPerSecond))
+            log(
+              String(
+                format: "PyTorch %@ %@, %d thread(s): %.0f samples/s", m.torch, name, threads,
+                m.samplesPerSecond))
           case .failure(let error):
             result.pytorchSkipped = error.description
             break outer
@@ -211,7 +251,11 @@ public struct KernelBenchmark {
     var lines = [r.kernels.line]
     let keys = r.fmaPeakGFLOPS.keys.sorted { Int($0)! < Int($1)! }
     lines.append("")
-    lines.append("| threads | FMA peak GFLOP/s | raw sgemm (model A's GEMMs and operands) | same GEMMs, cache-hot | model A step GFLOP/s | A samples/s | A PyTorch | model B step GFLOP/s | B samples/s | B PyTorch |")
+    lines.append(
+      "| threads | FMA peak GFLOP/s | raw sgemm (model A's GEMMs and operands) | same GEMMs, "
+        + "cache-hot | model A step GFLOP/s | A samples/s | A PyTorch | model B step GFLOP/s | B "
+        + "samples/s | B PyTorch |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     let (a, b) = (r.models[0], r.models[1])
     func ratio(_ x: Double?, _ y: Double?) -> String {
@@ -219,18 +263,28 @@ public struct KernelBenchmark {
       return String(format: "%.2f", x / y)
     }
     for key in keys {
-      let peak = r.fmaPeakGFLOPS[key]!, raw = r.rawGemmGFLOPS[key]!
+      let peak = r.fmaPeakGFLOPS[key]!
+      let raw = r.rawGemmGFLOPS[key]!
       func torch(_ m: ModelResult) -> String {
         guard let t = m.pytorchSamplesPerSecond[key] else { return "–" }
         return String(format: "%.0f (ours × %@)", t, ratio(m.samplesPerSecond[key], t))
       }
-      lines.append(String(
-        format: "| %@ | %.0f | %.0f (%@ × peak) | %@ | %.0f (%@ × sgemm, %@ × peak) | %.0f | %@ | %.0f (%@ × peak) | %.0f | %@ |",
-        key, peak, raw, ratio(raw, peak), r.rawGemmCacheHotGFLOPS?[key].map { String(format: "%.0f", $0) } ?? "–", a.stepGFLOPS[key]!, ratio(a.stepGFLOPS[key], raw), ratio(a.stepGFLOPS[key], peak),
-        a.samplesPerSecond[key]!, torch(a), b.stepGFLOPS[key]!, ratio(b.stepGFLOPS[key], peak), b.samplesPerSecond[key]!, torch(b)))
+      lines.append(
+        String(
+          format:
+            "| %@ | %.0f | %.0f (%@ × peak) | %@ | %.0f (%@ × sgemm, %@ × peak) | %.0f | %@ | %.0f "
+            + "(%@ × peak) | %.0f | %@ |",
+          key, peak, raw, ratio(raw, peak),
+          r.rawGemmCacheHotGFLOPS?[key].map { String(format: "%.0f", $0) } ?? "–",
+          a.stepGFLOPS[key]!, ratio(a.stepGFLOPS[key], raw), ratio(a.stepGFLOPS[key], peak),
+          a.samplesPerSecond[key]!, torch(a), b.stepGFLOPS[key]!, ratio(b.stepGFLOPS[key], peak),
+          b.samplesPerSecond[key]!, torch(b)))
     }
     if let skipped = r.pytorchSkipped { lines.append("\nPyTorch column skipped: \(skipped)") }
-    lines.append("\nModel A: 784 → 4 × 1024 → 10, batch \(a.batchSize); model B: conv 32-pool, 64, 64-pool, 128-gap, linear 10, batch \(b.batchSize); SGD momentum 0.9; data in memory.")
+    lines.append(
+      "\nModel A: 784 → 4 × 1024 → 10, batch \(a.batchSize); model B: conv 32-pool, 64, 64-pool, "
+        + "128-gap, linear 10, batch \(b.batchSize); SGD momentum 0.9; data in memory."
+    )
     return lines.joined(separator: "\n")
   }
 }

@@ -38,7 +38,9 @@ public final class LinkRelay {
   /// Makes (or attaches to) the TUN device `name` (IFF_TUN | IFF_NO_PI), non-blocking.
   static func openTUN(_ name: String) throws -> Int32 {
     let fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK)
-    guard fd >= 0 else { throw BenchmarkError("relay: cannot open /dev/net/tun: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else {
+      throw BenchmarkError("relay: cannot open /dev/net/tun: \(String(cString: strerror(errno)))")
+    }
     var request = [UInt8](repeating: 0, count: 40)  // struct ifreq: name[16], then flags (short)
     for (i, byte) in name.utf8.prefix(15).enumerated() { request[i] = byte }
     let flags: UInt16 = 0x0001 | 0x1000  // IFF_TUN | IFF_NO_PI
@@ -47,7 +49,8 @@ public final class LinkRelay {
     let status = request.withUnsafeMutableBytes { ioctl(fd, tunSetInterface, $0.baseAddress!) }
     guard status == 0 else {
       close(fd)
-      throw BenchmarkError("relay: cannot attach to TUN device \(name): \(String(cString: strerror(errno)))")
+      throw BenchmarkError(
+        "relay: cannot attach to TUN device \(name): \(String(cString: strerror(errno)))")
     }
     return fd
   }
@@ -66,7 +69,13 @@ public final class LinkRelay {
       var clock = Self.now()
       while head < queue.count, queue[head].due <= clock {
         let (_, host, packet) = queue[head]
-        if packet.withUnsafeBytes({ write(descriptors[host], $0.baseAddress, $0.count) }) == packet.count { relayed += 1 } else { dropped += 1 }
+        if packet.withUnsafeBytes({ write(descriptors[host], $0.baseAddress, $0.count) })
+          == packet.count
+        {
+          relayed += 1
+        } else {
+          dropped += 1
+        }
         head += 1
       }
       if head > 4096, head * 2 > queue.count {  // drop what was sent
@@ -87,10 +96,14 @@ public final class LinkRelay {
       clock = Self.now()
       for (index, entry) in polls.enumerated() where entry.revents & Int16(POLLIN) != 0 {
         while true {
-          let n = buffer.withUnsafeMutableBytes { read(descriptors[index], $0.baseAddress, $0.count) }
+          let n = buffer.withUnsafeMutableBytes {
+            read(descriptors[index], $0.baseAddress, $0.count)
+          }
           guard n > 0 else { break }
           // IPv4 only: version 4, destination address at bytes 16…19 (192.0.2.x: route by x).
-          guard n >= 20, buffer[0] >> 4 == 4, route[Int(buffer[19])] >= 0, queue.count - head < capacity else {
+          guard n >= 20, buffer[0] >> 4 == 4, route[Int(buffer[19])] >= 0,
+            queue.count - head < capacity
+          else {
             dropped += 1
             continue
           }

@@ -41,11 +41,15 @@ public struct NetworkBenchmark {
   public var pipeline: PipelineBenchmark
   public var executable = Launcher.currentExecutable
 
-  public init(profiles: [LinkProfile], pipeline: PipelineBenchmark) { (self.profiles, self.pipeline) = (profiles, pipeline) }
+  public init(profiles: [LinkProfile], pipeline: PipelineBenchmark) {
+    (self.profiles, self.pipeline) = (profiles, pipeline)
+  }
 
   /// Every profile × mode × wire format (formats other than f32 for the pipelined mode only).
   public func run(log: @escaping @Sendable (String) -> Void) throws -> [Row] {
-    if let reason = NetworkHosts.unavailable { throw BenchmarkError("bench network needs network namespaces: \(reason)") }
+    if let reason = NetworkHosts.unavailable {
+      throw BenchmarkError("bench network needs network namespaces: \(reason)")
+    }
     NetworkHosts.unblockSignals()
     var rows: [Row] = []
     for profile in profiles {
@@ -53,7 +57,10 @@ public struct NetworkBenchmark {
         for format in mode == .pipelined ? wireFormats : [.f32] {
           log("\(profile.name): \(mode.rawValue) (\(format.rawValue)), K = \(stages)")
           let row = try measure(mode, format: format, on: profile)
-          log(String(format: "  %.0f samples/s, test accuracy %.2f %%", row.samplesPerSecond, row.testAccuracy * 100))
+          log(
+            String(
+              format: "  %.0f samples/s, test accuracy %.2f %%", row.samplesPerSecond,
+              row.testAccuracy * 100))
           rows.append(row)
         }
       }
@@ -62,14 +69,17 @@ public struct NetworkBenchmark {
   }
 
   /// One run: hosts made, scheduler on host 0, stage k on host k + 1, all torn down after.
-  func measure(_ mode: PipelineBenchmark.Mode, format: ValueFormat, on profile: LinkProfile) throws -> Row {
+  func measure(_ mode: PipelineBenchmark.Mode, format: ValueFormat, on profile: LinkProfile) throws
+    -> Row
+  {
     var config = try pipeline.config(mode, stages: stages)
     config.daemon.wireFormat = format
     if targetAccuracy != nil {
       (config.data.trainLimit, config.data.testLimit) = (nil, nil)
       (config.training.epochs, config.learningRateSchedule.kind) = (epochs, .cosine)
     }
-    config.name = "\(profile.name)-\(mode.rawValue)-\(format.rawValue)".replacingOccurrences(of: "+", with: "-")
+    config.name = "\(profile.name)-\(mode.rawValue)-\(format.rawValue)".replacingOccurrences(
+      of: "+", with: "-")
     let directory = "\(pipeline.workDirectory)/\(config.name)"
     try? FileManager.default.removeItem(atPath: directory)
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -77,22 +87,31 @@ public struct NetworkBenchmark {
     let hosts = try NetworkHosts(count: stages + 1, profile: profile, executable: executable)
     defer { hosts.tearDown() }
     let port = 5555
-    let scheduler = try hosts.start(on: 0, executable, [
-      "scheduler", "--config", "\(directory)/job.yaml", "--bind", hosts.address(0), "--port", "\(port)", "--insecure", "--out", "\(directory)/run", "--wait-seconds", "60",
-    ], log: "\(directory)/scheduler.log")
+    let scheduler = try hosts.start(
+      on: 0, executable,
+      [
+        "scheduler", "--config", "\(directory)/job.yaml", "--bind", hosts.address(0), "--port",
+        "\(port)", "--insecure", "--out", "\(directory)/run", "--wait-seconds", "60",
+      ], log: "\(directory)/scheduler.log")
     var workers: [Process] = []
     defer { for w in workers { NetworkHosts.kill(w) } }
     for k in 0..<stages {
-      workers.append(try hosts.start(on: k + 1, executable, [
-        "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(k)", "--bind", hosts.address(k + 1), "--insecure", "--wait-seconds", "60",
-      ], log: "\(directory)/worker-\(k).log"))
+      workers.append(
+        try hosts.start(
+          on: k + 1, executable,
+          [
+            "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(k)",
+            "--bind", hosts.address(k + 1), "--insecure", "--wait-seconds", "60",
+          ], log: "\(directory)/worker-\(k).log"))
     }
     let started = Date()
     let deadline = started.addingTimeInterval(targetAccuracy == nil ? 900 : 3600)
     var reached: (seconds: Double, epochs: Int)?
     while scheduler.isRunning && Date() < deadline {
       Thread.sleep(forTimeInterval: 0.1)
-      if let target = targetAccuracy, let epochs = Self.epochReaching(target, in: "\(directory)/run") {
+      if let target = targetAccuracy,
+        let epochs = Self.epochReaching(target, in: "\(directory)/run")
+      {
         reached = (Date().timeIntervalSince(started), epochs)  // within 0.1 s of the report
         NetworkHosts.kill(scheduler)  // the race is over; the workers go with the hosts
         break
@@ -100,16 +119,22 @@ public struct NetworkBenchmark {
     }
     if scheduler.isRunning {
       NetworkHosts.kill(scheduler)
-      throw BenchmarkError("\(config.name) did not finish within \(Int(deadline.timeIntervalSince(started) / 60)) minutes (see \(directory)/scheduler.log)")
+      throw BenchmarkError(
+        "\(config.name) did not finish within \(Int(deadline.timeIntervalSince(started) / 60)) "
+          + "minutes (see \(directory)/scheduler.log)"
+      )
     }
     if targetAccuracy != nil {
-      var row = try Self.row(directory: "\(directory)/run", config: config, mode: mode, profile: profile, trace: false)
+      var row = try Self.row(
+        directory: "\(directory)/run", config: config, mode: mode, profile: profile, trace: false)
       (row.secondsToTarget, row.epochsToTarget) = (reached?.seconds, reached?.epochs)
       row.finalAccuracy = Self.accuracies(in: "\(directory)/run").last
       return row
     }
     guard scheduler.terminationStatus == 0 else {
-      throw BenchmarkError("\(config.name) failed (exit \(scheduler.terminationStatus)): \((try? String(contentsOfFile: "\(directory)/scheduler.log", encoding: .utf8))?.suffix(400) ?? "")")
+      let log = try? String(contentsOfFile: "\(directory)/scheduler.log", encoding: .utf8)
+      throw BenchmarkError(
+        "\(config.name) failed (exit \(scheduler.terminationStatus)): \(log?.suffix(400) ?? "")")
     }
     return try Self.row(directory: "\(directory)/run", config: config, mode: mode, profile: profile)
   }
@@ -117,23 +142,36 @@ public struct NetworkBenchmark {
   /// What a run directory says: the first epoch's rate and accuracy; with `trace`, busy and
   /// waiting from the merged trace and bytes per sample from run.json (a race's run, stopped at
   /// its target, leaves neither: its row says when, not how busy).
-  static func row(directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile, trace withTrace: Bool = true) throws -> Row {
-    let reports = try String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+  static func row(
+    directory: String, config: RunConfig, mode: PipelineBenchmark.Mode, profile: LinkProfile,
+    trace withTrace: Bool = true
+  ) throws -> Row {
+    let reports = try String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8).split(
+      separator: "\n")
     guard let line = reports.first else { throw BenchmarkError("\(directory): no epoch reported") }
     let report = try JSONDecoder.stagewise.decode(EpochReport.self, from: Data(line.utf8))
     let k = config.stages.count
     var row = Row(
-      profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue, wireFormat: config.daemon.wireFormat.rawValue, stages: k,
-      samplesPerSecond: report.samplesPerSecond, busy: [], wait: [], bytesPerSampleDown: [], bytesPerSampleUp: [], testAccuracy: report.test.accuracy,
+      profile: profile.name, mechanism: profile.mechanism, mode: mode.rawValue,
+      wireFormat: config.daemon.wireFormat.rawValue, stages: k,
+      samplesPerSecond: report.samplesPerSecond, busy: [], wait: [], bytesPerSampleDown: [],
+      bytesPerSampleUp: [], testAccuracy: report.test.accuracy,
       seconds: report.seconds)
     guard withTrace else { return row }
-    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
-    let manifest = try RunManifest.read(directory).unwrap(or: BenchmarkError("\(directory): no run.json"))
+    let trace = try JSONDecoder.stagewise.decode(
+      ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/trace.json")))
+    let manifest = try RunManifest.read(directory).unwrap(
+      or: BenchmarkError("\(directory): no run.json"))
     let trainSamples = Double(config.data.trainLimit ?? config.data.syntheticTrain)
     let evalSamples = Double(config.data.testLimit ?? config.data.syntheticTest)
     let up = manifest.stages.map { Double($0.bytesSentUpstream ?? 0) }
-    (row.busy, row.wait) = (PipelineBenchmark.busyFractions(trace, stages: k), PipelineBenchmark.waitStatistics(trace, stages: k).wait)
-    row.bytesPerSampleDown = zip(manifest.stages, up).map { (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) }
+    (row.busy, row.wait) = (
+      PipelineBenchmark.busyFractions(trace, stages: k),
+      PipelineBenchmark.waitStatistics(trace, stages: k).wait
+    )
+    row.bytesPerSampleDown = zip(manifest.stages, up).map {
+      (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples)
+    }
     row.bytesPerSampleUp = up.map { $0 / trainSamples }
     return row
   }
@@ -143,7 +181,9 @@ extension NetworkBenchmark {
   /// Every reported epoch's test accuracy so far.
   static func accuracies(in directory: String) -> [Double] {
     let text = (try? String(contentsOfFile: "\(directory)/metrics.jsonl", encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").compactMap { try? JSONDecoder.stagewise.decode(EpochReport.self, from: Data($0.utf8)).test.accuracy }
+    return text.split(separator: "\n").compactMap {
+      try? JSONDecoder.stagewise.decode(EpochReport.self, from: Data($0.utf8)).test.accuracy
+    }
   }
 
   /// The epochs it took to reach `target`, once a reported epoch has.

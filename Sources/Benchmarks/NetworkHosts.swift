@@ -11,20 +11,34 @@ public struct LinkProfile: Codable, Sendable, Equatable {
   public var megabitsPerSecond: Double?
   public var delayMilliseconds: Double
 
-  public static let defaults = ["loopback", "10gbit+0.1ms", "1gbit+1ms", "100mbit+5ms", "100mbit+20ms"]
+  public static let defaults = [
+    "loopback", "10gbit+0.1ms", "1gbit+1ms", "100mbit+5ms", "100mbit+20ms",
+  ]
 
   public var isLoopback: Bool { name == "loopback" }
 
   /// `loopback`, or RATE+DELAY: RATE as `100mbit` or `1gbit` (or `unshaped`), DELAY as `5ms`.
   public init(parsing text: String) throws {
     name = text
-    guard text != "loopback" else { (megabitsPerSecond, delayMilliseconds) = (nil, 0); return }
+    guard text != "loopback" else {
+      (megabitsPerSecond, delayMilliseconds) = (nil, 0)
+      return
+    }
     let parts = text.lowercased().split(separator: "+").map(String.init)
     let rate: Double?? = parts.first.flatMap { r in
-      r == "unshaped" ? .some(nil) : r.hasSuffix("gbit") ? Double(r.dropLast(4)).map { $0 * 1000 } : r.hasSuffix("mbit") ? Double(r.dropLast(4)) : nil
+      r == "unshaped"
+        ? .some(nil)
+        : r.hasSuffix("gbit")
+          ? Double(r.dropLast(4)).map { $0 * 1000 }
+          : r.hasSuffix("mbit") ? Double(r.dropLast(4)) : nil
     }
-    guard parts.count == 2, let rate, rate.map({ $0 > 0 }) ?? true, parts[1].hasSuffix("ms"), let delay = Double(parts[1].dropLast(2)), delay >= 0 else {
-      throw BenchmarkError("link profile \(text): write loopback or RATE+DELAY, e.g. 100mbit+5ms, 1gbit+1ms, unshaped+0ms")
+    guard parts.count == 2, let rate, rate.map({ $0 > 0 }) ?? true, parts[1].hasSuffix("ms"),
+      let delay = Double(parts[1].dropLast(2)), delay >= 0
+    else {
+      throw BenchmarkError(
+        "link profile \(text): write loopback or RATE+DELAY, e.g. 100mbit+5ms, 1gbit+1ms, "
+          + "unshaped+0ms"
+      )
     }
     (megabitsPerSecond, delayMilliseconds) = (rate, delay)
   }
@@ -32,11 +46,16 @@ public struct LinkProfile: Codable, Sendable, Equatable {
   /// What shapes this link, for the report.
   public var mechanism: String {
     if isLoopback { return "none: every process on one host's loopback" }
-    let rate = megabitsPerSecond.map { "tbf at \(Self.rateText($0)) on each host's egress" } ?? "no rate limit"
-    return "\(rate); delay \(delayMilliseconds) ms one way by a TUN relay (this kernel has no netem)"
+    let rate =
+      megabitsPerSecond.map { "tbf at \(Self.rateText($0)) on each host's egress" }
+      ?? "no rate limit"
+    return
+      "\(rate); delay \(delayMilliseconds) ms one way by a TUN relay (this kernel has no netem)"
   }
 
-  static func rateText(_ megabits: Double) -> String { megabits >= 1000 ? "\(megabits / 1000) Gb/s" : "\(megabits) Mb/s" }
+  static func rateText(_ megabits: Double) -> String {
+    megabits >= 1000 ? "\(megabits / 1000) Gb/s" : "\(megabits) Mb/s"
+  }
 }
 
 /// Hosts for one run: a network namespace per host, each with a TUN device whose other end a
@@ -46,8 +65,12 @@ public struct LinkProfile: Codable, Sendable, Equatable {
 /// stops every process in the namespaces and deletes them.
 public final class NetworkHosts {
   static let prefix = "swnet"
-  static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
-  static let tc = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"].first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
+  static let tc = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
 
   let count: Int
   let profile: LinkProfile
@@ -60,7 +83,9 @@ public final class NetworkHosts {
     let probe = "\(prefix)probe\(getpid())"
     let made = run(["netns", "add", probe])
     _ = run(["netns", "del", probe])
-    guard made.status == 0 else { return "cannot create a network namespace: \(made.output) (needs root)" }
+    guard made.status == 0 else {
+      return "cannot create a network namespace: \(made.output) (needs root)"
+    }
     return FileManager.default.fileExists(atPath: "/dev/net/tun") ? nil : "no /dev/net/tun"
   }()
 
@@ -69,29 +94,43 @@ public final class NetworkHosts {
     tag = "\(Self.prefix)\(String(UInt32.random(in: 0..<0xFFFF), radix: 16))"
     Self.removeLeftovers()
     do {
-      for h in 0..<(profile.isLoopback ? 1 : count) { try Self.must(["netns", "add", namespace(h)]); try Self.must(["-n", namespace(h), "link", "set", "lo", "up"]) }
+      for h in 0..<(profile.isLoopback ? 1 : count) {
+        try Self.must(["netns", "add", namespace(h)])
+        try Self.must(["-n", namespace(h), "link", "set", "lo", "up"])
+      }
       guard !profile.isLoopback else { return }
       try Self.must(["netns", "add", "\(tag)-relay"])
       let relay = Process()
       relay.executableURL = URL(fileURLWithPath: Self.ip!)
-      relay.arguments = ["netns", "exec", "\(tag)-relay", executable, "relay", "--hosts", "\(count)", "--delay-us", "\(profile.delayMilliseconds * 1000)"]
+      relay.arguments = [
+        "netns", "exec", "\(tag)-relay", executable, "relay", "--hosts", "\(count)", "--delay-us",
+        "\(profile.delayMilliseconds * 1000)",
+      ]
       let ready = Pipe()
       relay.standardOutput = ready
       try relay.run()
       self.relay = relay
       // The relay prints one line when its devices exist.
       let line = try Self.readLine(ready.fileHandleForReading, timeout: 10)
-      guard line.hasPrefix("relay ready") else { throw BenchmarkError("the link relay did not start: it said \(line)") }
+      guard line.hasPrefix("relay ready") else {
+        throw BenchmarkError("the link relay did not start: it said \(line)")
+      }
       for h in 0..<count {
         let (device, ns) = ("tun\(h)", namespace(h))
         try Self.must(["-n", "\(tag)-relay", "link", "set", device, "netns", ns])
         try Self.must(["-n", ns, "addr", "add", "\(address(h))/24", "dev", device])
         try Self.must(["-n", ns, "link", "set", device, "up"])
         if let rate = profile.megabitsPerSecond {
-          // A burst of 10 ms of traffic (at least 32 KiB): what the kernel's timer needs at this rate.
+          // A burst of 10 ms of traffic (at least 32 KiB): what the kernel's timer needs at this
+          // rate.
           let burst = max(32_768, Int(rate * 1e6 / 8 / 100))
-          let shaped = Self.run(["netns", "exec", ns, Self.tc!, "qdisc", "add", "dev", device, "root", "tbf", "rate", "\(Int(rate))mbit", "burst", "\(burst)", "latency", "200ms"])
-          guard shaped.status == 0 else { throw BenchmarkError("tc tbf on \(ns): \(shaped.output)") }
+          let shaped = Self.run([
+            "netns", "exec", ns, Self.tc!, "qdisc", "add", "dev", device, "root", "tbf", "rate",
+            "\(Int(rate))mbit", "burst", "\(burst)", "latency", "200ms",
+          ])
+          guard shaped.status == 0 else {
+            throw BenchmarkError("tc tbf on \(ns): \(shaped.output)")
+          }
         }
       }
     } catch {
@@ -106,7 +145,9 @@ public final class NetworkHosts {
   func address(_ host: Int) -> String { profile.isLoopback ? "127.0.0.1" : "192.0.2.\(host + 1)" }
 
   /// `executable ARGUMENTS` on host `host`, its output into `log`.
-  func start(on host: Int, _ executable: String, _ arguments: [String], log: String) throws -> Process {
+  func start(on host: Int, _ executable: String, _ arguments: [String], log: String) throws
+    -> Process
+  {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Self.ip!)
     process.arguments = ["netns", "exec", namespace(host), executable] + arguments
@@ -142,16 +183,21 @@ public final class NetworkHosts {
   /// Kills what runs in our namespaces (all of this benchmark's, or one run's) and deletes them.
   static func removeLeftovers(tag: String = prefix) {
     guard ip != nil else { return }
-    let names = run(["netns", "list"]).output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+    let names = run(["netns", "list"]).output.split(separator: "\n").compactMap {
+      $0.split(separator: " ").first.map(String.init)
+    }
     for name in names where name.hasPrefix(tag) && !name.hasPrefix("\(prefix)probe") {
-      for pid in run(["netns", "pids", name]).output.split(separator: "\n").compactMap({ Int32($0) }) { Glibc.kill(pid, SIGKILL) }
+      for pid in run(["netns", "pids", name]).output.split(separator: "\n").compactMap({ Int32($0) }
+      ) { Glibc.kill(pid, SIGKILL) }
       _ = run(["netns", "del", name])
     }
   }
 
   static func must(_ arguments: [String]) throws {
     let result = run(arguments)
-    guard result.status == 0 else { throw BenchmarkError("ip \(arguments.joined(separator: " ")): \(result.output)") }
+    guard result.status == 0 else {
+      throw BenchmarkError("ip \(arguments.joined(separator: " ")): \(result.output)")
+    }
   }
 
   static func run(_ arguments: [String]) -> (status: Int32, output: String) {
@@ -163,7 +209,10 @@ public final class NetworkHosts {
     do { try process.run() } catch { return (-1, "\(error)") }
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    return (
+      process.terminationStatus,
+      String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    )
   }
 
   /// One line from `handle`, waiting at most `timeout` seconds.
@@ -172,7 +221,9 @@ public final class NetworkHosts {
     var text = ""
     let deadline = Date().addingTimeInterval(timeout)
     while !text.contains("\n") {
-      guard Date() < deadline, poll(&polled, 1, 100) >= 0 else { throw BenchmarkError("no answer within \(timeout) s") }
+      guard Date() < deadline, poll(&polled, 1, 100) >= 0 else {
+        throw BenchmarkError("no answer within \(timeout) s")
+      }
       guard polled.revents != 0 else { continue }
       let data = handle.availableData
       guard !data.isEmpty else { throw BenchmarkError("it exited: \(text)") }

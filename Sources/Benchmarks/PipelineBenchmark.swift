@@ -106,7 +106,8 @@ public struct PipelineBenchmark {
   /// Model A's hidden layers split evenly over `stages` stages, for `mode`.
   func config(_ mode: Mode, stages: Int, slowdown: Double = 1) throws -> RunConfig {
     guard stages >= 1, hiddenLayers % stages == 0 else {
-      throw BenchmarkError("\(hiddenLayers) hidden layers do not split evenly into \(stages) stages (use --layers)")
+      throw BenchmarkError(
+        "\(hiddenLayers) hidden layers do not split evenly into \(stages) stages (use --layers)")
     }
     var config = RunConfig()
     config.name = "\(mode.rawValue)-k\(stages)" + (slowdown > 1 ? "-slow\(slowdown)" : "")
@@ -124,7 +125,8 @@ public struct PipelineBenchmark {
     // refused, which would leave their stages idle and the figures meaningless.
     if mode == .dfa || mode == .dni { config.optimizer.learningRate = Self.feedbackLearningRate }
     config.daemon.microBatches = mode == .gpipe ? microBatches : 1
-    if mode == .pipelinedCurve {  // the launcher makes each worker's key; the scheduler's is made once
+    // the launcher makes each worker's key; the scheduler's is made once
+    if mode == .pipelinedCurve {
       config.security.curve = true
       config.security.schedulerKey = "\(workDirectory)/scheduler.key"
     }
@@ -144,7 +146,10 @@ public struct PipelineBenchmark {
     config.learningRateSchedule.kind = .constant
     let perStage = hiddenLayers / stages
     config.stages = (0..<stages).map { _ in
-      StageConfig(layers: (0..<perStage).flatMap { _ in [LayerConfig(.linear, out: width), LayerConfig(.relu)] })
+      StageConfig(
+        layers: (0..<perStage).flatMap { _ in
+          [LayerConfig(.linear, out: width), LayerConfig(.relu)]
+        })
     }
     return config
   }
@@ -158,13 +163,17 @@ public struct PipelineBenchmark {
   func isOneProcess(_ mode: Mode) -> Bool { mode == .oneProcessE2E || mode == .oneProcessGreedy }
 
   /// PyTorch on the model `mode` trains, at the cores the row used (cached per model).
-  mutating func pytorchRate(_ mode: Mode, stages k: Int, threads: Int, cache: inout [String: Double]) -> Double? {
+  mutating func pytorchRate(
+    _ mode: Mode, stages k: Int, threads: Int, cache: inout [String: Double]
+  ) -> Double? {
     guard let pytorch, pytorchSkipped == nil, hiddenLayers % k == 0 else { return nil }
     let endToEnd = [Mode.oneProcessE2E, .e2e, .gpipe].contains(mode)
     let model = endToEnd ? "a-e2e" : "a-greedy"
     let key = "\(model)-\(k)-\(threads)"
     if let known = cache[key] { return known }
-    let extra = ["--width", "\(width)", "--layers", "\(hiddenLayers)"] + (endToEnd ? [] : ["--stages", "\(k)"])
+    let extra =
+      ["--width", "\(width)", "--layers", "\(hiddenLayers)"]
+      + (endToEnd ? [] : ["--stages", "\(k)"])
     switch pytorch.measure(model, threads: threads, batchSize: batchSize, extra: extra) {
     case .success(let m):
       cache[key] = m.samplesPerSecond
@@ -181,20 +190,30 @@ public struct PipelineBenchmark {
     for k in stageCounts {
       var baseline: Double?
       let daemonModes = modes.filter { $0 != .oneProcessE2E && $0 != .oneProcessGreedy }
-      let runs = modes.map { ($0, 1.0) } + stragglerFactors.flatMap { f in daemonModes.map { ($0, f) } }
+      let runs =
+        modes.map { ($0, 1.0) } + stragglerFactors.flatMap { f in daemonModes.map { ($0, f) } }
       for (mode, slowdown) in runs {
         var row = try measure(mode, stages: k, slowdown: slowdown, log: log)
-        if slowdown == 1 { row.pytorchSamplesPerSecond = pytorchRate(mode, stages: k, threads: row.cores, cache: &pytorchCache) }
+        if slowdown == 1 {
+          row.pytorchSamplesPerSecond = pytorchRate(
+            mode, stages: k, threads: row.cores, cache: &pytorchCache)
+        }
         if mode == .oneProcessE2E { baseline = row.samplesPerSecond }
         row.speedupOverOneProcessE2E = baseline.map { row.samplesPerSecond / $0 } ?? .nan
         rows.append(row)
-        log(String(format: "K=%d %@%@: %.0f samples/s", k, mode.rawValue, slowdown > 1 ? String(format: " (stage 0 × %.1f)", slowdown) : "", row.samplesPerSecond))
+        log(
+          String(
+            format: "K=%d %@%@: %.0f samples/s", k, mode.rawValue,
+            slowdown > 1 ? String(format: " (stage 0 × %.1f)", slowdown) : "", row.samplesPerSecond)
+        )
       }
     }
     return rows
   }
 
-  func measure(_ mode: Mode, stages k: Int, slowdown: Double, log: @escaping @Sendable (String) -> Void) throws -> Row {
+  func measure(
+    _ mode: Mode, stages k: Int, slowdown: Double, log: @escaping @Sendable (String) -> Void
+  ) throws -> Row {
     let config = try self.config(mode, stages: k, slowdown: slowdown)
     let (train, test) = try config.loadData()
     if isOneProcess(mode) {
@@ -206,42 +225,62 @@ public struct PipelineBenchmark {
       let report = trainer.trainEpoch(0)
       let peak = Double(ProcessMemory.peakResidentBytes ?? 0) / 1_048_576
       var row = Row(
-        mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: [],
+        mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond,
+        speedupOverOneProcessE2E: 0, busy: [],
         peakResidentMiB: [peak], megabytesPerSecond: [], testAccuracy: report.test.accuracy)
       (row.threads, row.cores) = (cores, min(cores, CPU.cores))
       return row
     }
-    if config.security.curve && !FileManager.default.fileExists(atPath: config.security.schedulerKey) {
-      try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+    if config.security.curve
+      && !FileManager.default.fileExists(atPath: config.security.schedulerKey)
+    {
+      try FileManager.default.createDirectory(
+        atPath: workDirectory, withIntermediateDirectories: true)
       _ = try KeyFile.generate(base: "\(workDirectory)/scheduler")
     }
     let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
-    let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
+    let scheduler = try Scheduler(
+      config: config, directory: directory, train: train, test: test, live: false, log: { _ in },
+      report: { _ in })
     let outcome = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
-    guard let report = outcome.reports.first else { throw BenchmarkError("the \(mode.rawValue) run reported no epoch") }
-    let trace = try JSONDecoder.stagewise.decode(ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json")))
+    guard let report = outcome.reports.first else {
+      throw BenchmarkError("the \(mode.rawValue) run reported no epoch")
+    }
+    let trace = try JSONDecoder.stagewise.decode(
+      ChromeTrace.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/trace.json"))
+    )
     let busy = Self.busyFractions(trace, stages: k)
     let waits = Self.waitStatistics(trace, stages: k)
     let replay = Self.busyFractions(trace, stages: k, spans: ["replay"])
     let straggle = Self.busyFractions(trace, stages: k, spans: ["straggle"])
-    try AtomicFile.write(Self.timeline(trace, stages: k, title: "\(config.name)"), to: "\(workDirectory)/timeline-\(config.name).svg")
+    try AtomicFile.write(
+      Self.timeline(trace, stages: k, title: "\(config.name)"),
+      to: "\(workDirectory)/timeline-\(config.name).svg")
     let byes = (0..<k).map { outcome.byes[$0] }
     var row = Row(
-      mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0, busy: busy,
+      mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0,
+      busy: busy,
       bubble: Self.bubble(busy),
       theoreticalBubble: mode == .gpipe ? Double(k - 1) / Double(microBatches + k - 1) : nil,
       peakResidentMiB: byes.map { Double($0?.peakResidentBytes ?? 0) / 1_048_576 },
       megabytesPerSecond: byes.map { Double($0?.bytesSent ?? 0) / 1e6 / max(report.seconds, 1e-9) },
-      testAccuracy: report.test.accuracy, waitFraction: waits.wait, sendBlockedFraction: waits.blocked,
-      waitP50Milliseconds: waits.p50, waitP99Milliseconds: waits.p99, slowdown: slowdown, replay: k > 1 ? byes[1]?.replay : nil)
+      testAccuracy: report.test.accuracy, waitFraction: waits.wait,
+      sendBlockedFraction: waits.blocked,
+      waitP50Milliseconds: waits.p50, waitP99Milliseconds: waits.p99, slowdown: slowdown,
+      replay: k > 1 ? byes[1]?.replay : nil)
     row.imbalance = Self.imbalance(busy)
     (row.replayFraction, row.straggleFraction) = (replay, straggle)
     let upstream = byes.map { Double($0?.bytesSentUpstream ?? 0) }
-    let trainSamples = Double(train.count), evalSamples = Double(test.count)
+    let trainSamples = Double(train.count)
+    let evalSamples = Double(test.count)
     row.bytesPerSampleUp = upstream.map { $0 / trainSamples }
-    row.bytesPerSampleDown = zip(byes, upstream).map { (Double($0?.bytesSent ?? 0) - $1) / (trainSamples + evalSamples) }
+    row.bytesPerSampleDown = zip(byes, upstream).map {
+      (Double($0?.bytesSent ?? 0) - $1) / (trainSamples + evalSamples)
+    }
     if let feedback = report.feedback {
-      (row.meanStaleness, row.maxStaleness) = (feedback.map(\.meanStaleness), feedback.map(\.maxStaleness))
+      (row.meanStaleness, row.maxStaleness) = (
+        feedback.map(\.meanStaleness), feedback.map(\.maxStaleness)
+      )
     }
     (row.threads, row.cores) = (threads, daemonCores(k))
     return row
@@ -261,7 +300,10 @@ public struct PipelineBenchmark {
     public var curve: [[Double]]
   }
 
-  public func timeToAccuracy(target: Double, maxEpochs: Int, oneProcessThreads: Int, stages k: Int, log: @escaping @Sendable (String) -> Void) throws -> [TimeToAccuracy] {
+  public func timeToAccuracy(
+    target: Double, maxEpochs: Int, oneProcessThreads: Int, stages k: Int,
+    log: @escaping @Sendable (String) -> Void
+  ) throws -> [TimeToAccuracy] {
     var results: [TimeToAccuracy] = []
     for mode in [Mode.oneProcessE2E, .pipelined] {
       var config = try self.config(mode, stages: k)
@@ -290,23 +332,34 @@ public struct PipelineBenchmark {
         BLAS.setThreads(threads)
       } else {
         let directory = try RunDirectory(path: "\(workDirectory)/\(config.name)", config: config)
-        let scheduler = try Scheduler(config: config, directory: directory, train: train, test: test, live: false, log: { _ in }, report: { _ in })
+        let scheduler = try Scheduler(
+          config: config, directory: directory, train: train, test: test, live: false,
+          log: { _ in }, report: { _ in })
         scheduler.onEpoch = { [unowned scheduler] report in
           epochs += 1
           accuracy = report.test.accuracy
-          if let startedAt = scheduler.startedAt { curve.append([(ContinuousClock.now - startedAt).seconds, accuracy]) }
+          if let startedAt = scheduler.startedAt {
+            curve.append([(ContinuousClock.now - startedAt).seconds, accuracy])
+          }
           return report.test.accuracy >= target
         }
         _ = try Launcher(scheduler: scheduler, executable: executable, log: log).run()
         // Wall time from START to the close of the epoch that reached the target.
-        if accuracy >= target, let startedAt = scheduler.startedAt, let reachedAt = scheduler.lastEpochAt {
+        if accuracy >= target, let startedAt = scheduler.startedAt,
+          let reachedAt = scheduler.lastEpochAt
+        {
           reached = (reachedAt - startedAt).seconds
         }
       }
-      results.append(TimeToAccuracy(
-        mode: mode.rawValue, threads: mode == .oneProcessE2E ? oneProcessThreads : threads, seconds: reached, epochs: epochs,
-        finalAccuracy: accuracy, curve: curve))
-      log(String(format: "%@: %@ after %d epochs (%.2f %%)", mode.rawValue, reached.map { String(format: "%.1f s", $0) } ?? "not reached", epochs, accuracy * 100))
+      results.append(
+        TimeToAccuracy(
+          mode: mode.rawValue, threads: mode == .oneProcessE2E ? oneProcessThreads : threads,
+          seconds: reached, epochs: epochs,
+          finalAccuracy: accuracy, curve: curve))
+      log(
+        String(
+          format: "%@: %@ after %d epochs (%.2f %%)", mode.rawValue,
+          reached.map { String(format: "%.1f s", $0) } ?? "not reached", epochs, accuracy * 100))
     }
     return results
   }

@@ -39,7 +39,9 @@ public struct KubernetesManifests {
   /// The manifests as data, in apply order.
   public func documents() -> [[String: Any]] {
     let labels = ["app.kubernetes.io/name": "stagewise", "stagewise/job": name]
-    let podIP: [String: Any] = ["name": "POD_IP", "valueFrom": ["fieldRef": ["fieldPath": "status.podIP"]]]
+    let podIP: [String: Any] = [
+      "name": "POD_IP", "valueFrom": ["fieldRef": ["fieldPath": "status.podIP"]],
+    ]
     let threads = config.training.threads
     let configVolume: [String: Any] = ["name": "config", "configMap": ["name": "\(name)-config"]]
     let mount: [String: Any] = ["name": "config", "mountPath": "/etc/stagewise"]
@@ -51,45 +53,69 @@ public struct KubernetesManifests {
     var podConfig = config
     if curve { podConfig.security.schedulerKey = "\(Self.keyDirectory)/scheduler.key" }
     let configMap: [String: Any] = [
-      "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("config"), "data": ["config.yaml": podConfig.yaml()],
+      "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("config"),
+      "data": ["config.yaml": podConfig.yaml()],
     ]
     // The Secret's files a pod may see, as a volume and its mount.
     func keys(_ files: [String]) -> (volume: [String: Any], mount: [String: Any]) {
-      (["name": "keys", "secret": ["secretName": "\(name)-keys", "defaultMode": 0o400, "items": files.map { ["key": $0, "path": $0] }]],
-       ["name": "keys", "mountPath": Self.keyDirectory, "readOnly": true])
+      (
+        [
+          "name": "keys",
+          "secret": [
+            "secretName": "\(name)-keys", "defaultMode": 0o400,
+            "items": files.map { ["key": $0, "path": $0] },
+          ],
+        ],
+        ["name": "keys", "mountPath": Self.keyDirectory, "readOnly": true]
+      )
     }
-    let schedulerKeys = keys(["scheduler.key"]), workerKeys = keys(["workers.key", "scheduler.pub"])
+    let schedulerKeys = keys(["scheduler.key"])
+    let workerKeys = keys(["workers.key", "scheduler.pub"])
     let security = curve ? [String]() : ["--insecure"]
     let workerKeyEnv: [[String: Any]] =
       curve
-      ? [["name": "STAGEWISE_KEY", "value": "\(Self.keyDirectory)/workers.key"],
-         ["name": "STAGEWISE_SCHEDULER_KEY", "value": "\(Self.keyDirectory)/scheduler.pub"]] : []
-    var claimSpec: [String: Any] = ["accessModes": ["ReadWriteMany"], "resources": ["requests": ["storage": storage]]]
+      ? [
+        ["name": "STAGEWISE_KEY", "value": "\(Self.keyDirectory)/workers.key"],
+        ["name": "STAGEWISE_SCHEDULER_KEY", "value": "\(Self.keyDirectory)/scheduler.pub"],
+      ] : []
+    var claimSpec: [String: Any] = [
+      "accessModes": ["ReadWriteMany"], "resources": ["requests": ["storage": storage]],
+    ]
     if let storageClass { claimSpec["storageClassName"] = storageClass }
-    let claim: [String: Any] = ["apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("runs"), "spec": claimSpec]
-    let runsVolume: [String: Any] = ["name": "runs", "persistentVolumeClaim": ["claimName": "\(name)-runs"]]
+    let claim: [String: Any] = [
+      "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("runs"),
+      "spec": claimSpec,
+    ]
+    let runsVolume: [String: Any] = [
+      "name": "runs", "persistentVolumeClaim": ["claimName": "\(name)-runs"],
+    ]
     let runsMount: [String: Any] = ["name": "runs", "mountPath": "/runs"]
     let runDirectory = "/runs/\(name)"
     // A first start trains from the config; a restart after a crash resumes the run.
     let common = "--bind \"$POD_IP\" --port \(port)" + security.map { " " + $0 }.joined()
     let start =
-      "if [ -f \(runDirectory)/config.yaml ]; then exec stagewise scheduler --resume \(runDirectory) \(common); "
-      + "else exec stagewise scheduler --config /etc/stagewise/config.yaml --out \(runDirectory) \(common); fi"
+      "if [ -f \(runDirectory)/config.yaml ]; then exec stagewise scheduler --resume "
+      + "\(runDirectory) \(common); "
+      + "else exec stagewise scheduler --config /etc/stagewise/config.yaml --out \(runDirectory) "
+      + "\(common); fi"
     let schedulerLabels = labels.merging(["stagewise/role": "scheduler"]) { $1 }
     let scheduler: [String: Any] = [
-      "apiVersion": "batch/v1", "kind": "Job", "metadata": meta("scheduler", ["stagewise/role": "scheduler"]),
+      "apiVersion": "batch/v1", "kind": "Job",
+      "metadata": meta("scheduler", ["stagewise/role": "scheduler"]),
       "spec": [
         "backoffLimit": config.daemon.restarts,
         "template": [
           "metadata": ["labels": schedulerLabels],
           "spec": [
             "restartPolicy": "OnFailure",
-            "containers": [[
-              "name": "scheduler", "image": image, "command": ["/bin/sh", "-c"], "args": [start],
-              "env": [podIP], "ports": [["name": "control", "containerPort": port]],
-              "volumeMounts": [mount, runsMount] + (curve ? [schedulerKeys.mount] : []),
-              "resources": ["requests": ["cpu": "1", "memory": "1Gi"]],
-            ]],
+            "containers": [
+              [
+                "name": "scheduler", "image": image, "command": ["/bin/sh", "-c"], "args": [start],
+                "env": [podIP], "ports": [["name": "control", "containerPort": port]],
+                "volumeMounts": [mount, runsMount] + (curve ? [schedulerKeys.mount] : []),
+                "resources": ["requests": ["cpu": "1", "memory": "1Gi"]],
+              ]
+            ],
             "volumes": [configVolume, runsVolume] + (curve ? [schedulerKeys.volume] : []),
           ],
         ],
@@ -97,26 +123,40 @@ public struct KubernetesManifests {
     ]
     let schedulerService: [String: Any] = [
       "apiVersion": "v1", "kind": "Service", "metadata": meta("scheduler"),
-      "spec": ["selector": schedulerLabels, "ports": [["name": "control", "port": port, "targetPort": port]]],
+      "spec": [
+        "selector": schedulerLabels,
+        "ports": [["name": "control", "port": port, "targetPort": port]],
+      ],
     ]
     let stageLabels = labels.merging(["stagewise/role": "stage"]) { $1 }
     let stages: [String: Any] = [
-      "apiVersion": "batch/v1", "kind": "Job", "metadata": meta("stages", ["stagewise/role": "stage"]),
+      "apiVersion": "batch/v1", "kind": "Job",
+      "metadata": meta("stages", ["stagewise/role": "stage"]),
       "spec": [
-        "completionMode": "Indexed", "completions": config.stages.count, "parallelism": config.stages.count,
+        "completionMode": "Indexed", "completions": config.stages.count,
+        "parallelism": config.stages.count,
         "backoffLimitPerIndex": config.daemon.restarts, "maxFailedIndexes": 0,
         "template": [
           "metadata": ["labels": stageLabels],
           "spec": [
             "restartPolicy": "Never", "subdomain": "\(name)-stages",
             "volumes": [runsVolume] + (curve ? [workerKeys.volume] : []),
-            "containers": [[
-              "name": "worker", "image": image, "command": ["stagewise"],
-              "args": ["worker", "--scheduler", schedulerAddress, "--bind", "$(POD_IP)", "--advertise", "$(POD_IP)"] + security,
-              "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]] + workerKeyEnv,
-              "volumeMounts": [runsMount] + (curve ? [workerKeys.mount] : []),
-              "resources": ["requests": ["cpu": "\(threads)", "memory": "1Gi"], "limits": ["cpu": "\(threads)"]],
-            ]],
+            "containers": [
+              [
+                "name": "worker", "image": image, "command": ["stagewise"],
+                "args": [
+                  "worker", "--scheduler", schedulerAddress, "--bind", "$(POD_IP)", "--advertise",
+                  "$(POD_IP)",
+                ] + security,
+                "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]]
+                  + workerKeyEnv,
+                "volumeMounts": [runsMount] + (curve ? [workerKeys.mount] : []),
+                "resources": [
+                  "requests": ["cpu": "\(threads)", "memory": "1Gi"],
+                  "limits": ["cpu": "\(threads)"],
+                ],
+              ]
+            ],
           ],
         ],
       ],

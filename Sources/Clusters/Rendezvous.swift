@@ -6,14 +6,20 @@ public struct Rendezvous: Sendable, Equatable {
   public var scheduler: String
   public var stage: Int?
 
-  public static func resolve(scheduler flag: String?, stage stageFlag: Int?, environment: [String: String])
+  public static func resolve(
+    scheduler flag: String?, stage stageFlag: Int?, environment: [String: String]
+  )
     throws(ClusterError) -> Rendezvous
   {
     let slurm = environment["SLURM_JOB_NODELIST"].flatMap(firstHost(ofNodeList:)).flatMap { host in
       environment["STAGEWISE_PORT"].map { "tcp://\(host):\($0)" }
     }
-    guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"] ?? slurm, !scheduler.isEmpty else {
-      throw ClusterError("no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER (under Slurm, STAGEWISE_PORT: the scheduler runs on the allocation's first node)")
+    guard let scheduler = flag ?? environment["STAGEWISE_SCHEDULER"] ?? slurm, !scheduler.isEmpty
+    else {
+      throw ClusterError(
+        "no scheduler address: pass --scheduler tcp://HOST:PORT or set STAGEWISE_SCHEDULER (under "
+          + "Slurm, STAGEWISE_PORT: the scheduler runs on the allocation's first node)"
+      )
     }
     guard scheduler.hasPrefix("tcp://") || scheduler.hasPrefix("ipc://") else {
       throw ClusterError("scheduler address \(scheduler) must look like tcp://HOST:PORT")
@@ -21,15 +27,23 @@ public struct Rendezvous: Sendable, Equatable {
     if let stageFlag { return Rendezvous(scheduler: scheduler, stage: stageFlag) }
     func integer(_ name: String) throws(ClusterError) -> Int? {
       guard let text = environment[name] else { return nil }
-      guard let value = Int(text), value >= 0 else { throw ClusterError("\(name)=\(text) is not a stage number") }
+      guard let value = Int(text), value >= 0 else {
+        throw ClusterError("\(name)=\(text) is not a stage number")
+      }
       return value
     }
-    if let stage = try integer("STAGEWISE_STAGE") { return Rendezvous(scheduler: scheduler, stage: stage) }
+    if let stage = try integer("STAGEWISE_STAGE") {
+      return Rendezvous(scheduler: scheduler, stage: stage)
+    }
     if let rank = try integer("SLURM_PROCID") {
-      guard rank >= 1 else { throw ClusterError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K") }
+      guard rank >= 1 else {
+        throw ClusterError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K")
+      }
       return Rendezvous(scheduler: scheduler, stage: rank - 1)
     }
-    if let index = try integer("JOB_COMPLETION_INDEX") { return Rendezvous(scheduler: scheduler, stage: index) }
+    if let index = try integer("JOB_COMPLETION_INDEX") {
+      return Rendezvous(scheduler: scheduler, stage: index)
+    }
     return Rendezvous(scheduler: scheduler, stage: nil)
   }
 
@@ -43,7 +57,9 @@ public struct Rendezvous: Sendable, Equatable {
     }
     guard let open = entry.firstIndex(of: "[") else { return entry.isEmpty ? nil : String(entry) }
     let ranges = entry[entry.index(after: open)...].prefix { $0 != "]" }
-    guard let first = ranges.split(separator: ",").first?.split(separator: "-").first else { return nil }
+    guard let first = ranges.split(separator: ",").first?.split(separator: "-").first else {
+      return nil
+    }
     return String(entry[..<open]) + first
   }
 }

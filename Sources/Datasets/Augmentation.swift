@@ -19,31 +19,44 @@ public struct Augmentation: Sendable, Equatable {
   public func draw(index: Int, epoch: Int) -> (dy: Int, dx: Int, mirror: Bool) {
     var rng = SeededGenerator(seed: seed, stream: UInt64(epoch) << 32 | UInt64(index))
     let span = UInt64(2 * padding + 1)
-    let dy = Int(rng.next() % span) - padding, dx = Int(rng.next() % span) - padding
+    let dy = Int(rng.next() % span) - padding
+    let dx = Int(rng.next() % span) - padding
     return (dy, dx, flip && rng.next() & 1 == 1)
   }
 
   /// Moves each image of `raw` (the samples at `indices`, each [H, W, C] values) as drawn:
   /// out[y][x] = in[y + dy][x′ + dx] with x′ = W − 1 − x when mirrored, else x; 0 outside.
-  public func apply(_ raw: inout RawImages, sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int) {
+  public func apply(
+    _ raw: inout RawImages, sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int
+  ) {
     switch raw {
-    case .bytes(var b): apply(&b, sampleShape: sampleShape, indices: indices, epoch: epoch); raw = .bytes(b)
-    case .floats(var f): apply(&f, sampleShape: sampleShape, indices: indices, epoch: epoch); raw = .floats(f)
+    case .bytes(var b):
+      apply(&b, sampleShape: sampleShape, indices: indices, epoch: epoch)
+      raw = .bytes(b)
+    case .floats(var f):
+      apply(&f, sampleShape: sampleShape, indices: indices, epoch: epoch)
+      raw = .floats(f)
     }
   }
 
-  func apply<T: Numeric>(_ raw: inout [T], sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int) {
+  func apply<T: Numeric>(_ raw: inout [T], sampleShape: [Int], indices: ArraySlice<Int>, epoch: Int)
+  {
     let size = sampleShape.reduce(1, *)
     for (row, index) in indices.enumerated() {
       let d = draw(index: index, epoch: epoch)
       let base = row * size
-      raw.replaceSubrange(base..<(base + size), with: Self.move(raw[base..<(base + size)], shape: sampleShape, dy: d.dy, dx: d.dx, mirror: d.mirror))
+      raw.replaceSubrange(
+        base..<(base + size),
+        with: Self.move(
+          raw[base..<(base + size)], shape: sampleShape, dy: d.dy, dx: d.dx, mirror: d.mirror))
     }
   }
 
   /// One [H, W, C] image moved: out[y][x] = in[y + dy][x′ + dx], x′ = W − 1 − x when
   /// `mirror`, else x; 0 where that falls outside.
-  public static func move<T: Numeric>(_ image: ArraySlice<T>, shape: [Int], dy: Int, dx: Int, mirror: Bool) -> [T] {
+  public static func move<T: Numeric>(
+    _ image: ArraySlice<T>, shape: [Int], dy: Int, dx: Int, mirror: Bool
+  ) -> [T] {
     let (h, w, c) = (shape[0], shape[1], shape[2])
     let base = image.startIndex
     var out = [T](repeating: 0, count: h * w * c)
@@ -62,8 +75,12 @@ extension Dataset {
   /// The training batch at `indices` for `epoch`: moved by `augmentation` when there is one
   /// (from the raw bytes, then normalised, so the two agree), with the raw bytes it was made
   /// from (a context that ships images reads them).
-  public func trainingBatch(_ indices: ArraySlice<Int>, epoch: Int, augmentation: Augmentation?) -> (batch: Batch, raw: () -> RawImages) {
-    guard let augmentation, sampleShape.count == 3 else { return (batch(indices), { rawBatch(indices) }) }
+  public func trainingBatch(_ indices: ArraySlice<Int>, epoch: Int, augmentation: Augmentation?)
+    -> (batch: Batch, raw: () -> RawImages)
+  {
+    guard let augmentation, sampleShape.count == 3 else {
+      return (batch(indices), { rawBatch(indices) })
+    }
     var raw = rawBatch(indices)
     augmentation.apply(&raw, sampleShape: sampleShape, indices: indices, epoch: epoch)
     let images = Tensor(shape: [indices.count] + sampleShape, storage: normalisation.apply(raw))

@@ -15,7 +15,9 @@ public struct BatchOrder: Sendable {
       (count, batchSize, shuffle, dropLast, seed)
   }
 
-  public var batchesPerEpoch: Int { dropLast ? count / batchSize : (count + batchSize - 1) / batchSize }
+  public var batchesPerEpoch: Int {
+    dropLast ? count / batchSize : (count + batchSize - 1) / batchSize
+  }
 
   /// The index batches of `epoch`; the same seed and epoch give the same order.
   public func batches(epoch: Int) -> [ArraySlice<Int>] {

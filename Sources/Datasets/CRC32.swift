@@ -9,7 +9,8 @@ public struct CRC32: Sendable {
   /// This checksum extended by `bytes`.
   public func adding(_ bytes: UnsafeRawBufferPointer) -> CRC32 {
     var next = self
-    next.value = UInt32(crc32_z(UInt(value), bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count))
+    next.value = UInt32(
+      crc32_z(UInt(value), bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count))
     return next
   }
 }

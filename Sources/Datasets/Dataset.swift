@@ -15,13 +15,20 @@ public struct Dataset: Sendable {
   /// How `raw` became `pixels`.
   public let normalisation: ImageNormalisation
 
-  public init(sampleShape: [Int], classes: Int, raw: RawImages, labels: [Int32], normalisation: ImageNormalisation) {
-    (self.sampleShape, self.classes, self.raw, self.labels, self.normalisation) = (sampleShape, classes, raw, labels, normalisation)
+  public init(
+    sampleShape: [Int], classes: Int, raw: RawImages, labels: [Int32],
+    normalisation: ImageNormalisation
+  ) {
+    (self.sampleShape, self.classes, self.raw, self.labels, self.normalisation) = (
+      sampleShape, classes, raw, labels, normalisation
+    )
     pixels = normalisation.apply(raw)
   }
 
   /// The stored images at `indices` (B × H·W·C).
-  public func rawBatch(_ indices: ArraySlice<Int>) -> RawImages { raw.samples(indices, size: sampleSize) }
+  public func rawBatch(_ indices: ArraySlice<Int>) -> RawImages {
+    raw.samples(indices, size: sampleSize)
+  }
 
   public var count: Int { labels.count }
   public var sampleSize: Int { sampleShape.reduce(1, *) }
@@ -120,7 +127,8 @@ public struct ImageNormalisation: Codable, Sendable, Equatable {
   /// Per-channel mean and population standard deviation of `raw` (as the network reads it)
   /// over `channels` interleaved channels; a channel without spread gets std 1.
   public static func measured(_ raw: RawImages, channels: Int) -> ImageNormalisation {
-    var sum = [Double](repeating: 0, count: channels), squares = sum
+    var sum = [Double](repeating: 0, count: channels)
+    var squares = sum
     func add(_ v: Double, _ i: Int) {
       sum[i % channels] += v
       squares[i % channels] += v * v
@@ -132,6 +140,7 @@ public struct ImageNormalisation: Codable, Sendable, Equatable {
     let n = Double(max(raw.count / channels, 1))
     let mean = sum.map { $0 / n }
     let std = (0..<channels).map { c in (max(squares[c] / n - mean[c] * mean[c], 0)).squareRoot() }
-    return ImageNormalisation(mean: mean.map(Float.init), std: std.map { $0 > 1e-12 ? Float($0) : 1 })
+    return ImageNormalisation(
+      mean: mean.map(Float.init), std: std.map { $0 > 1e-12 ? Float($0) : 1 })
   }
 }

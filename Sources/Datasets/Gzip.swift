@@ -17,7 +17,8 @@ public enum Gzip {
       if got < 0 {
         var code: Int32 = 0
         let text = gzerror(file, &code).map { String(cString: $0) } ?? "unknown error"
-        throw DataError("\(path) is not a readable gzip file: \(text)", hint: "download or reinstall it")
+        throw DataError(
+          "\(path) is not a readable gzip file: \(text)", hint: "download or reinstall it")
       }
       if got == 0 { break }
       bytes.append(contentsOf: chunk[0..<Int(got)])

@@ -11,7 +11,9 @@ public struct ImageArrays: Sendable {
 
   public init(path: String) throws(DataError) {
     guard let contents = FileManager.default.contents(atPath: path) else {
-      throw DataError("cannot read \(path)", hint: "give a .npy of images (N×H×W or N×H×W×C) or an .npz holding one")
+      throw DataError(
+        "cannot read \(path)",
+        hint: "give a .npy of images (N×H×W or N×H×W×C) or an .npz holding one")
     }
     var labelArray: NPYArray?
     let images: NPYArray
@@ -20,14 +22,23 @@ public struct ImageArrays: Sendable {
     } else {
       let archive = try ZipArchive(Array(contents), name: path)
       let names = archive.arrayNames
-      guard let name = ["x", "x_test"].first(where: names.contains) ?? (names.count == 1 ? names[0] : nil), let x = try archive.array(named: name) else {
-        throw DataError("\(path) holds \(names.joined(separator: ", ")); which are the images?", hint: "name them x (or x_test)")
+      guard
+        let name = ["x", "x_test"].first(where: names.contains)
+          ?? (names.count == 1 ? names[0] : nil), let x = try archive.array(named: name)
+      else {
+        throw DataError(
+          "\(path) holds \(names.joined(separator: ", ")); which are the images?",
+          hint: "name them x (or x_test)")
       }
       images = x
-      labelArray = try ["y", "y_test"].first(where: names.contains).flatMap { y throws(DataError) in try archive.array(named: y) }
+      labelArray = try ["y", "y_test"].first(where: names.contains).flatMap { y throws(DataError) in
+        try archive.array(named: y)
+      }
     }
     sampleShape = try NPZDataset.imageShape(images, path)
     raw = try NPZDataset.images(images, path)
-    labels = try labelArray.map { y throws(DataError) in try NPZDataset.labels(y, count: images.shape[0], "\(path): labels") }
+    labels = try labelArray.map { y throws(DataError) in
+      try NPZDataset.labels(y, count: images.shape[0], "\(path): labels")
+    }
   }
 }

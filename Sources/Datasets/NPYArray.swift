@@ -29,20 +29,32 @@ public struct NPYArray: Sendable {
     let reader = ByteReader(bytes: bytes, name: name)
     let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
     guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
-      throw DataError("\(name) is not a NumPy array (no \\x93NUMPY magic)", hint: "write the arrays with numpy.savez")
+      throw DataError(
+        "\(name) is not a NumPy array (no \\x93NUMPY magic)",
+        hint: "write the arrays with numpy.savez")
     }
     let major = bytes[6]
-    guard (1...3).contains(major) else { throw DataError("\(name): .npy format version \(major) is not read (1 to 3 are)") }
+    guard (1...3).contains(major) else {
+      throw DataError("\(name): .npy format version \(major) is not read (1 to 3 are)")
+    }
     let headerLength = major == 1 ? Int(try reader.u16(8)) : Int(try reader.u32(8))
     let headerStart = major == 1 ? 10 : 12
     let header = String(decoding: try reader.slice(headerStart, headerLength), as: UTF8.self)
-    guard let descr = Self.field("descr", in: header).flatMap(Self.quoted), let order = Self.field("fortran_order", in: header),
+    guard let descr = Self.field("descr", in: header).flatMap(Self.quoted),
+      let order = Self.field("fortran_order", in: header),
       let shapeText = Self.field("shape", in: header)
-    else { throw DataError("\(name): its .npy header cannot be read: \(header.prefix(120))", hint: "write it with numpy.savez") }
-    guard order.hasPrefix("False") else {
-      throw DataError("\(name) is stored in Fortran order", hint: "write numpy.ascontiguousarray(a) instead")
+    else {
+      throw DataError(
+        "\(name): its .npy header cannot be read: \(header.prefix(120))",
+        hint: "write it with numpy.savez")
     }
-    guard let shape = Self.shape(shapeText) else { throw DataError("\(name): shape \(shapeText) cannot be read") }
+    guard order.hasPrefix("False") else {
+      throw DataError(
+        "\(name) is stored in Fortran order", hint: "write numpy.ascontiguousarray(a) instead")
+    }
+    guard let shape = Self.shape(shapeText) else {
+      throw DataError("\(name): shape \(shapeText) cannot be read")
+    }
     self.descr = descr
     self.shape = shape
     element = Self.element(descr)
@@ -54,7 +66,9 @@ public struct NPYArray: Sendable {
     let count = shape.reduce(1, *) * size
     data = try reader.slice(start, count)
     guard bytes.count == start + count else {
-      throw DataError("\(name) holds \(bytes.count - start) bytes of data; its header says \(count)", hint: "write it again")
+      throw DataError(
+        "\(name) holds \(bytes.count - start) bytes of data; its header says \(count)",
+        hint: "write it again")
     }
   }
 
@@ -80,7 +94,9 @@ public struct NPYArray: Sendable {
   /// "(60000, 28, 28)", "(10,)" or "()".
   static func shape(_ text: String) -> [Int]? {
     guard text.hasPrefix("("), text.hasSuffix(")") else { return nil }
-    let parts = text.dropFirst().dropLast().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    let parts = text.dropFirst().dropLast().split(separator: ",").map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }.filter { !$0.isEmpty }
     let dims = parts.compactMap { Int($0.hasSuffix("L") ? String($0.dropLast()) : $0) }
     return dims.count == parts.count && dims.allSatisfy { $0 >= 0 } ? dims : nil
   }
@@ -100,12 +116,17 @@ public struct NPYArray: Sendable {
   public var bytes: [UInt8] { Array(data) }
 
   public var floats: [Float] {
-    data.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian) } }
+    data.withUnsafeBytes { raw in
+      (0..<(raw.count / 4)).map {
+        Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian)
+      }
+    }
   }
 
   /// Integer elements (uint8 or any integer type) as Int64; nil for floats.
   public var integers: [Int64]? {
-    let width: Int, signed: Bool
+    let width: Int
+    let signed: Bool
     switch element {
     case .uint8: (width, signed) = (1, false)
     case .integer(let b, let s): (width, signed) = (b, s)

@@ -44,7 +44,9 @@ struct ONNXGraph {
   }
 
   /// Adds `op` reading `inputs`; returns its output's name.
-  mutating func add(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], name: String? = nil) -> String {
+  mutating func add(
+    _ op: String, _ inputs: [String], _ attributes: [Attribute] = [], name: String? = nil
+  ) -> String {
     let output = name ?? fresh(op.lowercased())
     nodes.append(Node(op: op, inputs: inputs, output: output, attributes: attributes))
     return output
@@ -120,11 +122,16 @@ struct ONNXGraph {
     if let floats = initializer.floats {
       t.int(2, 1)  // data_type FLOAT
       t.string(8, initializer.name)
-      t.bytes(9, floats.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) })  // raw_data
+      // raw_data
+      t.bytes(9, floats.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) })
     } else {
       t.int(2, 7)  // INT64
       t.string(8, initializer.name)
-      t.bytes(9, (initializer.integers ?? []).flatMap { v in withUnsafeBytes(of: Int64(v).littleEndian, Array.init) })
+      t.bytes(
+        9,
+        (initializer.integers ?? []).flatMap { v in
+          withUnsafeBytes(of: Int64(v).littleEndian, Array.init)
+        })
     }
     return t
   }

@@ -4,7 +4,9 @@
 struct ProtobufMessage {
   private(set) var bytes: [UInt8] = []
 
-  private mutating func key(_ field: Int, _ wireType: UInt64) { appendVarint(UInt64(field) << 3 | wireType) }
+  private mutating func key(_ field: Int, _ wireType: UInt64) {
+    appendVarint(UInt64(field) << 3 | wireType)
+  }
 
   private mutating func appendVarint(_ value: UInt64) {
     var v = value

@@ -27,20 +27,27 @@ public struct CPU: Sendable, Codable, Equatable {
   public var features: [String]
 
   public init(vendor: String, brand: String, family: Int, model: Int, features: [String]) {
-    (self.vendor, self.brand, self.family, self.model, self.features) = (vendor, brand, family, model, features)
+    (self.vendor, self.brand, self.family, self.model, self.features) = (
+      vendor, brand, family, model, features
+    )
   }
 
   /// This machine's processor.
   public static let current: CPU = {
     var info = ccpu_info()
     ccpu_identify(&info)
-    let vendor = withUnsafeBytes(of: info.vendor) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-    let brand = withUnsafeBytes(of: info.brand) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let vendor = withUnsafeBytes(of: info.vendor) {
+      String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+    }
+    let brand = withUnsafeBytes(of: info.brand) {
+      String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+    }
     let flags: [(String, Int32)] = [
       ("sse3", info.sse3), ("ssse3", info.ssse3), ("sse4_1", info.sse41), ("sse4_2", info.sse42),
       ("avx", info.avx), ("fma", info.fma), ("avx2", info.avx2), ("avx512f", info.avx512f),
       ("avx512cd", info.avx512cd), ("avx512bw", info.avx512bw), ("avx512dq", info.avx512dq),
-      ("avx512vl", info.avx512vl), ("avx512_bf16", info.avx512bf16), ("avx512_fp16", info.avx512fp16),
+      ("avx512vl", info.avx512vl), ("avx512_bf16", info.avx512bf16),
+      ("avx512_fp16", info.avx512fp16),
       ("amx", info.amx),
     ]
     return CPU(
@@ -54,7 +61,9 @@ public struct CPU: Sendable, Codable, Equatable {
 
   /// The widest vector instruction set every kernel of that level may use here.
   public var vectorISA: VectorISA {
-    if ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(has) { return .avx512 }
+    if ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(has) {
+      return .avx512
+    }
     if has("avx2") && has("fma") { return .avx2 }
     if has("avx") { return .avx }
     return .sse
@@ -65,7 +74,9 @@ public struct CPU: Sendable, Codable, Equatable {
     var extras: [String] = []
     if has("avx512_bf16") { extras.append("BF16") }
     if has("avx512_fp16") { extras.append("FP16") }
-    let isa = vectorISA.description + (vectorISA == .avx512 && !extras.isEmpty ? " (\(extras.joined(separator: ", ")))" : "")
+    let isa =
+      vectorISA.description
+      + (vectorISA == .avx512 && !extras.isEmpty ? " (\(extras.joined(separator: ", ")))" : "")
     let name = brand.isEmpty ? vendor : brand
     return "\(name) (family \(family), model \(model)): \(isa)\(has("amx") ? ", AMX" : "")"
   }

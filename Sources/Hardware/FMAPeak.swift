@@ -17,7 +17,10 @@ public enum FMAPeak {
       let start = ContinuousClock.now
       _ = ccpu_fma_loop(Int32(width), iterations)
       let elapsed = (ContinuousClock.now - start).seconds
-      if elapsed > seconds / 8 { iterations = Int64(Double(iterations) * seconds / elapsed); break }
+      if elapsed > seconds / 8 {
+        iterations = Int64(Double(iterations) * seconds / elapsed)
+        break
+      }
       iterations *= 4
     }
     var best = 0.0

@@ -39,7 +39,9 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
       return ConfigError(codingPath: context.codingPath, "expected \(describe(type))")
     case .valueNotFound(let type, let context):
       // Yams reports a scalar it cannot convert (`epochs: many`) this way too.
-      return ConfigError(codingPath: context.codingPath, "expected \(describe(type)), found none or an unreadable value")
+      return ConfigError(
+        codingPath: context.codingPath,
+        "expected \(describe(type)), found none or an unreadable value")
     case .keyNotFound(let key, let context):
       return ConfigError(codingPath: context.codingPath + [key], "required key is missing")
     case .dataCorrupted(let context):

@@ -19,12 +19,14 @@ public struct EpochLedger: Sendable {
   }
 
   public var isComplete: Bool {
-    evalEndSeen && trainEndMicros != nil && train.allSatisfy { $0 != nil } && eval.allSatisfy { $0 != nil }
+    evalEndSeen && trainEndMicros != nil && train.allSatisfy { $0 != nil }
+      && eval.allSatisfy { $0 != nil }
   }
 
   public func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {
     // Stages without a local loss (e2e's inner stages) report no samples and are left out.
-    let trainTotals = train.map { $0! }.filter { $0.samples > 0 }, evalTotals = eval.map { $0! }
+    let trainTotals = train.map { $0! }.filter { $0.samples > 0 }
+    let evalTotals = eval.map { $0! }
     let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
     let samples = trainTotals.last!.samples
     let feedback = train.compactMap { $0?.feedback }
@@ -47,6 +49,7 @@ extension EvalReport {
     let accuracy = scored.map { Double($0.correct) / Double($0.samples) }
     self.init(
       accuracy: accuracy.last ?? 0, stageAccuracy: accuracy,
-      stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage))
+      stageLoss: scored.map { $0.weightedLossSum / Double($0.samples) }, stages: scored.map(\.stage)
+    )
   }
 }

@@ -9,8 +9,11 @@ public struct EvalReport: Sendable, Codable, Equatable {
   /// Which stage each entry belongs to (stages without a head are not evaluated).
   public var stages: [Int]?
 
-  public init(accuracy: Double, stageAccuracy: [Double], stageLoss: [Double], stages: [Int]? = nil) {
-    (self.accuracy, self.stageAccuracy, self.stageLoss, self.stages) = (accuracy, stageAccuracy, stageLoss, stages)
+  public init(accuracy: Double, stageAccuracy: [Double], stageLoss: [Double], stages: [Int]? = nil)
+  {
+    (self.accuracy, self.stageAccuracy, self.stageLoss, self.stages) = (
+      accuracy, stageAccuracy, stageLoss, stages
+    )
   }
 }
 
@@ -35,11 +38,14 @@ public struct EpochReport: Sendable, Codable, Equatable {
 
   public init(
     epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,
-    seconds: Double, samplesPerSecond: Double, test: EvalReport, activeStage: Int? = nil, feedback: [FeedbackTotals]? = nil
+    seconds: Double, samplesPerSecond: Double, test: EvalReport, activeStage: Int? = nil,
+    feedback: [FeedbackTotals]? = nil
   ) {
     (self.epoch, self.steps, self.trainLoss, self.trainAccuracy, self.learningRate) =
       (epoch, steps, trainLoss, trainAccuracy, learningRate)
-    (self.seconds, self.samplesPerSecond, self.test, self.activeStage) = (seconds, samplesPerSecond, test, activeStage)
+    (self.seconds, self.samplesPerSecond, self.test, self.activeStage) = (
+      seconds, samplesPerSecond, test, activeStage
+    )
     self.feedback = feedback
   }
 }
@@ -54,7 +60,8 @@ public struct EpochAccounting: Sendable, Codable, Equatable {
   public var evalSamplesFed: Int
   public var evalSamplesScored: [Int]
 
-  public init(batchesFed: Int, batchesTrained: [Int], evalSamplesFed: Int, evalSamplesScored: [Int]) {
+  public init(batchesFed: Int, batchesTrained: [Int], evalSamplesFed: Int, evalSamplesScored: [Int])
+  {
     (self.batchesFed, self.batchesTrained, self.evalSamplesFed, self.evalSamplesScored) =
       (batchesFed, batchesTrained, evalSamplesFed, evalSamplesScored)
   }
@@ -63,11 +70,15 @@ public struct EpochAccounting: Sendable, Codable, Equatable {
 extension EpochReport {
   /// The one line printed per epoch, the same from the trainer and the daemon.
   public static func line(_ report: EpochReport, of epochs: Int) -> String {
-    let depth = report.test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(separator: " ")
+    let depth = report.test.stageAccuracy.map { String(format: "%.2f", $0 * 100) }.joined(
+      separator: " ")
     let prefix = report.activeStage.map { "stage \($0) " } ?? ""
-    return prefix + String(
-      format: "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  by depth [%@]  %.1f s  %.0f samples/s",
-      report.epoch + 1, epochs, report.trainLoss.last ?? 0, report.trainAccuracy * 100,
-      report.test.accuracy * 100, depth, report.seconds, report.samplesPerSecond)
+    return prefix
+      + String(
+        format:
+          "epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  by depth [%@]  %.1f s  %.0f "
+          + "samples/s",
+        report.epoch + 1, epochs, report.trainLoss.last ?? 0, report.trainAccuracy * 100,
+        report.test.accuracy * 100, depth, report.seconds, report.samplesPerSecond)
   }
 }

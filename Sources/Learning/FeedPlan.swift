@@ -7,7 +7,8 @@ public struct FeedPlan: Sendable {
   public enum Item: Equatable, Sendable {
     /// A training batch, or micro-batch `micro` of `of` of a batch of `batchSize` samples
     /// when batches are split (GPipe; 0 means the indices are the whole batch).
-    case train(epoch: Int, indices: ArraySlice<Int>, micro: Int = 0, of: Int = 1, batchSize: Int = 0)
+    case train(
+      epoch: Int, indices: ArraySlice<Int>, micro: Int = 0, of: Int = 1, batchSize: Int = 0)
     case eval(epoch: Int, indices: ArraySlice<Int>)
     /// A marker; a checkpoint marker says how many of the epoch's training batches are in
     /// front of it.
@@ -35,10 +36,13 @@ public struct FeedPlan: Sendable {
   private var position = 0
 
   public init(
-    trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1, epochsPerPhase: Int? = nil,
+    trainOrder: BatchOrder, evalOrder: BatchOrder, epochs: Int, microBatches: Int = 1,
+    epochsPerPhase: Int? = nil,
     startEpoch: Int = 0, startBatch: Int = 0, checkpointEvery: Int = 0
   ) {
-    (self.trainOrder, self.evalOrder, self.epochs, self.microBatches) = (trainOrder, evalOrder, epochs, microBatches)
+    (self.trainOrder, self.evalOrder, self.epochs, self.microBatches) = (
+      trainOrder, evalOrder, epochs, microBatches
+    )
     self.epochsPerPhase = epochsPerPhase ?? epochs
     self.checkpointEvery = checkpointEvery
     epoch = startEpoch
@@ -52,18 +56,25 @@ public struct FeedPlan: Sendable {
       // Micro-batch sizes differ by at most one sample.
       let parts = min(microBatches, batch.count)
       let micro = (0..<parts).map { i -> Item in
-        let from = batch.startIndex + i * batch.count / parts, to = batch.startIndex + (i + 1) * batch.count / parts
-        return .train(epoch: epoch, indices: batch[from..<to], micro: i, of: parts, batchSize: parts > 1 ? batch.count : 0)
+        let from = batch.startIndex + i * batch.count / parts
+        let to = batch.startIndex + (i + 1) * batch.count / parts
+        return .train(
+          epoch: epoch, indices: batch[from..<to], micro: i, of: parts,
+          batchSize: parts > 1 ? batch.count : 0)
       }
       let done = index + 1
       let checkpoint = checkpointEvery > 0 && done % checkpointEvery == 0 && done < batches.count
       return micro + (checkpoint ? [.marker(epoch: epoch, .checkpoint, batchesDone: done)] : [])
     } + [.marker(epoch: epoch, .trainEnd)]
-      + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [.marker(epoch: epoch, .evalEnd)]
+      + evalOrder.batches(epoch: 0).map { .eval(epoch: epoch, indices: $0) } + [
+        .marker(epoch: epoch, .evalEnd)
+      ]
   }
 
   /// The stage that trains in `epoch` under the `sequential` schedule (nil: every stage).
-  public func activeStage(epoch: Int) -> Int? { epochsPerPhase < epochs ? epoch / epochsPerPhase : nil }
+  public func activeStage(epoch: Int) -> Int? {
+    epochsPerPhase < epochs ? epoch / epochsPerPhase : nil
+  }
 
   /// The next item, without taking it.
   public var peek: Item? { position < items.count ? items[position] : nil }

@@ -16,31 +16,39 @@ public struct Handoff: Codable, Sendable, Equatable {
   /// stage reads is what that format keeps of them, in one process too.
   public var format: ValueFormat = .f32
 
-  public init(belief: Bool = false, images: Bool = false, skip: [Int]? = nil, format: ValueFormat = .f32) {
+  public init(
+    belief: Bool = false, images: Bool = false, skip: [Int]? = nil, format: ValueFormat = .f32
+  ) {
     (self.belief, self.images, self.skip, self.format) = (belief, images, skip, format)
   }
 
   /// What `config`'s method sends into stage `k`; `previousInputShape` is stage k − 1's.
-  public static func into(stage k: Int, of config: RunConfig, previousInputShape: [Int]?) -> Handoff {
+  public static func into(stage k: Int, of config: RunConfig, previousInputShape: [Int]?) -> Handoff
+  {
     let contsup = config.method == .contsup
     return Handoff(
       belief: config.method == .sid && k > 0,
       images: contsup && config.contsup.mode != .R1,
-      skip: contsup && config.contsup.mode != .E && k > 0 ? previousInputShape : nil, format: config.daemon.wireFormat)
+      skip: contsup && config.contsup.mode != .E && k > 0 ? previousInputShape : nil,
+      format: config.daemon.wireFormat)
   }
 
   /// The stage's input: the previous stage's detached output (the batch's images at stage 0)
   /// and what this stage's method needs.
   public func input(after previous: Stage.Pass?, images: Tensor, labels: [Int32]) -> Stage.Input {
-    input(activations: previous?.activations ?? images, of: previous, images: images, labels: labels)
+    input(
+      activations: previous?.activations ?? images, of: previous, images: images, labels: labels)
   }
 
   /// The stage's input from the previous stage's `activations` (and its `pass`, when the
   /// method sends more of it than the activations).
-  public func input(activations: Tensor, of previous: Stage.Pass?, images: Tensor, labels: [Int32]) -> Stage.Input {
+  public func input(activations: Tensor, of previous: Stage.Pass?, images: Tensor, labels: [Int32])
+    -> Stage.Input
+  {
     Stage.Input(
       x: format.roundTrip(activations), labels: labels, belief: belief ? previous?.belief : nil,
-      image: self.images ? images : nil, previousInput: skip != nil ? (previous?.augmentedInput).map(format.roundTrip) : nil)
+      image: self.images ? images : nil,
+      previousInput: skip != nil ? (previous?.augmentedInput).map(format.roundTrip) : nil)
   }
 }
 
@@ -53,9 +61,13 @@ extension Handoff {
 extension RunConfig {
   /// The handoff into each stage, given every stage's input shape.
   public func handoffs(inputShapes: [[Int]]) -> [Handoff] {
-    inputShapes.indices.map { Handoff.into(stage: $0, of: self, previousInputShape: $0 > 0 ? inputShapes[$0 - 1] : nil) }
+    inputShapes.indices.map {
+      Handoff.into(stage: $0, of: self, previousInputShape: $0 > 0 ? inputShapes[$0 - 1] : nil)
+    }
   }
 
   /// The handoff into each of `stages` (built from this config).
-  public func handoffs(_ stages: [Stage]) -> [Handoff] { handoffs(inputShapes: stages.map(\.inputShape)) }
+  public func handoffs(_ stages: [Stage]) -> [Handoff] {
+    handoffs(inputShapes: stages.map(\.inputShape))
+  }
 }

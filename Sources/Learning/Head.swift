@@ -22,16 +22,26 @@ public struct Head: Sendable {
   ) throws(ConfigError) -> Head {
     /// A hidden ReLU on `shape`, with `config.batchnorm` a BatchNorm named `name` before it.
     func hiddenActivation(_ name: String, _ shape: [Int]) -> [any Layer] {
-      (config.batchnorm ? [BatchNorm(name: name, shape: shape, layout: &layout)] : []) + [ReLU(shape: shape)]
+      (config.batchnorm ? [BatchNorm(name: name, shape: shape, layout: &layout)] : []) + [
+        ReLU(shape: shape)
+      ]
     }
     var features: [any Layer] = []
     var shape = input
     if config.type == .mlpSR {
-      guard input.count == 3 else { throw ConfigError(path: "\(path).type", "mlp-sr needs image maps [H, W, C]; this stage outputs \(input)") }
+      guard input.count == 3 else {
+        throw ConfigError(
+          path: "\(path).type", "mlp-sr needs image maps [H, W, C]; this stage outputs \(input)")
+      }
       let (h, w, c) = (input[0], input[1], input[2])
-      let grid = AdaptiveAveragePool2D(inputShape: input, outHeight: (h + 3) / 4, outWidth: (w + 3) / 4)!
-      let conv = Conv2D(name: "head.conv", inputShape: grid.outputShape, filters: c, kernel: 1, stride: 1, padding: 0, layout: &layout)!
-      let pooled = AdaptiveAveragePool2D(inputShape: conv.outputShape, outHeight: min(2, grid.outHeight), outWidth: min(2, grid.outWidth))!
+      let grid = AdaptiveAveragePool2D(
+        inputShape: input, outHeight: (h + 3) / 4, outWidth: (w + 3) / 4)!
+      let conv = Conv2D(
+        name: "head.conv", inputShape: grid.outputShape, filters: c, kernel: 1, stride: 1,
+        padding: 0, layout: &layout)!
+      let pooled = AdaptiveAveragePool2D(
+        inputShape: conv.outputShape, outHeight: min(2, grid.outHeight),
+        outWidth: min(2, grid.outWidth))!
       features = [grid, conv] + hiddenActivation("head.bn", conv.outputShape) + [pooled]
       shape = pooled.outputShape
     } else if input.count == 3 {
@@ -44,20 +54,29 @@ public struct Head: Sendable {
     var classifier: [any Layer] = []
     switch config.type {
     case .linear:
-      guard !config.batchnorm else { throw ConfigError(path: "\(path).batchnorm", "a linear head has no hidden layer to normalise: use type mlp or mlp-sr") }
+      guard !config.batchnorm else {
+        throw ConfigError(
+          path: "\(path).batchnorm",
+          "a linear head has no hidden layer to normalise: use type mlp or mlp-sr")
+      }
       classifier = [Linear(name: "head.fc", inputs: width, outputs: classes, layout: &layout)]
     case .mlp, .mlpSR:
       guard config.hidden > 0 else { throw ConfigError(path: "\(path).hidden", "must be positive") }
-      classifier = [Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout)]
+      classifier = [
+        Linear(name: "head.fc1", inputs: width, outputs: config.hidden, layout: &layout)
+      ]
       classifier += hiddenActivation("head.bn1", [config.hidden])
-      classifier.append(Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout))
+      classifier.append(
+        Linear(name: "head.fc2", inputs: config.hidden, outputs: classes, layout: &layout))
     }
     return Head(
       features: Sequential(inputShape: input, layers: features),
       classifier: Sequential(inputShape: [width], layers: classifier), beliefWidth: beliefWidth)
   }
 
-  public var forwardFLOPsPerSample: Int { features.forwardFLOPsPerSample + classifier.forwardFLOPsPerSample }
+  public var forwardFLOPsPerSample: Int {
+    features.forwardFLOPsPerSample + classifier.forwardFLOPsPerSample
+  }
 
   func initialize(_ store: ParameterStore, _ rng: inout SeededGenerator) {
     features.initialize(store, &rng)
@@ -68,7 +87,9 @@ public struct Head: Sendable {
   public func forward(_ h: Tensor, belief: Tensor?, _ store: ParameterStore) -> (Tensor, Cache) {
     let (f, featureCaches) = features.forward(h, store)
     let (logits, classifierCaches) = classifier.forward(appendBelief(f, belief), store)
-    return (logits, Cache(features: featureCaches, classifier: classifierCaches, featureShape: f.shape))
+    return (
+      logits, Cache(features: featureCaches, classifier: classifierCaches, featureShape: f.shape)
+    )
   }
 
   public func infer(_ h: Tensor, belief: Tensor?, _ store: ParameterStore) -> Tensor {
@@ -79,16 +100,21 @@ public struct Head: Sendable {
   public func backward(_ dlogits: Tensor, _ cache: Cache, _ store: ParameterStore) -> Tensor {
     var df = classifier.backward(dlogits, cache.classifier, store, inputGradient: true)!
     if beliefWidth > 0 {  // drop the belief's columns: it is a constant
-      let width = df.sampleCount, kept = width - beliefWidth
-      df = Tensor(shape: [df.batchSize, kept], storage: (0..<df.batchSize).flatMap { df.storage[($0 * width)..<($0 * width + kept)] })
+      let width = df.sampleCount
+      let kept = width - beliefWidth
+      df = Tensor(
+        shape: [df.batchSize, kept],
+        storage: (0..<df.batchSize).flatMap { df.storage[($0 * width)..<($0 * width + kept)] })
     }
-    return features.backward(df.reshaped(cache.featureShape), cache.features, store, inputGradient: true)!
+    return features.backward(
+      df.reshaped(cache.featureShape), cache.features, store, inputGradient: true)!
   }
 
   /// [f flattened ; belief] row by row, or f when there is no belief input.
   func appendBelief(_ f: Tensor, _ belief: Tensor?) -> Tensor {
     guard beliefWidth > 0 else { return f }
-    let b = f.batchSize, n = f.sampleCount
+    let b = f.batchSize
+    let n = f.sampleCount
     let p = belief ?? uniformBelief(batch: b, classes: beliefWidth)
     var out = [Float]()
     out.reserveCapacity(b * (n + beliefWidth))

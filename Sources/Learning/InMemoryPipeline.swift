@@ -40,8 +40,13 @@ struct InMemoryPipeline {
   }
 
   /// A training or evaluation batch into stage 0, run until every stage is quiet.
-  mutating func feed(_ batch: Batch, training: Bool, microIndex: Int = 0, microCount: Int = 1, share: Float? = nil, activeStage: Int? = nil) {
-    let tag = BatchTag(sequence: nextSequence(), microIndex: microIndex, microCount: microCount, share: share, activeStage: activeStage)
+  mutating func feed(
+    _ batch: Batch, training: Bool, microIndex: Int = 0, microCount: Int = 1, share: Float? = nil,
+    activeStage: Int? = nil
+  ) {
+    let tag = BatchTag(
+      sequence: nextSequence(), microIndex: microIndex, microCount: microCount, share: share,
+      activeStage: activeStage)
     let input = handoffs[0].input(after: nil, batch: batch)
     let carried = Carried(images: batch.images, tag: tag, training: training)
     data[0].append(training ? .train(input, tag, carried) : .eval(input, tag, carried))
@@ -51,7 +56,9 @@ struct InMemoryPipeline {
 
   /// A marker into stage 0, run until it has left the last stage.
   mutating func feed(_ marker: Marker) {
-    data[0].append(.marker(marker, Carried(images: nil, tag: BatchTag(sequence: nextSequence()), training: false)))
+    data[0].append(
+      .marker(
+        marker, Carried(images: nil, tag: BatchTag(sequence: nextSequence()), training: false)))
     runUntilQuiet()
   }
 
@@ -74,7 +81,9 @@ struct InMemoryPipeline {
   /// memory: every wait of a stage is for something another stage sends in the same round.
   private mutating func runUntilQuiet() {
     while true {
-      if let k = upstream.indices.first(where: { !upstream[$0].isEmpty && machines[$0].takesFeedback }) {
+      if let k = upstream.indices.first(where: {
+        !upstream[$0].isEmpty && machines[$0].takesFeedback
+      }) {
         deliver(upstream[k].removeFirst(), to: k)
       } else if let k = data.indices.first(where: { !data[$0].isEmpty && machines[$0].takesData }) {
         deliver(data[k].removeFirst(), to: k)
@@ -83,7 +92,9 @@ struct InMemoryPipeline {
       }
     }
     let stuck = data.indices.filter { !data[$0].isEmpty || !upstream[$0].isEmpty }
-    precondition(stuck.isEmpty, "the in-memory pipeline stalled at stages \(stuck): a stage waits for what no stage sends")
+    precondition(
+      stuck.isEmpty,
+      "the in-memory pipeline stalled at stages \(stuck): a stage waits for what no stage sends")
   }
 
   private mutating func deliver(_ event: Machine.Event, to k: Int) {
@@ -108,10 +119,16 @@ struct InMemoryPipeline {
   private mutating func send(_ outgoing: Machine.Outgoing, from k: Int) {
     switch outgoing {
     case .output(let activations, let pass, let labels, let carried):
-      let input = handoffs[k + 1].input(activations: activations, of: pass, images: carried.images!, labels: labels)
-      data[k + 1].append(carried.training ? .train(input, carried.tag, carried) : .eval(input, carried.tag, carried))
+      let input = handoffs[k + 1].input(
+        activations: activations, of: pass, images: carried.images!, labels: labels)
+      data[k + 1].append(
+        carried.training ? .train(input, carried.tag, carried) : .eval(input, carried.tag, carried))
     case .marker(let marker, let carried):
-      if k + 1 < machines.count { data[k + 1].append(.marker(marker, carried)) } else { markersOut.append(marker) }
+      if k + 1 < machines.count {
+        data[k + 1].append(.marker(marker, carried))
+      } else {
+        markersOut.append(marker)
+      }
     case .result: break
     case .inputGradient(let gradient, let carried):
       upstream[k - 1].append(.gradient(gradient, sequence: carried.tag.sequence, carried))

@@ -49,7 +49,11 @@ public struct ReplayBuffer<Payload> {
         continue
       }
       let current = entries[b]
-      if entry.uses < current.uses || (entry.uses == current.uses && entry.writtenAt > current.writtenAt) { best = i }
+      if entry.uses < current.uses
+        || (entry.uses == current.uses && entry.writtenAt > current.writtenAt)
+      {
+        best = i
+      }
     }
     return best
   }
@@ -78,8 +82,10 @@ public struct ReplayBuffer<Payload> {
   /// Staleness so far: draws, mean and largest age in producer steps, mean uses per entry, stalls.
   public var statistics: ReplayStatistics {
     ReplayStatistics(
-      draws: draws, stalls: stalls, meanAge: draws > 0 ? Double(ageSum) / Double(draws) : 0, maxAge: maxAge,
-      meanUses: entries.isEmpty ? 0 : Double(entries.reduce(0) { $0 + $1.uses }) / Double(entries.count))
+      draws: draws, stalls: stalls, meanAge: draws > 0 ? Double(ageSum) / Double(draws) : 0,
+      maxAge: maxAge,
+      meanUses: entries.isEmpty
+        ? 0 : Double(entries.reduce(0) { $0 + $1.uses }) / Double(entries.count))
   }
 }
 

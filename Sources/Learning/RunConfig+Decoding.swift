@@ -4,7 +4,8 @@ import Yams
 
 extension RunConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages, daemon, security, sid, contsup, replay, dni
+    case name, seed, method, schedule, data, training, optimizer, learningRateSchedule, stages,
+      daemon, security, sid, contsup, replay, dni
   }
 
   public init(from decoder: any Decoder) throws {
@@ -56,7 +57,9 @@ extension RunConfig {
   public var configHash: String {
     var hashed = self
     hashed.security = SecurityConfig()
-    let hash = hashed.yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    let hash = hashed.yaml().utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) {
+      ($0 ^ UInt64($1)) &* 0x100_0000_01b3
+    }
     return String(hash, radix: 16)
   }
 
@@ -67,38 +70,54 @@ extension RunConfig {
   /// learning-rate schedule, threads, the schedule, the daemon, security — may change when a
   /// stopped run goes on.
   struct ModelIdentity: Encodable {
-    var seed: UInt64, method: Method, stages: [StageConfig], sid: SIDConfig, contsup: ContSupConfig, dni: DNIConfig?
-    var optimizer: OptimizerKind, data: DataSource, trainLimit: Int?, syntheticTrain: Int, syntheticSide: Int
+    var seed: UInt64, method: Method, stages: [StageConfig], sid: SIDConfig, contsup: ContSupConfig,
+      dni: DNIConfig?
+    var optimizer: OptimizerKind, data: DataSource, trainLimit: Int?, syntheticTrain: Int,
+      syntheticSide: Int
     var batchSize: Int
   }
 
   var modelIdentity: ModelIdentity {
     ModelIdentity(
       seed: seed, method: method, stages: stages, sid: sid, contsup: contsup,
-      dni: method == .dni || method == .cdni ? { var d = dni; d.learningRate = 0; return d }() : nil,  // a rate may change
+      dni: method == .dni || method == .cdni
+        ? {
+          var d = dni
+          d.learningRate = 0
+          return d
+        }() : nil,  // a rate may change
       optimizer: optimizer.kind, data: data.source,
-      trainLimit: data.trainLimit, syntheticTrain: data.syntheticTrain, syntheticSide: data.syntheticSide,
+      trainLimit: data.trainLimit, syntheticTrain: data.syntheticTrain,
+      syntheticSide: data.syntheticSide,
       batchSize: training.batchSize)
   }
 
   /// FNV-1a of `ModelIdentity`'s YAML: checkpoints record it as `model_hash`.
   public var modelHash: String {
     let yaml = (try? YAMLEncoder().encode(modelIdentity)) ?? ""
-    return String(yaml.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }, radix: 16)
+    return String(
+      yaml.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 },
+      radix: 16)
   }
 
   /// The metadata every checkpoint carries about its config.
-  public var checkpointMetadata: [String: String] { ["model_hash": modelHash, "config_hash": configHash] }
+  public var checkpointMetadata: [String: String] {
+    ["model_hash": modelHash, "config_hash": configHash]
+  }
 
   /// Why a checkpoint with `metadata` does not belong to this config, or nil when it does: by
   /// its model hash, or — a checkpoint from before model hashes — by its whole config's hash.
   public func mismatch(checkpoint metadata: [String: String]) -> String? {
     if let stored = metadata["model_hash"] {
       return stored == modelHash
-        ? nil : "was written for another model (hash \(stored), this config's is \(modelHash)): use the run's own config.yaml"
+        ? nil
+        : "was written for another model (hash \(stored), this config's is \(modelHash)): use the "
+          + "run's own config.yaml"
     }
     if let stored = metadata["config_hash"], stored != configHash {
-      return "was written for another config (hash \(stored), this one is \(configHash)): use the run's own config.yaml"
+      return
+        "was written for another config (hash \(stored), this one is \(configHash)): use the run's "
+        + "own config.yaml"
     }
     return nil
   }
@@ -110,9 +129,13 @@ extension RunConfig {
     if a.seed != b.seed { names.append("seed") }
     if a.method != b.method { names.append("method") }
     if a.stages != b.stages { names.append("stages") }
-    if a.sid != b.sid || a.contsup != b.contsup || a.dni != b.dni { names.append("method settings") }
+    if a.sid != b.sid || a.contsup != b.contsup || a.dni != b.dni {
+      names.append("method settings")
+    }
     if a.optimizer != b.optimizer { names.append("optimizer.kind") }
-    if a.data != b.data || a.trainLimit != b.trainLimit || a.syntheticTrain != b.syntheticTrain || a.syntheticSide != b.syntheticSide {
+    if a.data != b.data || a.trainLimit != b.trainLimit || a.syntheticTrain != b.syntheticTrain
+      || a.syntheticSide != b.syntheticSide
+    {
       names.append("data")
     }
     if a.batchSize != b.batchSize { names.append("training.batchSize") }
@@ -127,7 +150,8 @@ extension RunConfig {
 
 extension DataConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide, augment, classes, mean, std
+    case source, path, trainLimit, testLimit, syntheticTrain, syntheticTest, syntheticSide, augment,
+      classes, mean, std
   }
 
   public init(from decoder: any Decoder) throws {
@@ -160,7 +184,9 @@ extension AugmentConfig {
 }
 
 extension SIDConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case alpha, labelSmoothing, direction, beliefInput }
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case alpha, labelSmoothing, direction, beliefInput
+  }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -185,7 +211,9 @@ extension ReplayConfig {
 }
 
 extension DNIConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case synthesiser, hidden, auxiliaryLoss, optimizer, learningRate }
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case synthesiser, hidden, auxiliaryLoss, optimizer, learningRate
+  }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -205,7 +233,8 @@ extension ContSupConfig {
     try decoder.rejectUnknownKeys(CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     mode = try c.choice(.mode, or: ContSupConfig().mode)
-    encoderLearningRateScale = try c.value(.encoderLearningRateScale, or: ContSupConfig().encoderLearningRateScale)
+    encoderLearningRateScale = try c.value(
+      .encoderLearningRateScale, or: ContSupConfig().encoderLearningRateScale)
   }
 }
 
@@ -226,7 +255,8 @@ extension SecurityConfig {
 
 extension DaemonConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort, statsMilliseconds, microBatches, slowStage, slowdown, restarts
+    case maxInFlight, highWaterMark, heartbeatMilliseconds, liveness, bind, controlPort,
+      statsMilliseconds, microBatches, slowStage, slowdown, restarts
     case checkpointEverySteps, wireFormat
   }
 

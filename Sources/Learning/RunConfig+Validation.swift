@@ -9,7 +9,9 @@ extension RunConfig {
     }
     try check(!stages.isEmpty, "stages", "needs at least one stage")
     try check(training.epochs >= 1, "training.epochs", "must be at least 1, got \(training.epochs)")
-    try check(training.batchSize >= 1, "training.batchSize", "must be at least 1, got \(training.batchSize)")
+    try check(
+      training.batchSize >= 1, "training.batchSize", "must be at least 1, got \(training.batchSize)"
+    )
     try check(training.evalBatchSize >= 1, "training.evalBatchSize", "must be at least 1")
     try check(training.threads >= 1, "training.threads", "must be at least 1")
     try check(optimizer.learningRate > 0, "optimizer.learningRate", "must be positive")
@@ -19,76 +21,123 @@ extension RunConfig {
     try check((0..<1).contains(optimizer.beta2), "optimizer.beta2", "must be in [0, 1)")
     try check(optimizer.epsilon > 0, "optimizer.epsilon", "must be positive")
     for (group, scale) in optimizer.rateScales.sorted(by: { $0.key < $1.key }) {
-      try check(Self.parameterGroups.contains(group), "optimizer.rateScales.\(group)", "is not a parameter group: use \(Self.parameterGroups.joined(separator: ", "))")
-      try check(scale >= 0 && scale.isFinite, "optimizer.rateScales.\(group)", "must be a finite number ≥ 0")
+      try check(
+        Self.parameterGroups.contains(group), "optimizer.rateScales.\(group)",
+        "is not a parameter group: use \(Self.parameterGroups.joined(separator: ", "))")
+      try check(
+        scale >= 0 && scale.isFinite, "optimizer.rateScales.\(group)", "must be a finite number ≥ 0"
+      )
     }
     try check(
       method != .contsup || optimizer.rateScales["context"] == nil, "optimizer.rateScales.context",
       "ContSup's encoders step at contsup.encoderLearningRateScale: set that one")
-    try check(learningRateSchedule.stepEpochs >= 1, "learningRateSchedule.stepEpochs", "must be at least 1")
+    try check(
+      learningRateSchedule.stepEpochs >= 1, "learningRateSchedule.stepEpochs", "must be at least 1")
     try check(learningRateSchedule.gamma > 0, "learningRateSchedule.gamma", "must be positive")
-    try check(learningRateSchedule.warmupEpochs >= 0, "learningRateSchedule.warmupEpochs", "must not be negative")
+    try check(
+      learningRateSchedule.warmupEpochs >= 0, "learningRateSchedule.warmupEpochs",
+      "must not be negative")
     try check(data.trainLimit.map { $0 >= 1 } ?? true, "data.trainLimit", "must be at least 1")
     try check(data.testLimit.map { $0 >= 1 } ?? true, "data.testLimit", "must be at least 1")
     try check(data.syntheticSide >= 4, "data.syntheticSide", "must be at least 4")
-    try check(data.classes.map { $0 >= 2 } ?? true, "data.classes", "a classifier needs at least 2 classes")
-    try check((data.mean == nil) == (data.std == nil), data.mean == nil ? "data.mean" : "data.std", "give data.mean and data.std together")
-    try check(data.mean.map { !$0.isEmpty && $0.count == data.std?.count } ?? true, "data.std", "needs as many values as data.mean")
+    try check(
+      data.classes.map { $0 >= 2 } ?? true, "data.classes", "a classifier needs at least 2 classes")
+    try check(
+      (data.mean == nil) == (data.std == nil), data.mean == nil ? "data.mean" : "data.std",
+      "give data.mean and data.std together")
+    try check(
+      data.mean.map { !$0.isEmpty && $0.count == data.std?.count } ?? true, "data.std",
+      "needs as many values as data.mean")
     try check(data.std?.allSatisfy { $0 > 0 } ?? true, "data.std", "every value must be positive")
-    try check(data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain", "synthetic sets need samples")
+    try check(
+      data.syntheticTrain >= 1 && data.syntheticTest >= 1, "data.syntheticTrain",
+      "synthetic sets need samples")
     try check((0...1).contains(sid.alpha), "sid.alpha", "must be in [0, 1], got \(sid.alpha)")
     try check((0..<1).contains(sid.labelSmoothing), "sid.labelSmoothing", "must be in [0, 1)")
     try check(
-      !(method == .sid && sid.direction == .reverse && sid.labelSmoothing == 0), "sid.labelSmoothing",
-      "the reverse KL direction needs smoothed labels (the paper's theory assumes full support): set a small ε such as 0.1")
+      !(method == .sid && sid.direction == .reverse && sid.labelSmoothing == 0),
+      "sid.labelSmoothing",
+      "the reverse KL direction needs smoothed labels (the paper's theory assumes full support): "
+        + "set a small ε such as 0.1"
+    )
     try check(
       method != .kernel || training.batchSize >= 2, "training.batchSize",
-      "the kernel method aligns pairs within a batch: a batch of \(training.batchSize) has one class and no pairs; use 2 or more (64+ recommended)")
-    try check(method != .e2e || schedule != .sequential, "schedule", "e2e has no stages to train one after another: use lockstep")
+      "the kernel method aligns pairs within a batch: a batch of \(training.batchSize) has one "
+        + "class and no pairs; use 2 or more (64+ recommended)"
+    )
+    try check(
+      method != .e2e || schedule != .sequential, "schedule",
+      "e2e has no stages to train one after another: use lockstep")
     try check(
       daemon.microBatches >= 1 && daemon.microBatches <= training.batchSize, "daemon.microBatches",
       "must be between 1 and training.batchSize (\(training.batchSize))")
     try check(
       method != .contsup || stages.count >= 2, "contsup.mode",
-      "context \(contsup.mode.rawValue) goes to the stages after the first, and this config has one stage: use 2 or more, or method greedy")
-    try check(contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale", "must not be negative")
+      "context \(contsup.mode.rawValue) goes to the stages after the first, and this config has "
+        + "one stage: use 2 or more, or method greedy"
+    )
+    try check(
+      contsup.encoderLearningRateScale >= 0, "contsup.encoderLearningRateScale",
+      "must not be negative")
     try check(
       !method.hasFeedback || (schedule != .sequential && schedule != .replay), "schedule",
-      "\(method.rawValue) trains hidden stages on what later stages send back, which \(schedule.rawValue) does not run: use pipelined or lockstep")
+      "\(method.rawValue) trains hidden stages on what later stages send back, which "
+        + "\(schedule.rawValue) does not run: use pipelined or lockstep"
+    )
     try check(dni.hidden >= 1, "dni.hidden", "must be at least 1")
     try check(data.augment.padding >= 0, "data.augment.padding", "must not be negative")
-    try check(dni.learningRate >= 0 && dni.learningRate.isFinite, "dni.learningRate", "must be a finite number ≥ 0 (0 freezes the synthesisers)")
+    try check(
+      dni.learningRate >= 0 && dni.learningRate.isFinite, "dni.learningRate",
+      "must be a finite number ≥ 0 (0 freezes the synthesisers)")
     try check(daemon.restarts >= 0, "daemon.restarts", "must not be negative")
-    try check(daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps", "must not be negative (0: at epoch ends only)")
+    try check(
+      daemon.checkpointEverySteps >= 0, "daemon.checkpointEverySteps",
+      "must not be negative (0: at epoch ends only)")
     try check(daemon.slowdown >= 1, "daemon.slowdown", "must be at least 1 (1: no slowdown)")
-    try check(stages.indices.contains(daemon.slowStage), "daemon.slowStage", "must name a stage, 0…\(stages.count - 1)")
+    try check(
+      stages.indices.contains(daemon.slowStage), "daemon.slowStage",
+      "must name a stage, 0…\(stages.count - 1)")
     try check(replay.buffer >= 1, "replay.buffer", "must hold at least 1 batch")
     try check(replay.maxReuse >= 0, "replay.maxReuse", "must not be negative (0: no cap)")
-    try check(method != .e2e || schedule != .replay, "schedule", "e2e has no local steps to replay: use lockstep")
-    try check(daemon.maxInFlight >= 0, "daemon.maxInFlight", "must not be negative (0 picks 2 × stages)")
+    try check(
+      method != .e2e || schedule != .replay, "schedule",
+      "e2e has no local steps to replay: use lockstep")
+    try check(
+      daemon.maxInFlight >= 0, "daemon.maxInFlight", "must not be negative (0 picks 2 × stages)")
     try check(daemon.highWaterMark >= 1, "daemon.highWaterMark", "must be at least 1")
-    try check(daemon.heartbeatMilliseconds >= 10, "daemon.heartbeatMilliseconds", "must be at least 10")
+    try check(
+      daemon.heartbeatMilliseconds >= 10, "daemon.heartbeatMilliseconds", "must be at least 10")
     try check(daemon.liveness >= 2, "daemon.liveness", "must be at least 2 missed heartbeats")
-    try check((0...65535).contains(daemon.controlPort), "daemon.controlPort", "must be a TCP port (0 picks a free one)")
-    try check(!daemon.bind.isEmpty && !daemon.bind.contains("/"), "daemon.bind", "must be an interface address such as 127.0.0.1")
+    try check(
+      (0...65535).contains(daemon.controlPort), "daemon.controlPort",
+      "must be a TCP port (0 picks a free one)")
+    try check(
+      !daemon.bind.isEmpty && !daemon.bind.contains("/"), "daemon.bind",
+      "must be an interface address such as 127.0.0.1")
     if security.curve {
-      try check(!security.schedulerKey.isEmpty, "security.schedulerKey", "CURVE needs the scheduler's key file: make one with `stagewise keygen --out scheduler`")
+      try check(
+        !security.schedulerKey.isEmpty, "security.schedulerKey",
+        "CURVE needs the scheduler's key file: make one with `stagewise keygen --out scheduler`")
     }
     for (i, key) in security.allowedWorkerKeys.enumerated() {
-      try check(Self.isZ85Key(key), "security.allowedWorkerKeys[\(i)]", "is not a public key (40 Z85 characters, as `stagewise keygen` prints)")
+      try check(
+        Self.isZ85Key(key), "security.allowedWorkerKeys[\(i)]",
+        "is not a public key (40 Z85 characters, as `stagewise keygen` prints)")
     }
   }
 
   /// Lays out every stage for samples of `sampleShape` (no memory allocated), checking that
   /// each stage accepts what the one before it outputs.
-  public func blueprints(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage.Blueprint] {
+  public func blueprints(sampleShape: [Int], classes: Int) throws(ConfigError) -> [Stage.Blueprint]
+  {
     try validate()
     var shape = sampleShape
     var previousInput: [Int]? = nil
     var plans: [Stage.Blueprint] = []
     for index in stages.indices {
       let shapes = Stage.Shapes(
-        input: shape, image: sampleShape, previousInput: previousInput, classes: classes, isLast: index == stages.count - 1)
+        input: shape, image: sampleShape, previousInput: previousInput, classes: classes,
+        isLast: index == stages.count - 1)
       let plan = try Stage.blueprint(self, index: index, shapes: shapes)
       plans.append(plan)
       previousInput = shape
@@ -101,7 +150,8 @@ extension RunConfig {
   /// `sequential`, per phase) in epochs of `stepsPerEpoch` updates.
   public func learningRate(step: Int, stepsPerEpoch: Int) -> Float {
     learningRateSchedule.rate(
-      base: optimizer.learningRate, step: step, stepsPerEpoch: stepsPerEpoch, totalEpochs: training.epochs)
+      base: optimizer.learningRate, step: step, stepsPerEpoch: stepsPerEpoch,
+      totalEpochs: training.epochs)
   }
 
   /// Whether stage `index`'s head is scored in evaluation: under e2e only the last stage's
@@ -120,7 +170,9 @@ extension RunConfig {
   }
 
   /// Builds stage `index` alone (what a worker process does).
-  public func buildStage(_ index: Int, sampleShape: [Int], classes: Int) throws(ConfigError) -> Stage {
+  public func buildStage(_ index: Int, sampleShape: [Int], classes: Int) throws(ConfigError)
+    -> Stage
+  {
     let plans = try blueprints(sampleShape: sampleShape, classes: classes)
     guard plans.indices.contains(index) else {
       throw ConfigError(path: "stages", "there is no stage \(index); the config has \(plans.count)")
@@ -145,7 +197,9 @@ extension RunConfig {
   /// Loads the training and test sets this config names.
   /// `data.mean` and `data.std`, when given.
   var givenNormalisation: ImageNormalisation? {
-    guard let mean = data.mean, let std = data.std, mean.count == std.count, !mean.isEmpty else { return nil }
+    guard let mean = data.mean, let std = data.std, mean.count == std.count, !mean.isEmpty else {
+      return nil
+    }
     return ImageNormalisation(mean: mean, std: std)
   }
 
@@ -161,11 +215,14 @@ extension RunConfig {
   public func loadData() throws(DataError) -> (train: Dataset, test: Dataset) {
     switch data.source {
     case .fashionMNIST:
-      let train = try FashionMNIST.load(.train, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
-      let test = try FashionMNIST.load(.test, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
+      let train = try FashionMNIST.load(
+        .train, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
+      let test = try FashionMNIST.load(
+        .test, from: data.path, normalisation: givenNormalisation ?? FashionMNIST.normalisation)
       return (train.prefix(data.trainLimit), test.prefix(data.testLimit))
     case .npz:
-      let (train, test) = try NPZDataset.load(data.path, classes: data.classes, normalisation: givenNormalisation)
+      let (train, test) = try NPZDataset.load(
+        data.path, classes: data.classes, normalisation: givenNormalisation)
       return (train.prefix(data.trainLimit), test.prefix(data.testLimit))
     case .synthetic:
       let side = data.syntheticSide
@@ -180,7 +237,8 @@ extension RunConfig {
 extension RunConfig {
   /// Whether `text` looks like a CURVE key in Z85: 40 characters of its alphabet.
   static func isZ85Key(_ text: String) -> Bool {
-    let alphabet = Set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+    let alphabet = Set(
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
     return text.count == 40 && text.allSatisfy(alphabet.contains)
   }
 }

@@ -20,7 +20,8 @@ public enum Method: String, Sendable, Codable, CaseIterable {
   /// back; the last stage trains its classifier with CE.
   case drtp
   /// Direct feedback alignment (Nøkland): the last stage trains with CE and sends its output
-  /// error e = (softmax − onehot(y))/B (B the batch size) to every earlier stage; each hidden layer there trains on
+  /// error e = (softmax − onehot(y))/B (B the batch size) to every earlier stage; each hidden layer
+  /// there trains on
   /// its own fixed random projection B e, applied when the error arrives (the forward path
   /// never waits for it).
   case dfa
@@ -71,7 +72,8 @@ public struct SIDConfig: Sendable, Equatable, Codable {
   public init() {}
 }
 
-/// Which context ContSup supplies to each stage after the first.
+/// Which context ContSup supplies to each stage after the first (the paper's names).
+// swift-format-ignore: AlwaysUseLowerCamelCase
 public enum ContextMode: String, Sendable, Codable, CaseIterable {
   /// The raw input image.
   case E
@@ -307,6 +309,8 @@ public struct RunConfig: Sendable, Equatable, Codable {
 
   /// `count` stages of [Linear `width`, ReLU].
   public static func mlpStages(width: Int, count: Int) -> [StageConfig] {
-    (0..<count).map { _ in StageConfig(layers: [LayerConfig(.linear, out: width), LayerConfig(.relu)]) }
+    (0..<count).map { _ in
+      StageConfig(layers: [LayerConfig(.linear, out: width), LayerConfig(.relu)])
+    }
   }
 }

@@ -8,7 +8,8 @@ public final class RunDirectory {
 
   /// Creates `path` (and parents) and writes the resolved config into it.
   public init(path: String, config: RunConfig) throws {
-    self.path = (path as NSString).standardizingPath.hasPrefix("/")
+    self.path =
+      (path as NSString).standardizingPath.hasPrefix("/")
       ? (path as NSString).standardizingPath
       : FileManager.default.currentDirectoryPath + "/" + (path as NSString).standardizingPath
     try FileManager.default.createDirectory(atPath: self.path, withIntermediateDirectories: true)
@@ -57,7 +58,8 @@ public final class RunDirectory {
 
   /// Writes `value` as pretty JSON to `file`, atomically.
   public func write<T: Encodable>(_ value: T, to file: String) throws {
-    try AtomicFile.write(Array(try JSONEncoder.stagewise(pretty: true).encode(value)), to: "\(path)/\(file)")
+    try AtomicFile.write(
+      Array(try JSONEncoder.stagewise(pretty: true).encode(value)), to: "\(path)/\(file)")
   }
 
   /// Path of stage `index`'s weights file.
@@ -69,8 +71,12 @@ extension JSONEncoder {
   /// infinity written as a string instead of failing the write.
   public static func stagewise(pretty: Bool) -> JSONEncoder {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    encoder.outputFormatting =
+      pretty
+      ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+      : [.sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     return encoder
   }
 }
@@ -80,7 +86,8 @@ extension JSONDecoder {
   /// writes them).
   public static var stagewise: JSONDecoder {
     let decoder = JSONDecoder()
-    decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     return decoder
   }
 }

@@ -13,10 +13,13 @@ extension Stage {
   public func checkpointEntries() -> [Safetensors.Entry] {
     checkpointedStores.flatMap { store, prefix in
       store.layout.specs.map { spec in
-        Safetensors.Entry(name: spec.name, shape: spec.shape, values: Array(store.values[spec.offset..<(spec.offset + spec.count)]))
+        Safetensors.Entry(
+          name: spec.name, shape: spec.shape,
+          values: Array(store.values[spec.offset..<(spec.offset + spec.count)]))
       }
         + store.slots.sorted(by: { $0.key < $1.key }).map { slot, buffer in
-          Safetensors.Entry(name: prefix + slot, shape: [store.count], values: Array(buffer.prefix(store.count)))
+          Safetensors.Entry(
+            name: prefix + slot, shape: [store.count], values: Array(buffer.prefix(store.count)))
         }
     }
   }
@@ -26,7 +29,9 @@ extension Stage {
     var meta = metadata
     meta["stage"] = "\(index)"
     meta["optimizer.steps"] = "\(optimizer.stepCount)"
-    if let synthesiser { meta["synthesiser.optimizer.steps"] = "\(synthesiser.optimizer.stepCount)" }
+    if let synthesiser {
+      meta["synthesiser.optimizer.steps"] = "\(synthesiser.optimizer.stepCount)"
+    }
     try Safetensors.write(checkpointEntries(), metadata: meta, to: path)
   }
 }
@@ -57,12 +62,16 @@ extension Stage {
       var values = [Float](repeating: 0, count: store.count)
       for spec in store.layout.specs {
         guard let tensor = tensors[spec.name] else { throw fail("has no tensor \(spec.name)") }
-        guard tensor.shape == spec.shape else { throw fail("\(spec.name) has shape \(tensor.shape), this stage needs \(spec.shape)") }
+        guard tensor.shape == spec.shape else {
+          throw fail("\(spec.name) has shape \(tensor.shape), this stage needs \(spec.shape)")
+        }
         values.replaceSubrange(spec.offset..<(spec.offset + spec.count), with: tensor.storage)
       }
       var slots: [(String, [Float])] = []
       for (name, tensor) in tensors where name.hasPrefix(prefix) {
-        guard tensor.count == store.count else { throw fail("\(name) has \(tensor.count) values, its store \(store.count)") }
+        guard tensor.count == store.count else {
+          throw fail("\(name) has \(tensor.count) values, its store \(store.count)")
+        }
         slots.append((String(name.dropFirst(prefix.count)), tensor.storage))
       }
       restored.append((store, values, slots))
@@ -72,7 +81,9 @@ extension Stage {
       for (slot, state) in slots { _ = store.slot(slot).update(fromContentsOf: state) }
     }
     if let steps = metadata["optimizer.steps"].flatMap(Int.init) { optimizer.stepCount = steps }
-    if let steps = metadata["synthesiser.optimizer.steps"].flatMap(Int.init) { synthesiser?.optimizer.stepCount = steps }
+    if let steps = metadata["synthesiser.optimizer.steps"].flatMap(Int.init) {
+      synthesiser?.optimizer.stepCount = steps
+    }
     return metadata
   }
 }

@@ -63,8 +63,13 @@ public final class Stage {
     /// The previous stage's augmented input (ContSup R1).
     public var previousInput: Tensor?
 
-    public init(x: Tensor, labels: [Int32], belief: Tensor? = nil, image: Tensor? = nil, previousInput: Tensor? = nil) {
-      (self.x, self.labels, self.belief, self.image, self.previousInput) = (x, labels, belief, image, previousInput)
+    public init(
+      x: Tensor, labels: [Int32], belief: Tensor? = nil, image: Tensor? = nil,
+      previousInput: Tensor? = nil
+    ) {
+      (self.x, self.labels, self.belief, self.image, self.previousInput) = (
+        x, labels, belief, image, previousInput
+      )
     }
   }
 
@@ -118,13 +123,20 @@ public final class Stage {
       // The context joins the stage's input as a sum: start it small, so the stage begins
       // as greedy and learns how much context to take (at full He scale the sum doubles the
       // input's variance and SGD diverges on Fashion-MNIST).
-      encoder.net.layers.last { $0 is Linear || $0 is Conv2D }?.scaleWeights(by: Self.contextInitScale, store)
+      encoder.net.layers.last { $0 is Linear || $0 is Conv2D }?.scaleWeights(
+        by: Self.contextInitScale, store)
     }
     var feedback = SeededGenerator(seed: seed, stream: Self.projectionStream + UInt64(index))
     projections = blueprint.projectedLayers.map { layer in
-      (layer, TargetProjection(width: blueprint.body.layers[layer].outputShape.reduce(1, *), classes: blueprint.classes, rng: &feedback))
+      (
+        layer,
+        TargetProjection(
+          width: blueprint.body.layers[layer].outputShape.reduce(1, *), classes: blueprint.classes,
+          rng: &feedback)
+      )
     }
-    var synthesiserDraws = SeededGenerator(seed: seed, stream: Self.synthesiserStream + UInt64(index))
+    var synthesiserDraws = SeededGenerator(
+      seed: seed, stream: Self.synthesiserStream + UInt64(index))
     synthesiser = blueprint.synthesiser.map { Synthesiser($0, rng: &synthesiserDraws) }
   }
 
@@ -137,7 +149,8 @@ public final class Stage {
   public var outputShape: [Int] { body.outputShape }
   public var contextSources: [ContextSource] { encoders.map(\.source) }
   public var forwardFLOPsPerSample: Int {
-    body.forwardFLOPsPerSample + (head?.forwardFLOPsPerSample ?? 0) + encoders.reduce(0) { $0 + $1.net.forwardFLOPsPerSample }
+    body.forwardFLOPsPerSample + (head?.forwardFLOPsPerSample ?? 0)
+      + encoders.reduce(0) { $0 + $1.net.forwardFLOPsPerSample }
   }
 
   // MARK: - Training
@@ -155,9 +168,12 @@ public final class Stage {
       for i in 0..<z.count { z.storage[i] += e.storage[i] }
     }
     let (h, bodyCaches, projected) =
-      training ? body.forward(z, store, keepingOutputsOf: projections.map(\.layer)) : (body.infer(z, store), [], [])
+      training
+      ? body.forward(z, store, keepingOutputsOf: projections.map(\.layer))
+      : (body.infer(z, store), [], [])
     var pass = Pass(
-      activations: h, belief: nil, augmentedInput: z, h: h, bodyCaches: bodyCaches, encoderCaches: encoderCaches,
+      activations: h, belief: nil, augmentedInput: z, h: h, bodyCaches: bodyCaches,
+      encoderCaches: encoderCaches,
       headPass: nil, previousBelief: input.belief, projected: projected)
     switch objective {
     case .kernel: pass.activations = rowNormalize(h).0
@@ -188,10 +204,12 @@ public final class Stage {
     let dh: Tensor
     switch objective {
     case .drtp:
-      let loss = projectedGradients(pass, error: TargetProjection.targetError(labels: labels, classes: classes))
+      let loss = projectedGradients(
+        pass, error: TargetProjection.targetError(labels: labels, classes: classes))
       return (LossResult(loss: loss, gradient: Tensor(zeros: [labels.count, 0]), correct: 0), nil)
     case .dfa:
-      preconditionFailure("a dfa hidden stage trains when its error arrives (trainOnError), not at forward time")
+      preconditionFailure(
+        "a dfa hidden stage trains when its error arrives (trainOnError), not at forward time")
     case .synthetic:
       var g = synthesiser!.syntheticGradient(pass.h, labels: labels)
       if head != nil {  // the auxiliary local loss
@@ -211,21 +229,27 @@ public final class Stage {
       let (logits, cache) = pass.headPass!
       result = sidLoss(
         logits: logits, labels: labels,
-        previousBelief: pass.previousBelief ?? uniformBelief(batch: labels.count, classes: logits.sampleCount),
-        alpha: settings.alpha, labelSmoothing: settings.labelSmoothing, direction: settings.direction)
+        previousBelief: pass.previousBelief
+          ?? uniformBelief(batch: labels.count, classes: logits.sampleCount),
+        alpha: settings.alpha, labelSmoothing: settings.labelSmoothing,
+        direction: settings.direction)
       dh = head!.backward(result.gradient, cache, store)
     }
-    let dz = body.backward(dh, pass.bodyCaches, store, inputGradient: inputGradient || !encoders.isEmpty)
+    let dz = body.backward(
+      dh, pass.bodyCaches, store, inputGradient: inputGradient || !encoders.isEmpty)
     if let dz, !encoders.isEmpty {
       for (k, encoder) in encoders.enumerated() {
-        _ = encoder.net.backward(dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store, inputGradient: false)
+        _ = encoder.net.backward(
+          dz.reshaped([dz.batchSize] + encoder.net.outputShape), pass.encoderCaches[k], store,
+          inputGradient: false)
       }
     }
     return (result, inputGradient ? dz : nil)
   }
 
   /// The head's CE on h, its gradients added into the store; returns the loss and ∂L/∂h.
-  func headCrossEntropy(_ h: Tensor, labels: [Int32], lossScale: Float = 1) -> (LossResult, Tensor) {
+  func headCrossEntropy(_ h: Tensor, labels: [Int32], lossScale: Float = 1) -> (LossResult, Tensor)
+  {
     let (logits, cache) = head!.forward(h, belief: nil, store)
     var result = softmaxCrossEntropy(logits: logits, labels: labels)
     if lossScale != 1 {
@@ -264,7 +288,9 @@ public final class Stage {
 
   /// Forward, local gradients and the optimizer step on one batch (what the trainer does);
   /// with `inputGradient`, also ∂/∂input (DNI's target for the previous stage).
-  public func trainLocal(_ input: Input, learningRate: Float, inputGradient: Bool = false) -> (Pass, LossResult, Tensor?) {
+  public func trainLocal(_ input: Input, learningRate: Float, inputGradient: Bool = false) -> (
+    Pass, LossResult, Tensor?
+  ) {
     let pass = forward(input)
     let (result, dx) = localStep(pass, labels: input.labels, inputGradient: inputGradient)
     optimizer.update(store, learningRate: learningRate)
@@ -285,7 +311,9 @@ public final class Stage {
   /// End to end, a stage before the last: the backward of ∂L/∂output `gradient` through the
   /// body of the batch's kept `pass`, its gradients added into the store; returns ∂L/∂input
   /// when `inputGradient`.
-  public func backward(_ pass: Pass, outputGradient gradient: Tensor, inputGradient: Bool) -> Tensor? {
+  public func backward(_ pass: Pass, outputGradient gradient: Tensor, inputGradient: Bool)
+    -> Tensor?
+  {
     body.backward(gradient, pass.bodyCaches, store, inputGradient: inputGradient)
   }
 }

@@ -8,12 +8,18 @@ extension StageMachine {
 
   /// A training batch under a local step: forward, the output on at once (unless the
   /// schedule hands on after the update), then the rest of the step as `.work`.
-  mutating func trainLocal(_ input: Stage.Input, _ tag: BatchTag, _ envelope: Envelope) -> [Action] {
+  mutating func trainLocal(_ input: Stage.Input, _ tag: BatchTag, _ envelope: Envelope) -> [Action]
+  {
     // `sequential`: the tag names the one stage that trains; the others only pass data on, in
     // their inference form (a frozen stage's running statistics and dropout stay as they are).
     if let active = tag.activeStage, active != index {
       let pass = stage.forward(input, training: false)
-      return [.send(isLast ? .result(envelope) : .output(pass.activations, pass: pass, labels: input.labels, envelope))]
+      return [
+        .send(
+          isLast
+            ? .result(envelope)
+            : .output(pass.activations, pass: pass, labels: input.labels, envelope))
+      ]
     }
     replay?.open = true
     let t0 = clock()
@@ -68,14 +74,16 @@ extension StageMachine {
       actions.append(.computed(micros: computed))
     }
     if !isLast && rule.handsOnAfterUpdate {
-      actions.append(.send(.output(w.pass.activations, pass: w.pass, labels: w.input.labels, w.envelope)))
+      actions.append(
+        .send(.output(w.pass.activations, pass: w.pass, labels: w.input.labels, w.envelope)))
     }
     if let result, rule.sendsError { actions.append(.send(.error(result.gradient, w.envelope))) }
     if isLast { actions.append(.send(.result(w.envelope))) }
     let samples = w.input.labels.count
     if var owed {
       let kept = OwedBatch(
-        pass: rule.step == .local ? nil : w.pass, output: w.pass.activations, labels: w.input.labels)
+        pass: rule.step == .local ? nil : w.pass, output: w.pass.activations, labels: w.input.labels
+      )
       trainTotals.feedback?.stale += owed.keep(kept, sequence: w.tag.sequence, step: w.step)
       self.owed = owed
       // A stage whose feedback comes back reports its loss (synthesiser's, DFA's surrogate)
@@ -86,7 +94,10 @@ extension StageMachine {
     }
     replay?.add(w.input)
     let loss = owed == nil ? result?.loss : nil
-    actions.append(.progress(Progress(busyMicros: computed, loss: loss, correct: result?.correct ?? 0, samples: samples)))
+    actions.append(
+      .progress(
+        Progress(busyMicros: computed, loss: loss, correct: result?.correct ?? 0, samples: samples))
+    )
     return actions
   }
 
@@ -97,14 +108,19 @@ extension StageMachine {
     let t0 = clock()
     let result = stage.trainLocal(input, learningRate: learningRate).1
     let (micros, t1) = since(t0)
-    return [.span("replay", startMicros: t0, endMicros: t1), .progress(Progress(busyMicros: micros, loss: result.loss))]
+    return [
+      .span("replay", startMicros: t0, endMicros: t1),
+      .progress(Progress(busyMicros: micros, loss: result.loss)),
+    ]
   }
 
   // MARK: - End to end: a held forward and its backward
 
   /// A training micro-batch at an e2e stage before the last: forward, the pass kept until its
   /// gradient comes back, h sent on.
-  mutating func forwardHolding(_ input: Stage.Input, _ tag: BatchTag, _ envelope: Envelope) -> [Action] {
+  mutating func forwardHolding(_ input: Stage.Input, _ tag: BatchTag, _ envelope: Envelope)
+    -> [Action]
+  {
     if !backprop.inBatch { backprop.microCount = tag.microCount }
     let t0 = clock()
     let pass = stage.forward(input)
@@ -120,22 +136,28 @@ extension StageMachine {
 
   /// The gradient of a held micro-batch's output: backward through its pass, the gradient at
   /// the input upstream; after the batch's last one, the one update.
-  mutating func backwardHeld(_ gradient: Tensor, sequence: UInt64, _ envelope: Envelope) -> [Action] {
+  mutating func backwardHeld(_ gradient: Tensor, sequence: UInt64, _ envelope: Envelope) -> [Action]
+  {
     guard let held = backprop.held.removeValue(forKey: sequence) else { return [] }
     let t0 = clock()
-    let dx = stage.backward(held.pass, outputGradient: gradient, inputGradient: rule.returnsInputGradient)
+    let dx = stage.backward(
+      held.pass, outputGradient: gradient, inputGradient: rule.returnsInputGradient)
     let (micros, t1) = since(t0)
     backprop.computeMicros += micros
     backprop.backwards += 1
     var actions: [Action] = [
-      .span("backward", startMicros: t0, endMicros: t1), .progress(Progress(busyMicros: micros, samples: held.batch)),
+      .span("backward", startMicros: t0, endMicros: t1),
+      .progress(Progress(busyMicros: micros, samples: held.batch)),
     ]
     if let dx { actions.append(.send(.inputGradient(dx, envelope))) }
     guard backprop.backwards == backprop.microCount else { return actions }
     let t2 = clock()
     stage.optimizer.update(stage.store, learningRate: learningRate)
     let (updateMicros, t3) = since(t2)
-    actions += [.span("update", startMicros: t2, endMicros: t3), .computed(micros: backprop.computeMicros + updateMicros)]
+    actions += [
+      .span("update", startMicros: t2, endMicros: t3),
+      .computed(micros: backprop.computeMicros + updateMicros),
+    ]
     backprop = BackpropState()
     step += 1
     return actions
@@ -161,7 +183,8 @@ extension StageMachine {
     trainTotals.addLoss(loss, samples: samples)
     trainTotals.feedback?.applied(staleness: staleness)
     var actions: [Action] = [
-      .span(rule.feedback == .error ? "error-update" : "synthesiser", startMicros: t0, endMicros: t1),
+      .span(
+        rule.feedback == .error ? "error-update" : "synthesiser", startMicros: t0, endMicros: t1),
       .progress(Progress(busyMicros: micros, loss: loss)),
     ]
     if case .draining(let marker, let envelope, _) = state, owed.isEmpty {
@@ -178,10 +201,15 @@ extension StageMachine {
     // No logits: a kernel hidden stage (no head) or an inner e2e stage (head never trained).
     let result = logits.map { softmaxCrossEntropy(logits: $0, labels: input.labels) }
     let (micros, t1) = since(t0)
-    if let result { evalTotals.add(loss: result.loss, correct: result.correct, samples: input.labels.count) }
+    if let result {
+      evalTotals.add(loss: result.loss, correct: result.correct, samples: input.labels.count)
+    }
     return [
       .span("eval", startMicros: t0, endMicros: t1),
-      .send(isLast ? .result(envelope) : .output(pass.activations, pass: pass, labels: input.labels, envelope)),
+      .send(
+        isLast
+          ? .result(envelope)
+          : .output(pass.activations, pass: pass, labels: input.labels, envelope)),
       .progress(Progress(busyMicros: micros)),
     ]
   }

@@ -12,7 +12,8 @@ import NN
 /// stage's own backward starts. `Envelope` is the transport's record of a message (a ZeroMQ
 /// message, a batch in memory); the machine hands it back with everything sent for it.
 ///
-///     idle ──start──▶ training ──marker, feedback owed──▶ draining ──owed came, or patience out──▶ training
+///     idle ──start──▶ training ──marker, feedback owed──▶ draining ──owed came, or patience out──▶
+/// training
 ///                        └──────────────── stop, reset ────────────────▶ over
 public struct StageMachine<Envelope> {
   public enum Event {
@@ -278,7 +279,9 @@ public struct StageMachine<Envelope> {
     guard abandoned > 0 else { return [] }
     trainTotals.feedback?.stale += abandoned
     let seconds = Double(patienceMicros) / 1e6
-    return [.note("\(abandoned) batches' feedback did not come within \(seconds) s \(why): counted stale")]
+    return [
+      .note("\(abandoned) batches' feedback did not come within \(seconds) s \(why): counted stale")
+    ]
   }
 
   /// Empty totals for a phase (with feedback counts where feedback comes back in training).

@@ -37,7 +37,8 @@ public final class Synthesiser {
   /// `config.learningRate`, without weight decay; the rest (momentum, Nesterov, Adam's betas)
   /// as the run's `optimizer`.
   public static func blueprint(
-    _ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int, optimizer run: OptimizerSettings = OptimizerSettings()
+    _ config: DNIConfig, conditioned: Bool, shape: [Int], classes: Int,
+    optimizer run: OptimizerSettings = OptimizerSettings()
   ) -> Blueprint {
     var layout = ParameterLayout()
     let extra = conditioned ? classes : 0
@@ -46,9 +47,12 @@ public final class Synthesiser {
     if shape.count == 3 {
       inputShape = [shape[0], shape[1], shape[2] + extra]
       var from = inputShape
-      let widths = config.synthesiser == .mlp ? [min(config.hidden, 4 * shape[2]), shape[2]] : [shape[2]]
+      let widths =
+        config.synthesiser == .mlp ? [min(config.hidden, 4 * shape[2]), shape[2]] : [shape[2]]
       for (j, width) in widths.enumerated() {
-        let conv = Conv2D(name: "synthesiser.conv\(j)", inputShape: from, filters: width, kernel: 3, stride: 1, padding: 1, layout: &layout)!
+        let conv = Conv2D(
+          name: "synthesiser.conv\(j)", inputShape: from, filters: width, kernel: 3, stride: 1,
+          padding: 1, layout: &layout)!
         layers.append(conv)
         if j + 1 < widths.count { layers.append(ReLU(shape: conv.outputShape)) }
         from = conv.outputShape
@@ -59,15 +63,19 @@ public final class Synthesiser {
       let widths = config.synthesiser == .mlp ? [config.hidden, n] : [n]
       var from = n + extra
       for (j, width) in widths.enumerated() {
-        layers.append(Linear(name: "synthesiser.fc\(j)", inputs: from, outputs: width, layout: &layout))
+        layers.append(
+          Linear(name: "synthesiser.fc\(j)", inputs: from, outputs: width, layout: &layout))
         if j + 1 < widths.count { layers.append(ReLU(shape: [width])) }
         from = width
       }
     }
     var optimizer = run
-    (optimizer.kind, optimizer.learningRate, optimizer.weightDecay, optimizer.rateScales) = (config.optimizer, config.learningRate, 0, [:])
+    (optimizer.kind, optimizer.learningRate, optimizer.weightDecay, optimizer.rateScales) = (
+      config.optimizer, config.learningRate, 0, [:]
+    )
     return Blueprint(
-      net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned, classes: classes, layout: layout, optimizer: optimizer)
+      net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned,
+      classes: classes, layout: layout, optimizer: optimizer)
   }
 
   public init(_ blueprint: Blueprint, rng: inout SeededGenerator) {
@@ -90,14 +98,17 @@ public final class Synthesiser {
   /// model A diverged within 5 epochs at 0.01 and 0.003). M's prediction is not
   /// differentiated with respect to h (the stage backpropagates ĝ as a constant).
   func input(_ h: Tensor, labels: [Int32]) -> Tensor {
-    let batch = h.batchSize, n = h.sampleCount
-    let width = h.shape.last!, pixels = n / width
+    let batch = h.batchSize
+    let n = h.sampleCount
+    let width = h.shape.last!
+    let pixels = n / width
     let wide = width + (conditioned ? classes : 0)
     let scale = 1 / Float(n).squareRoot()
     var x = Tensor(zeros: [batch] + net.inputShape)
     for i in 0..<batch {
       for p in 0..<pixels {
-        let from = (i * pixels + p) * width, to = (i * pixels + p) * wide
+        let from = (i * pixels + p) * width
+        let to = (i * pixels + p) * wide
         for j in 0..<width { x.storage[to + j] = h.storage[from + j] * scale }
         if conditioned { x.storage[to + width + Int(labels[i])] = 1 }
       }

@@ -52,14 +52,17 @@ public final class Trainer {
   /// and the correct count of the last trained stage's head. With `activeStage` (the
   /// `sequential` schedule) only that stage trains.
   @discardableResult
-  public func trainStep(_ batch: Batch, activeStage: Int? = nil) -> (losses: [Float], correct: Int) {
+  public func trainStep(_ batch: Batch, activeStage: Int? = nil) -> (losses: [Float], correct: Int)
+  {
     pipeline.feed(batch, training: true, activeStage: activeStage)
     return (pipeline.losses.sorted { $0.key < $1.key }.map(\.value), pipeline.correct)
   }
 
   /// Trains one epoch; `progress(done, total, loss)` is called after every batch. With
   /// `activeStage`, only that stage trains (the `sequential` schedule).
-  public func trainEpoch(_ epoch: Int, activeStage: Int? = nil, progress: ((Int, Int, Float) -> Void)? = nil) -> EpochReport {
+  public func trainEpoch(
+    _ epoch: Int, activeStage: Int? = nil, progress: ((Int, Int, Float) -> Void)? = nil
+  ) -> EpochReport {
     var plan = FeedPlan(
       trainOrder: order, evalOrder: evalOrder, epochs: epoch + 1,
       microBatches: config.method == .e2e ? config.daemon.microBatches : 1, startEpoch: epoch)
@@ -73,17 +76,23 @@ public final class Trainer {
       case .train(_, let indices, let micro, let parts, let batchSize):
         let batch = train.trainingBatch(indices, epoch: epoch, augmentation: augmentation).batch
         let share = parts > 1 ? Float(indices.count) / Float(batchSize) : nil
-        pipeline.feed(batch, training: true, microIndex: micro, microCount: parts, share: share, activeStage: activeStage)
+        pipeline.feed(
+          batch, training: true, microIndex: micro, microCount: parts, share: share,
+          activeStage: activeStage)
         if micro == parts - 1 {
           batchesDone += 1
-          progress?(batchesDone, order.batchesPerEpoch, pipeline.losses.max { $0.key < $1.key }?.value ?? 0)
+          progress?(
+            batchesDone, order.batchesPerEpoch, pipeline.losses.max { $0.key < $1.key }?.value ?? 0)
         }
       case .eval(_, let indices): pipeline.feed(test.batch(indices), training: false)
-      case .marker(let epoch, let kind, let done): pipeline.feed(Marker(kind, epoch: epoch, batchesDone: done))
+      case .marker(let epoch, let kind, let done):
+        pipeline.feed(Marker(kind, epoch: epoch, batchesDone: done))
       }
       for totals in pipeline.takeReports() { ledger.add(totals) }
       for marker in pipeline.takeMarkers() {
-        if marker.kind == .trainEnd { ledger.trainEndMicros = Int64((ContinuousClock.now - start).seconds * 1e6) }
+        if marker.kind == .trainEnd {
+          ledger.trainEndMicros = Int64((ContinuousClock.now - start).seconds * 1e6)
+        }
         if marker.kind == .evalEnd { ledger.evalEndSeen = true }
       }
     }
@@ -129,7 +138,9 @@ public final class Trainer {
   /// Accuracy and loss of every stage's head on the test set (accuracy by depth): stages
   /// without a head (kernel hidden stages) are skipped, and e2e reports only the last.
   public func evaluate() -> EvalReport {
-    for indices in evalOrder.batches(epoch: 0) { pipeline.feed(test.batch(indices), training: false) }
+    for indices in evalOrder.batches(epoch: 0) {
+      pipeline.feed(test.batch(indices), training: false)
+    }
     pipeline.feed(Marker(.evalEnd, epoch: 0))
     _ = pipeline.takeMarkers()
     return EvalReport(scoring: pipeline.takeReports())

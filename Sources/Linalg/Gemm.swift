@@ -82,13 +82,20 @@ public enum BLAS {
 extension BLAS {
   /// GFLOP/s of sgemm C[m×n] += A[m×k]·B[k×n] with `threads` OpenBLAS threads: the median of
   /// `rounds` rounds of about `seconds` each, after one warm-up call. Restores the thread count.
-  public static func measureGemm(m: Int, n: Int, k: Int, threads: Int, seconds: Double = 0.2, rounds: Int = 3) -> Double {
+  public static func measureGemm(
+    m: Int, n: Int, k: Int, threads: Int, seconds: Double = 0.2, rounds: Int = 3
+  ) -> Double {
     let previous = BLAS.threads
     setThreads(threads)
     defer { setThreads(previous) }
-    let a = [Float](repeating: 0.01, count: m * k), b = [Float](repeating: 0.01, count: k * n)
+    let a = [Float](repeating: 0.01, count: m * k)
+    let b = [Float](repeating: 0.01, count: k * n)
     var c = [Float](repeating: 0, count: m * n)
-    func call() { gemm(.none, .none, m: m, n: n, k: k, a: a, aCount: a.count, b: b, bCount: b.count, beta: 1, c: &c, cCount: c.count) }
+    func call() {
+      gemm(
+        .none, .none, m: m, n: n, k: k, a: a, aCount: a.count, b: b, bCount: b.count, beta: 1,
+        c: &c, cCount: c.count)
+    }
     var clock = ContinuousClock.now
     call()
     let once = max((ContinuousClock.now - clock).seconds, 1e-6)
@@ -97,7 +104,8 @@ extension BLAS {
     for _ in 0..<rounds {
       clock = ContinuousClock.now
       for _ in 0..<calls { call() }
-      rates.append(2 * Double(m * n * k) * Double(calls) / (ContinuousClock.now - clock).seconds / 1e9)
+      rates.append(
+        2 * Double(m * n * k) * Double(calls) / (ContinuousClock.now - clock).seconds / 1e9)
     }
     return rates.sorted()[rates.count / 2]
   }

@@ -21,10 +21,13 @@ public enum GemmSelfCheck {
           var c = (0..<(m * n)).map { _ in next() }
           let c0 = c
           let (alpha, beta): (Float, Float) = (0.75, 0.5)
-          gemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, aCount: a.count, b: b, bCount: b.count, beta: beta, c: &c, cCount: c.count)
+          gemm(
+            transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, aCount: a.count, b: b,
+            bCount: b.count, beta: beta, c: &c, cCount: c.count)
           for i in 0..<m {
             for j in 0..<n {
-              var exact = 0.0, scale = 0.0
+              var exact = 0.0
+              var scale = 0.0
               for p in 0..<k {
                 let x = Double(transA == .none ? a[i * k + p] : a[p * m + i])
                 let y = Double(transB == .none ? b[p * n + j] : b[j * k + p])
@@ -32,7 +35,8 @@ public enum GemmSelfCheck {
                 scale += abs(x * y)
               }
               exact = Double(alpha) * exact + Double(beta) * Double(c0[i * n + j])
-              let error = abs(Double(c[i * n + j]) - exact) / (scale + abs(Double(c0[i * n + j])) + 1e-30)
+              let error =
+                abs(Double(c[i * n + j]) - exact) / (scale + abs(Double(c0[i * n + j])) + 1e-30)
               worst = max(worst, error.isNaN ? .infinity : error)
             }
           }

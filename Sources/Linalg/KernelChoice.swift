@@ -43,7 +43,8 @@ public struct KernelChoice: Sendable, Equatable {
     case "skylakex", "cooperlake", "sapphirerapids": return .avx512
     case "haswell", "zen": return .avx2
     case "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator": return .avx
-    case "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn", "dunnington",
+    case "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn",
+      "dunnington",
       "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona", "nano", "bobcat":
       return .sse
     default: return nil
@@ -72,28 +73,36 @@ public struct KernelChoice: Sendable, Equatable {
   ) -> KernelChoice {
     let requested = environment[openBLASVariable].flatMap { $0.isEmpty ? nil : $0 }
     let ours = environment[chosenVariable]
-    let rejected = Set((environment[rejectedVariable] ?? "").split(separator: ",").map { String($0).lowercased() })
+    let rejected = Set(
+      (environment[rejectedVariable] ?? "").split(separator: ",").map { String($0).lowercased() })
     let openBLASDefault = environment[defaultVariable] ?? loadedCore
     let loaded = loadedCore.lowercased()
-    let failedCheck = "sgemm with the \(loadedCore) kernels does not match the double-precision reference"
+    let failedCheck =
+      "sgemm with the \(loadedCore) kernels does not match the double-precision reference"
 
     // A user's own setting is always honoured, and never silently replaced.
     if let requested, requested != ours {
       guard requested.lowercased() == loaded else {
         return KernelChoice(
           action: .refuse(
-            "\(openBLASVariable)=\(requested) is not a core this OpenBLAS accepts: it ran \(loadedCore) instead. "
+            "\(openBLASVariable)=\(requested) is not a core this OpenBLAS accepts: it ran "
+              + "\(loadedCore) instead. "
               + "Unset it to let Stagewise choose (this CPU: \(cpu.vectorISA)), or name one of: "
               + (candidates(for: cpu) + ["Prescott"]).joined(separator: ", ") + "."),
           reason: "", warning: nil)
       }
       return KernelChoice(
         action: .keep, reason: "\(openBLASVariable)=\(requested) set in the environment",
-        warning: selfCheck() ? nil : failedCheck + "; results may be wrong (unset \(openBLASVariable) to let Stagewise choose)")
+        warning: selfCheck()
+          ? nil
+          : failedCheck
+            + "; results may be wrong (unset \(openBLASVariable) to let Stagewise choose)")
     }
 
     let best = candidates(for: cpu).filter { !rejected.contains($0.lowercased()) }
-    let strongerThanDefault = best.filter { (isa(ofCore: $0) ?? .sse) > (isa(ofCore: openBLASDefault) ?? .avx512) }
+    let strongerThanDefault = best.filter {
+      (isa(ofCore: $0) ?? .sse) > (isa(ofCore: openBLASDefault) ?? .avx512)
+    }
     func next(after current: String?, because why: String) -> KernelChoice {
       let rejectedNow = rejected.union(current.map { [$0.lowercased()] } ?? [])
       let remaining = strongerThanDefault.filter { !rejectedNow.contains($0.lowercased()) }
@@ -101,34 +110,49 @@ public struct KernelChoice: Sendable, Equatable {
       if let core = remaining.first {
         return KernelChoice(
           action: .reexecute([
-            openBLASVariable: core, chosenVariable: core, defaultVariable: openBLASDefault, rejectedVariable: list,
+            openBLASVariable: core, chosenVariable: core, defaultVariable: openBLASDefault,
+            rejectedVariable: list,
           ]), reason: why, warning: why)
       }
       // Back to OpenBLAS's own choice, without asking again.
       return KernelChoice(
-        action: .reexecute([openBLASVariable: nil, chosenVariable: nil, defaultVariable: openBLASDefault, rejectedVariable: list]),
+        action: .reexecute([
+          openBLASVariable: nil, chosenVariable: nil, defaultVariable: openBLASDefault,
+          rejectedVariable: list,
+        ]),
         reason: why, warning: why)
     }
 
     if let ours, requested == ours {
       guard loaded == ours.lowercased() else {
-        return next(after: ours, because: "this OpenBLAS would not load the \(ours) kernels (it ran \(loadedCore))")
+        return next(
+          after: ours,
+          because: "this OpenBLAS would not load the \(ours) kernels (it ran \(loadedCore))")
       }
       guard selfCheck() else { return next(after: ours, because: failedCheck + "; not using them") }
       return KernelChoice(
         action: .keep,
-        reason: "OpenBLAS chose \(openBLASDefault) for this CPU; its \(cpu.vectorISA) allows \(loadedCore), which Stagewise chose (self-check passed)",
+        reason:
+          "OpenBLAS chose \(openBLASDefault) for this CPU; its \(cpu.vectorISA) allows "
+          + "\(loadedCore), which Stagewise chose (self-check passed)",
         warning: nil)
     }
 
     // Nothing set: OpenBLAS's own choice stands unless a stronger core fits this CPU.
     let suffix = rejected.isEmpty ? "" : " (\(rejected.sorted().joined(separator: ", ")) rejected)"
-    if let core = strongerThanDefault.first, (isa(ofCore: loadedCore) ?? .avx512) < (isa(ofCore: core) ?? .sse) {
+    if let core = strongerThanDefault.first,
+      (isa(ofCore: loadedCore) ?? .avx512) < (isa(ofCore: core) ?? .sse)
+    {
       return KernelChoice(
-        action: .reexecute([openBLASVariable: core, chosenVariable: core, defaultVariable: loadedCore]),
-        reason: "OpenBLAS chose \(loadedCore); this CPU has \(cpu.vectorISA), so Stagewise starts again with \(core)",
+        action: .reexecute([
+          openBLASVariable: core, chosenVariable: core, defaultVariable: loadedCore,
+        ]),
+        reason:
+          "OpenBLAS chose \(loadedCore); this CPU has \(cpu.vectorISA), so Stagewise starts again "
+          + "with \(core)",
         warning: nil)
     }
-    return KernelChoice(action: .keep, reason: "OpenBLAS's own choice for this CPU\(suffix)", warning: nil)
+    return KernelChoice(
+      action: .keep, reason: "OpenBLAS's own choice for this CPU\(suffix)", warning: nil)
   }
 }

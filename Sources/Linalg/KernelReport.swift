@@ -20,12 +20,15 @@ public struct KernelReport: Sendable, Codable, Equatable {
     let choice = KernelChoice.current
     let cpu = CPU.current
     return KernelReport(
-      cpu: cpu.summary, isa: cpu.vectorISA.description, cores: CPU.cores, openBLAS: BLAS.version, threading: BLAS.threading,
+      cpu: cpu.summary, isa: cpu.vectorISA.description, cores: CPU.cores, openBLAS: BLAS.version,
+      threading: BLAS.threading,
       core: BLAS.coreName, reason: choice.reason, warning: choice.warning)
   }()
 
   /// `CPU …: AVX-512; OpenBLAS 0.3.21 core SkylakeX (why)`.
-  public var line: String { "CPU \(cpu), \(cores) cores; OpenBLAS \(openBLAS) (\(threading)) core \(core) (\(reason))" }
+  public var line: String {
+    "CPU \(cpu), \(cores) cores; OpenBLAS \(openBLAS) (\(threading)) core \(core) (\(reason))"
+  }
 }
 
 extension KernelChoice {

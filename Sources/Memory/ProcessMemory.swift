@@ -11,7 +11,9 @@ public enum ProcessMemory {
   }
 
   static func field(_ name: String) -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else {
+      return nil
+    }
     for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
       let parts = line.split(separator: " ", omittingEmptySubsequences: true)
       if parts.count >= 2, let kilobytes = Int(parts[1]) { return kilobytes * 1024 }

@@ -29,12 +29,17 @@ public struct ReLU: Layer {
     let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, initialized in
       cache.tensors[0].storage.withUnsafeBufferPointer { y in
         dy.storage.withUnsafeBufferPointer { d in
-          let (yp, dp, dst) = (SharedPointer(y.baseAddress!), SharedPointer(d.baseAddress!), SharedPointer(out.baseAddress!))
+          let (yp, dp, dst) = (
+            SharedPointer(y.baseAddress!), SharedPointer(d.baseAddress!),
+            SharedPointer(out.baseAddress!)
+          )
           ComputeThreads.chunks(d.count) { range in
             var i = range.lowerBound
             while i + 16 <= range.upperBound {  // 16 lanes at a time
               var g = SIMD16<Float>(UnsafeBufferPointer(start: dp.base + i, count: 16))
-              g.replace(with: 0, where: SIMD16<Float>(UnsafeBufferPointer(start: yp.base + i, count: 16)) .<= 0)
+              g.replace(
+                with: 0,
+                where: SIMD16<Float>(UnsafeBufferPointer(start: yp.base + i, count: 16)) .<= 0)
               UnsafeMutableRawPointer(dst.base + i).storeBytes(of: g, as: SIMD16<Float>.self)
               i += 16
             }
@@ -67,7 +72,8 @@ public struct Tanh: Layer {
   ) -> Tensor? {
     guard inputGradient else { return nil }
     let y = cache.tensors[0].storage
-    return Tensor(shape: dy.shape, storage: (0..<dy.count).map { dy.storage[$0] * (1 - y[$0] * y[$0]) })
+    return Tensor(
+      shape: dy.shape, storage: (0..<dy.count).map { dy.storage[$0] * (1 - y[$0] * y[$0]) })
   }
 }
 

@@ -25,10 +25,11 @@ struct Affine: Sendable {
     x.withUnsafeBufferPointer { xp in
       y.withUnsafeMutableBufferPointer { yp in
         // y[R, O] = x[R, I] · W[O, I]ᵀ + y (y holds the bias rows)
-        gemm(.none, .transposed, m: rows, n: outputs, k: inputs,
-             a: xp.baseAddress!, aCount: xp.count,
-             b: store.value(at: weightOffset), bCount: inputs * outputs,
-             beta: 1, c: yp.baseAddress!, cCount: yp.count)
+        gemm(
+          .none, .transposed, m: rows, n: outputs, k: inputs,
+          a: xp.baseAddress!, aCount: xp.count,
+          b: store.value(at: weightOffset), bCount: inputs * outputs,
+          beta: 1, c: yp.baseAddress!, cCount: yp.count)
       }
     }
     return y
@@ -36,14 +37,17 @@ struct Affine: Sendable {
 
   /// dW += dyᵀ·x, db += Σ_rows dy (or = on the first write since the optimizer step); returns
   /// dx = dy·W when `inputGradient`.
-  func backward(_ dy: [Float], _ x: [Float], rows: Int, _ store: ParameterStore, inputGradient: Bool) -> [Float]? {
+  func backward(
+    _ dy: [Float], _ x: [Float], rows: Int, _ store: ParameterStore, inputGradient: Bool
+  ) -> [Float]? {
     dy.withUnsafeBufferPointer { dyp in
       x.withUnsafeBufferPointer { xp in
         // dW[O, I] += dy[R, O]ᵀ · x[R, I]   (beta 0 overwrites a stale gradient)
         let (dw, overwrite) = store.accumulationTarget(at: weightOffset)
-        gemm(.transposed, .none, m: outputs, n: inputs, k: rows,
-             a: dyp.baseAddress!, aCount: dyp.count, b: xp.baseAddress!, bCount: xp.count,
-             beta: overwrite ? 0 : 1, c: dw, cCount: inputs * outputs)
+        gemm(
+          .transposed, .none, m: outputs, n: inputs, k: rows,
+          a: dyp.baseAddress!, aCount: dyp.count, b: xp.baseAddress!, bCount: xp.count,
+          beta: overwrite ? 0 : 1, c: dw, cCount: inputs * outputs)
       }
       let db = store.gradientToAdd(at: biasOffset, count: outputs)
       for r in 0..<rows {
@@ -56,10 +60,11 @@ struct Affine: Sendable {
     return [Float](unsafeUninitializedCapacity: rows * inputs) { dxp, initialized in
       dy.withUnsafeBufferPointer { dyp in
         // dx[R, I] = dy[R, O] · W[O, I]
-        gemm(.none, .none, m: rows, n: inputs, k: outputs,
-             a: dyp.baseAddress!, aCount: dyp.count,
-             b: store.value(at: weightOffset), bCount: inputs * outputs,
-             c: dxp.baseAddress!, cCount: dxp.count)
+        gemm(
+          .none, .none, m: rows, n: inputs, k: outputs,
+          a: dyp.baseAddress!, aCount: dyp.count,
+          b: store.value(at: weightOffset), bCount: inputs * outputs,
+          c: dxp.baseAddress!, cCount: dxp.count)
       }
       initialized = rows * inputs
     }

@@ -1,7 +1,8 @@
 /// Batch normalisation over the last (channel) dimension: per channel c, over the N = B·H·W
 /// values of a batch (B for vectors),
 ///
-///     μ_c = mean(x_c)   σ²_c = mean((x_c − μ_c)²)   x̂ = (x − μ_c) / √(σ²_c + ε)   y = γ_c x̂ + β_c
+///     μ_c = mean(x_c)   σ²_c = mean((x_c − μ_c)²)   x̂ = (x − μ_c) / √(σ²_c + ε)   y = γ_c x̂ +
+/// β_c
 ///
 /// In training (`forward`) it normalises with the batch's statistics and moves the running ones
 /// towards them (r ← (1 − m) r + m s, the variance unbiased: N/(N − 1) σ², as PyTorch does);
@@ -17,7 +18,10 @@ public struct BatchNorm: Layer {
   public let epsilon: Float
   let gamma: Int, beta: Int, runningMean: Int, runningVariance: Int
 
-  public init(name: String, shape: [Int], momentum: Float = 0.1, epsilon: Float = 1e-5, layout: inout ParameterLayout) {
+  public init(
+    name: String, shape: [Int], momentum: Float = 0.1, epsilon: Float = 1e-5,
+    layout: inout ParameterLayout
+  ) {
     outputShape = shape
     channels = shape.last!
     (self.momentum, self.epsilon) = (momentum, epsilon)
@@ -40,9 +44,12 @@ public struct BatchNorm: Layer {
 
   /// Training: the batch's statistics; caches x̂ [N, C] and 1/√(σ² + ε) [C].
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
-    let c = channels, n = x.count / c
-    var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
-    var normalised = Tensor(zeros: x.shape), y = Tensor(zeros: x.shape)
+    let c = channels
+    let n = x.count / c
+    var mean = [Float](repeating: 0, count: c)
+    var variance = [Float](repeating: 0, count: c)
+    var normalised = Tensor(zeros: x.shape)
+    var y = Tensor(zeros: x.shape)
     let (g, b) = (store.value(at: gamma), store.value(at: beta))
     // Raw pointers in the loops: with array indexing (bounds checks, uniqueness checks) these
     // passes were a third of model C's time.
@@ -91,7 +98,8 @@ public struct BatchNorm: Layer {
 
   /// Evaluation: y = γ (x − running mean) / √(running variance + ε) + β; nothing changes.
   public func infer(_ x: Tensor, _ store: ParameterStore) -> Tensor {
-    let c = channels, n = x.count / c
+    let c = channels
+    let n = x.count / c
     let (g, b) = (store.value(at: gamma), store.value(at: beta))
     let (rm, rv) = (store.value(at: runningMean), store.value(at: runningVariance))
     let scale = (0..<c).map { g[$0] / (rv[$0] + epsilon).squareRoot() }
@@ -110,10 +118,14 @@ public struct BatchNorm: Layer {
   }
 
   /// dβ = Σ dy, dγ = Σ dy x̂, dx = γ/√(σ² + ε) · (dy − mean(dy) − x̂ mean(dy x̂)), per channel.
-  public func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool) -> Tensor? {
-    let c = channels, n = dy.count / c
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
+    let c = channels
+    let n = dy.count / c
     let (normalised, invStd) = (cache.tensors[0], cache.tensors[1])
-    var sumDy = [Float](repeating: 0, count: c), sumDyXh = [Float](repeating: 0, count: c)
+    var sumDy = [Float](repeating: 0, count: c)
+    var sumDyXh = [Float](repeating: 0, count: c)
     dy.storage.withUnsafeBufferPointer { d in
       normalised.storage.withUnsafeBufferPointer { xh in
         sumDy.withUnsafeMutableBufferPointer { s1 in
@@ -128,7 +140,8 @@ public struct BatchNorm: Layer {
         }
       }
     }
-    let dGamma = store.gradientToAdd(at: gamma, count: c), dBeta = store.gradientToAdd(at: beta, count: c)
+    let dGamma = store.gradientToAdd(at: gamma, count: c)
+    let dBeta = store.gradientToAdd(at: beta, count: c)
     for j in 0..<c {
       dGamma[j] += sumDyXh[j]
       dBeta[j] += sumDy[j]

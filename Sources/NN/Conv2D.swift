@@ -29,7 +29,8 @@ public struct Conv2D: Layer {
     name: String, inputShape: [Int], filters: Int, kernel: Int, stride: Int, padding: Int,
     layout: inout ParameterLayout, engine: Engine = .automatic
   ) {
-    self.engine = ProcessInfo.processInfo.environment["STAGEWISE_CONVOLUTION"] == "im2col" ? .im2col : engine
+    self.engine =
+      ProcessInfo.processInfo.environment["STAGEWISE_CONVOLUTION"] == "im2col" ? .im2col : engine
     guard inputShape.count == 3, kernel > 0, stride > 0, padding >= 0 else { return nil }
     (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
     (self.filters, self.kernel, self.stride, self.padding) = (filters, kernel, stride, padding)
@@ -52,30 +53,37 @@ public struct Conv2D: Layer {
     store.value(at: affine.biasOffset).update(repeating: 0, count: filters)
   }
 
-  public func scaleWeights(by factor: Float, _ store: ParameterStore) { affine.scaleWeights(by: factor, store) }
+  public func scaleWeights(by factor: Float, _ store: ParameterStore) {
+    affine.scaleWeights(by: factor, store)
+  }
 
   /// oneDNN's primitives for this batch size, or nil for im2col.
   func convolution(batch: Int) -> Convolution? {
     guard engine == .automatic else { return nil }
     return primitives.get(
       ConvolutionShape(
-        batch: batch, height: height, width: width, channels: channels, filters: filters, kernel: kernel, stride: stride,
+        batch: batch, height: height, width: width, channels: channels, filters: filters,
+        kernel: kernel, stride: stride,
         padding: padding))
   }
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     let batch = x.batchSize
     if let conv = convolution(batch: batch) {
-      let y = [Float](unsafeUninitializedCapacity: batch * outHeight * outWidth * filters) { out, initialized in
+      let y = [Float](unsafeUninitializedCapacity: batch * outHeight * outWidth * filters) {
+        out, initialized in
         x.storage.withUnsafeBufferPointer { xp in
           conv.forward(
-            x: xp.baseAddress!, weights: store.value(at: affine.weightOffset), bias: store.value(at: affine.biasOffset),
+            x: xp.baseAddress!, weights: store.value(at: affine.weightOffset),
+            bias: store.value(at: affine.biasOffset),
             y: out.baseAddress!)
         }
         initialized = out.count
       }
       // The cache holds x itself (rank 4), where im2col's holds col (rank 2).
-      return (Tensor(shape: [batch, outHeight, outWidth, filters], storage: y), LayerCache(tensors: [x]))
+      return (
+        Tensor(shape: [batch, outHeight, outWidth, filters], storage: y), LayerCache(tensors: [x])
+      )
     }
     let rows = batch * outHeight * outWidth
     let col = im2col(x)
@@ -99,7 +107,9 @@ public struct Conv2D: Layer {
       guard inputGradient else { return nil }
       let dx = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
         dy.storage.withUnsafeBufferPointer { dyp in
-          conv.backwardData(dy: dyp.baseAddress!, weights: store.value(at: affine.weightOffset), dx: out.baseAddress!)
+          conv.backwardData(
+            dy: dyp.baseAddress!, weights: store.value(at: affine.weightOffset),
+            dx: out.baseAddress!)
         }
         initialized = out.count
       }
@@ -107,7 +117,10 @@ public struct Conv2D: Layer {
     }
     let col = cache.tensors[0]
     let rows = col.shape[0]
-    guard let dcol = affine.backward(dy.storage, col.storage, rows: rows, store, inputGradient: inputGradient) else {
+    guard
+      let dcol = affine.backward(
+        dy.storage, col.storage, rows: rows, store, inputGradient: inputGradient)
+    else {
       return nil
     }
     return col2im(dcol, batch: rows / (outHeight * outWidth))
@@ -162,7 +175,8 @@ public struct Conv2D: Layer {
     let c = channels
     dcol.withUnsafeBufferPointer { dp in
       dx.withUnsafeMutableBufferPointer { xp in
-        let d = dp.baseAddress!, x = xp.baseAddress!
+        let d = dp.baseAddress!
+        let x = xp.baseAddress!
         forEachPatchRun(batch: batch) { colOffset, inputOffset in
           guard let inputOffset else { return }
           for i in 0..<c { x[inputOffset + i] += d[colOffset + i] }

@@ -11,7 +11,8 @@ public struct Dropout: Layer {
   public let seed: UInt64
   let draws: Int
 
-  public init(name: String, shape: [Int], rate: Float, seed: UInt64, layout: inout ParameterLayout) {
+  public init(name: String, shape: [Int], rate: Float, seed: UInt64, layout: inout ParameterLayout)
+  {
     precondition((0..<1).contains(rate), "dropout rate \(rate) outside [0, 1)")
     (outputShape, self.rate, self.seed) = (shape, rate, seed)
     draws = layout.add("\(name).draws", shape: [1], trainable: false)
@@ -38,7 +39,9 @@ public struct Dropout: Layer {
   public func infer(_ x: Tensor, _ store: ParameterStore) -> Tensor { x }
 
   /// dx = dy ⊙ m.
-  public func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool) -> Tensor? {
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
     guard inputGradient else { return nil }
     var dx = dy
     for i in 0..<dx.count { dx.storage[i] *= cache.tensors[0].storage[i] }

@@ -8,7 +8,8 @@ import Linalg
 
 /// φ = h / ‖h‖ row by row (a zero row stays zero). Returns φ and the row norms.
 public func rowNormalize(_ h: Tensor) -> (Tensor, norms: [Float]) {
-  let d = h.sampleCount, b = h.batchSize
+  let d = h.sampleCount
+  let b = h.batchSize
   var phi = h
   var norms = [Float](repeating: 0, count: b)
   phi.storage.withUnsafeMutableBufferPointer { p in
@@ -31,7 +32,8 @@ public func rowNormalizeBackward(_ dphi: Tensor, phi: Tensor, norms: [Float]) ->
   dh.storage.withUnsafeMutableBufferPointer { g in
     phi.storage.withUnsafeBufferPointer { p in
       for i in 0..<norms.count {
-        let gi = g.baseAddress! + i * d, pi = p.baseAddress! + i * d
+        let gi = g.baseAddress! + i * d
+        let pi = p.baseAddress! + i * d
         guard norms[i] > 0 else {
           for j in 0..<d { gi[j] = 0 }
           continue
@@ -56,21 +58,26 @@ public func kernelAlignmentIsDefined(labels: [Int32]) -> Bool {
 /// With g = u(G), t = u(G*): ∂L/∂g = −t/(‖g‖‖t‖) + (g·t) g/(‖g‖³‖t‖); G is symmetric, so
 /// ∂L/∂Φ = S Φ with S_ij = S_ji = ∂L/∂g_ij (i < j) and S_ii = 0. O(B²·D).
 public func kernelAlignmentLoss(features h: Tensor, labels: [Int32]) -> LossResult {
-  let b = h.batchSize, d = h.sampleCount
+  let b = h.batchSize
+  let d = h.sampleCount
   precondition(labels.count == b, "kernel loss: \(b) rows, \(labels.count) labels")
   let (phi, norms) = rowNormalize(h)
   var gram = [Float](repeating: 0, count: b * b)
   phi.storage.withUnsafeBufferPointer { p in
     gram.withUnsafeMutableBufferPointer { g in
       // G[B, B] = Φ[B, D] · Φ[B, D]ᵀ
-      gemm(.none, .transposed, m: b, n: b, k: d, a: p.baseAddress!, aCount: p.count,
-           b: p.baseAddress!, bCount: p.count, c: g.baseAddress!, cCount: g.count)
+      gemm(
+        .none, .transposed, m: b, n: b, k: d, a: p.baseAddress!, aCount: p.count,
+        b: p.baseAddress!, bCount: p.count, c: g.baseAddress!, cCount: g.count)
     }
   }
-  var gt = 0.0, gg = 0.0, tt = 0.0
+  var gt = 0.0
+  var gg = 0.0
+  var tt = 0.0
   for i in 0..<b {
     for j in (i + 1)..<max(b, i + 1) {
-      let g = Double(gram[i * b + j]), t = labels[i] == labels[j] ? 1.0 : 0.0
+      let g = Double(gram[i * b + j])
+      let t = labels[i] == labels[j] ? 1.0 : 0.0
       gt += g * t
       gg += g * g
       tt += t
@@ -84,7 +91,8 @@ public func kernelAlignmentLoss(features h: Tensor, labels: [Int32]) -> LossResu
   var s = [Float](repeating: 0, count: b * b)
   for i in 0..<b {
     for j in (i + 1)..<max(b, i + 1) {
-      let g = Double(gram[i * b + j]), t = labels[i] == labels[j] ? 1.0 : 0.0
+      let g = Double(gram[i * b + j])
+      let t = labels[i] == labels[j] ? 1.0 : 0.0
       let grad = Float(-t / (ng * nt) + gt * g / (ng * ng * ng * nt))
       s[i * b + j] = grad
       s[j * b + i] = grad
@@ -95,10 +103,12 @@ public func kernelAlignmentLoss(features h: Tensor, labels: [Int32]) -> LossResu
     phi.storage.withUnsafeBufferPointer { p in
       dphi.storage.withUnsafeMutableBufferPointer { out in
         // dΦ[B, D] = S[B, B] · Φ[B, D]
-        gemm(.none, .none, m: b, n: d, k: b, a: sp.baseAddress!, aCount: sp.count,
-             b: p.baseAddress!, bCount: p.count, c: out.baseAddress!, cCount: out.count)
+        gemm(
+          .none, .none, m: b, n: d, k: b, a: sp.baseAddress!, aCount: sp.count,
+          b: p.baseAddress!, bCount: p.count, c: out.baseAddress!, cCount: out.count)
       }
     }
   }
-  return LossResult(loss: Float(loss), gradient: rowNormalizeBackward(dphi, phi: phi, norms: norms), correct: 0)
+  return LossResult(
+    loss: Float(loss), gradient: rowNormalizeBackward(dphi, phi: phi, norms: norms), correct: 0)
 }

@@ -1,4 +1,3 @@
-
 /// A fully connected layer, y = x·Wᵀ + b. Any per-sample input shape is read as a vector.
 ///
 /// Shapes: x [B, I] (or [B, …] with I values per sample), W [O, I], b [O], y [B, O].
@@ -25,10 +24,13 @@ public struct Linear: Layer {
     store.value(at: affine.biasOffset).update(repeating: 0, count: outputs)
   }
 
-  public func scaleWeights(by factor: Float, _ store: ParameterStore) { affine.scaleWeights(by: factor, store) }
+  public func scaleWeights(by factor: Float, _ store: ParameterStore) {
+    affine.scaleWeights(by: factor, store)
+  }
 
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
-    precondition(x.sampleCount == inputs, "linear: expected \(inputs) inputs per sample, got \(x.sampleCount)")
+    precondition(
+      x.sampleCount == inputs, "linear: expected \(inputs) inputs per sample, got \(x.sampleCount)")
     let y = affine.forward(x.storage, rows: x.batchSize, store)
     return (Tensor(shape: [x.batchSize, outputs], storage: y), LayerCache(tensors: [x]))
   }
@@ -37,7 +39,8 @@ public struct Linear: Layer {
     _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
   ) -> Tensor? {
     let x = cache.tensors[0]
-    let dx = affine.backward(dy.storage, x.storage, rows: x.batchSize, store, inputGradient: inputGradient)
+    let dx = affine.backward(
+      dy.storage, x.storage, rows: x.batchSize, store, inputGradient: inputGradient)
     return dx.map { Tensor(shape: x.shape, storage: $0) }
   }
 }

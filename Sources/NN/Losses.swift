@@ -13,7 +13,10 @@ public func softmax(_ logits: Tensor) -> Tensor {
       var top = -Float.infinity
       for c in 0..<classes { top = max(top, r[c]) }
       var sum: Float = 0
-      for c in 0..<classes { r[c] = expf(r[c] - top); sum += r[c] }
+      for c in 0..<classes {
+        r[c] = expf(r[c] - top)
+        sum += r[c]
+      }
       for c in 0..<classes { r[c] /= sum }
     }
   }
@@ -29,7 +32,9 @@ public struct LossResult: Sendable {
   /// How many rows have their arg-max on the label (0 where no labels are involved).
   public var correct: Int
 
-  public init(loss: Float, gradient: Tensor, correct: Int) { (self.loss, self.gradient, self.correct) = (loss, gradient, correct) }
+  public init(loss: Float, gradient: Tensor, correct: Int) {
+    (self.loss, self.gradient, self.correct) = (loss, gradient, correct)
+  }
 }
 
 /// Mean cross-entropy of softmax(logits) [B, C] against integer labels [B], with optional
@@ -97,7 +102,9 @@ public func klDivergence(target: Tensor, logits: Tensor, direction: KLDirection 
         switch direction {
         case .forward:
           for c in 0..<classes {
-            if p[c] > 0 { loss += Double(p[c]) * (log(Double(p[c])) - log(Double(max(r[c], 1e-30)))) }
+            if p[c] > 0 {
+              loss += Double(p[c]) * (log(Double(p[c])) - log(Double(max(r[c], 1e-30))))
+            }
             r[c] = (r[c] - p[c]) * scale
           }
         case .reverse:

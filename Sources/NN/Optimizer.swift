@@ -51,7 +51,9 @@ public struct Optimizer: Sendable {
   /// The store's trainable parameters as runs of one rate factor each (the whole store when no
   /// group has a factor of its own and nothing is state).
   func segments(_ layout: ParameterLayout) -> [(Range<Int>, Float)] {
-    guard !settings.rateScales.isEmpty || layout.specs.contains(where: { !$0.trainable }) else { return [(0..<layout.count, 1)] }
+    guard !settings.rateScales.isEmpty || layout.specs.contains(where: { !$0.trainable }) else {
+      return [(0..<layout.count, 1)]
+    }
     var runs: [(Range<Int>, Float)] = []
     for spec in layout.specs where spec.trainable {
       let scale = settings.rateScales[OptimizerSettings.group(of: spec.name)] ?? 1
@@ -68,7 +70,8 @@ public struct Optimizer: Sendable {
   private func step(_ store: ParameterStore, _ range: Range<Int>, learningRate lr: Float) {
     let n = range.count
     guard n > 0 else { return }
-    let w = store.values.baseAddress! + range.lowerBound, g = store.gradients.baseAddress! + range.lowerBound
+    let w = store.values.baseAddress! + range.lowerBound
+    let g = store.gradients.baseAddress! + range.lowerBound
     let s = settings
     switch s.kind {
     case .sgd:
@@ -92,16 +95,22 @@ public struct Optimizer: Sendable {
         }
       }
     case .adam, .adamw:
-      let m = store.slot("adam.m").baseAddress! + range.lowerBound, v = store.slot("adam.v").baseAddress! + range.lowerBound
+      let m = store.slot("adam.m").baseAddress! + range.lowerBound
+      let v = store.slot("adam.v").baseAddress! + range.lowerBound
       let t = Float(stepCount)
-      let c1 = 1 - powf(s.beta1, t), c2 = 1 - powf(s.beta2, t)
+      let c1 = 1 - powf(s.beta1, t)
+      let c2 = 1 - powf(s.beta2, t)
       let l2: Float = s.kind == .adam ? s.weightDecay : 0
       let decoupled: Float = s.kind == .adamw ? lr * s.weightDecay : 0
       // Sixteen lanes at a time (the compiler cannot prove the four buffers apart, so it
       // would not vectorise the loop itself); the same arithmetic per lane as the tail's.
       typealias Lanes = SIMD16<Float>
-      func load(_ p: UnsafeMutablePointer<Float>, _ i: Int) -> Lanes { Lanes(UnsafeBufferPointer(start: p + i, count: 16)) }
-      func put(_ x: Lanes, _ p: UnsafeMutablePointer<Float>, _ i: Int) { UnsafeMutableRawPointer(p + i).storeBytes(of: x, as: Lanes.self) }
+      func load(_ p: UnsafeMutablePointer<Float>, _ i: Int) -> Lanes {
+        Lanes(UnsafeBufferPointer(start: p + i, count: 16))
+      }
+      func put(_ x: Lanes, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
+        UnsafeMutableRawPointer(p + i).storeBytes(of: x, as: Lanes.self)
+      }
       var i = 0
       while i + 16 <= n {
         let wi = load(w, i)

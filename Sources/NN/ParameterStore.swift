@@ -81,8 +81,12 @@ public final class ParameterStore {
   /// Where a backward pass accumulates the gradient of the parameter tensor at `offset`, and
   /// whether it must overwrite it (the first write since the optimizer step: the values there
   /// are stale) rather than add to it.
-  public func accumulationTarget(at offset: Int) -> (gradient: UnsafeMutablePointer<Float>, overwrite: Bool) {
-    guard let index = specIndex[offset] else { preconditionFailure("ParameterStore: no parameter starts at \(offset)") }
+  public func accumulationTarget(at offset: Int) -> (
+    gradient: UnsafeMutablePointer<Float>, overwrite: Bool
+  ) {
+    guard let index = specIndex[offset] else {
+      preconditionFailure("ParameterStore: no parameter starts at \(offset)")
+    }
     defer { stale[index] = false }
     return (gradient(at: offset), stale[index])
   }

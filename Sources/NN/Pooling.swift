@@ -31,8 +31,13 @@ public struct MaxPool2D: Layer {
     x.storage.withUnsafeBufferPointer { xp in
       y.withUnsafeMutableBufferPointer { yp in
         argmax.withUnsafeMutableBufferPointer { ap in
-          let (X, Y, A) = (SharedPointer(xp.baseAddress!), SharedPointer(yp.baseAddress!), SharedPointer(ap.baseAddress!))
-          ComputeThreads.chunks(batch, minimum: max(1, (1 << 15) / max(height * width * channels, 1))) { samples in
+          let (X, Y, A) = (
+            SharedPointer(xp.baseAddress!), SharedPointer(yp.baseAddress!),
+            SharedPointer(ap.baseAddress!)
+          )
+          ComputeThreads.chunks(
+            batch, minimum: max(1, (1 << 15) / max(height * width * channels, 1))
+          ) { samples in
             for b in samples {
               for oh in 0..<outHeight {
                 for ow in 0..<outWidth {
@@ -41,15 +46,22 @@ public struct MaxPool2D: Layer {
                   var c = 0
                   // Eight channels at a time in registers: the window's maximum and where it is.
                   while c + 8 <= channels {
-                    var best = SIMD8<Float>(UnsafeBufferPointer(start: X.base + first + c, count: 8))
-                    var at = SIMD8<Int32>(repeating: Int32(first + c)) &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+                    var best = SIMD8<Float>(
+                      UnsafeBufferPointer(start: X.base + first + c, count: 8))
+                    var at =
+                      SIMD8<Int32>(repeating: Int32(first + c))
+                      &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
                     for kh in 0..<size {
                       for kw in 0..<size where kh > 0 || kw > 0 {
-                        let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels + c
+                        let base =
+                          ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
+                          + c
                         let v = SIMD8<Float>(UnsafeBufferPointer(start: X.base + base, count: 8))
                         let better = v .> best
                         best.replace(with: v, where: better)
-                        at.replace(with: SIMD8<Int32>(repeating: Int32(base)) &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7), where: better)
+                        at.replace(
+                          with: SIMD8<Int32>(repeating: Int32(base))
+                            &+ SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7), where: better)
                       }
                     }
                     for j in 0..<8 {
@@ -64,9 +76,11 @@ public struct MaxPool2D: Layer {
                   }
                   for kh in 0..<size {
                     for kw in 0..<size where kh > 0 || kw > 0 {
-                      let base = ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
+                      let base =
+                        ((b * height + oh * stride + kh) * width + ow * stride + kw) * channels
                       for c in (channels - channels % 8)..<channels {
-                        let v = X[base + c], better = v > Y[o + c]
+                        let v = X[base + c]
+                        let better = v > Y[o + c]
                         Y[o + c] = better ? v : Y[o + c]
                         A[o + c] = better ? Int32(base + c) : A[o + c]
                       }
@@ -79,8 +93,10 @@ public struct MaxPool2D: Layer {
         }
       }
     }
-    return (Tensor(shape: [batch, outHeight, outWidth, channels], storage: y),
-            LayerCache(indices: argmax))
+    return (
+      Tensor(shape: [batch, outHeight, outWidth, channels], storage: y),
+      LayerCache(indices: argmax)
+    )
   }
 
   public func backward(
@@ -94,9 +110,14 @@ public struct MaxPool2D: Layer {
     dy.storage.withUnsafeBufferPointer { dyp in
       cache.indices.withUnsafeBufferPointer { ip in
         dx.withUnsafeMutableBufferPointer { xp in
-          let (D, I, X) = (SharedPointer(dyp.baseAddress!), SharedPointer(ip.baseAddress!), SharedPointer(xp.baseAddress!))
+          let (D, I, X) = (
+            SharedPointer(dyp.baseAddress!), SharedPointer(ip.baseAddress!),
+            SharedPointer(xp.baseAddress!)
+          )
           ComputeThreads.chunks(batch, minimum: max(1, (1 << 15) / max(perInput, 1))) { samples in
-            for o in samples.lowerBound * perOutput..<samples.upperBound * perOutput { X[Int(I[o])] += D[o] }
+            for o in samples.lowerBound * perOutput..<samples.upperBound * perOutput {
+              X[Int(I[o])] += D[o]
+            }
           }
         }
       }
@@ -193,7 +214,8 @@ public struct AdaptiveAveragePool2D: Layer {
   public let outHeight: Int, outWidth: Int
 
   public init?(inputShape: [Int], outHeight: Int, outWidth: Int) {
-    guard inputShape.count == 3, outHeight >= 1, outWidth >= 1, outHeight <= inputShape[0], outWidth <= inputShape[1]
+    guard inputShape.count == 3, outHeight >= 1, outWidth >= 1, outHeight <= inputShape[0],
+      outWidth <= inputShape[1]
     else { return nil }
     (height, width, channels) = (inputShape[0], inputShape[1], inputShape[2])
     (self.outHeight, self.outWidth) = (outHeight, outWidth)
@@ -231,16 +253,22 @@ public struct AdaptiveAveragePool2D: Layer {
   public func forward(_ x: Tensor, _ store: ParameterStore) -> (Tensor, LayerCache) {
     var y = [Float](repeating: 0, count: x.batchSize * outHeight * outWidth * channels)
     x.storage.withUnsafeBufferPointer { xp in
-      y.withUnsafeMutableBufferPointer { yp in forEachWindowPair(batch: x.batchSize) { o, i, s in yp[o] += xp[i] * s } }
+      y.withUnsafeMutableBufferPointer { yp in
+        forEachWindowPair(batch: x.batchSize) { o, i, s in yp[o] += xp[i] * s }
+      }
     }
     return (Tensor(shape: [x.batchSize, outHeight, outWidth, channels], storage: y), LayerCache())
   }
 
-  public func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool) -> Tensor? {
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
     guard inputGradient else { return nil }
     var dx = [Float](repeating: 0, count: dy.batchSize * height * width * channels)
     dy.storage.withUnsafeBufferPointer { dyp in
-      dx.withUnsafeMutableBufferPointer { xp in forEachWindowPair(batch: dy.batchSize) { o, i, s in xp[i] += dyp[o] * s } }
+      dx.withUnsafeMutableBufferPointer { xp in
+        forEachWindowPair(batch: dy.batchSize) { o, i, s in xp[i] += dyp[o] * s }
+      }
     }
     return Tensor(shape: [dy.batchSize, height, width, channels], storage: dx)
   }

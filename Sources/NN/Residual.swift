@@ -9,13 +9,16 @@ public struct Residual: Layer {
   public let projection: (any Layer)?
 
   public init(body: Sequential, projection: (any Layer)?) {
-    precondition(projection.map { $0.outputShape == body.outputShape } ?? (body.inputShape == body.outputShape), "residual: shapes do not add up")
+    precondition(
+      projection.map { $0.outputShape == body.outputShape }
+        ?? (body.inputShape == body.outputShape), "residual: shapes do not add up")
     (self.body, self.projection) = (body, projection)
   }
 
   public var outputShape: [Int] { body.outputShape }
   public var summary: String {
-    "residual[\(body.layers.map(\.summary).joined(separator: ", "))\(projection.map { " + \($0.summary)" } ?? " + x")]"
+    let layers = body.layers.map(\.summary).joined(separator: ", ")
+    return "residual[\(layers)\(projection.map { " + \($0.summary)" } ?? " + x")]"
   }
   public var forwardFLOPsPerSample: Int {
     body.forwardFLOPsPerSample + (projection?.forwardFLOPsPerSample ?? 0) + outputShape.reduce(1, *)
@@ -42,10 +45,14 @@ public struct Residual: Layer {
   }
 
   /// dx = ∂F/∂x dy + ∂P/∂x dy (dy itself for the identity).
-  public func backward(_ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool) -> Tensor? {
+  public func backward(
+    _ dy: Tensor, _ cache: LayerCache, _ store: ParameterStore, inputGradient: Bool
+  ) -> Tensor? {
     let caches = Array(cache.children.dropLast())
     let throughBody = body.backward(dy, caches, store, inputGradient: inputGradient)
-    let throughProjection = projection.map { $0.backward(dy, cache.children.last!, store, inputGradient: inputGradient) } ?? dy
+    let throughProjection =
+      projection.map { $0.backward(dy, cache.children.last!, store, inputGradient: inputGradient) }
+      ?? dy
     guard inputGradient, var dx = throughBody, let skip = throughProjection else { return nil }
     for i in 0..<dx.count { dx.storage[i] += skip.storage[i] }
     return dx

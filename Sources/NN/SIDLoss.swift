@@ -12,10 +12,13 @@ public func sidLoss(
   for i in 0..<gradient.count {
     gradient.storage[i] = alpha * ce.gradient.storage[i] + (1 - alpha) * kl.gradient.storage[i]
   }
-  return LossResult(loss: alpha * ce.loss + (1 - alpha) * kl.loss, gradient: gradient, correct: ce.correct)
+  return LossResult(
+    loss: alpha * ce.loss + (1 - alpha) * kl.loss, gradient: gradient, correct: ce.correct)
 }
 
 /// The belief a first stage distils from: uniform over `classes`.
 public func uniformBelief(batch: Int, classes: Int) -> Tensor {
-  Tensor(shape: [batch, classes], storage: [Float](repeating: 1 / Float(classes), count: batch * classes))
+  Tensor(
+    shape: [batch, classes], storage: [Float](repeating: 1 / Float(classes), count: batch * classes)
+  )
 }

@@ -23,7 +23,9 @@ public struct Sequential: Sendable {
 
   /// Forward, also returning the outputs of the layers at `keep` (ascending), for objectives
   /// that act inside the stack (DRTP's per-layer targets).
-  public func forward(_ x: Tensor, _ store: ParameterStore, keepingOutputsOf keep: [Int]) -> (Tensor, [LayerCache], [Tensor]) {
+  public func forward(_ x: Tensor, _ store: ParameterStore, keepingOutputsOf keep: [Int]) -> (
+    Tensor, [LayerCache], [Tensor]
+  ) {
     var h = x
     var caches: [LayerCache] = []
     var kept: [Tensor] = []
@@ -46,7 +48,8 @@ public struct Sequential: Sendable {
   /// output); returns ∂L/∂ of the first one's input when `inputGradient`. The first layer is
   /// not asked for its input gradient unless the caller needs it.
   public func backward(
-    _ dy: Tensor, _ caches: [LayerCache], _ store: ParameterStore, inputGradient: Bool, layers range: ClosedRange<Int>? = nil
+    _ dy: Tensor, _ caches: [LayerCache], _ store: ParameterStore, inputGradient: Bool,
+    layers range: ClosedRange<Int>? = nil
   ) -> Tensor? {
     guard !layers.isEmpty else { return inputGradient ? dy : nil }
     let range = range ?? 0...(layers.count - 1)

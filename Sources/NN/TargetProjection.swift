@@ -31,14 +31,17 @@ public struct TargetProjection: Sendable {
   /// per sample).
   public func project(_ error: Tensor, shape: [Int]) -> Tensor {
     let rows = error.batchSize
-    precondition(error.sampleCount == classes && shape.first == rows && shape.dropFirst().reduce(1, *) == width,
-                 "target projection: error \(error.shape) onto \(shape), width \(width), \(classes) classes")
+    precondition(
+      error.sampleCount == classes && shape.first == rows
+        && shape.dropFirst().reduce(1, *) == width,
+      "target projection: error \(error.shape) onto \(shape), width \(width), \(classes) classes")
     let g = [Float](unsafeUninitializedCapacity: rows * width) { gp, initialized in
       error.storage.withUnsafeBufferPointer { ep in
         columns.withUnsafeBufferPointer { bp in
           // g[B, n] = e[B, C] · Bᵀ[C, n]
-          gemm(.none, .none, m: rows, n: width, k: classes, a: ep.baseAddress!, aCount: ep.count,
-               b: bp.baseAddress!, bCount: bp.count, c: gp.baseAddress!, cCount: rows * width)
+          gemm(
+            .none, .none, m: rows, n: width, k: classes, a: ep.baseAddress!, aCount: ep.count,
+            b: bp.baseAddress!, bCount: bp.count, c: gp.baseAddress!, cCount: rows * width)
         }
       }
       initialized = rows * width
@@ -49,7 +52,9 @@ public struct TargetProjection: Sendable {
   /// DRTP's error, −onehot(y) / B [B, C].
   public static func targetError(labels: [Int32], classes: Int) -> Tensor {
     var e = Tensor(zeros: [labels.count, classes])
-    for (i, label) in labels.enumerated() { e.storage[i * classes + Int(label)] = -1 / Float(labels.count) }
+    for (i, label) in labels.enumerated() {
+      e.storage[i * classes + Int(label)] = -1 / Float(labels.count)
+    }
     return e
   }
 

@@ -7,7 +7,9 @@ public struct Tensor: Sendable, Equatable {
   public var storage: [Float]
 
   public init(shape: [Int], storage: [Float]) {
-    precondition(shape.reduce(1, *) == storage.count, "Tensor: \(shape) needs \(shape.reduce(1, *)) values, got \(storage.count)")
+    precondition(
+      shape.reduce(1, *) == storage.count,
+      "Tensor: \(shape) needs \(shape.reduce(1, *)) values, got \(storage.count)")
     self.shape = shape
     self.storage = storage
   }

@@ -35,10 +35,14 @@ public enum ValueFormat: String, Sendable, Codable, CaseIterable {
           if v.isNaN { hasNaN = true } else if abs(v) > largest { largest = abs(v) }
         }
         let scale: Float = hasNaN ? .nan : largest / 127
-        withUnsafeBytes(of: scale.bitPattern.littleEndian) { out.replaceSubrange((4 * r)..<(4 * r + 4), with: $0) }
+        withUnsafeBytes(of: scale.bitPattern.littleEndian) {
+          out.replaceSubrange((4 * r)..<(4 * r + 4), with: $0)
+        }
         guard scale > 0, scale.isFinite else { continue }
         let base = 4 * rows + r * n
-        for (j, v) in row.enumerated() { out[base + j] = UInt8(bitPattern: Int8(max(-127, min(127, (v / scale).rounded())))) }
+        for (j, v) in row.enumerated() {
+          out[base + j] = UInt8(bitPattern: Int8(max(-127, min(127, (v / scale).rounded()))))
+        }
       }
       return out
     }
@@ -46,18 +50,48 @@ public enum ValueFormat: String, Sendable, Codable, CaseIterable {
 
   /// The values of `bytes` (as `encode` wrote `count` values in `rows` rows).
   public func decode(_ bytes: [UInt8], count: Int, rows: Int) -> [Float] {
-    precondition(bytes.count == byteCount(count: count, rows: rows), "\(self): \(bytes.count) bytes for \(count) values in \(rows) rows")
+    precondition(
+      bytes.count == byteCount(count: count, rows: rows),
+      "\(self): \(bytes.count) bytes for \(count) values in \(rows) rows")
     switch self {
-    case .f32: return bytes.withUnsafeBytes { raw in (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
-    case .f16: return bytes.withUnsafeBytes { raw in (0..<count).map { Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))) } }
-    case .bf16: return bytes.withUnsafeBytes { raw in (0..<count).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) } }
+    case .f32:
+      return bytes.withUnsafeBytes { raw in
+        (0..<count).map {
+          Float(
+            bitPattern: UInt32(
+              littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)))
+        }
+      }
+    case .f16:
+      return bytes.withUnsafeBytes { raw in
+        (0..<count).map {
+          Float(
+            Float16(
+              bitPattern: UInt16(
+                littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))))
+        }
+      }
+    case .bf16:
+      return bytes.withUnsafeBytes { raw in
+        (0..<count).map {
+          Float(
+            bitPattern: UInt32(
+              UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+              << 16)
+        }
+      }
     case .int8:
       let n = rows > 0 ? count / rows : 0
       return bytes.withUnsafeBytes { raw in
         var out = [Float](repeating: 0, count: count)
         for r in 0..<rows {
-          let scale = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * r, as: UInt32.self)))
-          for j in 0..<n { out[r * n + j] = scale.isNaN ? .nan : Float(Int8(bitPattern: raw[4 * rows + r * n + j])) * scale }
+          let scale = Float(
+            bitPattern: UInt32(
+              littleEndian: raw.loadUnaligned(fromByteOffset: 4 * r, as: UInt32.self)))
+          for j in 0..<n {
+            out[r * n + j] =
+              scale.isNaN ? .nan : Float(Int8(bitPattern: raw[4 * rows + r * n + j])) * scale
+          }
         }
         return out
       }
@@ -68,7 +102,8 @@ public enum ValueFormat: String, Sendable, Codable, CaseIterable {
   public func roundTrip(_ x: Tensor) -> Tensor {
     guard self != .f32 else { return x }
     let rows = x.shape.first ?? 0
-    return Tensor(shape: x.shape, storage: decode(encode(x.storage, rows: rows), count: x.count, rows: rows))
+    return Tensor(
+      shape: x.shape, storage: decode(encode(x.storage, rows: rows), count: x.count, rows: rows))
   }
 
   /// f32 → bf16, rounded to nearest even; NaN stays a (quiet) NaN.

@@ -13,7 +13,9 @@ public func isLocalEndpoint(_ endpoint: String) -> Bool {
   if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
   guard endpoint.hasPrefix("tcp://") else { return false }
   let address = endpoint.dropFirst("tcp://".count)
-  let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
+  let host =
+    address.hasPrefix("[")
+    ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
   return isLoopback(host)
 }
 
@@ -24,7 +26,12 @@ public func isLoopback(_ host: String) -> Bool {
 
 /// Binding beyond loopback without CURVE must be asked for: anyone who can reach the address
 /// could join the job or feed it data.
-func checkExposure(bind host: String, secured: Bool, insecure: Bool, fix: String) throws(RuntimeError) {
+func checkExposure(bind host: String, secured: Bool, insecure: Bool, fix: String)
+  throws(RuntimeError)
+{
   guard !secured, !insecure, !isLoopback(host) else { return }
-  throw RuntimeError("binding \(host) without CURVE lets anyone who can reach it join the job or feed it data: \(fix), or pass --insecure on a network you trust")
+  throw RuntimeError(
+    "binding \(host) without CURVE lets anyone who can reach it join the job or feed it data: "
+      + "\(fix), or pass --insecure on a network you trust"
+  )
 }

@@ -26,7 +26,8 @@ struct FeedSource {
     case .train(let epoch, let indices, let micro, let parts, let batchSize):
       let phaseEpoch = epoch % run.plan.epochsPerPhase
       let batch = train.trainingBatch(indices, epoch: phaseEpoch, augmentation: augmentation)
-      message = Message(kind: .train, tensors: StageHandoff.feed(batch.0, raw: batch.1(), into: handoffs[0]))
+      message = Message(
+        kind: .train, tensors: StageHandoff.feed(batch.0, raw: batch.1(), into: handoffs[0]))
       message.epoch = UInt32(epoch)
       message.flags = TrainFlags.flags(activeStage: run.plan.activeStage(epoch: epoch))
       if parts > 1 {
@@ -36,7 +37,8 @@ struct FeedSource {
         (message.microIndex, message.microCount) = (UInt16(micro), UInt16(parts))
       }
     case .eval(let epoch, let indices):
-      let tensors = StageHandoff.feed(test.batch(indices), raw: test.rawBatch(indices), into: handoffs[0])
+      let tensors = StageHandoff.feed(
+        test.batch(indices), raw: test.rawBatch(indices), into: handoffs[0])
       message = Message(kind: .eval, tensors: tensors)
       message.epoch = UInt32(epoch)
     case .marker(let epoch, let kind, let batchesDone):

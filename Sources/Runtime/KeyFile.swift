@@ -10,7 +10,8 @@ public enum KeyFile {
   public static func generate(base: String) throws -> CurveKeyPair {
     let keys = try CurveKeyPair.generate()
     try AtomicFile.write(
-      "# Stagewise CURVE key pair: keep this file secret\npublic: \(keys.publicKey)\nsecret: \(keys.secretKey)\n",
+      "# Stagewise CURVE key pair: keep this file secret\npublic: \(keys.publicKey)\nsecret: "
+        + "\(keys.secretKey)\n",
       to: "\(base).key", mode: 0o600)
     try AtomicFile.write("\(keys.publicKey)\n", to: "\(base).pub")
     return keys
@@ -21,7 +22,8 @@ public enum KeyFile {
     if let keys = CurveKeyPair(secretKey: source) { return keys }
     let text = try contents(source, what: "key file")
     guard let secret = field("secret", in: text), let keys = CurveKeyPair(secretKey: secret) else {
-      throw RuntimeError("\(source) holds no secret key: give a file written by `stagewise keygen` (NAME.key)")
+      throw RuntimeError(
+        "\(source) holds no secret key: give a file written by `stagewise keygen` (NAME.key)")
     }
     return keys
   }
@@ -33,14 +35,20 @@ public enum KeyFile {
     if let key = field("public", in: text), CurveKeyPair.isKey(key) { return key }
     let bare = text.trimmingCharacters(in: .whitespacesAndNewlines)
     guard CurveKeyPair.isKey(bare) else {
-      throw RuntimeError("\(source) holds no public key: give a key (40 Z85 characters) or a file written by `stagewise keygen`")
+      throw RuntimeError(
+        "\(source) holds no public key: give a key (40 Z85 characters) or a file written by "
+          + "`stagewise keygen`"
+      )
     }
     return bare
   }
 
   static func contents(_ path: String, what: String) throws(RuntimeError) -> String {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-      throw RuntimeError("\(path) is neither a \(what) nor a readable file: make keys with `stagewise keygen --out NAME`")
+      throw RuntimeError(
+        "\(path) is neither a \(what) nor a readable file: make keys with `stagewise keygen --out "
+          + "NAME`"
+      )
     }
     return text
   }

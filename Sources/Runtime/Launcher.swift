@@ -18,7 +18,8 @@ public final class Launcher {
 
   /// This process's own binary (workers run the same build).
   public static var currentExecutable: String {
-    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+      ?? CommandLine.arguments[0]
   }
 
   public func run() throws -> Scheduler.Outcome {
@@ -27,7 +28,8 @@ public final class Launcher {
     for stage in 0..<scheduler.config.stages.count { try spawnWorker(stage: stage) }
     scheduler.onVacancy = { [unowned self] stage in try spawnWorker(stage: stage) }
     return try scheduler.run { phase in
-      guard phase != .stopping && phase != .done, let (stage, pid, status) = self.workers.exited() else { return nil }
+      guard phase != .stopping && phase != .done, let (stage, pid, status) = self.workers.exited()
+      else { return nil }
       return WorkerFailure(
         stage: stage, reason: "worker pid \(pid) exited with status \(status)",
         silentSeconds: self.scheduler.silentSeconds(stage: stage))
@@ -47,6 +49,7 @@ public final class Launcher {
     }
     try workers.start(
       stage: stage, executable: executable,
-      arguments: ["worker", "--scheduler", scheduler.controlEndpoint, "--stage", "\(stage)"], environment: environment)
+      arguments: ["worker", "--scheduler", scheduler.controlEndpoint, "--stage", "\(stage)"],
+      environment: environment)
   }
 }

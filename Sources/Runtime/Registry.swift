@@ -31,9 +31,15 @@ public struct Registry: Sendable {
   }
 
   /// Registers a worker; returns its stage, or why it is refused.
-  public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64) -> Result<Int, RuntimeError> {
+  public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64) -> Result<
+    Int, RuntimeError
+  > {
     guard hello.protocolVersion == Int(Protocol.version) else {
-      return .failure(RuntimeError("protocol version \(hello.protocolVersion) refused: the scheduler speaks \(Protocol.version); run the same stagewise build everywhere"))
+      return .failure(
+        RuntimeError(
+          "protocol version \(hello.protocolVersion) refused: the scheduler speaks "
+            + "\(Protocol.version); run the same stagewise build everywhere"
+        ))
     }
     if let existing = stage(of: identity) {  // a survivor of a failure, waiting again
       members[existing]?.assigned = false
@@ -43,11 +49,18 @@ public struct Registry: Sendable {
     let stage: Int
     if let requested = hello.requestedStage {
       guard members.indices.contains(requested) else {
-        return .failure(RuntimeError("stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
+        return .failure(
+          RuntimeError(
+            "stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
       }
       if let holder = members[requested] {
-        guard holder.hello.requestedStage == nil, let vacant = members.firstIndex(where: { $0 == nil }) else {
-          return .failure(RuntimeError("stage \(requested) is already taken by \(holder.hello.host) pid \(holder.hello.pid)"))
+        guard holder.hello.requestedStage == nil,
+          let vacant = members.firstIndex(where: { $0 == nil })
+        else {
+          return .failure(
+            RuntimeError(
+              "stage \(requested) is already taken by \(holder.hello.host) pid \(holder.hello.pid)")
+          )
         }
         members[vacant] = holder  // the floating worker moves over
         members[requested] = nil
@@ -75,10 +88,14 @@ public struct Registry: Sendable {
     for other in members.indices { members[other]?.ready = false }
   }
 
-  public mutating func heard(from stage: Int, atMicros now: Int64) { members[stage]?.lastHeardMicros = now }
+  public mutating func heard(from stage: Int, atMicros now: Int64) {
+    members[stage]?.lastHeardMicros = now
+  }
 
   /// Stages silent for longer than `limitMicros`.
   public func silent(nowMicros: Int64, limitMicros: Int64) -> [Int] {
-    members.indices.filter { members[$0].map { nowMicros - $0.lastHeardMicros > limitMicros } ?? false }
+    members.indices.filter {
+      members[$0].map { nowMicros - $0.lastHeardMicros > limitMicros } ?? false
+    }
   }
 }

@@ -17,7 +17,8 @@ struct Rejections {
   /// The decoded message as `check` accepts it, or nil after counting why not (and telling
   /// `refused`, which may answer the peer).
   mutating func accept<T>(
-    _ frames: [[UInt8]], on plane: String, refused: (WireError) -> Void = { _ in }, _ check: (Message) throws(WireError) -> T
+    _ frames: [[UInt8]], on plane: String, refused: (WireError) -> Void = { _ in },
+    _ check: (Message) throws(WireError) -> T
   ) -> T? {
     do throws(WireError) {
       return try check(try Message(frames: frames))
@@ -28,7 +29,9 @@ struct Rejections {
     }
   }
 
-  mutating func accept(_ frames: [[UInt8]], on plane: String, refused: (WireError) -> Void = { _ in }) -> Message? {
+  mutating func accept(
+    _ frames: [[UInt8]], on plane: String, refused: (WireError) -> Void = { _ in }
+  ) -> Message? {
     accept(frames, on: plane, refused: refused) { $0 }
   }
 }

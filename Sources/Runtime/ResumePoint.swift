@@ -29,13 +29,20 @@ public struct ResumePoint: Sendable, Equatable {
   /// Finds the resume point of `runDirectory` for `stageCount` stages (mid-epoch cuts count
   /// when `batchesPerEpoch` is given); every file it picks is read once so a damaged one is
   /// named before any process starts.
-  public static func find(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) throws -> ResumePoint {
-    let (point, skipped) = newestIntact(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
+  public static func find(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil)
+    throws -> ResumePoint
+  {
+    let (point, skipped) = newestIntact(
+      in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
     guard let point else {
       let held = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
-        .enumerated().map { "stage \($0.offset): \($0.element.keys.sorted())" }.joined(separator: ", ")
+        .enumerated().map { "stage \($0.offset): \($0.element.keys.sorted())" }.joined(
+          separator: ", ")
       let damaged = skipped.isEmpty ? "" : "; damaged: " + skipped.joined(separator: "; ")
-      throw RuntimeError("\(runDirectory) has no epoch that every stage checkpointed intact (\(held))\(damaged): nothing to resume from")
+      throw RuntimeError(
+        "\(runDirectory) has no epoch that every stage checkpointed intact (\(held))\(damaged): "
+          + "nothing to resume from"
+      )
     }
     return point
   }
@@ -47,14 +54,21 @@ public struct ResumePoint: Sendable, Equatable {
   ///
   /// Every file of the cut is read (and its checksum checked) first; a cut with a damaged
   /// file is passed over for the next older one, and the point says which files it skipped.
-  public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil) -> ResumePoint? {
+  public static func newest(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int? = nil)
+    -> ResumePoint?
+  {
     newestIntact(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch).point
   }
 
-  static func newestIntact(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> (point: ResumePoint?, skipped: [String]) {
+  static func newestIntact(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> (
+    point: ResumePoint?, skipped: [String]
+  ) {
     let cuts = cuts(in: runDirectory, stageCount: stageCount, batchesPerEpoch: batchesPerEpoch)
-    let common = cuts.dropFirst().reduce(Set(cuts.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
-    let reported = ((try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? "")
+    let common = cuts.dropFirst().reduce(Set(cuts.first?.keys ?? [:].keys)) {
+      $0.intersection($1.keys)
+    }
+    let reported =
+      ((try? String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)) ?? "")
       .split(separator: "\n").count
     var skipped: [String] = []
     let perEpoch = batchesPerEpoch ?? 1
@@ -72,9 +86,11 @@ public struct ResumePoint: Sendable, Equatable {
         skipped += damaged
         continue
       }
-      var point = batchesPerEpoch == nil
+      var point =
+        batchesPerEpoch == nil
         ? ResumePoint(epochsDone: step, checkpoints: checkpoints)
-        : ResumePoint(epochsDone: step / perEpoch, batchesDone: step % perEpoch, checkpoints: checkpoints)
+        : ResumePoint(
+          epochsDone: step / perEpoch, batchesDone: step % perEpoch, checkpoints: checkpoints)
       point.skipped = skipped
       return (point, skipped)
     }
@@ -83,7 +99,9 @@ public struct ResumePoint: Sendable, Equatable {
 
   /// Each stage's checkpoints by global step (by epoch when `batchesPerEpoch` is nil: then
   /// mid-epoch files are left out). An epoch's file wins over a step file of the same cut.
-  static func cuts(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> [[Int: String]] {
+  static func cuts(in runDirectory: String, stageCount: Int, batchesPerEpoch: Int?) -> [[Int:
+    String]]
+  {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
     var cuts: [[Int: String]] = Array(repeating: [:], count: stageCount)
     for file in files.sorted() {
@@ -94,8 +112,12 @@ public struct ResumePoint: Sendable, Equatable {
       else { continue }
       if parts[1].hasPrefix("epoch-"), let epoch = Int(parts[1].dropFirst(6)) {
         cuts[stage][epoch * (batchesPerEpoch ?? 1)] = "\(runDirectory)/\(file)"
-      } else if let batchesPerEpoch, parts[1].hasPrefix("step-"), let step = Int(parts[1].dropFirst(5)) {
-        if step % batchesPerEpoch != 0 || cuts[stage][step] == nil { cuts[stage][step] = "\(runDirectory)/\(file)" }
+      } else if let batchesPerEpoch, parts[1].hasPrefix("step-"),
+        let step = Int(parts[1].dropFirst(5))
+      {
+        if step % batchesPerEpoch != 0 || cuts[stage][step] == nil {
+          cuts[stage][step] = "\(runDirectory)/\(file)"
+        }
       }
     }
     return cuts
@@ -106,39 +128,56 @@ public struct ResumePoint: Sendable, Equatable {
 
   /// Where training continues, for people: "epoch 6", "epoch 6 + 15 batches", "the start".
   public var description: String {
-    batchesDone > 0 ? "epoch \(epochsDone) + \(batchesDone) batches" : epochsDone == 0 ? "the start" : "epoch \(epochsDone)"
+    batchesDone > 0
+      ? "epoch \(epochsDone) + \(batchesDone) batches"
+      : epochsDone == 0 ? "the start" : "epoch \(epochsDone)"
   }
 
   /// Makes `runDirectory` what it was at this cut: the checkpoints of later cuts go (the run
   /// writes them again), and so do the log lines of the epochs trained again.
   public func rewind(_ runDirectory: String, stageCount: Int, batchesPerEpoch: Int) throws {
     let resumeStep = step(batchesPerEpoch: batchesPerEpoch)
-    Self.removeCheckpoints(in: runDirectory, stages: 0..<stageCount, batchesPerEpoch: batchesPerEpoch) { $0 > resumeStep }
+    Self.removeCheckpoints(
+      in: runDirectory, stages: 0..<stageCount, batchesPerEpoch: batchesPerEpoch
+    ) { $0 > resumeStep }
     // A worker killed while saving leaves its temporary file (never the checkpoint's name): gone.
     AtomicFile.removeUnfinished(in: runDirectory, suffix: ".safetensors")
     try trimLogs(in: runDirectory)
   }
 
   /// Removes stage `stage`'s checkpoints of cuts before global step `step`.
-  public static func prune(in runDirectory: String, stage: Int, batchesPerEpoch: Int, before step: Int) {
-    removeCheckpoints(in: runDirectory, stages: stage..<(stage + 1), batchesPerEpoch: batchesPerEpoch) { $0 < step }
+  public static func prune(
+    in runDirectory: String, stage: Int, batchesPerEpoch: Int, before step: Int
+  ) {
+    removeCheckpoints(
+      in: runDirectory, stages: stage..<(stage + 1), batchesPerEpoch: batchesPerEpoch
+    ) { $0 < step }
   }
 
   /// Removes the checkpoints of `stages` whose cut (global step) `drop` picks.
-  static func removeCheckpoints(in runDirectory: String, stages: Range<Int>, batchesPerEpoch: Int, where drop: (Int) -> Bool) {
-    let all = cuts(in: runDirectory, stageCount: stages.upperBound, batchesPerEpoch: batchesPerEpoch)
+  static func removeCheckpoints(
+    in runDirectory: String, stages: Range<Int>, batchesPerEpoch: Int, where drop: (Int) -> Bool
+  ) {
+    let all = cuts(
+      in: runDirectory, stageCount: stages.upperBound, batchesPerEpoch: batchesPerEpoch)
     for stage in stages {
-      for (cut, path) in all[stage] where drop(cut) { try? FileManager.default.removeItem(atPath: path) }
+      for (cut, path) in all[stage] where drop(cut) {
+        try? FileManager.default.removeItem(atPath: path)
+      }
     }
   }
 
   /// Drops log lines of epochs at or after the resume point (they are trained again).
   func trimLogs(in runDirectory: String) throws {
-    let metricsPath = "\(runDirectory)/metrics.jsonl", evalPath = "\(runDirectory)/eval.jsonl"
-    let metrics = ((try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? "").split(separator: "\n")
-    let eval = ((try? String(contentsOfFile: evalPath, encoding: .utf8)) ?? "").split(separator: "\n")
+    let metricsPath = "\(runDirectory)/metrics.jsonl"
+    let evalPath = "\(runDirectory)/eval.jsonl"
+    let metrics = ((try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? "").split(
+      separator: "\n")
+    let eval = ((try? String(contentsOfFile: evalPath, encoding: .utf8)) ?? "").split(
+      separator: "\n")
     let evalPerEpoch = metrics.isEmpty ? 0 : eval.count / metrics.count
     try AtomicFile.write(metrics.prefix(epochsDone).map { $0 + "\n" }.joined(), to: metricsPath)
-    try AtomicFile.write(eval.prefix(epochsDone * evalPerEpoch).map { $0 + "\n" }.joined(), to: evalPath)
+    try AtomicFile.write(
+      eval.prefix(epochsDone * evalPerEpoch).map { $0 + "\n" }.joined(), to: evalPath)
   }
 }

@@ -46,7 +46,9 @@ public struct RunManifest: Codable, Sendable {
 extension RunManifest {
   /// The `run.json` of `runDirectory`, or nil when there is none (yet) or it cannot be read.
   public static func read(_ runDirectory: String) -> RunManifest? {
-    guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else { return nil }
+    guard let data = FileManager.default.contents(atPath: "\(runDirectory)/run.json") else {
+      return nil
+    }
     return try? JSONDecoder.stagewise.decode(RunManifest.self, from: data)
   }
 }

@@ -48,7 +48,8 @@ extension Scheduler {
     let test = epochReport.test
     let stages = test.stages ?? Array(test.stageAccuracy.indices)
     for (i, accuracy) in test.stageAccuracy.enumerated() {
-      let line = EvalLine(epoch: epoch, stage: stages[i], accuracy: accuracy, loss: test.stageLoss[i])
+      let line = EvalLine(
+        epoch: epoch, stage: stages[i], accuracy: accuracy, loss: test.stageLoss[i])
       try directory.record(line, in: "eval.jsonl")
     }
     terminal.clear()
@@ -70,7 +71,8 @@ extension Scheduler {
       let detail =
         unsaved.joined(separator: "; ")
         + "; the epoch \(machine.epochsCompleted) checkpoints hold the same weights: free space "
-        + "or fix the run directory's permissions, then `stagewise launch --resume \(directory.path)`"
+        + "or fix the run directory's permissions, then `stagewise launch --resume "
+        + "\(directory.path)`"
       try writeManifest(state: "failed", detail: detail)
       throw RuntimeError(detail)
     }

@@ -30,7 +30,9 @@ extension Scheduler {
       normalisation: train.normalisation, floatImages: train.raw.isFloat,
       handoff: source.handoffs[stage], nextHandoff: isLast ? nil : source.handoffs[stage + 1],
       upstreamGradient: upstream ? members[stage - 1]!.hello.gradEndpoint : nil,
-      restoreFrom: run.resume.flatMap { $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil },
+      restoreFrom: run.resume.flatMap {
+        $0.checkpoints.indices.contains(stage) ? $0.checkpoints[stage] : nil
+      },
       maxInFlight: run.maxInFlight)
     if config.method == .dfa && isLast {
       assignment.feedbackTargets = (0..<stage).map { members[$0]!.hello.gradEndpoint }
@@ -46,11 +48,14 @@ extension Scheduler {
     let isLast = stage == stageCount - 1
     // Who sends to our gradient socket: the next stage (e2e, DNI), the last one (DFA).
     let feedbackFrom =
-      isLast ? nil
-      : config.method.returnsInputGradients ? stage + 1 : config.method == .dfa ? stageCount - 1 : nil
+      isLast
+      ? nil
+      : config.method.returnsInputGradients
+        ? stage + 1 : config.method == .dfa ? stageCount - 1 : nil
     assignment.downstreamKey = isLast ? ours : key(stage + 1)
     assignment.upstreamGradientKey = assignment.upstreamGradient != nil ? key(stage - 1) : nil
     assignment.feedbackTargetKeys = assignment.feedbackTargets != nil ? (0..<stage).map(key) : nil
-    assignment.peerKeys = [stage == 0 ? ours : key(stage - 1)] + (feedbackFrom.map { [key($0)] } ?? [])
+    assignment.peerKeys =
+      [stage == 0 ? ours : key(stage - 1)] + (feedbackFrom.map { [key($0)] } ?? [])
   }
 }

@@ -5,7 +5,9 @@ import Telemetry
 /// What the user sees of a job: the merged trace, `run.json`, and the live terminal view.
 extension Scheduler {
   func writeTrace() throws {
-    let stages = (0..<config.stages.count).map { TraceEvent.processName("stage \($0)", pid: $0 + 1) }
+    let stages = (0..<config.stages.count).map {
+      TraceEvent.processName("stage \($0)", pid: $0 + 1)
+    }
     let head = [TraceEvent.processName("scheduler", pid: 0)] + stages
     try traceSpool.assemble(head: head, into: "\(directory.path)/trace.json")
   }
@@ -16,7 +18,8 @@ extension Scheduler {
       member.map {
         RunManifest.StageEntry(
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
-          checkpoint: byes[stage]?.checkpoint, rejected: byes[stage]?.rejected ?? live[stage]?.rejected,
+          checkpoint: byes[stage]?.checkpoint,
+          rejected: byes[stage]?.rejected ?? live[stage]?.rejected,
           replay: byes[stage]?.replay, peakResidentBytes: byes[stage]?.peakResidentBytes,
           bytesSent: byes[stage]?.bytesSent, blasCore: $0.hello.blasCore,
           gradEndpoint: $0.hello.gradEndpoint, bytesSentUpstream: byes[stage]?.bytesSentUpstream)
@@ -50,7 +53,8 @@ struct LiveTerminal {
     lastMicros = now
     let (stats, run) = (machine.run.liveStats, machine.run)
     let depth = stats.indices.map { k in
-      let upstream = k == 0 ? (run.sequence > 0 ? run.sequence - 1 : 0) : (stats[k - 1]?.lastSequence ?? 0)
+      let upstream =
+        k == 0 ? (run.sequence > 0 ? run.sequence - 1 : 0) : (stats[k - 1]?.lastSequence ?? 0)
       // An estimate from reports taken at different moments: clamp to what can be in flight.
       return min(max(Int(upstream) - Int(stats[k]?.lastSequence ?? 0), 0), run.maxInFlight)
     }

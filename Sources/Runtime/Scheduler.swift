@@ -103,7 +103,8 @@ public final class Scheduler {
   {
     let perEpoch = JobRun.trainOrder(config: config, trainCount: train.count).batchesPerEpoch
     let stages = config.stages.count
-    let point = try ResumePoint.find(in: runDirectory, stageCount: stages, batchesPerEpoch: perEpoch)
+    let point = try ResumePoint.find(
+      in: runDirectory, stageCount: stages, batchesPerEpoch: perEpoch)
     try point.rewind(runDirectory, stageCount: stages, batchesPerEpoch: perEpoch)
     return point
   }
@@ -120,7 +121,10 @@ public final class Scheduler {
   public func run(
     registrationTimeout: Duration = .seconds(300), watch: (Phase) -> WorkerFailure? = { _ in nil }
   ) throws -> Outcome {
-    log("scheduler for job \(job) listening on \(controlEndpoint); waiting for \(config.stages.count) workers")
+    log(
+      "scheduler for job \(job) listening on \(controlEndpoint); waiting for "
+        + "\(config.stages.count) workers"
+    )
     (machine.registrationTimeout, machine.controlEndpoint) = (registrationTimeout, controlEndpoint)
     try apply(.begin(nowMicros: WallClock.micros()))
     while machine.phase != .done { turn(watch: watch) }
@@ -135,7 +139,8 @@ public final class Scheduler {
       if let failure = watch(machine.phase) { try apply(.workerLost(failure)) }
       try feedWhileCredits()
       let wait = machine.phase == .running ? 20 : 100
-      let ready = try Socket.pollReadable([sockets.control, sockets.sink], timeoutMilliseconds: wait)
+      let ready = try Socket.pollReadable(
+        [sockets.control, sockets.sink], timeoutMilliseconds: wait)
       if ready.contains(1) { try receiveSink() }
       if ready.contains(0) { try receiveControl() }
       try apply(.tick(nowMicros: WallClock.micros()))

@@ -7,14 +7,18 @@ extension SchedulerMachine {
   mutating func onControl(_ message: Message, from identity: [UInt8]) -> [Action] {
     if message.kind == .hello { return onHello(message, from: identity) }
     guard let stage = registry.stage(of: identity) else {
-      return [.reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")]
+      return [
+        .reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")
+      ]
     }
     registry.heard(from: stage, atMicros: now)  // any word, even about a retired job, says it lives
     if message.kind != .heartbeat {
       do throws(WireError) {
         try jobs.check(message, current: run.id)
       } catch {
-        return [.reject(reason: error.reason, detail: "\(message.kind) from stage \(stage): \(error)")]
+        return [
+          .reject(reason: error.reason, detail: "\(message.kind) from stage \(stage): \(error)")
+        ]
       }
     }
     switch message.kind {
@@ -33,7 +37,9 @@ extension SchedulerMachine {
       let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
       return fail("stage \(stage) failed: \(text)")
     default:
-      return [.reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from stage \(stage)")]
+      return [
+        .reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from stage \(stage)")
+      ]
     }
   }
 
@@ -58,7 +64,8 @@ extension SchedulerMachine {
         "this job uses CURVE: the worker's HELLO carries no public key")
     }
     switch registry.register(identity: identity, hello: hello, nowMicros: now) {
-    case .failure(let error): return refuse("refused-hello", "refused \(who): \(error)", error.message)
+    case .failure(let error):
+      return refuse("refused-hello", "refused \(who): \(error)", error.message)
     case .success(let stage):
       let line = Action.log("stage \(stage) registered: \(who), data at \(hello.dataEndpoint)")
       guard registry.readyToAssign else { return [line] }
@@ -75,14 +82,18 @@ extension SchedulerMachine {
   /// Every stage is ready: connect the feed to stage 0 and say START.
   private mutating func startIfReady() -> [Action] {
     guard phase == .registering, registry.isFull, registry.allReady else { return [] }
-    for stage in 0..<stageCount { registry.heard(from: stage, atMicros: now) }  // silence counts from START
+    // silence counts from START
+    for stage in 0..<stageCount { registry.heard(from: stage, atMicros: now) }
     phase = .running
     if let noticed = recoveryNoticedMicros {
       recoveries[recoveries.count - 1].recoverySeconds = Double(now - noticed) / 1e6
       recoveryNoticedMicros = nil
     }
-    let line = "all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most \(run.maxInFlight) batches in flight)"
-    let actions = [.connectFeed(registry.members[0]!.hello)] + sendAll(Message(kind: .start))
+    let line =
+      "all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most "
+      + "\(run.maxInFlight) batches in flight)"
+    let actions =
+      [.connectFeed(registry.members[0]!.hello)] + sendAll(Message(kind: .start))
       + [.started, .log(line)]
     // A run resumed after its last epoch has nothing to train: it stops at once.
     return actions + (run.isFinished ? stop(reason: "finished") : [])
@@ -131,7 +142,9 @@ extension SchedulerMachine {
 
   /// Every epoch whose figures are all in is closed; the run stops after the last.
   private mutating func closeEpochs() -> [Action] {
-    let closed = run.closeEpochs(config: config).map { Action.epochClosed($0.report, epoch: $0.epoch) }
+    let closed = run.closeEpochs(config: config).map {
+      Action.epochClosed($0.report, epoch: $0.epoch)
+    }
     guard phase == .running, run.isFinished else { return closed }
     return closed + stop(reason: interrupted ? "interrupted" : "finished")
   }

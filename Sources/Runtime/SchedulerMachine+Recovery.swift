@@ -18,8 +18,11 @@ extension SchedulerMachine {
         recoverySeconds: nil, resumedAfterEpoch: 0, batchesRetrained: 0,
         batchesInFlight: run.inFlight))
     // A worker that was only silent must not come back to a stage someone else now holds.
-    let dead = "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
-    var actions: [Action] = [.log("\(failure); waiting for a worker to take stage \(failure.stage)")]
+    let dead =
+      "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
+    var actions: [Action] = [
+      .log("\(failure); waiting for a worker to take stage \(failure.stage)")
+    ]
     actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: failure.stage)
     registry.vacate(failure.stage)
     let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")

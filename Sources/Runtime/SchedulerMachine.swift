@@ -94,7 +94,8 @@ public struct SchedulerMachine: Sendable {
     (self.registrationTimeout, requiresKeys) = (registrationTimeout, config.security.curve)
     registry = Registry(stageCount: config.stages.count)
     ids = SeededGenerator(seed: seed)
-    run = JobRun(id: 0, config: config, trainCount: trainCount, testCount: testCount, resume: resume)
+    run = JobRun(
+      id: 0, config: config, trainCount: trainCount, testCount: testCount, resume: resume)
     run = newRun(resume: resume)
   }
 
@@ -168,7 +169,8 @@ public struct SchedulerMachine: Sendable {
       if let stage = registry.silent(nowMicros: now, limitMicros: limit).first,
         let member = registry.members[stage]
       {
-        let reason = "\(member.hello.host) pid \(member.hello.pid) missed \(config.daemon.liveness) heartbeats"
+        let reason =
+          "\(member.hello.host) pid \(member.hello.pid) missed \(config.daemon.liveness) heartbeats"
         let silent = Double(now - member.lastHeardMicros) / 1e6
         return actions + lose(WorkerFailure(stage: stage, reason: reason, silentSeconds: silent))
       }
@@ -204,7 +206,10 @@ public struct SchedulerMachine: Sendable {
     case .running:
       guard !draining else { return [] }
       (interrupted, draining, deadline) = (true, true, now + 60_000_000)
-      return [.log("signal \(signal): draining \(run.inFlight) batches in flight, then saving every stage")]
+      return [
+        .log(
+          "signal \(signal): draining \(run.inFlight) batches in flight, then saving every stage")
+      ]
     case .stopping, .done: return []
     }
   }
@@ -214,9 +219,13 @@ public struct SchedulerMachine: Sendable {
   /// STOP to every stage but the dead; BYEs are awaited for a bounded time.
   mutating func stop(reason: String, dead: Set<Int> = []) -> [Action] {
     phase = .stopping
-    expectedByes = registry.members.indices.filter { registry.members[$0] != nil && !dead.contains($0) }
+    expectedByes = registry.members.indices.filter {
+      registry.members[$0] != nil && !dead.contains($0)
+    }
     deadline = now + 30_000_000
-    let actions = expectedByes.flatMap { send(Message(kind: .stop, body: StopBody(reason: reason)), to: $0) }
+    let actions = expectedByes.flatMap {
+      send(Message(kind: .stop, body: StopBody(reason: reason)), to: $0)
+    }
     return actions + (expectedByes.allSatisfy { byes[$0] != nil } ? doneStopping() : [])
   }
 

@@ -62,7 +62,8 @@ final class SchedulerSockets {
     let hwm = Int32(daemon.highWaterMark)
     try sink.setHighWaterMarks(send: hwm, receive: hwm)
     try sink.bind("tcp://\(host):*")
-    sinkEndpoint = "tcp://\(advertisedHost(bind: host)):\(sink.boundPort)"  // the last stage connects here
+    // the last stage connects here
+    sinkEndpoint = "tcp://\(advertisedHost(bind: host)):\(sink.boundPort)"
   }
 
   /// The feed to stage 0; its sends never wait (a full queue means: try again next turn).

@@ -7,13 +7,15 @@ enum SocketRecipes {
   /// bound what is in flight), sends that time out after `sendTimeoutMilliseconds` (the
   /// caller decides what to do meanwhile).
   static func push(
-    _ context: Context, to endpoint: String, curve: (keys: CurveKeyPair, serverKey: String)?, highWaterMark: Int,
+    _ context: Context, to endpoint: String, curve: (keys: CurveKeyPair, serverKey: String)?,
+    highWaterMark: Int,
     sendTimeoutMilliseconds: Int32
   ) throws -> Socket {
     let socket = try Socket(context, .push)
     if let curve { try socket.secure(.client(curve.keys, serverKey: curve.serverKey)) }
     try socket.setHighWaterMarks(send: Int32(highWaterMark), receive: Int32(highWaterMark))
-    try socket.setTimeouts(receiveMilliseconds: sendTimeoutMilliseconds, sendMilliseconds: sendTimeoutMilliseconds)
+    try socket.setTimeouts(
+      receiveMilliseconds: sendTimeoutMilliseconds, sendMilliseconds: sendTimeoutMilliseconds)
     try socket.connect(endpoint)
     return socket
   }

@@ -11,7 +11,9 @@ public final class StageProcesses {
   public init(log: @escaping @Sendable (String) -> Void) { self.log = log }
 
   /// Starts `executable arguments` for `stage`; the one it replaces (if any) is killed.
-  public func start(stage: Int, executable: String, arguments: [String], environment: [String: String]) throws {
+  public func start(
+    stage: Int, executable: String, arguments: [String], environment: [String: String]
+  ) throws {
     retire(stage: stage)
     let child = Process()
     child.executableURL = URL(fileURLWithPath: executable)
@@ -23,7 +25,11 @@ public final class StageProcesses {
 
   /// A stage whose process has exited, with how.
   public func exited() -> (stage: Int, pid: Int32, status: Int32)? {
-    guard let (stage, child) = current.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isRunning }) else { return nil }
+    guard
+      let (stage, child) = current.sorted(by: { $0.key < $1.key }).first(where: {
+        !$0.value.isRunning
+      })
+    else { return nil }
     return (stage, child.processIdentifier, child.terminationStatus)
   }
 

@@ -56,7 +56,8 @@ final class StageSession {
     let config = try RunConfig.parse(yaml: assignment.config)
     self.config = config
     BLAS.setThreads(config.training.threads)
-    let stage = try config.buildStage(assignment.stage, sampleShape: assignment.sampleShape, classes: assignment.classes)
+    let stage = try config.buildStage(
+      assignment.stage, sampleShape: assignment.sampleShape, classes: assignment.classes)
     var step = 0
     if let checkpoint = assignment.restoreFrom {
       step = try stage.restore(from: checkpoint, config: config)["step"].flatMap(Int.init) ?? 0
@@ -64,21 +65,29 @@ final class StageSession {
     machine = StageRun(
       stage: stage, config: config, batchesPerEpoch: assignment.batchesPerEpoch,
       maxInFlight: assignment.maxInFlight ?? 1, step: step, clock: WallClock.micros)
-    func curve(_ endpoint: String, _ serverKey: String?) throws -> (keys: CurveKeyPair, serverKey: String)? {
+    func curve(_ endpoint: String, _ serverKey: String?) throws -> (
+      keys: CurveKeyPair, serverKey: String
+    )? {
       guard let keys else { return nil }
       guard let serverKey else {
-        throw RuntimeError("the scheduler sent no key for \(endpoint): it runs without CURVE while this worker has a key")
+        throw RuntimeError(
+          "the scheduler sent no key for \(endpoint): it runs without CURVE while this worker has "
+            + "a key"
+        )
       }
       return (keys, serverKey)
     }
     // Sends never wait: a full queue leaves the message in the outbox for the next turn.
     func push(_ endpoint: String, key: String?) throws -> Socket {
       try SocketRecipes.push(
-        context, to: endpoint, curve: try curve(endpoint, key), highWaterMark: config.daemon.highWaterMark,
+        context, to: endpoint, curve: try curve(endpoint, key),
+        highWaterMark: config.daemon.highWaterMark,
         sendTimeoutMilliseconds: 0)
     }
     downstream = try push(assignment.downstream, key: assignment.downstreamKey)
-    gradientsOut = try assignment.upstreamGradient.map { try push($0, key: assignment.upstreamGradientKey) }
+    gradientsOut = try assignment.upstreamGradient.map {
+      try push($0, key: assignment.upstreamGradientKey)
+    }
     feedbackOut = try (assignment.feedbackTargets ?? []).enumerated().map { k, endpoint in
       try push(endpoint, key: assignment.feedbackTargetKeys?[k])
     }
@@ -101,6 +110,8 @@ final class StageSession {
   }
 
   var summary: String {
-    "stage \(assignment.stage) of 0…\(assignment.stageCount - 1): \(stage.body.layers.map(\.summary).joined(separator: ", ")); \(stage.store.count) parameters; output → \(assignment.downstream)"
+    "stage \(assignment.stage) of 0…\(assignment.stageCount - 1): "
+      + "\(stage.body.layers.map(\.summary).joined(separator: ", ")); \(stage.store.count) "
+      + "parameters; output → \(assignment.downstream)"
   }
 }

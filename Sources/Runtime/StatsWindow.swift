@@ -17,7 +17,9 @@ struct StatsWindow {
     samples += n
   }
 
-  func report(stage: Int, step: Int, lastSequence: UInt64, rejected: [String: Int], nowMicros: Int64) -> LiveStats {
+  func report(
+    stage: Int, step: Int, lastSequence: UInt64, rejected: [String: Int], nowMicros: Int64
+  ) -> LiveStats {
     let elapsed = Double(max(nowMicros - startMicros, 1))
     return LiveStats(
       stage: stage, step: step, loss: lossCount > 0 ? lossSum / Double(lossCount) : .nan,

@@ -54,10 +54,14 @@ final class TraceSpool {
       }
       try reader.close()
     }
-    try out.write(contentsOf: Data(((first ? "{\"traceEvents\":[" : "") + "\n],\"displayTimeUnit\":\"ms\"}\n").utf8))
+    try out.write(
+      contentsOf: Data(
+        ((first ? "{\"traceEvents\":[" : "") + "\n],\"displayTimeUnit\":\"ms\"}\n").utf8))
     try out.synchronize()
     try out.close()
-    guard rename(temporary, target) == 0 else { throw RuntimeError("cannot move \(temporary) to \(target)") }
+    guard rename(temporary, target) == 0 else {
+      throw RuntimeError("cannot move \(temporary) to \(target)")
+    }
     try? FileManager.default.removeItem(atPath: path)
   }
 }

@@ -8,11 +8,17 @@ import Wire
 extension Worker {
   /// Checkpoint paths: the final weights, an interrupted run's last weights, and the
   /// consistent cuts at each epoch's end (and mid-epoch, with `daemon.checkpointEverySteps`).
-  func finalCheckpointPath(_ s: StageSession) -> String { "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).safetensors" }
-  func interruptedCheckpointPath(_ s: StageSession) -> String { "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).last.safetensors" }
+  func finalCheckpointPath(_ s: StageSession) -> String {
+    "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).safetensors"
+  }
+  func interruptedCheckpointPath(_ s: StageSession) -> String {
+    "\(s.assignment.runDirectory)/stage-\(s.assignment.stage).last.safetensors"
+  }
 
   func saveCheckpoint(_ s: StageSession, to path: String, epochsDone: Int?) throws {
-    var metadata = s.config.checkpointMetadata.merging(["step": "\(s.machine.step)", "job": "\(s.assignment.job)"]) { $1 }
+    var metadata = s.config.checkpointMetadata.merging([
+      "step": "\(s.machine.step)", "job": "\(s.assignment.job)",
+    ]) { $1 }
     if let epochsDone { metadata["epoch"] = "\(epochsDone)" }
     try s.stage.save(to: path, metadata: metadata)
   }
@@ -25,7 +31,9 @@ extension Worker {
     let path = ResumePoint.epochPath(in: a.runDirectory, stage: a.stage, epochsDone: epochsDone)
     try saveOrFail(s, path, epochsDone: epochsDone, what: "the epoch \(epochsDone) checkpoint")
     // Kept: this cut and the one an epoch before, with what lies between.
-    ResumePoint.prune(in: a.runDirectory, stage: a.stage, batchesPerEpoch: a.batchesPerEpoch, before: (epochsDone - 1) * a.batchesPerEpoch)
+    ResumePoint.prune(
+      in: a.runDirectory, stage: a.stage, batchesPerEpoch: a.batchesPerEpoch,
+      before: (epochsDone - 1) * a.batchesPerEpoch)
   }
 
   /// Saves, or tells the scheduler why it could not and fails: a run must not go on (and end
@@ -34,7 +42,9 @@ extension Worker {
     do {
       try saveCheckpoint(s, to: path, epochsDone: epochsDone)
     } catch {
-      let reason = "stage \(s.assignment.stage) could not save \(what) (\(path)): \(error); free space or fix the run directory's permissions, then resume"
+      let reason =
+        "stage \(s.assignment.stage) could not save \(what) (\(path)): \(error); free space or fix "
+        + "the run directory's permissions, then resume"
       log(reason)
       try? sendControl(Message(kind: .error, body: ErrorBody(message: reason)))
       throw RuntimeError(reason)
@@ -53,10 +63,15 @@ extension Worker {
   /// the global training step; this process keeps its last `stepCutsToKeep`.
   func saveStepCheckpoint(_ s: StageSession, epoch: Int, batchesDone: Int) throws {
     let a = s.assignment
-    let path = ResumePoint.stepPath(in: a.runDirectory, stage: a.stage, step: epoch * a.batchesPerEpoch + batchesDone)
-    try saveOrFail(s, path, epochsDone: nil, what: "the checkpoint at epoch \(epoch) batch \(batchesDone)")
+    let path = ResumePoint.stepPath(
+      in: a.runDirectory, stage: a.stage, step: epoch * a.batchesPerEpoch + batchesDone)
+    try saveOrFail(
+      s, path, epochsDone: nil, what: "the checkpoint at epoch \(epoch) batch \(batchesDone)")
     stepCheckpoints.append(path)
-    let keep = Self.stepCutsToKeep(maxInFlight: a.maxInFlight ?? 0, every: s.config.daemon.checkpointEverySteps)
-    while stepCheckpoints.count > keep { try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst()) }
+    let keep = Self.stepCutsToKeep(
+      maxInFlight: a.maxInFlight ?? 0, every: s.config.daemon.checkpointEverySteps)
+    while stepCheckpoints.count > keep {
+      try? FileManager.default.removeItem(atPath: stepCheckpoints.removeFirst())
+    }
   }
 }

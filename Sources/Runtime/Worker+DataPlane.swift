@@ -15,7 +15,10 @@ extension Worker {
   /// One message from the previous stage (or the feed): a batch or a marker.
   func takeData(_ s: StageSession) throws {
     guard let frames = try dataIn.tryReceive() else { return }
-    let checked = rejections.accept(frames, on: "data") { m throws(WireError) in try check(m, s); return m }
+    let checked = rejections.accept(frames, on: "data") { m throws(WireError) in
+      try check(m, s)
+      return m
+    }
     guard let message = checked else { return }
     s.expectedSequence = message.sequence + 1
     s.lastSequence = message.sequence
@@ -23,7 +26,9 @@ extension Worker {
     case .train: try drive(s, .train(s.handoff.input(message), message.batchTag, message))
     case .eval: try drive(s, .eval(s.handoff.input(message), message.batchTag, message))
     default:
-      let marker = Marker(Marker.Kind(MarkerFlag(rawValue: message.flags)!), epoch: Int(message.epoch), batchesDone: Int(message.step))
+      let marker = Marker(
+        Marker.Kind(MarkerFlag(rawValue: message.flags)!), epoch: Int(message.epoch),
+        batchesDone: Int(message.step))
       try drive(s, .marker(marker, message))
     }
   }
@@ -33,9 +38,13 @@ extension Worker {
   /// shift this stage's notion of where the stream is.
   func check(_ message: Message, _ s: StageSession) throws(WireError) {
     try jobs.check(message, current: s.assignment.job)
-    guard [.train, .eval, .marker].contains(message.kind) else { throw .unexpected("\(message.kind) on a data socket") }
+    guard [.train, .eval, .marker].contains(message.kind) else {
+      throw .unexpected("\(message.kind) on a data socket")
+    }
     if message.kind == .marker {
-      guard MarkerFlag(rawValue: message.flags) != nil else { throw .unexpected("unknown marker flag \(message.flags)") }
+      guard MarkerFlag(rawValue: message.flags) != nil else {
+        throw .unexpected("unknown marker flag \(message.flags)")
+      }
     } else {
       try s.handoff.check(message)
       if message.kind == .train { try checkMicroBatch(message, s) }
@@ -57,7 +66,9 @@ extension Worker {
     }
     if message.tensor(.share) != nil {
       let share = try message.expect(.share, .f32, sampleShape: [], batch: 1).floats[0]
-      guard share.isFinite, share > 0, share <= 1 else { throw .unexpected("micro-batch share \(share) outside (0, 1]") }
+      guard share.isFinite, share > 0, share <= 1 else {
+        throw .unexpected("micro-batch share \(share) outside (0, 1]")
+      }
     }
   }
 
@@ -65,7 +76,9 @@ extension Worker {
   /// error from the last. What comes for a batch the stage gave up on is dropped.
   func takeFeedback(_ s: StageSession) throws {
     guard let frames = try gradIn.tryReceive() else { return }
-    let checked = rejections.accept(frames, on: "feedback") { m throws(WireError) in try feedbackEvent(m, s) }
+    let checked = rejections.accept(frames, on: "feedback") { m throws(WireError) in
+      try feedbackEvent(m, s)
+    }
     guard let checked, let event = checked else { return }
     try drive(s, event)
   }
@@ -76,14 +89,18 @@ extension Worker {
     let rule = s.machine.rule
     let kind: Kind = rule.feedback == .error ? .feedback : .grad
     guard message.kind == kind else {
-      throw .unexpected("\(message.kind) on the gradient socket (\(s.config.method.rawValue) sends \(kind))")
+      throw .unexpected(
+        "\(message.kind) on the gradient socket (\(s.config.method.rawValue) sends \(kind))")
     }
     let tensor: WireTensor
     switch s.machine.expected(forSequence: message.sequence) {
     case .late: return nil  // stale, counted when given up on: dropped, not an error
-    case .nothing: throw .unexpected("\(kind) for sequence \(message.sequence), which this stage is not holding")
-    case .gradient(let batch): tensor = try message.expect(.gradient, .f32, sampleShape: s.stage.outputShape, batch: batch)
-    case .error(let batch): tensor = try message.expect(.error, .f32, sampleShape: [s.stage.classes], batch: batch)
+    case .nothing:
+      throw .unexpected("\(kind) for sequence \(message.sequence), which this stage is not holding")
+    case .gradient(let batch):
+      tensor = try message.expect(.gradient, .f32, sampleShape: s.stage.outputShape, batch: batch)
+    case .error(let batch):
+      tensor = try message.expect(.error, .f32, sampleShape: [s.stage.classes], batch: batch)
     }
     // A diverged stage's feedback would wreck this one: refused (e2e's gradient is the
     // network's own and goes through as it is).
@@ -91,7 +108,8 @@ extension Worker {
       throw .unexpected("\(message.kind) with a value that is not finite")
     }
     return rule.feedback == .error
-      ? .error(Tensor(tensor), sequence: message.sequence) : .gradient(Tensor(tensor), sequence: message.sequence, message)
+      ? .error(Tensor(tensor), sequence: message.sequence)
+      : .gradient(Tensor(tensor), sequence: message.sequence, message)
   }
 
   // MARK: - The machine's actions
@@ -106,13 +124,19 @@ extension Worker {
       switch action {
       case .send(let outgoing): try send(outgoing, s)
       case .work(let work): try perform(s.machine.run(work), s)
-      case .report(let totals): try sendControl(Message(kind: .stats, body: StatsBody(live: nil, totals: totals)))
-      case .save(.step(let epoch, let done)): try saveStepCheckpoint(s, epoch: epoch, batchesDone: done)
+      case .report(let totals):
+        try sendControl(Message(kind: .stats, body: StatsBody(live: nil, totals: totals)))
+      case .save(.step(let epoch, let done)):
+        try saveStepCheckpoint(s, epoch: epoch, batchesDone: done)
       case .save(.epoch(let epochsDone)): try saveEpochCheckpoint(s, epochsDone: epochsDone)
-      case .shipTrace: try shipTrace(s)  // the scheduler spools it to disk: a long run's memory stays flat
-      case .returnMemory: Allocator.returnFreedMemory()  // once an epoch: memory stays flat over long runs
-      case .span(let name, let start, let end): s.trace.record(name, startMicros: start, endMicros: end)
-      case .progress(let p): s.window.add(busyMicros: p.busyMicros, loss: p.loss, samples: p.samples)
+      // the scheduler spools it to disk: a long run's memory stays flat
+      case .shipTrace: try shipTrace(s)
+      // once an epoch: memory stays flat over long runs
+      case .returnMemory: Allocator.returnFreedMemory()
+      case .span(let name, let start, let end):
+        s.trace.record(name, startMicros: start, endMicros: end)
+      case .progress(let p):
+        s.window.add(busyMicros: p.busyMicros, loss: p.loss, samples: p.samples)
       case .computed(let micros):
         guard let straggler = s.straggler else { continue }
         let start = WallClock.micros()
@@ -128,7 +152,10 @@ extension Worker {
     let stage = UInt16(s.assignment.stage)
     switch outgoing {
     case .output(let activations, let pass, _, let input):
-      try post(StageHandoff.output(activations, of: pass, for: input, from: s.assignment.stage, next: s.nextHandoff ?? Handoff()), to: .downstream, s)
+      try post(
+        StageHandoff.output(
+          activations, of: pass, for: input, from: s.assignment.stage,
+          next: s.nextHandoff ?? Handoff()), to: .downstream, s)
     case .marker(_, let input): try post(input, to: .downstream, s)
     case .result(let input):
       // The credit that lets the next batch in: its header names the batch, nothing else.
@@ -145,7 +172,8 @@ extension Worker {
   }
 
   /// Puts a message in the outbox and hands on what the sockets take now.
-  func post(_ message: Message, to destination: StageSession.Destination, _ s: StageSession) throws {
+  func post(_ message: Message, to destination: StageSession.Destination, _ s: StageSession) throws
+  {
     let frames = message.encode()
     let bytes = frames.reduce(0) { $0 + $1.count }
     bytesSent += bytes
@@ -157,7 +185,9 @@ extension Worker {
   /// Hands the outbox's messages to their sockets, oldest first, as far as they take them;
   /// the time the outbox waited is traced as `send-blocked`.
   func flush(_ s: StageSession) throws {
-    let empty = try s.outbox.flush { destination, frames in try s.socket(destination).trySend(frames) }
+    let empty = try s.outbox.flush { destination, frames in
+      try s.socket(destination).trySend(frames)
+    }
     let now = WallClock.micros()
     if !empty {
       s.blockedSince = s.blockedSince ?? now
@@ -173,14 +203,17 @@ extension Message {
   var batchTag: BatchTag {
     BatchTag(
       sequence: sequence, microIndex: Int(microIndex), microCount: max(1, Int(microCount)),
-      share: tensor(.share)?.floats.first, activeStage: kind == .train ? TrainFlags.activeStage(flags) : nil)
+      share: tensor(.share)?.floats.first,
+      activeStage: kind == .train ? TrainFlags.activeStage(flags) : nil)
   }
 
   /// A message of `kind` from stage `stage` about this one: the same job, epoch, step and
   /// sequence.
   func answer(_ kind: Kind, from stage: UInt16, tensors: [WireTensor] = []) -> Message {
     var message = Message(kind: kind, tensors: tensors)
-    (message.job, message.stage, message.epoch, message.step, message.sequence) = (job, stage, epoch, step, sequence)
+    (message.job, message.stage, message.epoch, message.step, message.sequence) = (
+      job, stage, epoch, step, sequence
+    )
     return message
   }
 }

@@ -12,15 +12,22 @@ extension Worker {
   func bindSockets() throws {
     if let keys = options.curve {
       guard let schedulerKey = options.schedulerKey else {
-        throw RuntimeError("a worker with a key needs the scheduler's public key too: pass --scheduler-key (or STAGEWISE_SCHEDULER_KEY)")
+        throw RuntimeError(
+          "a worker with a key needs the scheduler's public key too: pass --scheduler-key (or "
+            + "STAGEWISE_SCHEDULER_KEY)"
+        )
       }
       zap = try SocketRecipes.secureServers(
-        [dataIn, gradIn], keys: keys, context: context, allowed: nil, who: "a neighbour of this stage", log: log)
+        [dataIn, gradIn], keys: keys, context: context, allowed: nil,
+        who: "a neighbour of this stage", log: log)
       try control.secure(.client(keys, serverKey: schedulerKey))
     }
     try checkExposure(
       bind: options.bindHost, secured: options.curve != nil, insecure: options.insecure,
-      fix: "give the worker a key (--key, from `stagewise keygen`) and the scheduler's (--scheduler-key)")
+      fix:
+        "give the worker a key (--key, from `stagewise keygen`) and the scheduler's "
+        + "(--scheduler-key)"
+    )
     for socket in [dataIn, gradIn] {
       try socket.setMaximumMessageSize(Protocol.maxFrameBytes)
       try socket.bind("tcp://\(options.bindHost):*")
@@ -35,7 +42,8 @@ extension Worker {
   func sayHello() throws {
     let hello = Hello(
       protocolVersion: options.protocolVersion, host: ProcessInfo.processInfo.hostName,
-      pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint, requestedStage: options.requestedStage,
+      pid: getpid(), dataEndpoint: dataEndpoint, gradEndpoint: gradEndpoint,
+      requestedStage: options.requestedStage,
       publicKey: options.curve?.publicKey, blasCore: BLAS.coreName)
     try sendControl(Message(kind: .hello, body: hello))
   }
@@ -54,15 +62,23 @@ extension Worker {
     zap?.allow(Set(assignment.peerKeys ?? []))
     s.trace.offsetMicros = clock.offsetMicros
     log(s.summary)
-    if let checkpoint = assignment.restoreFrom { log("restored from \(checkpoint) (step \(s.machine.step))") }
+    if let checkpoint = assignment.restoreFrom {
+      log("restored from \(checkpoint) (step \(s.machine.step))")
+    }
     session = s
-    try handle(.built(heartbeatMicros: Int64(s.config.daemon.heartbeatMilliseconds) * 1000, liveness: Int64(s.config.daemon.liveness)))
+    try handle(
+      .built(
+        heartbeatMicros: Int64(s.config.daemon.heartbeatMilliseconds) * 1000,
+        liveness: Int64(s.config.daemon.liveness)))
   }
 
   /// Sends the trace recorded so far to the scheduler, in chunks, and forgets it.
   func shipTrace(_ s: StageSession) throws {
     while !s.trace.events.isEmpty {
-      try sendControl(Message(kind: .trace, body: TraceChunk(stage: s.assignment.stage, events: s.trace.drain(upTo: 5000))))
+      try sendControl(
+        Message(
+          kind: .trace,
+          body: TraceChunk(stage: s.assignment.stage, events: s.trace.drain(upTo: 5000))))
     }
   }
 
@@ -74,27 +90,43 @@ extension Worker {
     var saved: String?
     var saveError: String?
     do {
-      let epochs = s.config.training.epochs * (s.config.schedule == .sequential ? s.assignment.stageCount : 1)
+      let epochs =
+        s.config.training.epochs * (s.config.schedule == .sequential ? s.assignment.stageCount : 1)
       try saveCheckpoint(s, to: path, epochsDone: finished ? epochs : nil)
       saved = path
     } catch {
-      saveError = "stage \(s.assignment.stage) could not save its \(finished ? "final" : "last") weights (\(path)): \(error)"
+      saveError =
+        "stage \(s.assignment.stage) could not save its \(finished ? "final" : "last") weights "
+        + "(\(path)): \(error)"
       log(saveError!)
     }
     try shipTrace(s)
     let replay = s.machine.replayStatistics
     var bye = Bye(
-      stage: s.assignment.stage, checkpoint: saved, rejected: rejections.counts, traceDropped: s.trace.dropped,
-      reason: reason, replay: replay, peakResidentBytes: ProcessMemory.peakResidentBytes, bytesSent: bytesSent)
+      stage: s.assignment.stage, checkpoint: saved, rejected: rejections.counts,
+      traceDropped: s.trace.dropped,
+      reason: reason, replay: replay, peakResidentBytes: ProcessMemory.peakResidentBytes,
+      bytesSent: bytesSent)
     bye.bytesSentUpstream = bytesSentUpstream
     bye.saveError = saveError
     if let stats = replay {
-      log(String(format: "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per entry", stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
+      log(
+        String(
+          format:
+            "replay: %d draws, %d stalls, mean age %.1f producer steps (max %d), %.2f uses per "
+            + "entry",
+          stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
     }
     try sendControl(Message(kind: .bye, body: bye))
     try control.setLinger(milliseconds: 5000)  // let BYE and the trace leave
     let counts = rejections.counts
-    if !counts.isEmpty { log("rejected messages: \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") }
-    log("stage \(s.assignment.stage) done after \(s.machine.step) steps; weights in \(saved ?? "(not saved)")")
+    if !counts.isEmpty {
+      let lines = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+      log("rejected messages: \(lines.joined(separator: ", "))")
+    }
+    log(
+      "stage \(s.assignment.stage) done after \(s.machine.step) steps; weights in "
+        + "\(saved ?? "(not saved)")"
+    )
   }
 }

@@ -83,7 +83,10 @@ public final class Worker {
   public func run() throws {
     try bindSockets()
     try handle(.started(nowMicros: WallClock.micros()))
-    log("registering with \(options.scheduler) (data endpoint \(dataEndpoint), OpenBLAS core \(BLAS.coreName))")
+    log(
+      "registering with \(options.scheduler) (data endpoint \(dataEndpoint), OpenBLAS core "
+        + "\(BLAS.coreName))"
+    )
     while !life.isOver {
       if let signal = Signals.stopRequested { try handle(.signal(signal)) }
       try turn()
@@ -120,7 +123,9 @@ public final class Worker {
     // A RESET or STOP just now ends what the stage was doing: what it polled is not taken.
     guard let s, s === trainingSession else { return }
     if let head = s.outbox.head, ready(s.socket(head)) { try flush(s) }
-    let waited = { (name: String) in s.trace.record(name, startMicros: waitStart, endMicros: WallClock.micros()) }
+    let waited = { (name: String) in
+      s.trace.record(name, startMicros: waitStart, endMicros: WallClock.micros())
+    }
     if ready(gradIn) {
       waited(locked ? "gradient-wait" : "receive-wait")
       try takeFeedback(s)
@@ -154,7 +159,9 @@ public final class Worker {
   func event(for message: Message) -> WorkerLife.Event {
     switch message.kind {
     case .assign:
-      do throws(WireError) { return .assign(try message.body(Assignment.self)) } catch { return .error(message: "\(error)") }
+      do throws(WireError) { return .assign(try message.body(Assignment.self)) } catch {
+        return .error(message: "\(error)")
+      }
     case .start: return .start
     case .reset: return .reset(reason: (try? message.body(StopBody.self).reason) ?? "reset")
     case .stop: return .stop(reason: (try? message.body(StopBody.self).reason) ?? "stop")
@@ -183,16 +190,24 @@ public final class Worker {
     case .setUp(let assignment): try setUp(assignment)
     case .sendReady:
       guard let session else { return }
-      try sendControl(Message(kind: .ready, body: Ready(stage: session.assignment.stage, parameterCount: session.stage.store.count)))
-    case .sendHeartbeat: try sendControl(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
+      try sendControl(
+        Message(
+          kind: .ready,
+          body: Ready(stage: session.assignment.stage, parameterCount: session.stage.store.count)))
+    case .sendHeartbeat:
+      try sendControl(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
     case .dropStage(let job, let reason):
       if let session {
-        log("reset (\(reason)): dropping stage \(session.assignment.stage) and waiting for a new assignment")
+        log(
+          "reset (\(reason)): dropping stage \(session.assignment.stage) and waiting for a new "
+            + "assignment"
+        )
         _ = session.machine.on(.reset)  // and with it whatever waited in its outbox
       }
       jobs.retire(job)
       session = nil
-    case .countRejection(let reason): rejections.add(reason, "a control message (\(reason)) in state \(life.state)")
+    case .countRejection(let reason):
+      rejections.add(reason, "a control message (\(reason)) in state \(life.state)")
     }
   }
 
@@ -205,7 +220,9 @@ public final class Worker {
   }
 
   func sendLiveStats(_ s: StageSession, _ now: Int64) throws {
-    let live = s.window.report(stage: s.assignment.stage, step: s.machine.step, lastSequence: s.lastSequence, rejected: rejections.counts, nowMicros: now)
+    let live = s.window.report(
+      stage: s.assignment.stage, step: s.machine.step, lastSequence: s.lastSequence,
+      rejected: rejections.counts, nowMicros: now)
     try sendControl(Message(kind: .stats, body: StatsBody(live: live, totals: nil)))
     s.window = StatsWindow(startMicros: now)
   }

@@ -5,13 +5,15 @@ import Wire
 /// HELLO. The worker's loop turns what it receives and how time passes into events and does
 /// the actions; tested without sockets, like the scheduler's Registry.
 ///
-///     registering ──ASSIGN──▶ building ──built──▶ assigned ──START──▶ training ──STOP/signal──▶ leaving
+///     registering ──ASSIGN──▶ building ──built──▶ assigned ──START──▶ training ──STOP/signal──▶
+/// leaving
 ///          ▲                                         │                    │
 ///          └───────────────── RESET ─────────────────┴────────────────────┘
 ///
 /// Waiting ends in failure after `assignWait` (for ASSIGN) or `startWait` (for START) without a
 /// word from the scheduler (each scheduler heartbeat restarts the wait); training ends in
-/// failure after liveness × heartbeat of silence. ERROR, and STOP or a signal before training began, are
+/// failure after liveness × heartbeat of silence. ERROR, and STOP or a signal before training
+/// began, are
 /// failures too: the process exits non-zero.
 public struct WorkerLife: Sendable {
   public enum State: Equatable, Sendable {
@@ -147,7 +149,8 @@ public struct WorkerLife: Sendable {
       state = .leaving(reason: reason)
     case (.stop(let reason), _):
       state = .failed(
-        reason: "the scheduler stopped the job while this worker waited for \(waitingFor): \(reason)")
+        reason:
+          "the scheduler stopped the job while this worker waited for \(waitingFor): \(reason)")
     case (.error(let message), .training):
       state = .failed(reason: "the scheduler ended the job: \(message)")
     case (.error(let message), _):
@@ -180,12 +183,22 @@ public struct WorkerLife: Sendable {
     case .registering, .building, .assigned:
       let wait = state == .registering ? assignWait : startWait
       if silent > wait.micros {
-        state = .failed(reason: "no answer from \(scheduler) within \(wait) while waiting for \(waitingFor): is the scheduler running and reachable? (With CURVE on either side, both need it: security.curve there, --key and --scheduler-key here, and this worker's public key on its allow-list.)")
+        state = .failed(
+          reason:
+            "no answer from \(scheduler) within \(wait) while waiting for \(waitingFor): is the "
+            + "scheduler running and reachable? (With CURVE on either side, both need it: "
+            + "security.curve there, --key and --scheduler-key here, and this worker's public "
+            + "key on its allow-list.)"
+        )
       }
       return []
     case .training:
       if silent > liveness * heartbeatMicros {
-        state = .failed(reason: "lost the scheduler: nothing heard for \(silent / 1000) ms (liveness \(liveness) × \(heartbeatMicros / 1000) ms)")
+        state = .failed(
+          reason:
+            "lost the scheduler: nothing heard for \(silent / 1000) ms (liveness \(liveness) × "
+            + "\(heartbeatMicros / 1000) ms)"
+        )
         return []
       }
       return nowMicros - lastSentMicros >= heartbeatMicros ? [.sendHeartbeat] : []

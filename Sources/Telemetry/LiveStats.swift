@@ -14,8 +14,14 @@ public struct LiveStats: Codable, Sendable, Equatable {
   /// Messages rejected so far, by reason.
   public var rejected: [String: Int]
 
-  public init(stage: Int, step: Int, loss: Double, samplesPerSecond: Double, busy: Double, lastSequence: UInt64, rejected: [String: Int]) {
-    (self.stage, self.step, self.loss, self.samplesPerSecond, self.busy, self.lastSequence, self.rejected) =
+  public init(
+    stage: Int, step: Int, loss: Double, samplesPerSecond: Double, busy: Double,
+    lastSequence: UInt64, rejected: [String: Int]
+  ) {
+    (
+      self.stage, self.step, self.loss, self.samplesPerSecond, self.busy, self.lastSequence,
+      self.rejected
+    ) =
       (stage, step, loss, samplesPerSecond, busy, lastSequence, rejected)
   }
 }
@@ -32,8 +38,10 @@ public enum LiveView {
       }
       let rejected = s.rejected.values.reduce(0, +)
       lines.append(
-        pad("\(k)", 5) + pad("\(s.step)", 10) + pad(fixed(s.loss, 4), 10) + pad(fixed(s.samplesPerSecond, 0), 12)
-          + pad(fixed(s.busy * 100, 0) + "%", 7) + pad("\(queueDepth[k])", 8) + pad("\(rejected)", 11))
+        pad("\(k)", 5) + pad("\(s.step)", 10) + pad(fixed(s.loss, 4), 10)
+          + pad(fixed(s.samplesPerSecond, 0), 12)
+          + pad(fixed(s.busy * 100, 0) + "%", 7) + pad("\(queueDepth[k])", 8)
+          + pad("\(rejected)", 11))
     }
     return lines
   }

@@ -10,13 +10,18 @@ public struct TraceEvent: Codable, Sendable, Equatable {
   public var tid: Int
   public var args: [String: String]?
 
-  public init(name: String, category: String, start: Double, duration: Double, pid: Int, tid: Int = 0) {
-    (self.name, cat, ph, ts, dur, self.pid, self.tid, args) = (name, category, "X", start, duration, pid, tid, nil)
+  public init(
+    name: String, category: String, start: Double, duration: Double, pid: Int, tid: Int = 0
+  ) {
+    (self.name, cat, ph, ts, dur, self.pid, self.tid, args) = (
+      name, category, "X", start, duration, pid, tid, nil
+    )
   }
 
   /// Names a process row in the viewer.
   public static func processName(_ name: String, pid: Int) -> TraceEvent {
-    var event = TraceEvent(name: "process_name", category: "__metadata", start: 0, duration: 0, pid: pid)
+    var event = TraceEvent(
+      name: "process_name", category: "__metadata", start: 0, duration: 0, pid: pid)
     event.ph = "M"
     event.dur = nil
     event.args = ["name": name]
@@ -42,13 +47,18 @@ public struct TraceRecorder: Sendable {
   }
 
   /// Records a span that ran from `startMicros` to `endMicros` (local wall clock).
-  public mutating func record(_ name: String, category: String = "stage", startMicros: Int64, endMicros: Int64) {
+  public mutating func record(
+    _ name: String, category: String = "stage", startMicros: Int64, endMicros: Int64
+  ) {
     guard events.count < capacity else {
       dropped += 1
       return
     }
     let start = Double(startMicros + offsetMicros - originMicros)
-    events.append(TraceEvent(name: name, category: category, start: start, duration: Double(endMicros - startMicros), pid: pid))
+    events.append(
+      TraceEvent(
+        name: name, category: category, start: start, duration: Double(endMicros - startMicros),
+        pid: pid))
   }
 
   /// Takes at most `count` events out, oldest first (to ship them in chunks).

@@ -16,9 +16,12 @@ extension Message {
     header.appendLE(step)
     header.appendLE(sequence)
     for tensor in tensors {
-      precondition(tensor.shape.count <= Protocol.maxRank, "Message: rank above \(Protocol.maxRank)")
+      precondition(
+        tensor.shape.count <= Protocol.maxRank, "Message: rank above \(Protocol.maxRank)")
       header += [tensor.role.rawValue, tensor.dtype.rawValue, UInt8(tensor.shape.count), 0]
-      for d in 0..<Protocol.maxRank { header.appendLE(UInt32(d < tensor.shape.count ? tensor.shape[d] : 0)) }
+      for d in 0..<Protocol.maxRank {
+        header.appendLE(UInt32(d < tensor.shape.count ? tensor.shape[d] : 0))
+      }
     }
     return [header] + tensors.map(\.bytes)
   }
@@ -48,9 +51,12 @@ extension Message {
     guard header.count == Protocol.headerSize + count * Protocol.descriptorSize else {
       throw .headerTooShort(bytes: header.count)
     }
-    guard frames.count == count + 1 else { throw .frameCountMismatch(declared: count, frames: frames.count - 1) }
+    guard frames.count == count + 1 else {
+      throw .frameCountMismatch(declared: count, frames: frames.count - 1)
+    }
     for t in 0..<count {
-      let rawRole: UInt8 = reader.read(), rawType: UInt8 = reader.read()
+      let rawRole: UInt8 = reader.read()
+      let rawType: UInt8 = reader.read()
       let rank = Int(reader.read() as UInt8)
       let _: UInt8 = reader.read()
       var dims: [Int] = []
@@ -63,7 +69,9 @@ extension Message {
       var elements = 1
       for d in shape {
         let (product, overflow) = elements.multipliedReportingOverflow(by: d)
-        guard !overflow, product <= Protocol.maxElements else { throw .tooLarge(elements: overflow ? Int.max : product) }
+        guard !overflow, product <= Protocol.maxElements else {
+          throw .tooLarge(elements: overflow ? Int.max : product)
+        }
         elements = product
       }
       let expected = dtype.byteCount(shape: shape, elements: elements)
@@ -77,10 +85,15 @@ extension Message {
 
   /// The tensor with `role`, checked against what the receiver expects: dtype and, per
   /// sample, shape (`nil` accepts any batch size; `batch` pins it).
-  public func expect(_ role: Role, _ dtype: DType, sampleShape: [Int], batch: Int? = nil) throws(WireError) -> WireTensor {
+  public func expect(_ role: Role, _ dtype: DType, sampleShape: [Int], batch: Int? = nil)
+    throws(WireError) -> WireTensor
+  {
     guard let tensor = tensor(role) else { throw .unexpected("\(kind) without its \(role) tensor") }
-    guard tensor.dtype == dtype else { throw .unexpected("\(role) tensor has dtype \(tensor.dtype), expected \(dtype)") }
-    guard tensor.shape.count == sampleShape.count + 1, Array(tensor.shape.dropFirst()) == sampleShape,
+    guard tensor.dtype == dtype else {
+      throw .unexpected("\(role) tensor has dtype \(tensor.dtype), expected \(dtype)")
+    }
+    guard tensor.shape.count == sampleShape.count + 1,
+      Array(tensor.shape.dropFirst()) == sampleShape,
       tensor.shape[0] >= 1, batch.map({ tensor.shape[0] == $0 }) ?? true
     else {
       let wanted = "[\(batch.map(String.init) ?? "B")\(sampleShape.map { ", \($0)" }.joined())]"

@@ -15,7 +15,8 @@ public struct WireTensor: Equatable, Sendable {
   }
 
   public init(role: Role, labels: [Int32]) {
-    self.init(role: role, dtype: .i32, shape: [labels.count], bytes: labels.withUnsafeBytes { Array($0) })
+    self.init(
+      role: role, dtype: .i32, shape: [labels.count], bytes: labels.withUnsafeBytes { Array($0) })
   }
 
   public var elementCount: Int { shape.reduce(1, *) }

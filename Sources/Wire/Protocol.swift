@@ -26,10 +26,24 @@ public enum Protocol {
 /// What a message is for. Data kinds ride PUSH/PULL; control kinds ride ROUTER/DEALER.
 public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   // data plane
-  case train = 1, eval = 2, marker = 3, result = 4, grad = 5, feedback = 6
+  case train = 1
+  case eval = 2
+  case marker = 3
+  case result = 4
+  case grad = 5
+  case feedback = 6
   // control plane
-  case hello = 16, assign = 17, ready = 18, start = 19, heartbeat = 20, stats = 21
-  case reset = 22, error = 23, stop = 24, bye = 25, trace = 26
+  case hello = 16
+  case assign = 17
+  case ready = 18
+  case start = 19
+  case heartbeat = 20
+  case stats = 21
+  case reset = 22
+  case error = 23
+  case stop = 24
+  case bye = 25
+  case trace = 26
 
   public var description: String {
     switch self {
@@ -58,7 +72,11 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 public enum Role: UInt8, Sendable, CaseIterable {
   /// activations: f32, B × the stage's input shape; labels: i32, B; context: u8, the batch's
   /// raw images (ContSup E); belief: f32, B × classes (SID); gradient: f32, ∂L/∂h (GRAD).
-  case activations = 1, labels = 2, context = 3, belief = 4, gradient = 5
+  case activations = 1
+  case labels = 2
+  case context = 3
+  case belief = 4
+  case gradient = 5
   /// f32, [1]: a micro-batch's share of its batch (GPipe's TRAIN), which scales its loss.
   case share = 6
   /// A control message's JSON body.
@@ -74,7 +92,12 @@ public enum Role: UInt8, Sendable, CaseIterable {
 /// `daemon.wireFormat` (NN's `ValueFormat`): i8 is one f32 scale per row (the first
 /// dimension) followed by one signed byte per value.
 public enum DType: UInt8, Sendable, CaseIterable {
-  case f32 = 1, i32 = 2, u8 = 3, f16 = 4, bf16 = 5, i8 = 6
+  case f32 = 1
+  case i32 = 2
+  case u8 = 3
+  case f16 = 4
+  case bf16 = 5
+  case i8 = 6
 
   /// The bytes of a tensor of `shape` (`elements` values).
   public func byteCount(shape: [Int], elements: Int) -> Int {

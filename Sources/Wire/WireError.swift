@@ -24,15 +24,19 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case .noFrames: "empty message"
     case .headerTooShort(let n): "header frame of \(n) bytes is too short"
     case .badMagic(let m): "bad magic 0x\(String(m, radix: 16)) (not a Stagewise message)"
-    case .versionMismatch(let v): "protocol version \(v), this build speaks \(Protocol.version): run the same stagewise build everywhere"
+    case .versionMismatch(let v):
+      "protocol version \(v), this build speaks \(Protocol.version): run the same stagewise build "
+        + "everywhere"
     case .unknownKind(let k): "unknown message kind \(k)"
     case .tooManyTensors(let n): "\(n) tensors declared, at most \(Protocol.maxTensors)"
-    case .frameCountMismatch(let d, let f): "header declares \(d) tensors but \(f) data frames follow"
+    case .frameCountMismatch(let d, let f):
+      "header declares \(d) tensors but \(f) data frames follow"
     case .unknownRole(let r): "unknown tensor role \(r)"
     case .unknownDType(let d): "unknown dtype \(d)"
     case .badRank(let r): "tensor rank \(r) outside 0…\(Protocol.maxRank)"
     case .tooLarge(let e): "tensor of \(e) elements exceeds the limit of \(Protocol.maxElements)"
-    case .sizeMismatch(let t, let e, let g): "tensor \(t): descriptor says \(e) bytes, frame has \(g)"
+    case .sizeMismatch(let t, let e, let g):
+      "tensor \(t): descriptor says \(e) bytes, frame has \(g)"
     case .outOfOrder(let e, let g): "sequence \(g) out of order, expected \(e)"
     case .wrongJob(let job, let expected): "message for job \(job), this is job \(expected)"
     case .staleJob(let job): "message for job \(job), which a recovery retired"

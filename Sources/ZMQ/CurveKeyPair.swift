@@ -11,8 +11,11 @@ public struct CurveKeyPair: Sendable, Equatable {
 
   /// A fresh key pair from libzmq's (libsodium's) generator.
   public static func generate() throws(ZMQError) -> CurveKeyPair {
-    var publicKey = [CChar](repeating: 0, count: 41), secretKey = [CChar](repeating: 0, count: 41)
-    guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZMQError.last("curve_keypair") }
+    var publicKey = [CChar](repeating: 0, count: 41)
+    var secretKey = [CChar](repeating: 0, count: 41)
+    guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else {
+      throw ZMQError.last("curve_keypair")
+    }
     return CurveKeyPair(publicKey: String(z85: publicKey), secretKey: String(z85: secretKey))
   }
 
@@ -43,7 +46,8 @@ public struct CurveKeyPair: Sendable, Equatable {
 
 extension String {
   init(z85 buffer: [CChar]) {
-    self = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    self = String(
+      decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 }
 
@@ -72,7 +76,8 @@ extension Socket {
 
   public func setOption(_ option: Int32, text: String) throws(ZMQError) {
     let bytes = Array(text.utf8)
-    guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
+    guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0
+    else {
       throw ZMQError.last("setsockopt(\(option))")
     }
   }

@@ -86,7 +86,8 @@ public final class Socket {
     var buffer = [CChar](repeating: 0, count: 256)
     var size = buffer.count
     guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
-    return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return String(
+      decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
   /// The port of the endpoint last bound (`tcp://HOST:PORT`), for advertising under another host.
@@ -166,9 +167,14 @@ public final class Socket {
 
   /// Waits up to `timeoutMilliseconds` until any of `items` is ready as asked; returns the
   /// indices of those that are.
-  public static func poll(_ items: [(Socket, Readiness)], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
-    let event = { (readiness: Readiness) in Int16(readiness == .readable ? ZMQ_POLLIN : ZMQ_POLLOUT) }
-    var raw = items.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: event($0.1), revents: 0) }
+  public static func poll(_ items: [(Socket, Readiness)], timeoutMilliseconds: Int) throws(ZMQError)
+    -> [Int]
+  {
+    let event = { (readiness: Readiness) in Int16(readiness == .readable ? ZMQ_POLLIN : ZMQ_POLLOUT)
+    }
+    var raw = items.map {
+      zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: event($0.1), revents: 0)
+    }
     while zmq_poll(&raw, Int32(raw.count), timeoutMilliseconds) < 0 {
       if zmq_errno() == EINTR { continue }
       throw ZMQError.last("poll")
@@ -178,8 +184,9 @@ public final class Socket {
 
   /// Waits up to `timeoutMilliseconds` for any of `sockets` to be readable; returns their
   /// indices.
-  public static func pollReadable(_ sockets: [Socket], timeoutMilliseconds: Int) throws(ZMQError) -> [Int] {
+  public static func pollReadable(_ sockets: [Socket], timeoutMilliseconds: Int) throws(ZMQError)
+    -> [Int]
+  {
     try poll(sockets.map { ($0, .readable) }, timeoutMilliseconds: timeoutMilliseconds)
   }
 }
-

@@ -28,7 +28,9 @@ public final class ZAPHandler: Sendable {
 
   /// Binds the handler's socket in `context` and starts serving. `onRefused(key, address)`
   /// is called (on the handler's thread) for each client refused.
-  public init(context: Context, allowed: Set<String>?, onRefused: @escaping @Sendable (String, String) -> Void) throws(ZMQError) {
+  public init(
+    context: Context, allowed: Set<String>?, onRefused: @escaping @Sendable (String, String) -> Void
+  ) throws(ZMQError) {
     state = Mutex(State(allowed: allowed))
     let socket = try Socket(context, .router)
     try socket.bind("inproc://zeromq.zap.01")
@@ -70,8 +72,12 @@ public final class ZAPHandler: Sendable {
 
   /// The reply to one request: [peer, "", version, request id, domain, address, identity,
   /// mechanism, credentials…] → [peer, "", "1.0", request id, status, text, user id, metadata].
-  func answer(_ request: [[UInt8]], allowed: Set<String>, onRefused: @Sendable (String, String) -> Void) -> [[UInt8]]? {
-    guard request.count >= 8, String(decoding: request[2], as: UTF8.self) == "1.0" else { return nil }
+  func answer(
+    _ request: [[UInt8]], allowed: Set<String>, onRefused: @Sendable (String, String) -> Void
+  ) -> [[UInt8]]? {
+    guard request.count >= 8, String(decoding: request[2], as: UTF8.self) == "1.0" else {
+      return nil
+    }
     let address = String(decoding: request[5], as: UTF8.self)
     let mechanism = String(decoding: request[7], as: UTF8.self)
     let key = mechanism == "CURVE" && request.count >= 9 ? CurveKeyPair.z85(request[8]) : nil
@@ -82,6 +88,9 @@ public final class ZAPHandler: Sendable {
     }
     let status = accepted ? "200" : "400"
     let text = accepted ? "OK" : "key not allowed"
-    return [request[0], [], Array("1.0".utf8), request[3], Array(status.utf8), Array(text.utf8), Array((key ?? "").utf8), []]
+    return [
+      request[0], [], Array("1.0".utf8), request[3], Array(status.utf8), Array(text.utf8),
+      Array((key ?? "").utf8), [],
+    ]
   }
 }

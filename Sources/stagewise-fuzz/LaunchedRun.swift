@@ -10,9 +10,12 @@ final class LaunchedRun {
   init(binary: String, arguments: [String], logs: String) throws {
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
-    for (name, handle) in [("launch.out", \Process.standardOutput), ("launch.err", \Process.standardError)] {
+    for (name, handle) in [
+      ("launch.out", \Process.standardOutput), ("launch.err", \Process.standardError),
+    ] {
       _ = FileManager.default.createFile(atPath: "\(logs)/\(name)", contents: nil)
-      process[keyPath: handle] = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(logs)/\(name)"))
+      process[keyPath: handle] = try FileHandle(
+        forWritingTo: URL(fileURLWithPath: "\(logs)/\(name)"))
     }
     try process.run()
   }
@@ -37,7 +40,10 @@ final class LaunchedRun {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while ContinuousClock.now < deadline {
       if let value = condition() { return value }
-      guard process.isRunning else { throw ValidationError("stagewise launch exited (status \(process.terminationStatus)) while waiting for \(what)") }
+      guard process.isRunning else {
+        throw ValidationError(
+          "stagewise launch exited (status \(process.terminationStatus)) while waiting for \(what)")
+      }
       Thread.sleep(forTimeInterval: 0.1)
     }
     throw ValidationError("gave up waiting \(seconds) s for \(what)")

@@ -2,7 +2,8 @@ import NN
 import Wire
 
 /// An endless, seeded stream of messages a stage must reject: mutants of well-formed TRAIN,
-/// EVAL, MARKER, GRAD and FEEDBACK messages (bytes overwritten, header fields set to edge values, frames
+/// EVAL, MARKER, GRAD and FEEDBACK messages (bytes overwritten, header fields set to edge values,
+/// frames
 /// cut, grown, dropped or repeated, random bytes) and well-formed messages that are wrong for a
 /// stage (labels out of range, a bad micro-batch share, the wrong shape, kind or job).
 ///
@@ -21,7 +22,9 @@ struct MalformedFrames {
     (self.job, self.width, self.classes) = (job, width, classes)
     rng = SeededGenerator(seed: seed)
     let batch = 4
-    let activations = WireTensor(role: .activations, shape: [batch, width], floats: [Float](repeating: 0.5, count: batch * width))
+    let activations = WireTensor(
+      role: .activations, shape: [batch, width],
+      floats: [Float](repeating: 0.5, count: batch * width))
     let labels = WireTensor(role: .labels, labels: (0..<Int32(batch)).map { $0 % Int32(classes) })
     var train = Message(kind: .train, tensors: [activations, labels])
     train.job = job
@@ -32,9 +35,21 @@ struct MalformedFrames {
     var micro = train
     (micro.microIndex, micro.microCount) = (1, 2)
     micro.tensors.append(WireTensor(role: .share, shape: [1], floats: [0.5]))
-    var grad = Message(kind: .grad, tensors: [WireTensor(role: .gradient, shape: [batch, width], floats: [Float](repeating: 0.01, count: batch * width))])
+    var grad = Message(
+      kind: .grad,
+      tensors: [
+        WireTensor(
+          role: .gradient, shape: [batch, width],
+          floats: [Float](repeating: 0.01, count: batch * width))
+      ])
     grad.job = job
-    var feedback = Message(kind: .feedback, tensors: [WireTensor(role: .error, shape: [batch, classes], floats: [Float](repeating: 0.01, count: batch * classes))])
+    var feedback = Message(
+      kind: .feedback,
+      tensors: [
+        WireTensor(
+          role: .error, shape: [batch, classes],
+          floats: [Float](repeating: 0.01, count: batch * classes))
+      ])
     feedback.job = job
     seeds = [train, eval, marker, micro, grad, feedback]
   }
@@ -92,7 +107,9 @@ struct MalformedFrames {
   private mutating func edgeValueField() -> [[UInt8]] {
     var frames = seed().encode()
     let tensors = (frames[0].count - Protocol.headerSize) / Protocol.descriptorSize
-    var fields: [(offset: Int, size: Int)] = [(0, 4), (4, 2), (6, 1), (7, 1), (8, 4), (12, 2), (14, 2), (16, 4), (20, 2), (22, 2), (24, 8)]
+    var fields: [(offset: Int, size: Int)] = [
+      (0, 4), (4, 2), (6, 1), (7, 1), (8, 4), (12, 2), (14, 2), (16, 4), (20, 2), (22, 2), (24, 8),
+    ]
     for t in 0..<tensors {
       let base = Protocol.headerSize + t * Protocol.descriptorSize
       fields += [(base, 1), (base + 1, 1), (base + 2, 1), (base + 3, 1)]
@@ -151,16 +168,26 @@ struct MalformedFrames {
       (message.microIndex, message.microCount) = (0, 2)
       message.tensors.removeAll { $0.role == .share }
       message.tensors.append(WireTensor(role: .share, shape: [1], floats: [shares[int(5)]]))
-    case 2: (message.microIndex, message.microCount) = ([UInt16(2), 7, .max][int(3)], [UInt16(2), 5000, .max][int(3)])
+    case 2:
+      (message.microIndex, message.microCount) = (
+        [UInt16(2), 7, .max][int(3)], [UInt16(2), 5000, .max][int(3)]
+      )
     case 3:
       let wrongWidth = width + 1 + int(3)
       message.tensors.removeAll { $0.role == .activations }
-      message.tensors.insert(WireTensor(role: .activations, shape: [4, wrongWidth], floats: [Float](repeating: 0, count: 4 * wrongWidth)), at: 0)
+      message.tensors.insert(
+        WireTensor(
+          role: .activations, shape: [4, wrongWidth],
+          floats: [Float](repeating: 0, count: 4 * wrongWidth)), at: 0)
     case 4 where labels != nil: message.tensors.remove(at: labels!)
     case 5: message.kind = [.result, .stats, .hello, .grad, .feedback, .bye][int(6)]
     case 6: (message.kind, message.flags) = (.marker, UInt8(4 + int(250)))
     case 7: message.job = job &+ 1 &+ UInt32(int(3))
-    default: message.tensors = message.tensors.map { WireTensor(role: $0.role, dtype: $0.dtype == .f32 ? .i32 : .f32, shape: $0.shape, bytes: $0.bytes) }
+    default:
+      message.tensors = message.tensors.map {
+        WireTensor(
+          role: $0.role, dtype: $0.dtype == .f32 ? .i32 : .f32, shape: $0.shape, bytes: $0.bytes)
+      }
     }
     return message
   }
@@ -169,8 +196,12 @@ struct MalformedFrames {
 
   private mutating func seed() -> Message { seeds[int(seeds.count)] }
   private mutating func int(_ bound: Int) -> Int { Int(rng.next() % UInt64(bound)) }
-  private mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
-  private mutating func edgeByte() -> UInt8 { [0, 1, 0x7F, 0x80, 0xFF, UInt8(truncatingIfNeeded: rng.next())][int(6)] }
+  private mutating func bytes(_ count: Int) -> [UInt8] {
+    (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+  }
+  private mutating func edgeByte() -> UInt8 {
+    [0, 1, 0x7F, 0x80, 0xFF, UInt8(truncatingIfNeeded: rng.next())][int(6)]
+  }
 }
 
 extension [UInt8] {

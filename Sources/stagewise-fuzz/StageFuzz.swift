@@ -7,12 +7,16 @@ import ZMQ
 
 /// Starts a real run (e2e, DFA or cDNI across three worker processes, so the middle stage has a
 /// data socket and a gradient socket, both fed by other stages: gradients, errors or synthesiser
-/// targets), throws malformed messages at both sockets of that live stage, and checks that every one was rejected, counted by the reason the decoder
+/// targets), throws malformed messages at both sockets of that live stage, and checks that every
+/// one was rejected, counted by the reason the decoder
 /// gives, and that the run went on training and stopped cleanly.
 struct StageFuzz: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "stagewise-fuzz",
-    abstract: "Throw malformed messages at both data sockets of a live stage; check each was rejected and counted.")
+    abstract:
+      "Throw malformed messages at both data sockets of a live stage; check each was rejected and "
+      + "counted."
+  )
 
   @Option(help: "Messages to send, split between the stage's data and gradient sockets.")
   var frames = 1_000_000
@@ -29,33 +33,52 @@ struct StageFuzz: ParsableCommand {
   @Option(help: "Seconds to wait for the stage to count everything after the last message.")
   var drainTimeout = 300
 
-  @Option(help: "The run's method: e2e (gradients come back), dfa (errors), dni or cdni (synthesiser targets).")
+  @Option(
+    help:
+      ArgumentHelp(
+        "The run's method: e2e (gradients come back), dfa (errors), dni or cdni (synthesiser "
+          + "targets).")
+  )
   var method = "e2e"
 
   func validate() throws {
     guard frames > 0 else { throw ValidationError("--frames must be positive") }
-    guard ["e2e", "dfa", "dni", "cdni"].contains(method) else { throw ValidationError("--method must be e2e, dfa, dni or cdni") }
+    guard ["e2e", "dfa", "dni", "cdni"].contains(method) else {
+      throw ValidationError("--method must be e2e, dfa, dni or cdni")
+    }
   }
 
   func run() throws {
-    let binary = stagewise ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stagewise").path
+    let binary =
+      stagewise
+      ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("stagewise").path
     let directory = out ?? NSTemporaryDirectory() + "stagewise-fuzz-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let width = 32
-    try Self.config(width: width, method: Method(rawValue: method)!).yaml().write(toFile: "\(directory)/job.yaml", atomically: true, encoding: .utf8)
+    try Self.config(width: width, method: Method(rawValue: method)!).yaml().write(
+      toFile: "\(directory)/job.yaml", atomically: true, encoding: .utf8)
     let runDirectory = "\(directory)/run"
-    let launch = try LaunchedRun(binary: binary, arguments: ["launch", "--config", "\(directory)/job.yaml", "--out", runDirectory], logs: directory)
+    let launch = try LaunchedRun(
+      binary: binary,
+      arguments: ["launch", "--config", "\(directory)/job.yaml", "--out", runDirectory],
+      logs: directory)
     print("run \(runDirectory) (stagewise log: \(directory)/launch.err)")
 
     // Stage 1 must have consumed sequence 0 and held (then applied) its gradient.
     let manifest = try launch.waitFor("training to reach its second epoch", seconds: 180) {
-      RunManifest.read(runDirectory).flatMap { $0.state == "running" && $0.epochsCompleted >= 1 ? $0 : nil }
+      RunManifest.read(runDirectory).flatMap {
+        $0.state == "running" && $0.epochsCompleted >= 1 ? $0 : nil
+      }
     }
     guard manifest.stages.count == 3, let gradEndpoint = manifest.stages[1].gradEndpoint else {
-      throw ValidationError("run.json of \(runDirectory) does not list stage 1 with a gradient socket")
+      throw ValidationError(
+        "run.json of \(runDirectory) does not list stage 1 with a gradient socket")
     }
     let baseline = manifest.stages[1].rejected ?? [:]
-    guard baseline.isEmpty else { throw ValidationError("stage 1 rejected messages before the fuzzing: \(baseline)") }
+    guard baseline.isEmpty else {
+      throw ValidationError("stage 1 rejected messages before the fuzzing: \(baseline)")
+    }
 
     // Send, alternating sockets, and predict what the decoder alone will say of each.
     let context = try Context()
@@ -74,37 +97,72 @@ struct StageFuzz: ParsableCommand {
       let (message, reason) = stream.next()
       if let reason { predicted[reason, default: 0] += 1 } else { decodable += 1 }
       try sockets[n % 2].send(message)
-      if (n + 1) % 100_000 == 0 { print("  \(n + 1) sent (\(Int(Double(n + 1) / (ContinuousClock.now - start).seconds)) per second)") }
+      if (n + 1) % 100_000 == 0 {
+        print(
+          "  \(n + 1) sent (\(Int(Double(n + 1) / (ContinuousClock.now - start).seconds)) per "
+            + "second)"
+        )
+      }
     }
     let sendSeconds = (ContinuousClock.now - start).seconds
-    print("sent \(frames) messages in \(String(format: "%.1f", sendSeconds)) s: \(decodable) decodable (the stage's checks must refuse them), the rest refused by the decoder: \(Self.describe(predicted))")
+    print(
+      "sent \(frames) messages in \(String(format: "%.1f", sendSeconds)) s: \(decodable) decodable "
+        + "(the stage's checks must refuse them), the rest refused by the decoder: "
+        + "\(Self.describe(predicted))"
+    )
 
     // The stage's live count reaches run.json at each epoch's end.
-    let counted = try launch.waitFor("stage 1 to count \(frames) rejections", seconds: drainTimeout) {
-      RunManifest.read(runDirectory).flatMap { ($0.stages[1].rejected ?? [:]).values.reduce(0, +) >= frames ? $0 : nil }
+    let counted = try launch.waitFor("stage 1 to count \(frames) rejections", seconds: drainTimeout)
+    {
+      RunManifest.read(runDirectory).flatMap {
+        ($0.stages[1].rejected ?? [:]).values.reduce(0, +) >= frames ? $0 : nil
+      }
     }
-    print("stage 1 counted them all by epoch \(counted.epochsCompleted) (\(String(format: "%.1f", (ContinuousClock.now - start).seconds)) s after the first)")
+    print(
+      "stage 1 counted them all by epoch \(counted.epochsCompleted) "
+        + "(\(String(format: "%.1f", (ContinuousClock.now - start).seconds)) s after the first)"
+    )
 
     launch.interrupt()
     let status = launch.wait(seconds: 120)
     let final = try RunManifest.read(runDirectory).orThrow("no run.json after the run stopped")
     var failures: [String] = []
-    if status != 0 { failures.append("stagewise launch exited with status \(status.map(String.init) ?? "none (killed after 120 s)")") }
-    if final.state != "interrupted" { failures.append("the run ended \(final.state), not interrupted: \(final.detail ?? "")") }
-    if counted.epochsCompleted <= manifest.epochsCompleted { failures.append("no epoch completed during the fuzzing") }
+    if status != 0 {
+      failures.append(
+        "stagewise launch exited with status "
+          + "\(status.map(String.init) ?? "none (killed after 120 s)")"
+      )
+    }
+    if final.state != "interrupted" {
+      failures.append("the run ended \(final.state), not interrupted: \(final.detail ?? "")")
+    }
+    if counted.epochsCompleted <= manifest.epochsCompleted {
+      failures.append("no epoch completed during the fuzzing")
+    }
     let rejected = final.stages[1].rejected ?? [:]
-    if rejected.values.reduce(0, +) != frames { failures.append("stage 1 counted \(rejected.values.reduce(0, +)) rejections for \(frames) messages: \(rejected)") }
+    if rejected.values.reduce(0, +) != frames {
+      failures.append(
+        "stage 1 counted \(rejected.values.reduce(0, +)) rejections for \(frames) messages: "
+          + "\(rejected)"
+      )
+    }
     for (reason, count) in predicted where rejected[reason] != count {
-      failures.append("stage 1 counted \(rejected[reason] ?? 0) '\(reason)', the decoder says \(count)")
+      failures.append(
+        "stage 1 counted \(rejected[reason] ?? 0) '\(reason)', the decoder says \(count)")
     }
     for stage in [0, 2] where !(final.stages[stage].rejected ?? [:]).isEmpty {
-      failures.append("stage \(stage), which nothing fuzzed, rejected \(final.stages[stage].rejected!)")
+      failures.append(
+        "stage \(stage), which nothing fuzzed, rejected \(final.stages[stage].rejected!)")
     }
     if !final.rejected.isEmpty { failures.append("the scheduler rejected \(final.rejected)") }
     guard failures.isEmpty else {
-      throw ValidationError("fuzzing failed (run kept in \(directory)):\n  " + failures.joined(separator: "\n  "))
+      throw ValidationError(
+        "fuzzing failed (run kept in \(directory)):\n  " + failures.joined(separator: "\n  "))
     }
-    print("passed: \(frames) malformed messages, every one rejected and counted by stage 1 (\(Self.describe(rejected))); the run trained on and stopped cleanly")
+    print(
+      "passed: \(frames) malformed messages, every one rejected and counted by stage 1 "
+        + "(\(Self.describe(rejected))); the run trained on and stopped cleanly"
+    )
     if out == nil { try? FileManager.default.removeItem(atPath: directory) }
   }
 
@@ -121,7 +179,8 @@ struct StageFuzz: ParsableCommand {
     config.training.batchSize = 32
     config.training.evalBatchSize = 100
     config.stages = RunConfig.mlpStages(width: width, count: 3)
-    config.optimizer.learningRate = 0.01  // DNI diverges at 0.05 over long runs (README, Known gaps)
+    // DNI diverges at 0.05 over long runs (README, Known gaps)
+    config.optimizer.learningRate = 0.01
     config.daemon.heartbeatMilliseconds = 200
     config.daemon.liveness = 25
     return config

@@ -11,13 +11,22 @@ import Runtime
 extension Bench {
   struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "The FMA peak, raw sgemm, and whole training steps of model A (MLP) and model B (CNN) on 1 core and all cores, beside PyTorch.")
+      abstract:
+        "The FMA peak, raw sgemm, and whole training steps of model A (MLP) and model B (CNN) on 1 "
+        + "core and all cores, beside PyTorch."
+    )
 
     @Option(help: "Measured rounds (medians are reported).") var rounds = 5
     @Option(help: "Training steps per round.") var steps = 10
     @Option(help: "Model A's batch size (model B's is half of it).") var batchSize = 128
     @Flag(help: "Leave out the PyTorch column.") var noPytorch = false
-    @Option(help: "Python with PyTorch (default: .venv-bench/bin/python from scripts/baseline/setup.sh, else python3).") var python: String?
+    @Option(
+      help:
+        ArgumentHelp(
+          "Python with PyTorch (default: .venv-bench/bin/python from scripts/baseline/setup.sh, "
+            + "else "
+            + "python3).")
+    ) var python: String?
     @Option(help: "Write the result as JSON here.") var json: String?
     @Option(help: "Write the report (Markdown) here.") var out: String?
 
@@ -31,8 +40,12 @@ extension Bench {
       Console.print(KernelReport.current.line)  // first, on stdout: what every figure below ran on
       let result = try bench.run { Console.status($0) }
       let report = KernelBenchmark.report(result)
-      Console.print(report.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().joined(separator: "\n"))
-      if let json { try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(result)), to: json) }
+      Console.print(
+        report.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().joined(
+          separator: "\n"))
+      if let json {
+        try AtomicFile.write(Array(JSONEncoder.stagewise(pretty: true).encode(result)), to: json)
+      }
       if let out { try AtomicFile.write(report + "\n", to: out) }
     }
   }

@@ -32,6 +32,7 @@ enum Console {
   /// `[#####.....]`
   static func bar(_ done: Int, of total: Int, width: Int = 24) -> String {
     let filled = total > 0 ? done * width / total : 0
-    return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+    return "[" + String(repeating: "#", count: filled)
+      + String(repeating: ".", count: width - filled) + "]"
   }
 }

@@ -5,7 +5,8 @@ import Runtime
 
 /// Options shared by `train`, `launch` and `scheduler`.
 struct JobOptions: ParsableArguments {
-  @Option(name: .shortAndLong, help: "YAML config; the default trains model A greedily with 4 stages.")
+  @Option(
+    name: .shortAndLong, help: "YAML config; the default trains model A greedily with 4 stages.")
   var config: String?
 
   @Option(help: "Override training.epochs.")
@@ -23,18 +24,23 @@ struct JobOptions: ParsableArguments {
   @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
   var out: String?
 
-  @Option(help: "Continue a stopped or crashed run from its last epoch checkpoints (launch and scheduler).")
+  @Option(
+    help:
+      "Continue a stopped or crashed run from its last epoch checkpoints (launch and scheduler).")
   var resume: String?
 
   /// The config with overrides applied, validated.
   func resolved() throws -> RunConfig {
     if let resume {
       guard config == nil, out == nil else {
-        throw ValidationError("--resume \(resume) continues that run with its own config.yaml: drop --config and --out")
+        throw ValidationError(
+          "--resume \(resume) continues that run with its own config.yaml: drop --config and --out")
       }
     }
     let configPath = resume.map { "\($0)/config.yaml" } ?? config
-    var runConfig = try configPath.map { path throws(ConfigError) in try RunConfig.load(path: path) } ?? RunConfig()
+    var runConfig =
+      try configPath.map { path throws(ConfigError) in try RunConfig.load(path: path) }
+      ?? RunConfig()
     if let epochs { runConfig.training.epochs = epochs }
     if let threads { runConfig.training.threads = threads }
     if let schedule { runConfig.schedule = try choice(schedule, flag: "--schedule") }
@@ -47,15 +53,20 @@ struct JobOptions: ParsableArguments {
       let changed = stored.modelDifferences(from: runConfig)
       guard changed.isEmpty else {
         throw RuntimeError(
-          "--resume \(resume): these options change the model the run trained (\(changed.joined(separator: ", "))), so its checkpoints cannot continue; start a new run with --config instead")
+          "--resume \(resume): these options change the model the run trained "
+            + "(\(changed.joined(separator: ", "))), so its checkpoints cannot continue; start a "
+            + "new run with --config instead"
+        )
       }
     }
     return runConfig
   }
 
-  func choice<T: RawRepresentable & CaseIterable>(_ text: String, flag: String) throws -> T where T.RawValue == String {
+  func choice<T: RawRepresentable & CaseIterable>(_ text: String, flag: String) throws -> T
+  where T.RawValue == String {
     guard let value = T(rawValue: text) else {
-      throw ValidationError("\(flag) \(text) is not one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+      throw ValidationError(
+        "\(flag) \(text) is not one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     return value
   }
@@ -64,19 +75,22 @@ struct JobOptions: ParsableArguments {
   func makeScheduler(_ stated: RunConfig) throws -> Scheduler {
     let (train, test) = try stated.loadData()
     let runConfig = stated.stating(train.normalisation)
-    let point = try resume.map { try Scheduler.resumePoint(of: $0, config: runConfig, train: train) }
+    let point = try resume.map {
+      try Scheduler.resumePoint(of: $0, config: runConfig, train: train)
+    }
     if let point, let resume {
       for damaged in point.skipped { Console.status("skipped a damaged checkpoint: \(damaged)") }
       Console.status("resuming \(resume) after \(point.description)")
     }
     // Recoveries before the stop stay on the record.
     let earlier = resume.flatMap(RunManifest.read)?.recoveries ?? []
-    let directory = try RunDirectory(path: resume ?? out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
+    let directory = try RunDirectory(
+      path: resume ?? out ?? RunDirectory.defaultPath(name: runConfig.name), config: runConfig)
     let scheduler = try Scheduler(
-      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal, resume: point,
+      config: runConfig, directory: directory, train: train, test: test, live: Console.isTerminal,
+      resume: point,
       log: { Console.status("[scheduler] \($0)") }, report: { Console.print($0) })
     scheduler.recoveries = earlier
     return scheduler
   }
 }
-

@@ -20,7 +20,10 @@ enum KernelStartup {
       }
       execv("/proc/self/exe", CommandLine.unsafeArgv)
       // Only reached when exec failed: carry on with what is loaded, and say so.
-      Console.status("warning: could not restart with other OpenBLAS kernels (\(String(cString: strerror(errno)))); running \(BLAS.coreName)")
+      Console.status(
+        "warning: could not restart with other OpenBLAS kernels "
+          + "(\(String(cString: strerror(errno)))); running \(BLAS.coreName)"
+      )
     }
   }
 }

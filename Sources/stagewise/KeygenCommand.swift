@@ -4,7 +4,8 @@ import Runtime
 /// `stagewise keygen`: a CURVE key pair for a scheduler or a worker.
 struct KeygenCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "keygen", abstract: "Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub.")
+    commandName: "keygen",
+    abstract: "Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub.")
 
   @Option(help: "Where to write: NAME.key and NAME.pub.")
   var out: String

@@ -6,12 +6,21 @@ import Runtime
 
 /// Prints the end of a daemon run.
 func summarize(_ outcome: Scheduler.Outcome, directory: String) {
-  let rejected = outcome.rejected.values.reduce(0, +) + outcome.stageRejected.values.flatMap(\.values).reduce(0, +)
+  let rejected =
+    outcome.rejected.values.reduce(0, +)
+    + outcome.stageRejected.values.flatMap(\.values).reduce(0, +)
   if let last = outcome.reports.last {
-    Console.print("final test accuracy \(String(format: "%.2f", last.test.accuracy * 100))%; run in \(directory)")
+    Console.print(
+      "final test accuracy \(String(format: "%.2f", last.test.accuracy * 100))%; run in "
+        + "\(directory)"
+    )
   }
-  if rejected > 0 { Console.print("rejected messages: \(rejected) (reasons in \(directory)/run.json)") }
-  if outcome.interrupted { Console.print("interrupted: every stage saved its weights in \(directory)") }
+  if rejected > 0 {
+    Console.print("rejected messages: \(rejected) (reasons in \(directory)/run.json)")
+  }
+  if outcome.interrupted {
+    Console.print("interrupted: every stage saved its weights in \(directory)")
+  }
 }
 
 /// `stagewise launch`: scheduler plus one worker process per stage on this machine.
@@ -31,8 +40,12 @@ struct Launch: ParsableCommand {
     scheduler.allowInsecure = insecure
     Console.kernels()
     Console.status(
-      "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)")
-    let launcher = Launcher(scheduler: scheduler, executable: Launcher.currentExecutable, log: { Console.status("[launch] \($0)") })
+      "\(runConfig.name): \(runConfig.method.rawValue), \(runConfig.stages.count) worker "
+        + "processes, \(runConfig.schedule.rawValue), run \(scheduler.directory.path)"
+    )
+    let launcher = Launcher(
+      scheduler: scheduler, executable: Launcher.currentExecutable,
+      log: { Console.status("[launch] \($0)") })
     summarize(try launcher.run(), directory: scheduler.directory.path)
   }
 }

@@ -4,7 +4,10 @@ import Foundation
 
 /// `stagewise relay` (hidden): the delay of `bench network`'s links, run in a namespace of its own.
 struct RelayCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "relay", abstract: "Hold packets between TUN devices for a delay (bench network's links).", shouldDisplay: false)
+  static let configuration = CommandConfiguration(
+    commandName: "relay",
+    abstract: "Hold packets between TUN devices for a delay (bench network's links).",
+    shouldDisplay: false)
 
   @Option(help: "How many hosts (TUN devices tun0 … to make).") var hosts: Int
   @Option(help: "One-way delay in microseconds.") var delayUs: Double

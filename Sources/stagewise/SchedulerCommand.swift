@@ -17,12 +17,18 @@ struct SchedulerCommand: ParsableCommand {
   @Option(help: "Control port (overrides daemon.controlPort; 0 picks one).")
   var port: Int?
 
-  @Option(help: "Seconds to wait for every stage to register (also for a failed stage's replacement).")
+  @Option(
+    help: "Seconds to wait for every stage to register (also for a failed stage's replacement).")
   var waitSeconds = 300
 
-  @Option(help: ArgumentHelp(
-    "Shell command that starts a worker for a stage whose worker died, e.g. 'srun --overlap -n1 stagewise worker'.",
-    discussion: "Else STAGEWISE_ON_VACANCY. {stage} in the command and STAGEWISE_STAGE in its environment name the stage. Without either, any worker that registers takes the vacant stage."))
+  @Option(
+    help: ArgumentHelp(
+      "Shell command that starts a worker for a stage whose worker died, e.g. 'srun --overlap -n1 "
+        + "stagewise worker'.",
+      discussion:
+        "Else STAGEWISE_ON_VACANCY. {stage} in the command and STAGEWISE_STAGE in its environment "
+        + "name the stage. Without either, any worker that registers takes the vacant stage."
+    ))
   var onVacancy: String?
 
   @Flag(help: "Allow binding beyond loopback without CURVE (security.curve).")
@@ -50,7 +56,8 @@ struct SchedulerCommand: ParsableCommand {
         if ProcessInfo.processInfo.environment["STAGEWISE_SCHEDULER"] == nil {
           environment["STAGEWISE_SCHEDULER"] = scheduler.advertisedControlEndpoint
         }
-        try replacements.start(stage: stage, executable: "/bin/sh", arguments: ["-c", command], environment: environment)
+        try replacements.start(
+          stage: stage, executable: "/bin/sh", arguments: ["-c", command], environment: environment)
       }
     }
     let outcome = try scheduler.run(registrationTimeout: .seconds(waitSeconds))
