@@ -1,39 +1,5 @@
 import NN
 
-/// How stages learn.
-public enum Method: String, Sendable, Codable, CaseIterable {
-  /// End-to-end backprop through every stage: the baseline.
-  case e2e
-  /// Each stage trains on its own auxiliary head's cross-entropy (DGL), gradient-isolated.
-  case greedy
-  /// Synergistic Information Distillation: each head refines the previous stage's belief,
-  /// α·CE + (1 − α)·KL(previous belief ‖ own belief); the belief travels forward.
-  case sid
-  /// Context supply (ContSup): stage k's input is sg(h_{k−1}) + Enc_k(context), the context
-  /// (raw input and/or the previous stage's input) travelling forward; loss as greedy.
-  case contsup
-  /// Duan & Principe: hidden stages align their normalised features' Gram matrix with the
-  /// label kernel; the last stage trains a classifier with CE on what they output.
-  case kernel
-  /// Direct random target projection (Frenkel et al.): every hidden layer trains on its own
-  /// fixed random projection of the one-hot label — no head, no error from above, no message
-  /// back; the last stage trains its classifier with CE.
-  case drtp
-  /// Direct feedback alignment (Nøkland): the last stage trains with CE and sends its output
-  /// error e = (softmax − onehot(y))/B (B the batch size) to every earlier stage; each hidden layer
-  /// there trains on
-  /// its own fixed random projection B e, applied when the error arrives (the forward path
-  /// never waits for it).
-  case dfa
-  /// Decoupled neural interfaces (Jaderberg et al.): each stage but the last owns a
-  /// synthesiser M that predicts ∂L/∂h from its output h and updates at once with it; the next
-  /// stage returns the gradient of its own objective at its input, on which M regresses when
-  /// it arrives. The last stage trains with CE.
-  case dni
-  /// DNI with the synthesiser also reading the one-hot label (cDNI).
-  case cdni
-}
-
 /// DNI's synthesisers (`dni:` in the config, for methods dni and cdni).
 public struct DNIConfig: Sendable, Equatable, Codable {
   public enum Kind: String, Sendable, Codable, CaseIterable {

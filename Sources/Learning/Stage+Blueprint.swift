@@ -27,15 +27,7 @@ extension Stage {
       path: "stages[\(index)].layers",
       seed: { Self.layerSeed(config.seed, stage: index, layer: $0) }, layout: &layout)
     let shape = layers.last?.outputShape ?? shapes.input
-    let objective: Objective
-    switch config.method {
-    case .kernel where !shapes.isLast: objective = .kernel
-    case .drtp where !shapes.isLast: objective = .drtp
-    case .dfa where !shapes.isLast: objective = .dfa
-    case .dni where !shapes.isLast, .cdni where !shapes.isLast: objective = .synthetic
-    case .sid: objective = .sid(config.sid)
-    default: objective = .crossEntropy
-    }
+    let objective = config.method.objective(isLast: shapes.isLast, sid: config.sid)
     let projectedLayers =
       objective == .drtp || objective == .dfa
       ? try projectionPoints(layers, stage: index, method: config.method) : []

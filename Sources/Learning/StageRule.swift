@@ -77,34 +77,6 @@ public struct ScheduleOrder: Sendable, Equatable {
   public var replaysWhileIdle = false
 }
 
-extension Method {
-  /// When this method's stages step and what they send back: the one declaration a method
-  /// makes about its messages (its objective is the stage's `Objective`).
-  public func rule(isLast: Bool) -> StageRule {
-    switch (self, isLast) {
-    case (.greedy, _), (.sid, _), (.contsup, _), (.kernel, _), (.drtp, _): StageRule(step: .local)
-    case (.e2e, false): StageRule(step: .onGradient, returnsInputGradient: true)
-    case (.e2e, true): StageRule(step: .local, returnsInputGradient: true)
-    case (.dfa, false): StageRule(step: .onError)
-    case (.dfa, true): StageRule(step: .local, sendsError: true)
-    case (.dni, false), (.cdni, false):
-      StageRule(step: .local, returnsInputGradient: true, awaitsTarget: true)
-    case (.dni, true), (.cdni, true): StageRule(step: .local, returnsInputGradient: true)
-    }
-  }
-
-  /// Whether later stages send something back to earlier ones (DFA's errors, DNI's gradient
-  /// targets): their workers then have feedback to receive and a bounded store to keep.
-  public var hasFeedback: Bool { [.error, .target].contains(rule(isLast: false).feedback) }
-
-  /// Whether each stage after the first returns the gradient at its input to the one before
-  /// (e2e's true gradient; DNI's target for the synthesiser).
-  public var returnsInputGradients: Bool { rule(isLast: true).returnsInputGradient }
-
-  /// Whether the last stage sends its output error to every earlier stage (DFA).
-  public var sendsErrors: Bool { rule(isLast: true).sendsError }
-}
-
 extension Schedule {
   /// How this schedule orders a stage's steps.
   public var order: ScheduleOrder {

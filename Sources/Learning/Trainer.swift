@@ -65,7 +65,7 @@ public final class Trainer {
   ) -> EpochReport {
     var plan = FeedPlan(
       trainOrder: order, evalOrder: evalOrder, epochs: epoch + 1,
-      microBatches: config.method == .e2e ? config.daemon.microBatches : 1, startEpoch: epoch)
+      microBatches: config.method.splitsBatches ? config.daemon.microBatches : 1, startEpoch: epoch)
     let start = ContinuousClock.now
     let lr = learningRate
     var ledger = EpochLedger(stageCount: stages.count, startMicros: 0)

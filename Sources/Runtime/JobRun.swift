@@ -35,7 +35,7 @@ public struct JobRun: Sendable {
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
     let window = config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count
     maxInFlight =
-      config.method == .e2e ? plan.microBatches : config.schedule == .lockstep ? 1 : window
+      config.method.splitsBatches ? plan.microBatches : config.schedule == .lockstep ? 1 : window
     liveStats = Array(repeating: nil, count: config.stages.count)
   }
 
@@ -50,7 +50,7 @@ public struct JobRun: Sendable {
     return FeedPlan(
       trainOrder: trainOrder(config: config, trainCount: trainCount), evalOrder: evalOrder,
       epochs: config.training.epochs * phases,
-      microBatches: config.method == .e2e ? config.daemon.microBatches : 1,
+      microBatches: config.method.splitsBatches ? config.daemon.microBatches : 1,
       epochsPerPhase: config.training.epochs, startEpoch: resume?.epochsDone ?? 0,
       startBatch: resume?.batchesDone ?? 0, checkpointEvery: config.daemon.checkpointEverySteps)
   }

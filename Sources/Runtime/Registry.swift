@@ -31,49 +31,53 @@ public struct Registry: Sendable {
   }
 
   /// Registers a worker; returns its stage, or why it is refused.
-  public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64) -> Result<
-    Int, RuntimeError
-  > {
+  public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64)
+    -> Result<Int, RuntimeError>
+  {
     guard hello.protocolVersion == Int(Protocol.version) else {
       return .failure(
         RuntimeError(
           "protocol version \(hello.protocolVersion) refused: the scheduler speaks "
-            + "\(Protocol.version); run the same stagewise build everywhere"
-        ))
+            + "\(Protocol.version); run the same stagewise build everywhere"))
     }
     if let existing = stage(of: identity) {  // a survivor of a failure, waiting again
       members[existing]?.assigned = false
       members[existing]?.ready = false
       return .success(existing)
     }
-    let stage: Int
-    if let requested = hello.requestedStage {
-      guard members.indices.contains(requested) else {
-        return .failure(
-          RuntimeError(
-            "stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
-      }
-      if let holder = members[requested] {
-        guard holder.hello.requestedStage == nil,
-          let vacant = members.firstIndex(where: { $0 == nil })
-        else {
-          return .failure(
-            RuntimeError(
-              "stage \(requested) is already taken by \(holder.hello.host) pid \(holder.hello.pid)")
-          )
-        }
-        members[vacant] = holder  // the floating worker moves over
-        members[requested] = nil
-      }
-      stage = requested
-    } else {
-      guard let vacant = members.firstIndex(where: { $0 == nil }) else {
-        return .failure(RuntimeError("every stage of this job is taken"))
-      }
-      stage = vacant
+    let place = hello.requestedStage.map { take($0) } ?? vacancy()
+    if case .success(let stage) = place {
+      members[stage] = Member(identity: identity, hello: hello, lastHeardMicros: nowMicros)
     }
-    members[stage] = Member(identity: identity, hello: hello, lastHeardMicros: nowMicros)
-    return .success(stage)
+    return place
+  }
+
+  /// The stage a worker asked for: free, or held by a floating worker who moves over.
+  private mutating func take(_ requested: Int) -> Result<Int, RuntimeError> {
+    guard members.indices.contains(requested) else {
+      return .failure(
+        RuntimeError(
+          "stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
+    }
+    if let holder = members[requested] {
+      guard holder.hello.requestedStage == nil,
+        let vacant = members.firstIndex(where: { $0 == nil })
+      else {
+        let who = "\(holder.hello.host) pid \(holder.hello.pid)"
+        return .failure(RuntimeError("stage \(requested) is already taken by \(who)"))
+      }
+      members[vacant] = holder  // the floating worker moves over
+      members[requested] = nil
+    }
+    return .success(requested)
+  }
+
+  /// The lowest vacant stage.
+  private func vacancy() -> Result<Int, RuntimeError> {
+    guard let vacant = members.firstIndex(where: { $0 == nil }) else {
+      return .failure(RuntimeError("every stage of this job is taken"))
+    }
+    return .success(vacant)
   }
 
   public mutating func markReady(_ stage: Int) { members[stage]?.ready = true }

@@ -65,31 +65,18 @@ final class StageSession {
     machine = StageRun(
       stage: stage, config: config, batchesPerEpoch: assignment.batchesPerEpoch,
       maxInFlight: assignment.maxInFlight ?? 1, step: step, clock: WallClock.micros)
-    func curve(_ endpoint: String, _ serverKey: String?) throws -> (
-      keys: CurveKeyPair, serverKey: String
-    )? {
-      guard let keys else { return nil }
-      guard let serverKey else {
-        throw RuntimeError(
-          "the scheduler sent no key for \(endpoint): it runs without CURVE while this worker has "
-            + "a key"
-        )
-      }
-      return (keys, serverKey)
-    }
     // Sends never wait: a full queue leaves the message in the outbox for the next turn.
-    func push(_ endpoint: String, key: String?) throws -> Socket {
+    let push = { (endpoint: String, key: String?) throws -> Socket in
       try SocketRecipes.push(
-        context, to: endpoint, curve: try curve(endpoint, key),
-        highWaterMark: config.daemon.highWaterMark,
-        sendTimeoutMilliseconds: 0)
+        context, to: endpoint, curve: try Self.curve(keys, endpoint, key),
+        highWaterMark: config.daemon.highWaterMark, sendTimeoutMilliseconds: 0)
     }
-    downstream = try push(assignment.downstream, key: assignment.downstreamKey)
+    downstream = try push(assignment.downstream, assignment.downstreamKey)
     gradientsOut = try assignment.upstreamGradient.map {
-      try push($0, key: assignment.upstreamGradientKey)
+      try push($0, assignment.upstreamGradientKey)
     }
     feedbackOut = try (assignment.feedbackTargets ?? []).enumerated().map { k, endpoint in
-      try push(endpoint, key: assignment.feedbackTargetKeys?[k])
+      try push(endpoint, assignment.feedbackTargetKeys?[k])
     }
     straggler = Straggler(config: config, stage: assignment.stage)
     statsIntervalMicros = Int64(config.daemon.statsMilliseconds) * 1000
@@ -97,6 +84,19 @@ final class StageSession {
     nextHandoff = assignment.nextHandoff
     trace = TraceRecorder(pid: assignment.stage + 1)
     trace.originMicros = assignment.originMicros
+  }
+
+  /// CURVE for a connection to `endpoint`, whose server key the scheduler sent.
+  static func curve(_ keys: CurveKeyPair?, _ endpoint: String, _ serverKey: String?) throws
+    -> (keys: CurveKeyPair, serverKey: String)?
+  {
+    guard let keys else { return nil }
+    guard let serverKey else {
+      throw RuntimeError(
+        "the scheduler sent no key for \(endpoint): it runs without CURVE while this worker has "
+          + "a key")
+    }
+    return (keys, serverKey)
   }
 
   var isLast: Bool { machine.isLast }

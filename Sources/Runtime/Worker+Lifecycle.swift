@@ -109,6 +109,17 @@ extension Worker {
       bytesSent: bytesSent)
     bye.bytesSentUpstream = bytesSentUpstream
     bye.saveError = saveError
+    try sendControl(Message(kind: .bye, body: bye))
+    try control.setLinger(milliseconds: 5000)  // let BYE and the trace leave
+    logLastWords(replay)
+    log(
+      "stage \(s.assignment.stage) done after \(s.machine.step) steps; weights in "
+        + "\(saved ?? "(not saved)")"
+    )
+  }
+
+  /// The replay buffer's figures and the messages refused, in the worker's log.
+  func logLastWords(_ replay: ReplayStatistics?) {
     if let stats = replay {
       log(
         String(
@@ -117,16 +128,10 @@ extension Worker {
             + "entry",
           stats.draws, stats.stalls, stats.meanAge, stats.maxAge, stats.meanUses))
     }
-    try sendControl(Message(kind: .bye, body: bye))
-    try control.setLinger(milliseconds: 5000)  // let BYE and the trace leave
     let counts = rejections.counts
     if !counts.isEmpty {
       let lines = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
       log("rejected messages: \(lines.joined(separator: ", "))")
     }
-    log(
-      "stage \(s.assignment.stage) done after \(s.machine.step) steps; weights in "
-        + "\(saved ?? "(not saved)")"
-    )
   }
 }
