@@ -14,8 +14,12 @@ struct AnyCodingKey: CodingKey {
 extension Decoder {
   /// Throws on any key that `Keys` does not name, listing the valid ones.
   func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type) throws {
+    try rejectUnknownKeys(Keys.allCases.map(\.stringValue))
+  }
+
+  /// Throws on any key not in `valid`, listing the valid ones.
+  func rejectUnknownKeys(_ valid: [String]) throws {
     let container = try self.container(keyedBy: AnyCodingKey.self)
-    let valid = Keys.allCases.map(\.stringValue)
     for key in container.allKeys where !valid.contains(key.stringValue) {
       throw ConfigError(
         codingPath: codingPath + [key],

@@ -239,6 +239,32 @@ public struct StageConfig: Sendable, Equatable, Codable {
   }
 }
 
+/// The stages' optimizer (`optimizer:`): the update rule and its base rate.
+public struct OptimizerConfig: Sendable, Equatable, Codable {
+  public var kind: OptimizerKind = .sgd
+  /// The base rate; `learningRateSchedule` moves it over the run.
+  public var learningRate: Float = 0.05
+  public var momentum: Float = 0.9
+  public var nesterov = false
+  public var weightDecay: Float = 5e-4
+  public var beta1: Float = 0.9
+  public var beta2: Float = 0.999
+  public var epsilon: Float = 1e-8
+  /// Per parameter group (`body`, `head`, `context`), a factor on the rate.
+  public var rateScales: [String: Float] = [:]
+  public init() {}
+
+  /// The update rule these settings name.
+  public var rule: OptimizerSettings {
+    var rule = OptimizerSettings()
+    (rule.kind, rule.momentum, rule.nesterov, rule.weightDecay) = (
+      kind, momentum, nesterov, weightDecay
+    )
+    (rule.beta1, rule.beta2, rule.epsilon, rule.rateScales) = (beta1, beta2, epsilon, rateScales)
+    return rule
+  }
+}
+
 /// A whole training job. Every field has a default: the default is reference model A (an MLP
 /// of four 1024-wide hidden layers, one per stage) trained greedily on Fashion-MNIST.
 public struct RunConfig: Sendable, Equatable, Codable {
@@ -248,8 +274,8 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var schedule: Schedule = .pipelined
   public var data = DataConfig()
   public var training = TrainingConfig()
-  public var optimizer = RunConfig.defaultOptimizer
-  public var learningRateSchedule = RunConfig.defaultSchedule
+  public var optimizer = OptimizerConfig()
+  public var learningRateSchedule = LearningRateSchedule()
   public var stages: [StageConfig] = RunConfig.mlpStages(width: 1024, count: 4)
   public var daemon = DaemonConfig()
   public var security = SecurityConfig()
@@ -259,19 +285,6 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var dni = DNIConfig()
 
   public init() {}
-
-  public static var defaultOptimizer: OptimizerSettings {
-    var settings = OptimizerSettings()
-    settings.learningRate = 0.05
-    settings.weightDecay = 5e-4
-    return settings
-  }
-
-  public static var defaultSchedule: LearningRateSchedule {
-    var schedule = LearningRateSchedule()
-    schedule.kind = .cosine
-    return schedule
-  }
 
   /// `count` stages of [Linear `width`, ReLU].
   public static func mlpStages(width: Int, count: Int) -> [StageConfig] {

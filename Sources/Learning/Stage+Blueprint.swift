@@ -68,7 +68,7 @@ extension Stage {
       synthesiser: objective == .synthetic
         ? Synthesiser.blueprint(
           config.dni, conditioned: config.method == .cdni, shape: shape, classes: shapes.classes,
-          optimizer: config.optimizer) : nil)
+          optimizer: config.optimizer.rule) : nil)
   }
 
   /// DRTP's and DFA's projected layers in a hidden stage: each nonlinearity (a hidden layer's

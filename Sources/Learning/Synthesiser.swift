@@ -22,6 +22,7 @@ public final class Synthesiser {
     public let classes: Int
     public let layout: ParameterLayout
     public let optimizer: OptimizerSettings
+    public let learningRate: Float
   }
 
   public let net: Sequential
@@ -70,12 +71,11 @@ public final class Synthesiser {
       }
     }
     var optimizer = run
-    (optimizer.kind, optimizer.learningRate, optimizer.weightDecay, optimizer.rateScales) = (
-      config.optimizer, config.learningRate, 0, [:]
-    )
+    (optimizer.kind, optimizer.weightDecay, optimizer.rateScales) = (config.optimizer, 0, [:])
     return Blueprint(
       net: Sequential(inputShape: inputShape, layers: layers), conditioned: conditioned,
-      classes: classes, layout: layout, optimizer: optimizer)
+      classes: classes, layout: layout, optimizer: optimizer,
+      learningRate: config.learningRate)
   }
 
   public init(_ blueprint: Blueprint, rng: inout SeededGenerator) {
@@ -84,7 +84,7 @@ public final class Synthesiser {
     classes = blueprint.classes
     store = ParameterStore(layout: blueprint.layout)
     optimizer = Optimizer(blueprint.optimizer)
-    learningRate = blueprint.optimizer.learningRate
+    learningRate = blueprint.learningRate
     net.initialize(store, &rng)
     net.layers.last!.scaleWeights(by: 0, store)  // biases start at zero too
   }

@@ -11,7 +11,7 @@ public enum ScheduleKind: String, Sendable, Codable, CaseIterable {
 
 /// A learning-rate schedule with an optional linear warm-up, read per optimizer step.
 public struct LearningRateSchedule: Sendable, Equatable {
-  public var kind: ScheduleKind = .constant
+  public var kind: ScheduleKind = .cosine
   public var stepEpochs: Int = 15
   public var gamma: Float = 0.2
   public var minimum: Float = 0

@@ -10,10 +10,9 @@ public enum OptimizerKind: String, Sendable, Codable, CaseIterable {
   case adamw
 }
 
-/// The hyper-parameters of an optimizer.
+/// The hyper-parameters of an update rule; the rate itself comes with each update.
 public struct OptimizerSettings: Sendable, Equatable {
   public var kind: OptimizerKind = .sgd
-  public var learningRate: Float = 0.1
   public var momentum: Float = 0.9
   public var nesterov: Bool = false
   public var weightDecay: Float = 0

@@ -106,6 +106,7 @@ struct ScheduleTests {
 
   @Test func warmupRampsLinearlyThenHandsOver() {
     var s = LearningRateSchedule()
+    s.kind = .constant
     s.warmupEpochs = 1
     #expect(s.rate(base: 1, step: 0, stepsPerEpoch: 4, totalEpochs: 3) == 0.25)
     #expect(s.rate(base: 1, step: 3, stepsPerEpoch: 4, totalEpochs: 3) == 1)
