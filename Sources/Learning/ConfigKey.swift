@@ -29,6 +29,9 @@ enum ModelRole<Section> {
   case fixed(any Encodable)
   /// A section whose model keys enter the identity one by one, beside this section's own.
   case flattened
+  /// Under its own name, as what `view` makes of the section (a key part of which is not the
+  /// model's).
+  case includedAs((Section) -> any Encodable)
 }
 
 /// A struct whose keys are declared once, in `keys`.
@@ -142,15 +145,19 @@ extension ConfigKey {
 
   /// A nested section: its keys decode, encode and check under `name`.
   static func section<T: ConfigSection>(
-    _ name: String, _ path: WritableKeyPath<Section, T>, model: ModelRole<Section> = .excluded
-  ) -> ConfigKey {
+    _ name: String, _ path: WritableKeyPath<Section, T>, model: ModelRole<Section> = .excluded,
+    omitsDefault: Bool = false
+  ) -> ConfigKey where Section: ConfigSection {
     let key = AnyCodingKey(stringValue: name)
     return ConfigKey(
       name: name, paths: T.keys.flatMap(\.paths).map { "\(name).\($0)" },
       decode: { section, c in
         if let v = try c.decodeIfPresent(T.self, forKey: key) { section[keyPath: path] = v }
       },
-      encode: { section, c in try c.encode(section[keyPath: path], forKey: key) },
+      encode: { section, c in
+        let v = section[keyPath: path]
+        if !(omitsDefault && v == Section()[keyPath: path]) { try c.encode(v, forKey: key) }
+      },
       check: { section, at throws(ConfigError) in try section[keyPath: path].checkDeclared(path: at)
       },
       identity: { section in
@@ -171,6 +178,7 @@ extension ConfigKey {
       case .includedWhen(let when): when(section) ? [(name, value(section))] : []
       case .named(let other): [(other, value(section))]
       case .fixed(let constant): [(name, constant)]
+      case .includedAs(let view): [(name, view(section))]
       }
     }
   }

@@ -6,21 +6,39 @@ public struct EpochLedger: Sendable {
   public var startMicros: Int64
   public var trainEndMicros: Int64?
   public var evalEndSeen = false
+  /// Each stage's replicas, and how many of them have sent their train and eval totals.
+  let replicas: [Int]
+  var trainReports: [Int]
+  var evalReports: [Int]
 
   public init(stageCount: Int, startMicros: Int64) {
-    train = Array(repeating: nil, count: stageCount)
-    eval = Array(repeating: nil, count: stageCount)
-    self.startMicros = startMicros
+    self.init(replicas: Array(repeating: 1, count: stageCount), startMicros: startMicros)
+  }
+
+  /// A ledger for stages with `replicas[k]` replicas each, whose totals add up.
+  public init(replicas: [Int], startMicros: Int64) {
+    train = Array(repeating: nil, count: replicas.count)
+    eval = Array(repeating: nil, count: replicas.count)
+    (self.replicas, self.startMicros) = (replicas, startMicros)
+    (trainReports, evalReports) = (replicas.map { _ in 0 }, replicas.map { _ in 0 })
   }
 
   public mutating func add(_ totals: PhaseTotals) {
-    guard train.indices.contains(totals.stage) else { return }
-    if totals.phase == .train { train[totals.stage] = totals } else { eval[totals.stage] = totals }
+    let k = totals.stage
+    guard train.indices.contains(k) else { return }
+    func into(_ slot: inout PhaseTotals?, _ count: inout Int) {
+      count += 1
+      if slot == nil { slot = totals } else { slot!.merge(totals) }
+    }
+    if totals.phase == .train {
+      into(&train[k], &trainReports[k])
+    } else {
+      into(&eval[k], &evalReports[k])
+    }
   }
 
   public var isComplete: Bool {
-    evalEndSeen && trainEndMicros != nil && train.allSatisfy { $0 != nil }
-      && eval.allSatisfy { $0 != nil }
+    evalEndSeen && trainEndMicros != nil && trainReports == replicas && evalReports == replicas
   }
 
   public func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {

@@ -134,6 +134,7 @@ struct InMemoryPipeline {
       upstream[k - 1].append(.gradient(gradient, sequence: carried.tag.sequence, carried))
     case .error(let error, let carried):
       for j in 0..<k { upstream[j].append(.error(error, sequence: carried.tag.sequence)) }
+    case .state: break  // one process runs one replica of each stage: there are no peers
     }
   }
 }

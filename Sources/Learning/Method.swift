@@ -62,6 +62,9 @@ extension Method {
   /// (e2e's true gradient; DNI's target for the synthesiser).
   public var returnsInputGradients: Bool { rule(isLast: true).returnsInputGradient }
 
+  /// Whether anything travels back against the data (gradients, errors, targets).
+  public var sendsBack: Bool { rule(isLast: false).feedback != nil || returnsInputGradients }
+
   /// Whether a batch is split into `daemon.microBatches` (GPipe): for methods whose stages step
   /// on the gradient that comes back, so that the pipeline fills while they wait.
   public var splitsBatches: Bool { rule(isLast: false).step == .onGradient }

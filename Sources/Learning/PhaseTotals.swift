@@ -36,6 +36,16 @@ public struct PhaseTotals: Codable, Sendable, Equatable {
     batchLossSum += Double(loss)
     weightedLossSum += Double(loss) * Double(n)
   }
+
+  /// Another replica's totals of the same stage, epoch and phase, added in.
+  public mutating func merge(_ other: PhaseTotals) {
+    (batchLossSum, weightedLossSum) = (
+      batchLossSum + other.batchLossSum, weightedLossSum + other.weightedLossSum
+    )
+    (correct, samples, batches) = (
+      correct + other.correct, samples + other.samples, batches + other.batches
+    )
+  }
 }
 
 /// What came back to one stage over an epoch (DFA's errors, DNI's gradient targets), counted.

@@ -111,12 +111,21 @@ extension LayerConfig {
 }
 
 extension StageConfig {
-  enum CodingKeys: String, CodingKey, CaseIterable { case layers, head }
+  enum CodingKeys: String, CodingKey, CaseIterable { case layers, head, replicas }
 
   public init(from decoder: any Decoder) throws {
     try decoder.rejectUnknownKeys(CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     layers = try c.decode([LayerConfig].self, forKey: .layers)
     head = try c.value(.head, or: HeadConfig())
+    replicas = try c.value(.replicas, or: 1)
+  }
+
+  /// `replicas` is written only when there are several: a config without them reads as before.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(layers, forKey: .layers)
+    try c.encode(head, forKey: .head)
+    if replicas != 1 { try c.encode(replicas, forKey: .replicas) }
   }
 }

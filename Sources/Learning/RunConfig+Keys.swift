@@ -8,7 +8,7 @@ extension RunConfig: ConfigSection {
     [
       .value("name", \.name), .value("seed", \.seed, model: .included),
       .choice("method", \.method, model: .included), .choice("schedule", \.schedule),
-      .value("stages", \.stages, model: .included) {
+      .value("stages", \.stages, model: .includedAs { $0.stages.map(\.model) }) {
         $0.isEmpty ? "needs at least one stage" : nil
       },
       .section("sid", \.sid, model: .included), .section("contsup", \.contsup, model: .included),
@@ -19,6 +19,7 @@ extension RunConfig: ConfigSection {
       .section("data", \.data, model: .flattened),
       .section("training", \.training, model: .flattened),
       .section("daemon", \.daemon), .section("security", \.security),
+      .section("replicas", \.replicas, omitsDefault: true),
     ]
   }
 
@@ -62,6 +63,15 @@ extension ReplayConfig: ConfigSection {
       .value("buffer", \.buffer) { $0 >= 1 ? nil : "must hold at least 1 batch" },
       .value("maxReuse", \.maxReuse, check: notNegative(" (0: no cap)")),
     ]
+  }
+
+  public init(from decoder: any Decoder) throws { try self.init(declaredFrom: decoder) }
+  public func encode(to encoder: any Encoder) throws { try encodeDeclared(to: encoder) }
+}
+
+extension ReplicaConfig: ConfigSection {
+  static var keys: [ConfigKey<Self>] {
+    [.value("averageEvery", \.averageEvery, check: notNegative(" (0: only at markers)"))]
   }
 
   public init(from decoder: any Decoder) throws { try self.init(declaredFrom: decoder) }

@@ -59,6 +59,17 @@ extension RunConfig {
     try check(
       method != .e2e || schedule != .replay, "schedule",
       "e2e has no local steps to replay: use lockstep")
+    for (k, stage) in stages.enumerated() {
+      try check(
+        (1...Self.maxReplicas).contains(stage.replicas), "stages[\(k)].replicas",
+        "must be between 1 and \(Self.maxReplicas), got \(stage.replicas)")
+      try check(
+        stage.replicas == 1 || !method.sendsBack, "stages[\(k)].replicas",
+        "\(method.rawValue) sends gradients or errors back to the stage that sent a batch, and "
+          + "replicas do not route those yet: use a method whose stages learn on their own ("
+          + Method.allCases.filter { !$0.sendsBack }.map(\.rawValue).joined(separator: ", ")
+          + ") or 1 replica")
+    }
     if security.curve {
       try check(
         !security.schedulerKey.isEmpty, "security.schedulerKey",
@@ -70,6 +81,9 @@ extension RunConfig {
         "is not a public key (40 Z85 characters, as `stagewise keygen` prints)")
     }
   }
+
+  /// The most replicas one stage may have.
+  public static let maxReplicas = 16
 
   /// The groups of a stage's parameters that `optimizer.rateScales` may name.
   public static let parameterGroups = ["body", "head", "context"]

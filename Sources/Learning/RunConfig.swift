@@ -233,10 +233,26 @@ public struct HeadConfig: Sendable, Equatable, Codable {
 public struct StageConfig: Sendable, Equatable, Codable {
   public var layers: [LayerConfig]
   public var head: HeadConfig = HeadConfig()
-  public init(layers: [LayerConfig], head: HeadConfig = HeadConfig()) {
+  /// Worker processes that train this stage side by side, each on its share of the batches,
+  /// their weights averaged (`replicas:`). Not part of the model: one set of weights per stage.
+  public var replicas = 1
+  public init(layers: [LayerConfig], head: HeadConfig = HeadConfig(), replicas: Int = 1) {
     self.layers = layers
     self.head = head
+    self.replicas = replicas
   }
+
+  /// The stage as the model hash sees it: its replicas are how it is run, not what it is.
+  var model: StageConfig { StageConfig(layers: layers, head: head) }
+}
+
+/// How a stage's replicas keep one set of weights (`replicas:`).
+public struct ReplicaConfig: Sendable, Equatable, Codable {
+  /// Every this many of its own training steps, a replica sends its weights and optimizer state
+  /// to the stage's other replicas, which average them into theirs (0: only at markers, where
+  /// the replicas always take their exact mean).
+  public var averageEvery = 16
+  public init() {}
 }
 
 /// The stages' optimizer (`optimizer:`): the update rule and its base rate.
@@ -283,6 +299,7 @@ public struct RunConfig: Sendable, Equatable, Codable {
   public var contsup = ContSupConfig()
   public var replay = ReplayConfig()
   public var dni = DNIConfig()
+  public var replicas = ReplicaConfig()
 
   public init() {}
 

@@ -62,7 +62,7 @@ extension StageMachine {
         computed += t3 - t2
         computed += backprop.computeMicros
         backprop = BackpropState()
-        step += 1
+        actions += stepped()
         actions.append(.computed(micros: computed))
       } else {
         backprop.computeMicros += computed
@@ -70,7 +70,7 @@ extension StageMachine {
     } else {
       // The step clock counts batches taken in (a DFA hidden stage's update for this batch
       // comes with its error, at this batch's step).
-      step += 1
+      actions += stepped()
       actions.append(.computed(micros: computed))
     }
     if !isLast && rule.handsOnAfterUpdate {
@@ -159,8 +159,7 @@ extension StageMachine {
       .computed(micros: backprop.computeMicros + updateMicros),
     ]
     backprop = BackpropState()
-    step += 1
-    return actions
+    return actions + stepped()
   }
 
   // MARK: - Feedback: DFA's errors, DNI's targets
@@ -224,7 +223,7 @@ extension StageMachine {
     return passMarker(marker, envelope)
   }
 
-  /// The marker's work — a save, the phase's totals — then the marker on.
+  /// The marker's work — with replicas, their mean first — then the marker on.
   mutating func passMarker(_ marker: Marker, _ envelope: Envelope) -> [Action] {
     var actions: [Action] = []
     if case .draining(_, _, let since) = state {
@@ -232,6 +231,13 @@ extension StageMachine {
       actions += abandonFeedback(why: "of the marker")
     }
     state = .training
+    if marker.saves && replicas.place.count > 1 { return actions + beginRound(marker, envelope) }
+    return actions + markerWork(marker, envelope)
+  }
+
+  /// A save, the phase's totals, the marker on.
+  mutating func markerWork(_ marker: Marker, _ envelope: Envelope) -> [Action] {
+    var actions: [Action] = []
     switch marker.kind {
     case .checkpoint:
       actions.append(.save(.step(epoch: marker.epoch, batchesDone: marker.batchesDone)))

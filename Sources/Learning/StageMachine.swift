@@ -26,6 +26,8 @@ public struct StageMachine<Envelope> {
     /// From the last stage (DFA): the output error e [B, classes] of a batch this stage holds.
     case error(Tensor, sequence: UInt64)
     case marker(Marker, Envelope)
+    /// Another replica of this stage sent its state (`replica`: its index).
+    case peerState(ReplicaState, from: Int)
     /// Nothing waits at this stage's inputs: a replay draw, when the schedule has them.
     case idle
     /// Time passes: waits for feedback that may never come run out.
@@ -47,6 +49,8 @@ public struct StageMachine<Envelope> {
     case inputGradient(Tensor, Envelope)
     /// To every earlier stage (DFA): the output error e = ∂L/∂logits [B, classes].
     case error(Tensor, Envelope)
+    /// To the stage's other replicas: this one's state.
+    case state(ReplicaState)
   }
 
   /// Where a cut of the run is saved.
@@ -102,6 +106,8 @@ public struct StageMachine<Envelope> {
     case training
     /// A saving marker waits for the feedback owed for the batches in front of it.
     case draining(Marker, Envelope, sinceMicros: Int64)
+    /// A saving marker waits for every replica's state (`states`, by replica, its own in).
+    case averaging(Marker, Envelope, states: [Int: ReplicaState], sinceMicros: Int64)
     case over
   }
 
@@ -125,13 +131,16 @@ public struct StageMachine<Envelope> {
   var replay: ReplayState?
   /// Lockstep: since when the stage has waited for a batch's feedback.
   var feedbackWaitSince: Int64?
+  var replicas: ReplicaBook
 
   /// A machine for `stage` (of `config`), its schedule's clock at `step` (a restored
-  /// checkpoint's); `maxInFlight` bounds what it may be owed.
+  /// checkpoint's); `maxInFlight` bounds what it may be owed; `replica` is its place among the
+  /// stage's replicas.
   public init(
     stage: Stage, config: RunConfig, batchesPerEpoch: Int, maxInFlight: Int, step: Int = 0,
-    clock: @escaping () -> Int64
+    replica: ReplicaPlace = ReplicaPlace(), clock: @escaping () -> Int64
   ) {
+    replicas = ReplicaBook(place: replica, base: step)
     (self.stage, self.config, self.batchesPerEpoch, self.step, self.clock) =
       (stage, config, batchesPerEpoch, step, clock)
     index = stage.index
@@ -172,6 +181,14 @@ public struct StageMachine<Envelope> {
   public var takesFeedback: Bool {
     switch state {
     case .training, .draining: rule.feedback != nil
+    case .idle, .averaging, .over: false
+    }
+  }
+
+  /// Whether other replicas' states are taken now (there are some, and the stage trains).
+  public var takesPeerStates: Bool {
+    switch state {
+    case .training, .draining, .averaging: replicas.place.count > 1
     case .idle, .over: false
     }
   }
@@ -220,6 +237,7 @@ public struct StageMachine<Envelope> {
       return []
     case (.start, .idle):
       state = .training
+      if replicas.place.count > 1 { openBook() }  // before any step: the shared start
       return []
     case (.start, _), (_, .idle): return []
     case (.train, .training), (.eval, .training), (.marker, .training):
@@ -230,6 +248,7 @@ public struct StageMachine<Envelope> {
         ? takeFeedback(gradient, sequence: sequence)
         : backwardHeld(gradient, sequence: sequence, envelope)
     case (.error(let error, let sequence), _): return takeFeedback(error, sequence: sequence)
+    case (.peerState(let peer, let replica), _): return takePeerState(peer, from: replica)
     case (.idle, .training): return replayOnce()
     case (.tick(let now), _): return waitedFor(now)
     case (.train, _), (.eval, _), (.marker, _), (.idle, _):
@@ -257,6 +276,7 @@ public struct StageMachine<Envelope> {
   /// Time passing: a lockstep wait for feedback, or a marker's drain, that has lasted past
   /// the patience gives up on what is owed (counted stale) and goes on.
   mutating func waitedFor(_ now: Int64) -> [Action] {
+    if case .averaging = state { return roundOverdue(now) }
     if case .draining(let marker, let envelope, let since) = state {
       return now - since > patienceMicros ? passMarker(marker, envelope) : []
     }

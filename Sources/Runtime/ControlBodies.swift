@@ -60,6 +60,30 @@ public struct Assignment: Codable, Sendable, Equatable {
   /// their CURVE keys.
   public var feedbackTargets: [String]?
   public var feedbackTargetKeys: [String]?
+  /// Stage replicas (nil when every stage of the job has one).
+  public var replicas: ReplicaWiring?
+}
+
+/// Where a worker sits among its stage's replicas, and whom it talks to besides `downstream`.
+/// Keys (CURVE) are given index for index with the endpoints.
+public struct ReplicaWiring: Codable, Sendable, Equatable {
+  public var replica: Int
+  public var replicas: Int
+  /// Every replica of the next stage's data endpoint (nil: the last stage, which sends to the
+  /// sink); a batch goes to one of them, a marker to all.
+  public var downstreams: [String]?
+  public var downstreamKeys: [String]?
+  /// How many send this stage batches and markers (the previous stage's replicas; the feed is
+  /// one).
+  public var senders: Int
+  /// With several replicas here: where each batch taken is acknowledged, by the sender's
+  /// replica (the previous stage's gradient endpoints; for stage 0 the scheduler's sink).
+  public var acknowledge: [String]?
+  public var acknowledgeKeys: [String]?
+  /// Every replica of this stage's gradient endpoint, this one's included: where STATE goes.
+  public var peers: [String]
+  public var peerServerKeys: [String]?
+  public var averageEvery: Int
 }
 
 /// READY, worker → scheduler: the stage is built and connected.

@@ -23,8 +23,11 @@ public struct JobRun: Sendable {
   public private(set) var trainBatchesFed: [Int: Int]
   /// Evaluation samples fed per epoch (the other half of `EpochReport.accounting`).
   var evalSamplesFed: [Int: Int] = [:]
-  /// Each stage's last live figures.
+  /// Each worker slot's last live figures (a slot is a stage's replica: `ReplicaLayout`).
   var liveStats: [LiveStats?]
+  let layout: ReplicaLayout
+  /// Copies of each marker the last stage's replicas have brought to the sink so far.
+  var markerCopies: [UInt64: Int] = [:]
 
   public init(
     id: UInt32, config: RunConfig, trainCount: Int, testCount: Int, resume: ResumePoint?,
@@ -32,11 +35,13 @@ public struct JobRun: Sendable {
   ) {
     (self.id, self.resume, self.trainBatchesFed) = (id, resume, trainBatchesFed)
     plan = Self.plan(config: config, trainCount: trainCount, testCount: testCount, from: resume)
+    layout = ReplicaLayout(config)
     // e2e: one batch (its M micro-batches) in flight; the stages' update locking does the rest.
-    let window = config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * config.stages.count
+    // Otherwise two per worker, so that every replica has one to take while one travels.
+    let window = config.daemon.maxInFlight > 0 ? config.daemon.maxInFlight : 2 * layout.slotCount
     maxInFlight =
       config.method.splitsBatches ? plan.microBatches : config.schedule == .lockstep ? 1 : window
-    liveStats = Array(repeating: nil, count: config.stages.count)
+    liveStats = Array(repeating: nil, count: layout.slotCount)
   }
 
   /// What is fed, in order, from `resume` on (from the start when nil).
@@ -76,7 +81,7 @@ public struct JobRun: Sendable {
     switch item {
     case .train(let epoch, _, let micro, _, _):
       if ledgers[epoch] == nil {
-        ledgers[epoch] = EpochLedger(stageCount: liveStats.count, startMicros: now)
+        ledgers[epoch] = EpochLedger(replicas: layout.counts, startMicros: now)
       }
       if micro == 0 { trainBatchesFed[epoch, default: 0] += 1 }
     case .eval(let epoch, let indices): evalSamplesFed[epoch, default: 0] += indices.count
@@ -91,10 +96,18 @@ public struct JobRun: Sendable {
   mutating func landed(_ message: Message, atMicros now: Int64) {
     if message.kind == .result {
       inFlight = max(0, inFlight - 1)
-    } else if let flag = MarkerFlag(rawValue: message.flags) {
+    } else if let flag = MarkerFlag(rawValue: message.flags), lastCopy(of: message) {
       if flag == .trainEnd { ledgers[Int(message.epoch)]?.trainEndMicros = now }
       if flag == .evalEnd { ledgers[Int(message.epoch)]?.evalEndSeen = true }
     }
+  }
+
+  /// Whether this is the last stage's last replica's copy of a marker (then it counts).
+  mutating func lastCopy(of marker: Message) -> Bool {
+    let copies = layout.counts[layout.stageCount - 1]
+    let seen = markerCopies[marker.sequence, default: 0] + 1
+    markerCopies[marker.sequence] = seen < copies ? seen : nil
+    return seen >= copies
   }
 
   mutating func add(_ totals: PhaseTotals) { ledgers[totals.epoch]?.add(totals) }

@@ -1,8 +1,9 @@
 import Foundation
+import Learning
 import ZMQ
 
 /// The one-command local cluster: the scheduler in this process and one worker process per
-/// stage, on this machine. Children are watched while the job runs and always reaped. A
+/// stage replica, on this machine. Children are watched while the job runs and always reaped. A
 /// worker that dies is replaced by a fresh one; the scheduler rolls every stage back to the
 /// newest epoch checkpoint (up to `daemon.restarts` times).
 public final class Launcher {
@@ -25,18 +26,27 @@ public final class Launcher {
   public func run() throws -> Scheduler.Outcome {
     try scheduler.bind()
     defer { workers.reapAll() }
-    for stage in 0..<scheduler.config.stages.count { try spawnWorker(stage: stage) }
-    scheduler.onVacancy = { [unowned self] stage in try spawnWorker(stage: stage) }
+    // One child per slot (a stage's replica), under the slot's number.
+    let layout = ReplicaLayout(scheduler.config)
+    for slot in 0..<layout.slotCount { try spawnWorker(slot: slot, layout: layout) }
+    var dead: [Int: [Int]] = [:]  // by stage, the slots whose child died, to start again
+    scheduler.onVacancy = { [unowned self] stage in
+      let slot = dead[stage]?.popLast() ?? layout.slots(ofStage: stage).lowerBound
+      try spawnWorker(slot: slot, layout: layout)
+    }
     return try scheduler.run { phase in
-      guard phase != .stopping && phase != .done, let (stage, pid, status) = self.workers.exited()
+      guard phase != .stopping && phase != .done, let (slot, pid, status) = self.workers.exited()
       else { return nil }
+      let stage = layout.place(ofSlot: slot).stage
+      if !(dead[stage]?.contains(slot) ?? false) { dead[stage, default: []].append(slot) }
       return WorkerFailure(
         stage: stage, reason: "worker pid \(pid) exited with status \(status)",
-        silentSeconds: self.scheduler.silentSeconds(stage: stage))
+        silentSeconds: self.scheduler.silentSeconds(pid: pid), pid: pid)
     }
   }
 
-  func spawnWorker(stage: Int) throws {
+  func spawnWorker(slot: Int, layout: ReplicaLayout) throws {
+    let stage = layout.place(ofSlot: slot).stage
     var environment = [
       "STAGEWISE_MANAGED": "1",  // Ctrl-C is the launcher's to handle
       "OPENBLAS_NUM_THREADS": "\(scheduler.config.training.threads)",
@@ -48,7 +58,7 @@ public final class Launcher {
       environment["STAGEWISE_SCHEDULER_KEY"] = schedulerKeys.publicKey
     }
     try workers.start(
-      stage: stage, executable: executable,
+      stage: slot, executable: executable,
       arguments: ["worker", "--scheduler", scheduler.controlEndpoint, "--stage", "\(stage)"],
       environment: environment)
   }

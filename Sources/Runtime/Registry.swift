@@ -1,11 +1,13 @@
+import Learning
 import Wire
 
-/// Which worker holds which stage: the registration state machine of the scheduler, without
-/// I/O. A HELLO takes the stage it asks for, else the lowest vacant one. Until every stage is
-/// filled (nothing is assigned before that), a worker that asked for no stage floats: an
-/// explicit request for its stage moves it to another vacant one instead of being refused.
-/// After a failure the dead stage is vacated and the survivors say HELLO again; stages are
-/// assigned once every stage has a worker that is waiting for its assignment.
+/// Which worker holds which slot — a stage's replica (`ReplicaLayout`; with one replica per
+/// stage a slot is its stage): the registration state machine of the scheduler, without
+/// I/O. A HELLO takes a vacant slot of the stage it asks for, else the lowest vacant one.
+/// Until every slot is filled (nothing is assigned before that), a worker that asked for no
+/// stage floats: an explicit request for its stage moves it to another vacant one instead of
+/// being refused. After a failure the dead slot is vacated and the survivors say HELLO again;
+/// slots are assigned once every one has a worker that is waiting for its assignment.
 public struct Registry: Sendable {
   public struct Member: Sendable, Equatable {
     public var identity: [UInt8]
@@ -16,21 +18,31 @@ public struct Registry: Sendable {
     public var lastHeardMicros: Int64
   }
 
+  /// By slot.
   public private(set) var members: [Member?]
+  public let layout: ReplicaLayout
 
-  public init(stageCount: Int) { members = Array(repeating: nil, count: stageCount) }
+  public init(stageCount: Int) {
+    self.init(layout: ReplicaLayout(counts: .init(repeating: 1, count: stageCount)))
+  }
+
+  public init(layout: ReplicaLayout) {
+    self.layout = layout
+    members = Array(repeating: nil, count: layout.slotCount)
+  }
 
   public var isFull: Bool { members.allSatisfy { $0 != nil } }
   public var allReady: Bool { members.allSatisfy { $0?.ready == true } }
   /// Every stage has a worker waiting for its assignment.
   public var readyToAssign: Bool { members.allSatisfy { $0?.assigned == false } }
-  public var stageCount: Int { members.count }
+  public var stageCount: Int { layout.stageCount }
 
-  public func stage(of identity: [UInt8]) -> Int? {
+  /// The slot of the worker with this routing identity.
+  public func slot(of identity: [UInt8]) -> Int? {
     members.firstIndex { $0?.identity == identity }
   }
 
-  /// Registers a worker; returns its stage, or why it is refused.
+  /// Registers a worker; returns its slot, or why it is refused.
   public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64)
     -> Result<Int, RuntimeError>
   {
@@ -40,7 +52,7 @@ public struct Registry: Sendable {
           "protocol version \(hello.protocolVersion) refused: the scheduler speaks "
             + "\(Protocol.version); run the same stagewise build everywhere"))
     }
-    if let existing = stage(of: identity) {  // a survivor of a failure, waiting again
+    if let existing = slot(of: identity) {  // a survivor of a failure, waiting again
       members[existing]?.assigned = false
       members[existing]?.ready = false
       return .success(existing)
@@ -52,27 +64,33 @@ public struct Registry: Sendable {
     return place
   }
 
-  /// The stage a worker asked for: free, or held by a floating worker who moves over.
+  /// A slot of the stage a worker asked for: a free one, or one held by a floating worker who
+  /// moves over.
   private mutating func take(_ requested: Int) -> Result<Int, RuntimeError> {
-    guard members.indices.contains(requested) else {
+    guard (0..<stageCount).contains(requested) else {
       return .failure(
         RuntimeError(
-          "stage \(requested) does not exist: this job has stages 0…\(members.count - 1)"))
+          "stage \(requested) does not exist: this job has stages 0…\(stageCount - 1)"))
     }
-    if let holder = members[requested] {
-      guard holder.hello.requestedStage == nil,
-        let vacant = members.firstIndex(where: { $0 == nil })
-      else {
-        let who = "\(holder.hello.host) pid \(holder.hello.pid)"
-        return .failure(RuntimeError("stage \(requested) is already taken by \(who)"))
-      }
-      members[vacant] = holder  // the floating worker moves over
-      members[requested] = nil
+    let slots = layout.slots(ofStage: requested)
+    if let free = slots.first(where: { members[$0] == nil }) { return .success(free) }
+    guard let floating = slots.first(where: { members[$0]!.hello.requestedStage == nil }),
+      let vacant = members.firstIndex(where: { $0 == nil })
+    else {
+      let holders = slots.map { "\(members[$0]!.hello.host) pid \(members[$0]!.hello.pid)" }
+      let taken =
+        slots.count > 1
+        ? "every replica of stage \(requested) is already taken (by "
+          + "\(holders.joined(separator: ", ")))"
+        : "stage \(requested) is already taken by \(holders[0])"
+      return .failure(RuntimeError(taken))
     }
-    return .success(requested)
+    members[vacant] = members[floating]  // the floating worker moves over
+    members[floating] = nil
+    return .success(floating)
   }
 
-  /// The lowest vacant stage.
+  /// The lowest vacant slot.
   private func vacancy() -> Result<Int, RuntimeError> {
     guard let vacant = members.firstIndex(where: { $0 == nil }) else {
       return .failure(RuntimeError("every stage of this job is taken"))
@@ -86,7 +104,7 @@ public struct Registry: Sendable {
     for stage in members.indices { members[stage]?.assigned = true }
   }
 
-  /// A dead worker's stage becomes vacant; everyone else must get ready again.
+  /// A dead worker's slot becomes vacant; everyone else must get ready again.
   public mutating func vacate(_ stage: Int) {
     members[stage] = nil
     for other in members.indices { members[other]?.ready = false }
@@ -96,7 +114,7 @@ public struct Registry: Sendable {
     members[stage]?.lastHeardMicros = now
   }
 
-  /// Stages silent for longer than `limitMicros`.
+  /// Slots silent for longer than `limitMicros`.
   public func silent(nowMicros: Int64, limitMicros: Int64) -> [Int] {
     members.indices.filter {
       members[$0].map { nowMicros - $0.lastHeardMicros > limitMicros } ?? false

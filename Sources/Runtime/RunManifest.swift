@@ -23,6 +23,8 @@ public struct RunManifest: Codable, Sendable {
     public var gradEndpoint: String?
     /// Of `bytesSent`, what went upstream (gradients, DNI's targets, DFA's errors).
     public var bytesSentUpstream: Int?
+    /// Its replica of the stage (nil when the stage has one).
+    public var replica: Int?
   }
 
   public var job: UInt32

@@ -11,7 +11,18 @@ public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
   public var stage: Int
   public var reason: String
   public var silentSeconds: Double
+  /// The worker's slot when known (its stage's replica), else its process when known: a stage
+  /// with replicas loses the one that failed.
+  public var slot: Int?
+  public var pid: Int32?
   public var description: String { "stage \(stage): \(reason)" }
+
+  public init(
+    stage: Int, reason: String, silentSeconds: Double, slot: Int? = nil, pid: Int32? = nil
+  ) {
+    (self.stage, self.reason, self.silentSeconds, self.slot, self.pid) =
+      (stage, reason, silentSeconds, slot, pid)
+  }
 }
 
 /// One recovery from a worker failure, as listed in `run.json`.

@@ -1,6 +1,7 @@
 import Foundation
 import Learning
 import Memory
+import Telemetry
 import Wire
 
 /// What the scheduler does for its machine: sends, the feed, ASSIGN, the rollback of the run
@@ -9,8 +10,11 @@ extension Scheduler {
   func perform(_ action: SchedulerMachine.Action) throws {
     switch action {
     case .send(let identity, let message): try sockets.control.send([identity] + message.encode())
-    case .connectFeed(let first):
-      try sockets.connectFeed(to: first, highWaterMark: config.daemon.highWaterMark)
+    case .connectFeed(let replicas):
+      try sockets.connectFeed(to: replicas, highWaterMark: config.daemon.highWaterMark)
+      feedRouter = replicas.count > 1 ? ReplicaRouter(replicas: replicas.count) : nil
+    case .acknowledged(let ack):
+      feedRouter?.acknowledged(ack.sequence, by: Int(ack.replica), atMicros: WallClock.micros())
     case .disconnectFeed:
       sockets.disconnectFeed()
       pendingFeed = nil

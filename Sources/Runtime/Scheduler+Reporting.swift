@@ -5,8 +5,11 @@ import Telemetry
 /// What the user sees of a job: the merged trace, `run.json`, and the live terminal view.
 extension Scheduler {
   func writeTrace() throws {
-    let stages = (0..<config.stages.count).map {
-      TraceEvent.processName("stage \($0)", pid: $0 + 1)
+    let layout = registry.layout
+    let stages = (0..<layout.slotCount).map { slot in
+      let (stage, replica) = layout.place(ofSlot: slot)
+      return TraceEvent.processName(
+        layout.name(ofSlot: slot), pid: StageSession.tracePid(stage: stage, replica: replica))
     }
     let head = [TraceEvent.processName("scheduler", pid: 0)] + stages
     try traceSpool.assemble(head: head, into: "\(directory.path)/trace.json")
@@ -14,15 +17,18 @@ extension Scheduler {
 
   func writeManifest(state: String, detail: String?) throws {
     let (byes, live) = (machine.byes, machine.run.liveStats)
-    let stages = registry.members.enumerated().compactMap { stage, member in
-      member.map {
+    let layout = registry.layout
+    let stages = registry.members.enumerated().compactMap { slot, member in
+      let (stage, replica) = layout.place(ofSlot: slot)
+      return member.map {
         RunManifest.StageEntry(
           stage: stage, host: $0.hello.host, pid: $0.hello.pid, dataEndpoint: $0.hello.dataEndpoint,
-          checkpoint: byes[stage]?.checkpoint,
-          rejected: byes[stage]?.rejected ?? live[stage]?.rejected,
-          replay: byes[stage]?.replay, peakResidentBytes: byes[stage]?.peakResidentBytes,
-          bytesSent: byes[stage]?.bytesSent, blasCore: $0.hello.blasCore,
-          gradEndpoint: $0.hello.gradEndpoint, bytesSentUpstream: byes[stage]?.bytesSentUpstream)
+          checkpoint: byes[slot]?.checkpoint,
+          rejected: byes[slot]?.rejected ?? live[slot]?.rejected,
+          replay: byes[slot]?.replay, peakResidentBytes: byes[slot]?.peakResidentBytes,
+          bytesSent: byes[slot]?.bytesSent, blasCore: $0.hello.blasCore,
+          gradEndpoint: $0.hello.gradEndpoint, bytesSentUpstream: byes[slot]?.bytesSentUpstream,
+          replica: layout.counts[stage] > 1 ? replica : nil)
       }
     }
     let refused = sockets.refusedKeys > 0 ? ["refused-key": sockets.refusedKeys] : [:]

@@ -32,8 +32,11 @@ public final class Scheduler {
   /// Workers' trace chunks go straight to disk as they arrive, one event a line, so a long
   /// run's memory stays flat; `trace.json` is assembled from this file at the end.
   let traceSpool: TraceSpool
-  /// The encoded head of the plan, kept while stage 0's queue is full (by job and sequence).
-  var pendingFeed: (job: UInt32, sequence: UInt64, frames: [[UInt8]])?
+  /// The encoded head of the plan, kept while stage 0's queue is full (by job and sequence),
+  /// with the replicas of stage 0 it is still to go to (a batch one, a marker all).
+  var pendingFeed: (job: UInt32, sequence: UInt64, frames: [[UInt8]], to: [Int])?
+  /// Which replica of stage 0 takes each batch (nil: it has one).
+  var feedRouter: ReplicaRouter?
   /// Called with each finished epoch; returning true drains and stops the job (benchmarks).
   public var onEpoch: ((EpochReport) -> Bool)?
   /// Called with a stage whose worker died: start a replacement (the launcher spawns one,
@@ -109,9 +112,10 @@ public final class Scheduler {
     return point
   }
 
-  /// Seconds since stage `stage` was last heard from.
-  public func silentSeconds(stage: Int) -> Double {
-    registry.members[stage].map { Double(WallClock.micros() - $0.lastHeardMicros) / 1e6 } ?? 0
+  /// Seconds since the worker with process id `pid` was last heard from.
+  public func silentSeconds(pid: Int32) -> Double {
+    let member = registry.members.first { $0?.hello.pid == pid } ?? nil
+    return member.map { Double(WallClock.micros() - $0.lastHeardMicros) / 1e6 } ?? 0
   }
 
   // MARK: - The loop
@@ -162,14 +166,24 @@ public final class Scheduler {
     }
   }
 
-  /// Feeds stage 0 while the credits last and its queue takes messages.
+  /// Feeds stage 0 while the credits last and its queues take messages: a batch to the
+  /// replica the router picks, a marker to every replica.
   func feedWhileCredits() throws {
-    while let item = machine.nextFeed, let feed = sockets.feed {
+    while let item = machine.nextFeed, !sockets.feeds.isEmpty {
       let run = machine.run
       if pendingFeed?.job != run.id || pendingFeed?.sequence != run.sequence {
-        pendingFeed = (run.id, run.sequence, source.frames(for: item, of: run))
+        let to = item.isBatch ? [feedRouter?.choose() ?? 0] : Array(sockets.feeds.indices)
+        pendingFeed = (run.id, run.sequence, source.frames(for: item, of: run), to)
       }
-      guard try feed.trySend(pendingFeed!.frames) else { return }  // full: try next turn
+      let pending = pendingFeed!
+      let refused = try pending.to.filter { !(try sockets.feeds[$0].trySend(pending.frames)) }
+      guard refused.isEmpty else {  // full: try next turn
+        pendingFeed!.to = refused
+        return
+      }
+      if item.isBatch {
+        feedRouter?.sent(run.sequence, to: pending.to[0], atMicros: WallClock.micros())
+      }
       pendingFeed = nil
       try apply(.fed(nowMicros: WallClock.micros()))
     }

@@ -6,39 +6,40 @@ import Wire
 extension SchedulerMachine {
   mutating func onControl(_ message: Message, from identity: [UInt8]) -> [Action] {
     if message.kind == .hello { return onHello(message, from: identity) }
-    guard let stage = registry.stage(of: identity) else {
+    guard let slot = registry.slot(of: identity) else {
       return [
         .reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")
       ]
     }
-    registry.heard(from: stage, atMicros: now)  // any word, even about a retired job, says it lives
+    registry.heard(from: slot, atMicros: now)  // any word, even about a retired job, says it lives
+    let (stage, name) = (layout.place(ofSlot: slot).stage, layout.name(ofSlot: slot))
     if message.kind != .heartbeat {
       do throws(WireError) {
         try jobs.check(message, current: run.id)
       } catch {
         return [
-          .reject(reason: error.reason, detail: "\(message.kind) from stage \(stage): \(error)")
+          .reject(reason: error.reason, detail: "\(message.kind) from \(name): \(error)")
         ]
       }
     }
     switch message.kind {
     case .ready:
-      registry.markReady(stage)
-      let hello = registry.members[stage]!.hello
-      return [.log("stage \(stage) ready (\(hello.host) pid \(hello.pid))")] + startIfReady()
+      registry.markReady(slot)
+      let hello = registry.members[slot]!.hello
+      return [.log("\(name) ready (\(hello.host) pid \(hello.pid))")] + startIfReady()
     case .heartbeat:
       guard let beat = try? message.body(Heartbeat.self) else { return [] }
       let reply = Heartbeat(sentMicros: now, echoMicros: beat.sentMicros, schedulerMicros: now)
-      return send(Message(kind: .heartbeat, body: reply), to: stage)
-    case .stats: return onStats(message, from: stage)
+      return send(Message(kind: .heartbeat, body: reply), to: slot)
+    case .stats: return onStats(message, from: slot)
     case .trace: return (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
-    case .bye: return onBye(message, from: stage)
+    case .bye: return onBye(message, from: slot)
     case .error:
       let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
-      return fail("stage \(stage) failed: \(text)")
+      return fail("\(name) failed: \(text)")
     default:
       return [
-        .reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from stage \(stage)")
+        .reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from \(name)")
       ]
     }
   }
@@ -66,8 +67,9 @@ extension SchedulerMachine {
     switch registry.register(identity: identity, hello: hello, nowMicros: now) {
     case .failure(let error):
       return refuse("refused-hello", "refused \(who): \(error)", error.message)
-    case .success(let stage):
-      let line = Action.log("stage \(stage) registered: \(who), data at \(hello.dataEndpoint)")
+    case .success(let slot):
+      let line = Action.log(
+        "\(layout.name(ofSlot: slot)) registered: \(who), data at \(hello.dataEndpoint)")
       guard registry.readyToAssign else { return [line] }
       // After a failure, the directory is rewound first; ASSIGN follows `.rolledBack`.
       return [line] + (recoveryNoticedMicros != nil ? [.rollBack] : assignAll())
@@ -83,42 +85,49 @@ extension SchedulerMachine {
   private mutating func startIfReady() -> [Action] {
     guard phase == .registering, registry.isFull, registry.allReady else { return [] }
     // silence counts from START
-    for stage in 0..<stageCount { registry.heard(from: stage, atMicros: now) }
+    for slot in registry.members.indices { registry.heard(from: slot, atMicros: now) }
     phase = .running
     if let noticed = recoveryNoticedMicros {
       recoveries[recoveries.count - 1].recoverySeconds = Double(now - noticed) / 1e6
       recoveryNoticedMicros = nil
     }
     let line =
-      "all \(stageCount) stages ready; training (\(config.schedule.rawValue), at most "
-      + "\(run.maxInFlight) batches in flight)"
+      "all \(stageCount) stages ready\(replicasNote); training (\(config.schedule.rawValue), at "
+      + "most \(run.maxInFlight) batches in flight)"
+    let firsts = layout.slots(ofStage: 0).map { registry.members[$0]!.hello }
     let actions =
-      [.connectFeed(registry.members[0]!.hello)] + sendAll(Message(kind: .start))
+      [.connectFeed(firsts)] + sendAll(Message(kind: .start))
       + [.started, .log(line)]
     // A run resumed after its last epoch has nothing to train: it stops at once.
     return actions + (run.isFinished ? stop(reason: "finished") : [])
   }
 
-  private mutating func onStats(_ message: Message, from stage: Int) -> [Action] {
+  /// " (\(n) workers)" when some stage has replicas.
+  var replicasNote: String { layout.isReplicated ? " (\(layout.slotCount) workers)" : "" }
+
+  private mutating func onStats(_ message: Message, from slot: Int) -> [Action] {
     guard let body = try? message.body(StatsBody.self) else {
-      return [.reject(reason: "bad-body", detail: "STATS body from stage \(stage)")]
+      return [.reject(reason: "bad-body", detail: "STATS body from \(layout.name(ofSlot: slot))")]
     }
-    if let live = body.live { run.liveStats[stage] = live }
-    guard let totals = body.totals, totals.stage == stage else { return [] }
+    if let live = body.live { run.liveStats[slot] = live }
+    guard let totals = body.totals, totals.stage == layout.place(ofSlot: slot).stage else {
+      return []
+    }
     run.add(totals)
     return closeEpochs()
   }
 
-  private mutating func onBye(_ message: Message, from stage: Int) -> [Action] {
+  private mutating func onBye(_ message: Message, from slot: Int) -> [Action] {
     // A malformed goodbye is one worker's bad message, not the end of the run.
     guard let bye = try? message.body(Bye.self) else {
-      return [.reject(reason: "bad-body", detail: "BYE body from stage \(stage)")]
+      return [.reject(reason: "bad-body", detail: "BYE body from \(layout.name(ofSlot: slot))")]
     }
-    byes[stage] = bye
+    byes[slot] = bye
     switch phase {
     case .running, .registering:
       let reason = "its worker left during the run (\(bye.reason))"
-      return lose(WorkerFailure(stage: stage, reason: reason, silentSeconds: 0))
+      let stage = layout.place(ofSlot: slot).stage
+      return lose(WorkerFailure(stage: stage, reason: reason, silentSeconds: 0, slot: slot))
     case .stopping:
       return expectedByes.allSatisfy { byes[$0] != nil } ? doneStopping() : []
     case .done: return []
@@ -130,12 +139,13 @@ extension SchedulerMachine {
   mutating func onSink(_ message: Message) -> [Action] {
     do throws(WireError) {
       try jobs.check(message, current: run.id)
-      guard message.kind == .result || message.kind == .marker else {
+      guard [.result, .marker, .ack].contains(message.kind) else {
         throw .unexpected("\(message.kind) at the sink")
       }
     } catch {
       return [.reject(reason: error.reason, detail: "a sink message (\(error.reason)): \(error)")]
     }
+    if message.kind == .ack { return [.acknowledged(message)] }  // the feed's routing
     run.landed(message, atMicros: now)
     return message.kind == .marker ? closeEpochs() : []
   }

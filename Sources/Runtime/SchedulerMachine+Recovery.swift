@@ -23,8 +23,9 @@ extension SchedulerMachine {
     var actions: [Action] = [
       .log("\(failure); waiting for a worker to take stage \(failure.stage)")
     ]
-    actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: failure.stage)
-    registry.vacate(failure.stage)
+    let slot = slot(of: failure)
+    actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
+    registry.vacate(slot)
     let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
     actions += sendAll(Message(kind: .reset, body: reset))
     jobs.retire(run.id)
@@ -36,6 +37,17 @@ extension SchedulerMachine {
       .disconnectFeed, .manifest(state: "recovering", detail: "\(failure)"),
       .vacancy(stage: failure.stage),
     ]
+  }
+
+  /// The slot of a failed worker: as reported, else the one its process holds, else its
+  /// stage's first.
+  func slot(of failure: WorkerFailure) -> Int {
+    if let slot = failure.slot { return slot }
+    let slots = layout.slots(ofStage: failure.stage)
+    let held = slots.first { slot in
+      failure.pid != nil && registry.members[slot]?.hello.pid == failure.pid
+    }
+    return held ?? slots.lowerBound
   }
 
   /// The directory is rewound to `point`: the job continues from there, and the epochs

@@ -38,8 +38,10 @@ public struct SchedulerMachine: Sendable {
 
   public enum Action: Sendable, Equatable {
     case send(to: [UInt8], Message)
-    /// Connect the feed to stage 0 at this worker's data endpoint.
-    case connectFeed(Hello)
+    /// Connect the feed to stage 0 at these workers' data endpoints (its replicas).
+    case connectFeed([Hello])
+    /// A replica of stage 0 took this batch of the feed (its ACK at the sink).
+    case acknowledged(Message)
     case disconnectFeed
     /// Send every stage its ASSIGN for `run` (the registry says who holds which stage).
     case assignAll
@@ -92,7 +94,7 @@ public struct SchedulerMachine: Sendable {
   ) {
     (self.config, self.trainCount, self.testCount) = (config, trainCount, testCount)
     (self.registrationTimeout, requiresKeys) = (registrationTimeout, config.security.curve)
-    registry = Registry(stageCount: config.stages.count)
+    registry = Registry(layout: ReplicaLayout(config))
     ids = SeededGenerator(seed: seed)
     run = JobRun(
       id: 0, config: config, trainCount: trainCount, testCount: testCount, resume: resume)
@@ -100,6 +102,7 @@ public struct SchedulerMachine: Sendable {
   }
 
   var stageCount: Int { config.stages.count }
+  var layout: ReplicaLayout { registry.layout }
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
   public var epochsCompleted: Int { run.firstEpoch + run.reports.count }
   /// What to feed now: the plan's next item while running, credits allowing, not draining.
@@ -142,16 +145,16 @@ public struct SchedulerMachine: Sendable {
     }
   }
 
-  /// A control message stamped with this job's id, to a stage's worker (nothing if vacant).
-  func send(_ message: Message, to stage: Int) -> [Action] {
-    guard let member = registry.members[stage] else { return [] }
+  /// A control message stamped with this job's id, to a slot's worker (nothing if vacant).
+  func send(_ message: Message, to slot: Int) -> [Action] {
+    guard let member = registry.members[slot] else { return [] }
     var message = message
     message.job = run.id
     return [.send(to: member.identity, message)]
   }
 
   func sendAll(_ message: Message) -> [Action] {
-    (0..<stageCount).flatMap { send(message, to: $0) }
+    registry.members.indices.flatMap { send(message, to: $0) }
   }
 
   // MARK: - Time and signals
@@ -166,13 +169,16 @@ public struct SchedulerMachine: Sendable {
         actions += sendAll(Message(kind: .heartbeat, body: beat))
       }
       let limit = Int64(config.daemon.liveness) * heartbeatMicros
-      if let stage = registry.silent(nowMicros: now, limitMicros: limit).first,
-        let member = registry.members[stage]
+      if let slot = registry.silent(nowMicros: now, limitMicros: limit).first,
+        let member = registry.members[slot]
       {
         let reason =
           "\(member.hello.host) pid \(member.hello.pid) missed \(config.daemon.liveness) heartbeats"
         let silent = Double(now - member.lastHeardMicros) / 1e6
-        return actions + lose(WorkerFailure(stage: stage, reason: reason, silentSeconds: silent))
+        let failure = WorkerFailure(
+          stage: layout.place(ofSlot: slot).stage, reason: reason, silentSeconds: silent, slot: slot
+        )
+        return actions + lose(failure)
       }
       return actions + (phase == .registering ? registrationOverdue() : drained())
     case .stopping:
@@ -185,7 +191,8 @@ public struct SchedulerMachine: Sendable {
   private mutating func registrationOverdue() -> [Action] {
     guard now >= deadline else { return [] }
     let missing = registry.members.indices.filter { registry.members[$0]?.ready != true }
-    let stages = missing.map { "\($0)" }.joined(separator: ", ")
+    let stages = Set(missing.map { layout.place(ofSlot: $0).stage }).sorted().map { "\($0)" }
+      .joined(separator: ", ")
     return fail(
       "stages \(stages) never became ready within \(registrationTimeout): start a worker for "
         + "each (`stagewise worker --scheduler \(controlEndpoint)`)")

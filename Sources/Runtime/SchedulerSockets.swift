@@ -3,13 +3,15 @@ import Wire
 import ZMQ
 
 /// The scheduler's sockets and their security: the control ROUTER workers register on, the
-/// sink the last stage sends results to, the feed into stage 0, and CURVE with the ZAP
+/// sink the last stage sends results to, the feed into stage 0 (one socket per replica of it),
+/// and CURVE with the ZAP
 /// handler that checks every peer's key. I/O only; the decisions are `SchedulerMachine`'s.
 final class SchedulerSockets {
   let context: Context
   let control: Socket
   let sink: Socket
-  private(set) var feed: Socket?
+  /// Into each replica of stage 0 (empty while no job runs).
+  private(set) var feeds: [Socket] = []
   private(set) var controlEndpoint = ""
   private(set) var sinkEndpoint = ""
   /// CURVE: the scheduler's keys, and the handler that checks every peer's key.
@@ -62,16 +64,19 @@ final class SchedulerSockets {
     let hwm = Int32(daemon.highWaterMark)
     try sink.setHighWaterMarks(send: hwm, receive: hwm)
     try sink.bind("tcp://\(host):*")
-    // the last stage connects here
+    // the last stage connects here (and stage 0's replicas, for their ACKs)
     sinkEndpoint = "tcp://\(advertisedHost(bind: host)):\(sink.boundPort)"
   }
 
-  /// The feed to stage 0; its sends never wait (a full queue means: try again next turn).
-  func connectFeed(to first: Hello, highWaterMark: Int) throws {
-    feed = try SocketRecipes.push(
-      context, to: first.dataEndpoint, curve: curveKeys.map { ($0, first.publicKey ?? "") },
-      highWaterMark: highWaterMark, sendTimeoutMilliseconds: 0)
+  /// The feed to stage 0's replicas; its sends never wait (a full queue means: try again next
+  /// turn).
+  func connectFeed(to replicas: [Hello], highWaterMark: Int) throws {
+    feeds = try replicas.map { hello in
+      try SocketRecipes.push(
+        context, to: hello.dataEndpoint, curve: curveKeys.map { ($0, hello.publicKey ?? "") },
+        highWaterMark: highWaterMark, sendTimeoutMilliseconds: 0)
+    }
   }
 
-  func disconnectFeed() { feed = nil }
+  func disconnectFeed() { feeds = [] }
 }

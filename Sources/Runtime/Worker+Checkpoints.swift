@@ -23,6 +23,14 @@ extension Worker {
     try s.stage.save(to: path, metadata: metadata)
   }
 
+  /// The cut a marker asks for.
+  func save(_ cut: StageRun.Checkpoint, _ s: StageSession) throws {
+    switch cut {
+    case .step(let epoch, let done): try saveStepCheckpoint(s, epoch: epoch, batchesDone: done)
+    case .epoch(let epochsDone): try saveEpochCheckpoint(s, epochsDone: epochsDone)
+    }
+  }
+
   /// At the train-end marker every stage has trained exactly the epoch's batches: a
   /// consistent cut with no global pause. Written atomically; cuts before the previous
   /// epoch's are removed.

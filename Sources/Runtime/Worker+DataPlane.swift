@@ -20,8 +20,22 @@ extension Worker {
       return m
     }
     guard let message = checked else { return }
-    s.expectedSequence = message.sequence + 1
+    if s.assignment.replicas == nil { s.expectedSequence = message.sequence + 1 }
     s.lastSequence = message.sequence
+    let sender = Int(message.replica)
+    guard let next = s.alignment.take(message, from: sender, isMarker: message.kind == .marker)
+    else { return }  // a marker's copy, or what waits until every sender's copy came
+    try hand(next, s)
+  }
+
+  /// What waited for a marker's copies, once they all came.
+  func takeHeld(_ s: StageSession) throws {
+    guard let next = s.alignment.release() else { return }
+    try hand(next, s)
+  }
+
+  /// A checked, lined-up batch or marker to the stage machine.
+  func hand(_ message: Message, _ s: StageSession) throws {
     switch message.kind {
     case .train: try drive(s, .train(s.handoff.input(message), message.batchTag, message))
     case .eval: try drive(s, .eval(s.handoff.input(message), message.batchTag, message))
@@ -35,7 +49,9 @@ extension Worker {
 
   /// Checks what `Message(frames:)` cannot: the job, the kind, the shapes, the order. The
   /// sequence must be exactly the next one: a stale or forged far-ahead message cannot
-  /// shift this stage's notion of where the stream is.
+  /// shift this stage's notion of where the stream is. With replicas in the job, batches reach
+  /// a stage from several senders and in the order they were done, not fed: the sender must
+  /// be one of this stage's, and the order is not checked.
   func check(_ message: Message, _ s: StageSession) throws(WireError) {
     try jobs.check(message, current: s.assignment.job)
     guard [.train, .eval, .marker].contains(message.kind) else {
@@ -49,7 +65,12 @@ extension Worker {
       try s.handoff.check(message)
       if message.kind == .train { try checkMicroBatch(message, s) }
     }
-    guard message.sequence == s.expectedSequence else {
+    if s.assignment.replicas != nil {
+      guard Int(message.replica) < s.alignment.senders else {
+        throw .unexpected(
+          "a batch from replica \(message.replica) of \(s.alignment.senders) senders")
+      }
+    } else if message.sequence != s.expectedSequence {
       throw .outOfOrder(expected: s.expectedSequence, got: message.sequence)
     }
   }
@@ -73,14 +94,62 @@ extension Worker {
   }
 
   /// One message on the gradient socket: e2e's or DNI's gradient from the next stage, DFA's
-  /// error from the last. What comes for a batch the stage gave up on is dropped.
+  /// error from the last, a replica's ACK or a peer replica's state. What comes for a batch
+  /// the stage gave up on is dropped.
   func takeFeedback(_ s: StageSession) throws {
     guard let frames = try gradIn.tryReceive() else { return }
     let checked = rejections.accept(frames, on: "feedback") { m throws(WireError) in
-      try feedbackEvent(m, s)
+      switch m.kind {
+      case .ack: try acknowledged(m, s)
+      case .state: try peerStateEvent(m, s)
+      default: try feedbackEvent(m, s)
+      }
     }
     guard let checked, let event = checked else { return }
     try drive(s, event)
+  }
+
+  /// A replica of the next stage took a batch this one sent it: the router learns its pace.
+  func acknowledged(_ message: Message, _ s: StageSession) throws(WireError) -> StageRun.Event? {
+    try jobs.check(message, current: s.assignment.job)
+    guard message.stage == UInt16(s.assignment.stage + 1),
+      s.router?.acknowledged(
+        message.sequence, by: Int(message.replica), atMicros: WallClock.micros())
+        == true
+    else {
+      throw .unexpected(
+        "ACK from stage \(message.stage) replica \(message.replica) for sequence "
+          + "\(message.sequence), which it was not sent")
+    }
+    return nil
+  }
+
+  /// Another replica of this stage sent its state: checked (the stage, a peer, its length,
+  /// finite values), then the machine's event.
+  func peerStateEvent(_ message: Message, _ s: StageSession) throws(WireError) -> StageRun.Event? {
+    try jobs.check(message, current: s.assignment.job)
+    let replica = Int(message.replica)
+    guard message.stage == UInt16(s.assignment.stage), replica != s.place.index,
+      replica < s.place.count
+    else {
+      throw .unexpected("STATE from stage \(message.stage) replica \(replica), not a peer")
+    }
+    let round: Marker?
+    if message.flags == 0 {
+      round = nil
+    } else if let flag = MarkerFlag(rawValue: message.flags) {
+      round = Marker(Marker.Kind(flag), epoch: Int(message.epoch), batchesDone: Int(message.step))
+    } else {
+      throw .unexpected("STATE with flags \(message.flags)")
+    }
+    let values = try message.expect(.state, .f32, sampleShape: [s.stage.averagedLength], batch: 1)
+      .floats
+    guard values.allSatisfy(\.isFinite) else {
+      throw .unexpected("STATE with a value that is not finite")
+    }
+    let steps = Int(message.sequence)
+    return .peerState(
+      StageRun.ReplicaState(values: values, steps: steps, round: round), from: replica)
   }
 
   /// The machine's event for a message on the gradient socket, nil when it is late.
@@ -126,9 +195,10 @@ extension Worker {
       case .work(let work): try perform(s.machine.run(work), s)
       case .report(let totals):
         try sendControl(Message(kind: .stats, body: StatsBody(live: nil, totals: totals)))
-      case .save(.step(let epoch, let done)):
-        try saveStepCheckpoint(s, epoch: epoch, batchesDone: done)
-      case .save(.epoch(let epochsDone)): try saveEpochCheckpoint(s, epochsDone: epochsDone)
+      case .save(let cut):
+        // A stage's replicas hold one set of weights there: its first replica writes them.
+        guard s.writesCheckpoints else { continue }
+        try save(cut, s)
       // the scheduler spools it to disk: a long run's memory stays flat
       case .shipTrace: try shipTrace(s)
       // once an epoch: memory stays flat over long runs
@@ -152,14 +222,30 @@ extension Worker {
     let stage = UInt16(s.assignment.stage)
     switch outgoing {
     case .output(let activations, let pass, _, let input):
-      try post(
-        StageHandoff.output(
-          activations, of: pass, for: input, from: s.assignment.stage,
-          next: s.nextHandoff ?? Handoff()), to: .downstream, s)
-    case .marker(_, let input): try post(input, to: .downstream, s)
+      let output = StageHandoff.output(
+        activations, of: pass, for: input, from: s.assignment.stage,
+        next: s.nextHandoff ?? Handoff())
+      try post(output, to: .downstream(route(input.sequence, s)), s)
+      try acknowledge(input, s)
+    case .marker(_, let input):
+      for r in s.downstreams.indices { try post(input, to: .downstream(r), s) }
     case .result(let input):
       // The credit that lets the next batch in: its header names the batch, nothing else.
-      try post(input.answer(.result, from: stage), to: .downstream, s)
+      try post(input.answer(.result, from: stage), to: .downstream(0), s)
+      try acknowledge(input, s)
+    case .state(let state):
+      let values = WireTensor(role: .state, shape: [1, state.values.count], floats: state.values)
+      var message = Message(kind: .state, tensors: [values])
+      (message.job, message.stage, message.sequence) = (
+        s.assignment.job, stage, UInt64(state.steps)
+      )
+      if let round = state.round {
+        (message.flags, message.epoch) = (round.kind.flag.rawValue, UInt32(round.epoch))
+        message.step = UInt64(round.batchesDone)
+      }
+      for (r, peer) in s.peersOut.enumerated() where peer != nil {
+        try post(message, to: .peer(r), s)
+      }
     case .inputGradient(let dx, let input):
       guard s.gradientsOut != nil else { return }
       var message = input.answer(.grad, from: stage, tensors: [WireTensor(role: .gradient, dx)])
@@ -171,13 +257,30 @@ extension Worker {
     }
   }
 
-  /// Puts a message in the outbox and hands on what the sockets take now.
+  /// The replica of the next stage a batch goes to (0 when it has one).
+  func route(_ sequence: UInt64, _ s: StageSession) -> Int {
+    guard let r = s.router?.choose() else { return 0 }
+    s.router!.sent(sequence, to: r, atMicros: WallClock.micros())
+    return r
+  }
+
+  /// With replicas here: tells the replica that sent the batch that it is done.
+  func acknowledge(_ input: Message, _ s: StageSession) throws {
+    guard !s.acknowledgeOut.isEmpty else { return }
+    try post(
+      input.answer(.ack, from: UInt16(s.assignment.stage)), to: .acknowledge(Int(input.replica)), s)
+  }
+
+  /// Puts a message in the outbox, under this replica's index, and hands on what the sockets
+  /// take now.
   func post(_ message: Message, to destination: StageSession.Destination, _ s: StageSession) throws
   {
+    var message = message
+    message.replica = UInt16(s.place.index)
     let frames = message.encode()
     let bytes = frames.reduce(0) { $0 + $1.count }
     bytesSent += bytes
-    if destination != .downstream { bytesSentUpstream += bytes }
+    if case .downstream = destination {} else { bytesSentUpstream += bytes }
     s.outbox.append(frames, to: destination)
     try flush(s)
   }

@@ -89,16 +89,20 @@ extension Worker {
     let path = finished ? finalCheckpointPath(s) : interruptedCheckpointPath(s)
     var saved: String?
     var saveError: String?
-    do {
-      let epochs =
-        s.config.training.epochs * (s.config.schedule == .sequential ? s.assignment.stageCount : 1)
-      try saveCheckpoint(s, to: path, epochsDone: finished ? epochs : nil)
-      saved = path
-    } catch {
-      saveError =
-        "stage \(s.assignment.stage) could not save its \(finished ? "final" : "last") weights "
-        + "(\(path)): \(error)"
-      log(saveError!)
+    // The stage's first replica writes its weights; the others' are the same at the last mean.
+    if s.writesCheckpoints {
+      do {
+        let epochs =
+          s.config.training.epochs
+          * (s.config.schedule == .sequential ? s.assignment.stageCount : 1)
+        try saveCheckpoint(s, to: path, epochsDone: finished ? epochs : nil)
+        saved = path
+      } catch {
+        saveError =
+          "stage \(s.assignment.stage) could not save its \(finished ? "final" : "last") weights "
+          + "(\(path)): \(error)"
+        log(saveError!)
+      }
     }
     try shipTrace(s)
     let replay = s.machine.replayStatistics

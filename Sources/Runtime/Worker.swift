@@ -111,13 +111,15 @@ public final class Worker {
     var items: [(Socket, Socket.Readiness)] = [(control, .readable)]
     if let s {
       if let head = s.outbox.head { items.append((s.socket(head), .writable)) }
-      if s.machine.takesFeedback { items.append((gradIn, .readable)) }
-      if s.machine.takesData && s.outbox.isEmpty { items.append((dataIn, .readable)) }
+      if s.takesUpstream { items.append((gradIn, .readable)) }
+      if s.takesNewData { items.append((dataIn, .readable)) }
     }
+    let held = s.map { $0.machine.takesData && $0.outbox.isEmpty && $0.alignment.canRelease }
     let replays = s.map { $0.machine.canReplay && $0.outbox.isEmpty } ?? false
     let locked = s?.machine.isLocked ?? false
     let waitStart = WallClock.micros()
-    let polled = try Socket.poll(items, timeoutMilliseconds: replays ? 0 : s == nil ? 100 : 50)
+    let busy = replays || held == true
+    let polled = try Socket.poll(items, timeoutMilliseconds: busy ? 0 : s == nil ? 100 : 50)
     let ready = { (socket: Socket) in polled.contains { items[$0].0 === socket } }
     if ready(control) { try serviceControl() }
     // A RESET or STOP just now ends what the stage was doing: what it polled is not taken.
@@ -129,6 +131,8 @@ public final class Worker {
     if ready(gradIn) {
       waited(locked ? "gradient-wait" : "receive-wait")
       try takeFeedback(s)
+    } else if held == true {
+      try takeHeld(s)
     } else if ready(dataIn) {
       waited("receive-wait")
       try takeData(s)

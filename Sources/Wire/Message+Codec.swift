@@ -15,6 +15,8 @@ extension Message {
     header.appendLE(microCount)
     header.appendLE(step)
     header.appendLE(sequence)
+    header.appendLE(replica)
+    header.appendLE(UInt16(0))  // reserved
     for tensor in tensors {
       precondition(
         tensor.shape.count <= Protocol.maxRank, "Message: rank above \(Protocol.maxRank)")
@@ -47,6 +49,8 @@ extension Message {
     microCount = reader.read()
     step = reader.read()
     sequence = reader.read()
+    replica = reader.read()
+    let _: UInt16 = reader.read()  // reserved
     guard count <= Protocol.maxTensors else { throw .tooManyTensors(count) }
     guard header.count == Protocol.headerSize + count * Protocol.descriptorSize else {
       throw .headerTooShort(bytes: header.count)

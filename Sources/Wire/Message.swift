@@ -46,6 +46,8 @@ public struct Message: Equatable, Sendable {
   public var epoch: UInt32 = 0
   public var step: UInt64 = 0
   public var sequence: UInt64 = 0
+  /// The sending stage's replica (0 when it has one).
+  public var replica: UInt16 = 0
   /// GPipe: this message's micro-batch and how many make up its batch (0 when not split).
   public var microIndex: UInt16 = 0
   public var microCount: UInt16 = 0

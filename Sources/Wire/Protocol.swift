@@ -5,10 +5,11 @@ public enum Protocol {
   /// Bumped on any incompatible change; a peer speaking another version is refused. 2: ASSIGN
   /// carries the handoffs, RESULT no payload. 3: FEEDBACK (DFA's error), ASSIGN's feedback
   /// targets, GRAD also under DNI. 4: ASSIGN's per-channel normalisation and float images,
-  /// the reduced wire formats (f16, bf16, i8 activations).
-  public static let version: UInt16 = 4
+  /// the reduced wire formats (f16, bf16, i8 activations). 5: the sender's replica in the
+  /// header, ACK and STATE (stage replicas).
+  public static let version: UInt16 = 5
   /// Fixed header bytes before the tensor descriptors.
-  public static let headerSize = 40
+  public static let headerSize = 44
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
   public static let descriptorSize = 20
   public static let maxRank = 4
@@ -32,6 +33,10 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   case result = 4
   case grad = 5
   case feedback = 6
+  /// A replica took the batch with this header's sequence (back to the one that sent it).
+  case ack = 7
+  /// A replica's weights and optimizer state, to the stage's other replicas.
+  case state = 8
   // control plane
   case hello = 16
   case assign = 17
@@ -53,6 +58,8 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .result: "RESULT"
     case .grad: "GRAD"
     case .feedback: "FEEDBACK"
+    case .ack: "ACK"
+    case .state: "STATE"
     case .hello: "HELLO"
     case .assign: "ASSIGN"
     case .ready: "READY"
@@ -86,6 +93,8 @@ public enum Role: UInt8, Sendable, CaseIterable {
   /// f32, B × classes: DFA's output error (softmax − onehot(y)) / B, last stage → every
   /// earlier stage (FEEDBACK).
   case error = 9
+  /// f32, [n]: a replica's parameters, then its optimizer's state, flat (STATE).
+  case state = 10
 }
 
 /// Element types on the wire. f16, bf16 and i8 carry activations under a reduced

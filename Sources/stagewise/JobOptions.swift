@@ -21,6 +21,11 @@ struct JobOptions: ParsableArguments {
   @Option(help: "Override training.threads (OpenBLAS threads per process).")
   var threads: Int?
 
+  @Option(
+    help:
+      "Workers per stage, K=N[,K=N] (stages[K].replicas; launch and scheduler — train runs one).")
+  var replicas: String?
+
   @Option(help: "Run directory (default runs/NAME-TIMESTAMP).")
   var out: String?
 
@@ -45,6 +50,7 @@ struct JobOptions: ParsableArguments {
     if let threads { runConfig.training.threads = threads }
     if let schedule { runConfig.schedule = try choice(schedule, flag: "--schedule") }
     if let method { runConfig.method = try choice(method, flag: "--method") }
+    if let replicas { try Self.apply(replicas: replicas, to: &runConfig) }
     try runConfig.validate()
     if let resume, let configPath {
       // Training longer, at other rates or threads, goes on; another model does not, and is
@@ -60,6 +66,21 @@ struct JobOptions: ParsableArguments {
       }
     }
     return runConfig
+  }
+
+  /// `--replicas 1=2,3=4`: stage 1 with 2 replicas, stage 3 with 4.
+  static func apply(replicas text: String, to config: inout RunConfig) throws {
+    for item in text.split(separator: ",") {
+      let parts = item.split(separator: "=")
+      guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
+        throw ValidationError("--replicas \(text): write STAGE=COUNT[,STAGE=COUNT], as in 1=2")
+      }
+      guard config.stages.indices.contains(k) else {
+        throw ValidationError(
+          "--replicas \(text): stage \(k) does not exist (stages 0…\(config.stages.count - 1))")
+      }
+      config.stages[k].replicas = n
+    }
   }
 
   func choice<T: RawRepresentable & CaseIterable>(_ text: String, flag: String) throws -> T

@@ -79,6 +79,7 @@ struct StageMachineTests {
     case .send(.marker): "marker"
     case .send(.inputGradient): "gradient↑"
     case .send(.error): "error↑"
+    case .send(.state(let change)): change.round == nil ? "change→" : "round→"
     case .work: "work"
     case .report(let totals): "report \(totals.phase)"
     case .save(.epoch(let n)): "save epoch \(n)"

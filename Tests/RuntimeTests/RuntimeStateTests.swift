@@ -31,7 +31,7 @@ struct RegistryTests {
     var registry = Registry(stageCount: 2)
     #expect(try registry.register(identity: [1], hello: hello(nil, pid: 1), nowMicros: 0).get() == 0)
     #expect(try registry.register(identity: [2], hello: hello(0, pid: 2), nowMicros: 0).get() == 0)
-    #expect(registry.stage(of: [1]) == 1 && registry.isFull)
+    #expect(registry.slot(of: [1]) == 1 && registry.isFull)
   }
 
   @Test func aRepeatedHelloKeepsItsStage() throws {

@@ -1,0 +1,82 @@
+import Foundation
+import Learning
+import Runtime
+import TestSupport
+import Testing
+import Wire
+import ZMQ
+
+/// Stage replicas as real processes under `launch`: batches routed among them, markers lined
+/// up, their changes summed into one model, forged replica messages refused.
+@Suite("Stage replicas: real processes on loopback", .serialized)
+struct ReplicaDaemonTests {
+  /// Three stages, the first two with two replicas each: the feed routes among stage 0's
+  /// replicas, each of them among stage 1's, stage 1 lines up two copies of every marker and
+  /// the sink two more. Every batch is trained once by every stage, every evaluation sample
+  /// scored, one checkpoint per stage is written and `eval` on it gives the run's accuracy.
+  @Test(arguments: [false, true])
+  func replicatedStagesTrainEveryBatchOnceAndKeepOneModel(curve: Bool) throws {
+    var config = daemonConfig(epochs: 2)
+    config.stages[0].replicas = 2
+    config.stages[1].replicas = 2
+    config.replicas.averageEvery = 2
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    if curve {
+      _ = try KeyFile.generate(base: "\(dir)/scheduler")
+      config.security.curve = true
+      config.security.schedulerKey = "\(dir)/scheduler.key"
+    }
+    let path = "\(dir)/job.yaml"
+    try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+    let result = try ChildProcess.stagewise(
+      ["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.count == 2)
+    for report in reports { expectNothingLost(report) }
+    #expect(reports.last!.test.accuracy > 0.5, "well above the 10 % of chance")
+    let manifest = try #require(readManifest("\(dir)/run"))
+    #expect(manifest.state == "finished" && manifest.stages.count == 5)
+    let places = manifest.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted()
+    #expect(places == ["0.0", "0.1", "1.0", "1.1", "2.-1"])
+    for worker in manifest.stages {
+      // Each replica was sent batches and handed them on (every one of them took some).
+      #expect((worker.bytesSent ?? 0) > 0, "stage \(worker.stage) replica \(worker.replica ?? 0)")
+      #expect(worker.rejected?.isEmpty ?? true, "\(worker.rejected ?? [:])")
+      #expect(!processExists(worker.pid), "worker \(worker.pid) is gone")
+    }
+    #expect(manifest.rejected.isEmpty, "\(manifest.rejected)")
+    let final = result.stdout.split(separator: "\n").last { $0.hasPrefix("final test accuracy") }!
+    let accuracy = final.split(separator: " ")[3].dropLast()  // "NN.NN%;"
+    let evaluated = try ChildProcess.stagewise(["eval", "\(dir)/run"])
+    #expect(evaluated.status == 0, "\(evaluated.stderr)")
+    #expect(evaluated.stdout.contains("test accuracy \(accuracy.dropLast()) %"), "\(evaluated.stdout)")
+  }
+
+  /// A forged STATE (the wrong length), a STATE claiming to come from the replica itself and an
+  /// ACK for a batch never sent reach a replica's gradient socket: each is refused and
+  /// counted, and the run ends as it should.
+  @Test func malformedReplicaMessagesAreRefusedAndCounted() throws {
+    var config = daemonConfig(epochs: 4, trainSamples: 1200)
+    config.stages[1].replicas = 2
+    let (dir, launch, manifest, context) = try startedRun(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let target = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 0 })
+    let socket = try pushSocket(context, to: try #require(target.gradEndpoint))
+    var wrongLength = Message(
+      kind: .state, tensors: [WireTensor(role: .state, shape: [1, 3], floats: [1, 2, 3])])
+    (wrongLength.job, wrongLength.stage, wrongLength.replica) = (manifest.job, 1, 1)
+    var fromItself = wrongLength
+    fromItself.replica = 0
+    var ack = Message(kind: .ack)
+    (ack.job, ack.stage, ack.sequence) = (manifest.job, 2, 123_456)
+    for message in [wrongLength, fromItself, ack] { try socket.send(message.encode()) }
+    let result = launch.wait(timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    for report in metricsLines("\(dir)/run") { expectNothingLost(report) }
+    let after = try #require(readManifest("\(dir)/run"))
+    let counted = after.stages.first { $0.stage == 1 && $0.replica == 0 }?.rejected ?? [:]
+    #expect(counted.values.reduce(0, +) == 3, "\(counted)")
+  }
+}
