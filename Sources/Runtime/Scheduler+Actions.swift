@@ -14,7 +14,11 @@ extension Scheduler {
       try sockets.connectFeed(to: replicas, highWaterMark: config.daemon.highWaterMark)
       feedRouter = replicas.count > 1 ? ReplicaRouter(replicas: replicas.count) : nil
     case .acknowledged(let ack):
-      feedRouter?.acknowledged(ack.sequence, by: Int(ack.replica), atMicros: WallClock.micros())
+      let now = WallClock.micros()
+      if feedRouter?.acknowledged(ack.sequence, by: Int(ack.replica), atMicros: now) != true {
+        rejections.add(
+          "unexpected", "an ACK at the sink for sequence \(ack.sequence), which was not fed there")
+      }
     case .disconnectFeed:
       sockets.disconnectFeed()
       pendingFeed = nil

@@ -150,7 +150,13 @@ final class StageSession {
 
   /// Whether the data socket is polled now: the machine takes data, nothing waits to be sent,
   /// and nothing held for a marker may go first.
-  var takesNewData: Bool { machine.takesData && outbox.isEmpty && !alignment.canRelease }
+  var takesNewData: Bool { takesData && !alignment.canRelease }
+
+  /// Whether what waited for a marker's copies goes to the machine now.
+  var releasesHeld: Bool { takesData && alignment.canRelease }
+
+  /// The machine takes data and nothing waits to be sent.
+  private var takesData: Bool { machine.takesData && outbox.isEmpty }
 
   /// Whether this replica writes the stage's checkpoints (its replicas' weights are one).
   var writesCheckpoints: Bool { place.index == 0 }

@@ -114,11 +114,11 @@ public final class Worker {
       if s.takesUpstream { items.append((gradIn, .readable)) }
       if s.takesNewData { items.append((dataIn, .readable)) }
     }
-    let held = s.map { $0.machine.takesData && $0.outbox.isEmpty && $0.alignment.canRelease }
+    let held = s?.releasesHeld ?? false
     let replays = s.map { $0.machine.canReplay && $0.outbox.isEmpty } ?? false
     let locked = s?.machine.isLocked ?? false
     let waitStart = WallClock.micros()
-    let busy = replays || held == true
+    let busy = replays || held
     let polled = try Socket.poll(items, timeoutMilliseconds: busy ? 0 : s == nil ? 100 : 50)
     let ready = { (socket: Socket) in polled.contains { items[$0].0 === socket } }
     if ready(control) { try serviceControl() }
@@ -131,7 +131,7 @@ public final class Worker {
     if ready(gradIn) {
       waited(locked ? "gradient-wait" : "receive-wait")
       try takeFeedback(s)
-    } else if held == true {
+    } else if held {
       try takeHeld(s)
     } else if ready(dataIn) {
       waited("receive-wait")
