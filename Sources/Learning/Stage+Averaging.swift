@@ -2,7 +2,10 @@ import NN
 
 /// What a stage's replicas share to keep one set of weights: every value of its store
 /// (parameters and the state beside them, BatchNorm's statistics included), then each of its
-/// optimizer's state buffers (momentum; Adam's moments), flat, in one fixed order.
+/// optimizer's state buffers (momentum; Adam's moments), flat, in one fixed order. Replicas add
+/// up each other's changes to the store's values; the optimizer's buffers stay each replica's
+/// own between markers (a momentum that took in a peer's change would move the weights along
+/// that peer's gradients a second time) and are averaged at markers.
 extension Stage {
   /// The optimizer's state buffers replicas share, by name (see `Optimizer.step`).
   var averagedSlots: [String] {
@@ -14,6 +17,9 @@ extension Stage {
 
   /// The values replicas share: the store's `count` values, then each slot's `count`.
   public var averagedLength: Int { store.count * (1 + averagedSlots.count) }
+
+  /// The leading values of `averagedState` whose changes replicas add up: the store's.
+  public var summedLength: Int { store.count }
 
   /// A copy of what replicas share, `[averagedLength]`.
   public var averagedState: [Float] {
@@ -33,15 +39,23 @@ extension Stage {
     }
   }
 
-  /// state ← state + delta, over `averagedState`'s values (`averagedLength` of them).
+  /// values ← values + delta, over the store's values (`summedLength` of them).
   public func add(_ delta: [Float]) {
-    precondition(delta.count == averagedLength, "Stage.add: \(delta.count) values")
-    let n = store.count
-    let buffers = [store.values] + averagedSlots.map { store.slot($0) }
-    for (b, buffer) in buffers.enumerated() {
-      for i in 0..<n { buffer[i] += delta[b * n + i] }
-    }
+    precondition(delta.count == summedLength, "Stage.add: \(delta.count) values")
+    let values = store.values
+    for i in 0..<summedLength { values[i] += delta[i] }
   }
+}
+
+/// The state every replica takes at a marker, from the last one's `base` and each replica's
+/// change since (in replica order): the first `summed` values are the base plus every change
+/// (each sample's update counts once), the rest — the optimizer's buffers — the base plus the
+/// mean change, i.e. the replicas' mean.
+public func roundState(base: [Float], changes: [[Float]], summed: Int) -> [Float] {
+  var total = sum(base, changes)
+  let n = Float(max(1, changes.count))
+  for i in summed..<total.count { total[i] = base[i] + (total[i] - base[i]) / n }
+  return total
 }
 
 /// `base` + Σ `deltas`, in the order given: every replica that sums in replica order gets the

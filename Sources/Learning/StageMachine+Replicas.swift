@@ -1,11 +1,12 @@
 /// A stage run by several replicas, each a stage machine of its own, that keep one set of
 /// weights by adding up each other's updates (as Downpour SGD's workers push theirs, Dean et
 /// al. 2012, here without a parameter server): every `averageEvery` own steps a replica sends
-/// what its own steps changed since its last send, and each peer adds that in; at a marker that
-/// saves, every replica sends everything its own steps changed since the last such marker and
-/// all take the same sum — the last marker's state plus every replica's change, added in replica
-/// order — so what is checkpointed and evaluated is one set of weights, and every sample's
-/// update counts once, as in one process. (Markers from several senders are lined up before
+/// what its own steps changed in the weights since its last send, and each peer adds that in;
+/// at a marker that saves, every replica sends everything its own steps changed since the last
+/// such marker and all take the same state — the last marker's weights plus every replica's
+/// change, added in replica order, and the mean of their optimizer buffers (`roundState`) — so
+/// what is checkpointed and evaluated is one set of weights, and every sample's update counts
+/// once, as in one process. (Markers from several senders are lined up before
 /// they reach the machine: `MarkerAlignment`.) With one replica none of this happens.
 extension StageMachine {
   /// A stage machine's place among its stage's replicas.
@@ -84,8 +85,8 @@ extension StageMachine {
     step += replicas.place.count
     let every = replicas.place.averageEvery
     guard replicas.place.count > 1, every > 0, replicas.ownSteps % every == 0 else { return [] }
-    let change = ReplicaState(values: takeOwnChange(), steps: replicas.ownSteps, round: nil)
-    return [.send(.state(change))]
+    let values = Array(takeOwnChange().prefix(stage.summedLength))
+    return [.send(.state(ReplicaState(values: values, steps: replicas.ownSteps, round: nil)))]
   }
 
   /// At a marker that saves, with peers: send everything own steps changed since the last sum,
@@ -103,10 +104,10 @@ extension StageMachine {
   /// periodic change that comes during a round is in that peer's round total already.
   mutating func takePeerState(_ peer: ReplicaState, from replica: Int) -> [Action] {
     guard let round = peer.round else {
-      guard case .training = state, peer.values.count == stage.averagedLength else { return [] }
+      guard case .training = state, peer.values.count == stage.summedLength else { return [] }
       openBook()
       stage.add(peer.values)
-      replicas.mark = sum(replicas.mark, [peer.values])
+      for i in peer.values.indices { replicas.mark[i] += peer.values[i] }
       return []
     }
     if case .averaging(let marker, let envelope, var states, let since) = state,
@@ -139,7 +140,8 @@ extension StageMachine {
     // In replica order, so every replica adds the same way (a peer that never answered is
     // left out; the scheduler replaces it).
     let ordered = states.sorted { $0.key < $1.key }.map(\.value)
-    let total = sum(replicas.sumBase, ordered.map(\.values))
+    let total = roundState(
+      base: replicas.sumBase, changes: ordered.map(\.values), summed: stage.summedLength)
     stage.setAveragedState(total)
     (replicas.sumBase, replicas.mark) = (total, total)
     replicas.ownChange = [Float](repeating: 0, count: total.count)

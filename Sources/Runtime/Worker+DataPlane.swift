@@ -142,8 +142,9 @@ extension Worker {
     } else {
       throw .unexpected("STATE with flags \(message.flags)")
     }
-    let values = try message.expect(.state, .f32, sampleShape: [s.stage.averagedLength], batch: 1)
-      .floats
+    // A periodic change carries the weights' change; a marker's, the optimizer's buffers too.
+    let length = round == nil ? s.stage.summedLength : s.stage.averagedLength
+    let values = try message.expect(.state, .f32, sampleShape: [length], batch: 1).floats
     guard values.allSatisfy(\.isFinite) else {
       throw .unexpected("STATE with a value that is not finite")
     }

@@ -82,10 +82,15 @@ struct ReplicaTests {
     _ = Self.drive(&b, .peerState(fromA[0], from: 0))
     let (endA, endB) = (a.stage.averagedState, b.stage.averagedState)
     #expect(endA == endB)
-    // Each replica's change is what the same steps alone changed (float sums agree to rounding).
+    // Each replica's change is what the same steps alone changed (float sums agree to rounding):
+    // the weights take both, the momentum buffers their mean.
     let changeA = zip(soloA.stage.averagedState, start).map { $0 - $1 }
     let changeB = zip(soloB.stage.averagedState, start).map { $0 - $1 }
-    let expected = (0..<start.count).map { start[$0] + changeA[$0] + changeB[$0] }
+    let summed = a.stage.summedLength
+    #expect(summed < start.count)  // SGD with momentum: its buffer is shared too
+    let expected = (0..<start.count).map {
+      start[$0] + (changeA[$0] + changeB[$0]) / ($0 < summed ? 1 : 2)
+    }
     let worst = zip(endA, expected).map { abs($0 - $1) }.max()!
     let moved = changeA.map(abs).max()!
     #expect(moved > 1e-3 && worst < 1e-6, "moved \(moved), off by \(worst)")
@@ -100,10 +105,15 @@ struct ReplicaTests {
     var b = try Self.replica(1, of: 2, every: 1)
     let start = a.stage.averagedState
     let sent = Self.drive(&a, Self.batch(0))
-    #expect(sent.count == 1 && sent[0].round == nil)
+    let summed = a.stage.summedLength
+    #expect(sent.count == 1 && sent[0].round == nil && sent[0].values.count == summed)
     _ = Self.drive(&b, .peerState(sent[0], from: 0))
-    #expect(b.stage.averagedState == a.stage.averagedState)  // start + the same change
-    #expect(b.stage.averagedState != start)
+    // The weights: start + the same change; b's momentum holds none of a's gradient (else b
+    // would move along it again, and every step would count twice).
+    let (stateA, stateB) = (a.stage.averagedState, b.stage.averagedState)
+    #expect(stateB.prefix(summed) == stateA.prefix(summed) && stateB != start)
+    #expect(stateB.dropFirst(summed) == start.dropFirst(summed))
+    #expect(stateA.dropFirst(summed) != start.dropFirst(summed))
     // b's next own change holds only b's own step, not a's change again.
     let before = b.stage.averagedState
     let fromB = Self.drive(&b, Self.batch(1))
