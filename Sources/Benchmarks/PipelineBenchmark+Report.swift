@@ -45,11 +45,11 @@ extension PipelineBenchmark {
   /// window: from the last stage's first compute to the first stage's last, trimmed by 5 % at
   /// each end.
   public static func busyFractions(
-    _ trace: ChromeTrace, stages: Int, spans names: Set<String> = freshCompute
+    _ trace: ChromeTrace, stages: Int, spans names: Set<String> = freshCompute, pids: [Int]? = nil
   ) -> [Double] {
     guard let (from, to) = steadyWindow(trace, stages: stages) else { return [] }
     let spans = trace.traceEvents.filter { $0.ph == "X" && names.contains($0.name) }
-    return (1...stages).map { pid in
+    return (pids ?? Array(1...stages)).map { pid in
       spans.filter { $0.pid == pid }.reduce(0.0) { sum, e in
         sum + max(0, min(e.ts + (e.dur ?? 0), to) - max(e.ts, from))
       } / (to - from)
@@ -98,14 +98,14 @@ extension PipelineBenchmark {
   /// The Markdown report of `rows`.
   public static func report(_ rows: [Row], microBatches: Int) -> String {
     var text =
-      "| K | mode | cores (threads) | stage 0 slowed | samples/s | PyTorch, same model and cores | "
+      "| K | mode | cores (threads) | stage slowed | samples/s | PyTorch, same model and cores | "
       + "× one-process e2e | busy per stage | replay / straggle per stage | waiting for input | "
       + "send-blocked | wait p50 / p99 ms | bubble (GPipe theory) | imbalance | peak RSS MiB "
       + "per process | MB/s sent per stage | bytes/sample down ; up per stage | feedback "
       + "staleness mean (max) | test acc. | replay draws / stalls / mean age |\n"
     text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    func list(_ values: [Double], _ format: String) -> String {
-      values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: " / ")
+    func list(_ values: [Double], _ format: String, _ separator: String = " / ") -> String {
+      values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: separator)
     }
     for row in rows {
       let bubble =
@@ -136,9 +136,11 @@ extension PipelineBenchmark {
           "| %d | %@ | %d (%d) | %@ | %.0f | %@ | %.2f | %@ | %@ | %@ | %@ | %@ | %@ | %@ | %@ | "
           + "%@ | %@ | %@ | %.2f %% | %@ |\n",
         row.stages,
-        row.mode.rawValue, row.cores, row.threads,
-        row.slowdown > 1 ? String(format: "× %.1f", row.slowdown) : "–", row.samplesPerSecond,
-        torch, row.speedupOverOneProcessE2E, list(row.busy, "%.2f"),
+        label(row), row.cores, row.threads,
+        row.slowdown > 1 ? String(format: "%d × %.1f", row.slowStage ?? 0, row.slowdown) : "–",
+        row.samplesPerSecond, torch, row.speedupOverOneProcessE2E,
+        row.replicaBusy.map { $0.map { list($0, "%.2f", "+") }.joined(separator: " / ") }
+          ?? list(row.busy, "%.2f"),
         extra.isEmpty ? "–" : extra.joined(separator: ", "),
         list(row.waitFraction ?? [], "%.2f"),
         list(row.sendBlockedFraction ?? [], "%.2f"),
@@ -168,6 +170,19 @@ extension PipelineBenchmark {
         String(format: "%@ = %.2f", $0.0, of($0.1) / of($0.2))
       }
       if !ratios.isEmpty { text += "\nK = \(k): " + ratios.joined(separator: ", ") + "\n" }
+      for replicated in rows where replicated.stages == k && replicated.mode == .replicated {
+        guard
+          let plain = rows.first(where: {
+            $0.stages == k && $0.mode == .pipelined && $0.slowdown == replicated.slowdown
+          })
+        else { continue }
+        text += String(
+          format: "K = %d%@: pipelined-replicas / pipelined = %.2f\n", k,
+          replicated.slowdown > 1
+            ? String(format: ", stage %d × %.1f", replicated.slowStage ?? 0, replicated.slowdown)
+            : "",
+          replicated.samplesPerSecond / plain.samplesPerSecond)
+      }
       if let torch = rows.first(where: {
         $0.stages == k && $0.mode == .pipelined && $0.slowdown == 1
       }), let rate = torch.pytorchSamplesPerSecond {
@@ -179,8 +194,8 @@ extension PipelineBenchmark {
     text +=
       "\nOne-process modes run with as many BLAS threads as the daemon's workers use cores (the "
       + "cores column); "
-      + "busy counts fresh compute only; bubble = 1 − mean busy, imbalance = 1 − the busiest "
-      + "stage's busy. "
+      + "busy counts fresh compute only (replicated rows: each worker, a stage's replicas "
+      + "joined by +); bubble = 1 − mean busy, imbalance = 1 − the busiest stage's busy. "
       + String(
         format:
           "dfa and dni train at learning rate %g (the others at 0.05), at which they do not "
@@ -189,7 +204,13 @@ extension PipelineBenchmark {
     return text
   }
 
-  /// Samples/s against K, one line per mode (stage 0 not slowed).
+  /// The mode, with its workers per stage when replicated ("pipelined-replicas (1+2)").
+  static func label(_ row: Row) -> String {
+    row.mode.rawValue
+      + (row.replicas.map { " (\($0.map(String.init).joined(separator: "+")))" } ?? "")
+  }
+
+  /// Samples/s against K, one line per mode (no stage slowed).
   public static func throughputPlot(_ rows: [Row]) -> String {
     let calm = rows.filter { $0.slowdown == 1 }
     let modes = Mode.allCases.filter { m in calm.contains { $0.mode == m } }

@@ -27,6 +27,8 @@ public struct PipelineBenchmark {
     case dni
     /// SID pipelined (Benchmarks' network race; its belief travels with the activations).
     case sid
+    /// Pipelined with stage `slowStage` run by `replicas` workers (asked for by `--replicas`).
+    case replicated = "pipelined-replicas"
   }
 
   public struct Row: Codable, Sendable {
@@ -64,8 +66,9 @@ public struct PipelineBenchmark {
     public var sendBlockedFraction: [Double]?
     public var waitP50Milliseconds: [Double]?
     public var waitP99Milliseconds: [Double]?
-    /// The straggler experiment: stage 0's compute stretched by this factor (1: none).
+    /// The straggler experiment: stage `slowStage`'s compute stretched by this factor (1: none).
     public var slowdown: Double = 1
+    public var slowStage: Int? = nil
     /// Replay's staleness at stage 1 (the replay mode).
     public var replay: ReplayStatistics?
     /// Data-plane bytes per stage per sample: downstream over every sample sent on (training
@@ -76,9 +79,12 @@ public struct PipelineBenchmark {
     /// stage but the last.
     public var meanStaleness: [Double]? = nil
     public var maxStaleness: [Int]? = nil
+    /// Workers per stage (the replicated mode), and each one's busy fraction, by stage.
+    public var replicas: [Int]? = nil
+    public var replicaBusy: [[Double]]? = nil
   }
 
-  public var modes = Mode.allCases
+  public var modes = Mode.allCases.filter { $0 != .replicated }
   public var stageCounts = [2]
   public var hiddenLayers = 4
   public var width = 1024
@@ -89,8 +95,11 @@ public struct PipelineBenchmark {
   public var maxInFlight = 0
   public var dataPath = FashionMNIST.defaultDirectory
   public var synthetic = false
-  /// Straggler factors to re-run the daemon modes with (stage 0 slowed).
+  /// Straggler factors to re-run the daemon modes with (stage `slowStage` slowed).
   public var stragglerFactors: [Double] = []
+  public var slowStage = 0
+  /// Workers of stage `slowStage` in the replicated mode.
+  public var replicas = 2
   /// BLAS threads of the one-process baselines; nil: as many as the cores the daemon's K
   /// worker processes use, min(K × threads, cores), so the comparison is at equal cores.
   public var oneProcessThreads: Int?
@@ -110,12 +119,13 @@ public struct PipelineBenchmark {
         "\(hiddenLayers) hidden layers do not split evenly into \(stages) stages (use --layers)")
     }
     var config = RunConfig()
-    config.name = "\(mode.rawValue)-k\(stages)" + (slowdown > 1 ? "-slow\(slowdown)" : "")
-    config.daemon.slowdown = slowdown
+    config.name = Self.runName(mode, stages: stages, slowdown: slowdown)
+    (config.daemon.slowdown, config.daemon.slowStage) = (slowdown, slowStage)
     switch mode {
     case .oneProcessE2E, .e2e, .gpipe: (config.method, config.schedule) = (.e2e, .lockstep)
     case .oneProcessGreedy, .lockstep: (config.method, config.schedule) = (.greedy, .lockstep)
-    case .pipelined, .pipelinedCurve: (config.method, config.schedule) = (.greedy, .pipelined)
+    case .pipelined, .pipelinedCurve, .replicated:
+      (config.method, config.schedule) = (.greedy, .pipelined)
     case .replay: (config.method, config.schedule) = (.greedy, .replay)
     case .dfa: (config.method, config.schedule) = (.dfa, .pipelined)
     case .dni: (config.method, config.schedule) = (.dni, .pipelined)
@@ -151,7 +161,16 @@ public struct PipelineBenchmark {
           [LayerConfig(.linear, out: width), LayerConfig(.relu)]
         })
     }
+    guard config.stages.indices.contains(slowStage) else {
+      throw BenchmarkError("--slow-stage \(slowStage) is not a stage of K = \(stages)")
+    }
+    if mode == .replicated { config.stages[slowStage].replicas = replicas }
     return config
+  }
+
+  /// The run's folder name under the work directory.
+  public static func runName(_ mode: Mode, stages: Int, slowdown: Double) -> String {
+    "\(mode.rawValue)-k\(stages)" + (slowdown > 1 ? "-slow\(slowdown)" : "")
   }
 
   /// The learning rate of the dfa and dni modes (the others: the config's default, 0.05).
@@ -204,7 +223,8 @@ public struct PipelineBenchmark {
         log(
           String(
             format: "K=%d %@%@: %.0f samples/s", k, mode.rawValue,
-            slowdown > 1 ? String(format: " (stage 0 × %.1f)", slowdown) : "", row.samplesPerSecond)
+            slowdown > 1 ? String(format: " (stage %d × %.1f)", slowStage, slowdown) : "",
+            row.samplesPerSecond)
         )
       }
     }
@@ -256,7 +276,16 @@ public struct PipelineBenchmark {
     try AtomicFile.write(
       Self.timeline(trace, stages: k, title: "\(config.name)"),
       to: "\(workDirectory)/timeline-\(config.name).svg")
-    let byes = (0..<k).map { outcome.byes[$0] }
+    // Per stage: its first replica's word, with every replica's bytes added up.
+    let layout = ReplicaLayout(config)
+    let byes: [Bye?] = (0..<k).map { stage in
+      let slots = layout.slots(ofStage: stage)
+      guard var bye = outcome.byes[slots.lowerBound] else { return nil }
+      let all = slots.compactMap { outcome.byes[$0] }
+      bye.bytesSent = all.reduce(0) { $0 + ($1.bytesSent ?? 0) }
+      bye.bytesSentUpstream = all.reduce(0) { $0 + ($1.bytesSentUpstream ?? 0) }
+      return bye
+    }
     var row = Row(
       mode: mode, stages: k, samplesPerSecond: report.samplesPerSecond, speedupOverOneProcessE2E: 0,
       busy: busy,
@@ -282,7 +311,17 @@ public struct PipelineBenchmark {
         feedback.map(\.meanStaleness), feedback.map(\.maxStaleness)
       )
     }
-    (row.threads, row.cores) = (threads, daemonCores(k))
+    (row.threads, row.cores, row.slowStage) = (threads, daemonCores(layout.slotCount), slowStage)
+    if layout.isReplicated {
+      row.replicas = layout.counts
+      row.replicaBusy = (0..<k).map { stage in
+        layout.slots(ofStage: stage).map { slot in
+          let replica = layout.place(ofSlot: slot).replica
+          let pid = ReplicaLayout.tracePid(stage: stage, replica: replica)
+          return Self.busyFractions(trace, stages: k, pids: [pid]).first ?? 0
+        }
+      }
+    }
     return row
   }
 

@@ -31,6 +31,10 @@ public struct ReplicaLayout: Sendable, Equatable {
     return (stage, slot - firsts[stage])
   }
 
+  /// A replica's timeline in the merged trace: stage k's first replica is k + 1, its others
+  /// 100 × replica above.
+  public static func tracePid(stage: Int, replica: Int) -> Int { stage + 1 + 100 * replica }
+
   /// "stage 1" with one replica, "stage 1 replica 0" with several.
   public func name(ofSlot slot: Int) -> String {
     let (stage, replica) = place(ofSlot: slot)

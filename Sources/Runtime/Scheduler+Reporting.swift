@@ -9,7 +9,7 @@ extension Scheduler {
     let stages = (0..<layout.slotCount).map { slot in
       let (stage, replica) = layout.place(ofSlot: slot)
       return TraceEvent.processName(
-        layout.name(ofSlot: slot), pid: StageSession.tracePid(stage: stage, replica: replica))
+        layout.name(ofSlot: slot), pid: ReplicaLayout.tracePid(stage: stage, replica: replica))
     }
     let head = [TraceEvent.processName("scheduler", pid: 0)] + stages
     try traceSpool.assemble(head: head, into: "\(directory.path)/trace.json")

@@ -102,7 +102,8 @@ final class StageSession {
     statsIntervalMicros = Int64(config.daemon.statsMilliseconds) * 1000
     handoff = StageHandoff(assignment, inputShape: stage.inputShape)
     nextHandoff = assignment.nextHandoff
-    trace = TraceRecorder(pid: Self.tracePid(stage: assignment.stage, replica: place.index))
+    trace = TraceRecorder(
+      pid: ReplicaLayout.tracePid(stage: assignment.stage, replica: place.index))
     trace.originMicros = assignment.originMicros
   }
 
@@ -160,10 +161,6 @@ final class StageSession {
 
   /// Whether this replica writes the stage's checkpoints (its replicas' weights are one).
   var writesCheckpoints: Bool { place.index == 0 }
-
-  /// A stage's timeline in the merged trace: stage k's first replica is k + 1, its others
-  /// 100 × replica above.
-  static func tracePid(stage: Int, replica: Int) -> Int { stage + 1 + 100 * replica }
 
   func socket(_ destination: Destination) -> Socket {
     switch destination {

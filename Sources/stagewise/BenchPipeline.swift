@@ -31,9 +31,15 @@ extension Bench {
     @Option(
       help:
         ArgumentHelp(
-          "Straggler factors, comma-separated (e.g. 1.5,2): the daemon modes again with stage 0 "
-            + "slowed.")
+          "Straggler factors, comma-separated (e.g. 1.5,2): the daemon modes again with stage "
+            + "--slow-stage slowed.")
     ) var straggler: String?
+    @Option(help: "The stage --straggler slows and --replicas replicates.") var slowStage = 0
+    @Option(
+      help:
+        ArgumentHelp(
+          "Also run pipelined-replicas: pipelined with stage --slow-stage on this many workers."))
+    var replicas: Int?
     @Option(
       help:
         ArgumentHelp(
@@ -73,9 +79,8 @@ extension Bench {
         for i in rows.indices {
           rows[i].bubble = PipelineBenchmark.bubble(rows[i].busy)
           rows[i].imbalance = PipelineBenchmark.imbalance(rows[i].busy)
-          let name =
-            "\(rows[i].mode.rawValue)-k\(rows[i].stages)"
-            + (rows[i].slowdown > 1 ? "-slow\(rows[i].slowdown)" : "")
+          let name = PipelineBenchmark.runName(
+            rows[i].mode, stages: rows[i].stages, slowdown: rows[i].slowdown)
           if let data = FileManager.default.contents(atPath: "\(out)/\(name)/trace.json"),
             let trace = try? JSONDecoder.stagewise.decode(ChromeTrace.self, from: data)
           {
@@ -116,6 +121,12 @@ extension Bench {
       (bench.microBatches, bench.synthetic, bench.oneProcessThreads) = (
         microBatches, synthetic, oneProcessThreads
       )
+      bench.slowStage = slowStage
+      if let replicas {
+        guard (2...16).contains(replicas) else { throw ValidationError("--replicas: 2 to 16") }
+        bench.replicas = replicas
+        if !bench.modes.contains(.replicated) { bench.modes.append(.replicated) }
+      }
       bench.pytorch = noPytorch ? nil : PyTorchBaseline(python: python)
       bench.stragglerFactors =
         straggler.map { $0.split(separator: ",").compactMap { Double($0) } } ?? []

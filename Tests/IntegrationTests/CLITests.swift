@@ -139,6 +139,32 @@ struct CLITests {
     }
   }
 
+  /// `--replicas 2 --slow-stage 1`: a pipelined-replicas row (stage 1 on two workers) beside
+  /// pipelined, calm and with stage 1 slowed, busy per replica and the ratio line.
+  @Test func pipelineBenchmarkRunsAReplicatedRowBesidePipelined() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(
+      ["bench", "pipeline", "--synthetic", "--batches", "8", "--batch-size", "16", "--width", "16", "--modes", "pipelined",
+       "--straggler", "2", "--slow-stage", "1", "--replicas", "2", "--no-pytorch", "--out", dir], timeout: .seconds(300))
+    #expect(result.status == 0, "\(result.stderr)")
+    let rows = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/rows.json"))) as? [[String: Any]])
+    #expect(rows.compactMap { $0["mode"] as? String } == ["pipelined", "pipelined-replicas", "pipelined", "pipelined-replicas"])
+    for row in rows where row["mode"] as? String == "pipelined-replicas" {
+      #expect(row["replicas"] as? [Int] == [1, 2])
+      #expect((row["replicaBusy"] as? [[Double]])?.map(\.count) == [1, 2])
+    }
+    let slowed = try #require(rows.last)
+    #expect(slowed["slowStage"] as? Int == 1 && (slowed["straggleFraction"] as? [Double])?[1] ?? 0 > 0)
+    let report = try String(contentsOfFile: "\(dir)/report.md", encoding: .utf8)
+    #expect(report.contains("| 2 | pipelined-replicas (1+2) | 2 (1) | 1 × 2.0 |"), "\(report)")
+    #expect(report.contains("K = 2, stage 1 × 2.0: pipelined-replicas / pipelined = "))
+    // One cell per column: a row has as many | as the header.
+    let lines = report.split(separator: "\n").filter { $0.hasPrefix("| ") }
+    #expect(Set(lines.map { $0.filter { $0 == "|" }.count }).count == 1, "\(lines)")
+  }
+
   /// Every cell (K, method, seed) is a run; the table gives mean ± sd over seeds; a rerun
   /// with more seeds runs only the cells not in accuracy.json yet.
   @Test func accuracyBenchmarkWritesTableJSONAndPlotAndResumesCellByCell() throws {
