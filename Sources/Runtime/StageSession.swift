@@ -53,7 +53,7 @@ final class StageSession {
   /// Since when the outbox has waited for a socket (traced as `send-blocked`).
   var blockedSince: Int64?
   /// The straggler experiment's wait, when this stage is the slowed one.
-  let straggler: Straggler?
+  var straggler: Straggler?
   let statsIntervalMicros: Int64
   /// Markers from the previous stage's replicas, lined up.
   var alignment: MarkerAlignment<Message>

@@ -268,3 +268,19 @@ struct TelemetryTests {
     #expect(lines[2].contains("no report yet"))
   }
 }
+
+@Suite("The straggler experiment's wait")
+struct StragglerTests {
+  /// The wait is (slowdown − 1) × the fastest of the last 16 steps: a step that other processes
+  /// slowed is not stretched again, a stage that really got slower is, 16 steps later.
+  @Test func aContendedStepIsNotStretchedAgain() throws {
+    var config = smallConfig()
+    (config.daemon.slowStage, config.daemon.slowdown) = (1, 3)
+    #expect(Straggler(config: config, stage: 0) == nil)
+    var straggler = try #require(Straggler(config: config, stage: 1))
+    #expect(straggler.waitMicros(afterComputing: 10_000) == 20_000)
+    #expect(straggler.waitMicros(afterComputing: 16_000) == 20_000)
+    for _ in 0..<14 { _ = straggler.waitMicros(afterComputing: 15_000) }
+    #expect(straggler.waitMicros(afterComputing: 15_000) == 30_000)
+  }
+}
