@@ -6,6 +6,8 @@ import Yams
 /// Job behind a Service (it ends when the run does; restarted after a crash, it resumes the
 /// run); the stages are an Indexed Job (completion index = stage, read by the worker from
 /// JOB_COMPLETION_INDEX) behind a headless Service; the config travels in a ConfigMap; the
+/// With stage replicas (`stages[k].replicas`) the Indexed Job has one pod per worker slot and
+/// `STAGEWISE_SLOT_STAGES` maps each completion index to its stage. The
 /// run directory is a PersistentVolumeClaim (ReadWriteMany) that every pod mounts at /runs, so
 /// workers' checkpoints land beside the scheduler's logs and a replaced stage finds them.
 /// Every pod binds and advertises its own pod IP (never all interfaces).
@@ -129,12 +131,16 @@ public struct KubernetesManifests {
       ],
     ]
     let stageLabels = labels.merging(["stagewise/role": "stage"]) { $1 }
+    let layout = ReplicaLayout(config)
+    let slotStages: [[String: Any]] =
+      layout.isReplicated
+      ? [["name": "STAGEWISE_SLOT_STAGES", "value": layout.slotStages]] : []
     let stages: [String: Any] = [
       "apiVersion": "batch/v1", "kind": "Job",
       "metadata": meta("stages", ["stagewise/role": "stage"]),
       "spec": [
-        "completionMode": "Indexed", "completions": config.stages.count,
-        "parallelism": config.stages.count,
+        "completionMode": "Indexed", "completions": layout.slotCount,
+        "parallelism": layout.slotCount,
         "backoffLimitPerIndex": config.daemon.restarts, "maxFailedIndexes": 0,
         "template": [
           "metadata": ["labels": stageLabels],
@@ -149,7 +155,7 @@ public struct KubernetesManifests {
                   "$(POD_IP)",
                 ] + security,
                 "env": [podIP, ["name": "OPENBLAS_NUM_THREADS", "value": "\(threads)"]]
-                  + workerKeyEnv,
+                  + slotStages + workerKeyEnv,
                 "volumeMounts": [runsMount] + (curve ? [workerKeys.mount] : []),
                 "resources": [
                   "requests": ["cpu": "\(threads)", "memory": "1Gi"],

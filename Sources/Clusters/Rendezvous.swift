@@ -1,7 +1,11 @@
+import Foundation
+
 /// Where a worker finds its scheduler and which stage it asks for, launcher-agnostic:
 /// flags first, then `STAGEWISE_SCHEDULER` / `STAGEWISE_STAGE`, then Slurm (the scheduler on
 /// the first node of `SLURM_JOB_NODELIST` at `STAGEWISE_PORT`; `SLURM_PROCID`, rank 0 being
 /// the scheduler, so stage = rank − 1) or Kubernetes (`JOB_COMPLETION_INDEX`, the stage).
+/// With stage replicas those two numbers are worker slots, not stages: `STAGEWISE_SLOT_STAGES`
+/// ("0,1,1,2": `stagewise render slot-stages`) gives each slot's stage.
 public struct Rendezvous: Sendable, Equatable {
   public var scheduler: String
   public var stage: Int?
@@ -39,12 +43,31 @@ public struct Rendezvous: Sendable, Equatable {
       guard rank >= 1 else {
         throw ClusterError("SLURM_PROCID 0 is the scheduler's rank; workers are ranks 1…K")
       }
-      return Rendezvous(scheduler: scheduler, stage: rank - 1)
+      return Rendezvous(scheduler: scheduler, stage: try stage(ofSlot: rank - 1, environment))
     }
     if let index = try integer("JOB_COMPLETION_INDEX") {
-      return Rendezvous(scheduler: scheduler, stage: index)
+      return Rendezvous(scheduler: scheduler, stage: try stage(ofSlot: index, environment))
     }
     return Rendezvous(scheduler: scheduler, stage: nil)
+  }
+
+  /// The stage of worker slot `slot`: itself, or its entry in `STAGEWISE_SLOT_STAGES`.
+  static func stage(ofSlot slot: Int, _ environment: [String: String]) throws(ClusterError)
+    -> Int
+  {
+    guard let list = environment["STAGEWISE_SLOT_STAGES"] else { return slot }
+    let stages = list.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !stages.isEmpty, stages.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+      throw ClusterError(
+        "STAGEWISE_SLOT_STAGES=\(list) is not a comma-separated list of stage numbers (write it "
+          + "with `stagewise render slot-stages --config C`)")
+    }
+    guard stages.indices.contains(slot) else {
+      throw ClusterError(
+        "worker slot \(slot) is past STAGEWISE_SLOT_STAGES=\(list) (\(stages.count) slots): "
+          + "start one worker per slot")
+    }
+    return stages[slot]!
   }
 
   /// The first host of a Slurm node list: `node[03-05,9],gpu1` → `node03`.

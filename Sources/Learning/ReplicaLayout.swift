@@ -35,6 +35,12 @@ public struct ReplicaLayout: Sendable, Equatable {
   /// 100 × replica above.
   public static func tracePid(stage: Int, replica: Int) -> Int { stage + 1 + 100 * replica }
 
+  /// Each slot's stage, comma-separated ("0,1,1,2"): `STAGEWISE_SLOT_STAGES` for the engines
+  /// that number workers (a Slurm rank, a Kubernetes completion index).
+  public var slotStages: String {
+    (0..<slotCount).map { String(place(ofSlot: $0).stage) }.joined(separator: ",")
+  }
+
   /// "stage 1" with one replica, "stage 1 replica 0" with several.
   public func name(ofSlot slot: Int) -> String {
     let (stage, replica) = place(ofSlot: slot)

@@ -12,7 +12,7 @@ extension SchedulerMachine {
       ]
     }
     registry.heard(from: slot, atMicros: now)  // any word, even about a retired job, says it lives
-    let (stage, name) = (layout.place(ofSlot: slot).stage, layout.name(ofSlot: slot))
+    let name = layout.name(ofSlot: slot)
     if message.kind != .heartbeat {
       do throws(WireError) {
         try jobs.check(message, current: run.id)

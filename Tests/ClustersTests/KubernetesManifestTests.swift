@@ -84,6 +84,20 @@ struct KubernetesManifestTests {
     #expect(((worker["resources"] as? [String: Any])?["limits"] as? [String: Any])?["cpu"] as? String == "3")
   }
 
+  /// Stage replicas: one pod per worker slot, each completion index mapped to its stage.
+  @Test func replicatedStagesGetAPodPerReplica() throws {
+    var config = RunConfig()
+    config.stages = RunConfig.mlpStages(width: 64, count: 3)
+    config.stages[1].replicas = 2
+    let job = try #require(find(try documents(config), "Job", "-stages"))
+    let spec = try #require(job["spec"] as? [String: Any])
+    #expect(spec["completions"] as? Int == 4 && spec["parallelism"] as? Int == 4)
+    let env = try #require(container(job, path: ["spec", "template", "spec", "containers"])?["env"] as? [[String: Any]])
+    #expect(env.contains { $0["name"] as? String == "STAGEWISE_SLOT_STAGES" && $0["value"] as? String == "0,1,1,2" })
+    let plain = container(find(try documents(), "Job", "-stages"), path: ["spec", "template", "spec", "containers"])
+    #expect((plain?["env"] as? [[String: Any]])?.contains { $0["name"] as? String == "STAGEWISE_SLOT_STAGES" } == false)
+  }
+
   func container(_ doc: [String: Any]?, path: [String]) -> [String: Any]? {
     var node: Any? = doc
     for key in path { node = (node as? [String: Any])?[key] }

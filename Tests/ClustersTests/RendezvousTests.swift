@@ -28,6 +28,22 @@ struct RendezvousTests {
     #expect(try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: [:]).stage == nil)
   }
 
+  /// With replicas, a Slurm rank or completion index is a worker slot: STAGEWISE_SLOT_STAGES
+  /// names each slot's stage; STAGEWISE_STAGE (a replacement worker) still wins.
+  @Test func slotStagesMapRanksAndIndexesToStages() throws {
+    let slots = ["STAGEWISE_SLOT_STAGES": "0,1,1,2"]
+    func stage(_ environment: [String: String]) throws -> Int? {
+      try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: environment.merging(slots) { $1 }).stage
+    }
+    #expect(try stage(["SLURM_PROCID": "3"]) == 1 && stage(["SLURM_PROCID": "4"]) == 2)
+    #expect(try stage(["JOB_COMPLETION_INDEX": "1"]) == 1 && stage(["JOB_COMPLETION_INDEX": "3"]) == 2)
+    #expect(try stage(["STAGEWISE_STAGE": "0", "JOB_COMPLETION_INDEX": "3"]) == 0)
+    #expect(throws: ClusterError.self) { try stage(["JOB_COMPLETION_INDEX": "4"]) }
+    #expect(throws: ClusterError.self) {
+      try Rendezvous.resolve(scheduler: endpoint, stage: nil, environment: ["STAGEWISE_SLOT_STAGES": "0,a", "SLURM_PROCID": "1"])
+    }
+  }
+
   @Test func badValuesAreExplained() {
     #expect(throws: ClusterError.self) { try Rendezvous.resolve(scheduler: nil, stage: nil, environment: [:]) }
     #expect(throws: ClusterError.self) { try Rendezvous.resolve(scheduler: "localhost:1", stage: nil, environment: [:]) }

@@ -115,6 +115,27 @@ wait_gone
 epochs=$(python3 -c "import json; print([json.loads(l)['epoch'] for l in open('$run/metrics.jsonl')])")
 [[ $epochs == "[0, 1, 2, 3, 4, 5]" ]] || fail "metrics.jsonl holds epochs $epochs after resuming, expected 0…5 once each"
 
+# Stage replicas under Slurm: stage 1 on two workers, so four worker tasks; each rank finds
+# its stage through STAGEWISE_SLOT_STAGES, and a job one task short is refused before it starts.
+sed -e 's/epochs: 4/epochs: 1/' -e '$s/$/\n    replicas: 2/' "$work/job.yaml" > "$work/replicas.yaml"
+submit_replicas() {
+  STAGEWISE=$bin STAGEWISE_CONFIG=$work/replicas.yaml STAGEWISE_OUT=$work/replicas \
+    STAGEWISE_KEY=$work/workers.key STAGEWISE_SCHEDULER_KEY=$work/scheduler.pub \
+    sbatch --parsable --ntasks="$1" --overcommit --output="$work/$2" scripts/slurm/stagewise.sbatch
+}
+job=$(submit_replicas 3 short.out)
+wait_gone
+grep -q "the config has 3 worker slots (their stages: 0,1,1) but the job has 2 worker tasks; submit with --ntasks=4" "$work/short.out" \
+  || fail "a job one task short of the replicas was not refused with the count: $(tail -n 3 "$work/short.out")"
+job=$(submit_replicas 4 replicas.out)
+wait_gone
+run=$work/replicas
+[[ $(json "d['state']") == finished ]] || fail "the replicated job's run.json state is $(json "d['state']"): $(tail -n 5 "$work/replicas.out")"
+[[ $(json "sorted((s['stage'], s.get('replica')) for s in d['stages'])") == "[(0, None), (1, 0), (1, 1)]" ]] \
+  || fail "the replicated job's workers are $(json "[(s['stage'], s.get('replica')) for s in d['stages']]")"
+echo "slurm test: replicas passed — stage 1 ran on worker ranks 2 and 3 (STAGEWISE_SLOT_STAGES=0,1,1); a job one task short was refused"
+run=$work/run
+
 # The undisturbed reference: the same job, six epochs in one go, on loopback without Slurm.
 sed -e '/^security:/d' -e 's/epochs: 4/epochs: 6/' "$work/job.yaml" > "$work/calm.yaml"
 timeout 300 "$bin" launch --config "$work/calm.yaml" --out "$work/calm" > "$work/calm.log" 2>&1 \
