@@ -151,7 +151,7 @@ public final class NetworkHosts {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Self.ip!)
     process.arguments = ["netns", "exec", namespace(host), executable] + arguments
-    FileManager.default.createFile(atPath: log, contents: nil)
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
     (process.standardOutput, process.standardError) = (handle, handle)
     try process.run()

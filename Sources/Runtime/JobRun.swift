@@ -92,14 +92,17 @@ public struct JobRun: Sendable {
     plan.advance()
   }
 
-  /// A result or a marker reached the sink.
-  mutating func landed(_ message: Message, atMicros now: Int64) {
+  /// A result or a marker reached the sink; true when it was a marker's last copy.
+  @discardableResult
+  mutating func landed(_ message: Message, atMicros now: Int64) -> Bool {
     if message.kind == .result {
       inFlight = max(0, inFlight - 1)
     } else if let flag = MarkerFlag(rawValue: message.flags), lastCopy(of: message) {
       if flag == .trainEnd { ledgers[Int(message.epoch)]?.trainEndMicros = now }
       if flag == .evalEnd { ledgers[Int(message.epoch)]?.evalEndSeen = true }
+      return true
     }
+    return false
   }
 
   /// Whether this is the last stage's last replica's copy of a marker (then it counts).

@@ -46,12 +46,7 @@ public struct Registry: Sendable {
   public mutating func register(identity: [UInt8], hello: Hello, nowMicros: Int64)
     -> Result<Int, RuntimeError>
   {
-    guard hello.protocolVersion == Int(Protocol.version) else {
-      return .failure(
-        RuntimeError(
-          "protocol version \(hello.protocolVersion) refused: the scheduler speaks "
-            + "\(Protocol.version); run the same stagewise build everywhere"))
-    }
+    if let problem = Self.versionProblem(hello) { return .failure(problem) }
     if let existing = slot(of: identity) {  // a survivor of a failure, waiting again
       members[existing]?.assigned = false
       members[existing]?.ready = false
@@ -62,6 +57,14 @@ public struct Registry: Sendable {
       members[stage] = Member(identity: identity, hello: hello, lastHeardMicros: nowMicros)
     }
     return place
+  }
+
+  /// Why a worker cannot take part, if it speaks another protocol version.
+  static func versionProblem(_ hello: Hello) -> RuntimeError? {
+    guard hello.protocolVersion != Int(Protocol.version) else { return nil }
+    return RuntimeError(
+      "protocol version \(hello.protocolVersion) refused: the scheduler speaks "
+        + "\(Protocol.version); run the same stagewise build everywhere")
   }
 
   /// A slot of the stage a worker asked for: a free one, or one held by a floating worker who
@@ -108,6 +111,24 @@ public struct Registry: Sendable {
   public mutating func vacate(_ stage: Int) {
     members[stage] = nil
     for other in members.indices { members[other]?.ready = false }
+  }
+
+  /// This registry with one more slot for `stage`, taken by a joining worker; every other
+  /// worker keeps its stage and replica, and is to say HELLO again (it is being reset).
+  func addingReplica(of stage: Int, identity: [UInt8], hello: Hello, nowMicros: Int64)
+    -> Registry
+  {
+    var counts = layout.counts
+    counts[stage] += 1
+    var wider = Registry(layout: ReplicaLayout(counts: counts))
+    for (slot, member) in members.enumerated() {
+      let (s, r) = layout.place(ofSlot: slot)
+      wider.members[wider.layout.slot(stage: s, replica: r)] = member
+      wider.members[wider.layout.slot(stage: s, replica: r)]?.ready = false
+    }
+    wider.members[wider.layout.slot(stage: stage, replica: counts[stage] - 1)] = Member(
+      identity: identity, hello: hello, lastHeardMicros: nowMicros)
+    return wider
   }
 
   public mutating func heard(from stage: Int, atMicros now: Int64) {

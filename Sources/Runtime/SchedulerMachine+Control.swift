@@ -54,15 +54,20 @@ extension SchedulerMachine {
       error.job = run.id
       return [.reject(reason: reason, detail: detail), .send(to: identity, error)]
     }
-    guard phase == .registering else {
-      return refuse(
-        "late-hello", "HELLO from \(who) while the job runs",
-        "job \(run.id) is already running with every stage taken")
-    }
     if requiresKeys && hello.publicKey == nil {
       return refuse(
         "refused-hello", "refused \(who): no public key in its HELLO",
         "this job uses CURVE: the worker's HELLO carries no public key")
+    }
+    if let problem = Registry.versionProblem(hello) {
+      return refuse("refused-hello", "refused \(who): \(problem)", problem.message)
+    }
+    guard phase == .registering else {
+      switch askToJoin(hello, identity: identity) {
+      case .success(let actions): return actions
+      case .failure(let error):
+        return refuse("late-hello", "HELLO from \(who) while the job runs: \(error)", error.message)
+      }
     }
     switch registry.register(identity: identity, hello: hello, nowMicros: now) {
     case .failure(let error):
@@ -72,7 +77,7 @@ extension SchedulerMachine {
         "\(layout.name(ofSlot: slot)) registered: \(who), data at \(hello.dataEndpoint)")
       guard registry.readyToAssign else { return [line] }
       // After a failure, the directory is rewound first; ASSIGN follows `.rolledBack`.
-      return [line] + (recoveryNoticedMicros != nil ? [.rollBack] : assignAll())
+      return [line] + (recoveryNoticedMicros != nil || rewindOwed ? [.rollBack] : assignAll())
     }
   }
 
@@ -146,7 +151,7 @@ extension SchedulerMachine {
       return [.reject(reason: error.reason, detail: "a sink message (\(error.reason)): \(error)")]
     }
     if message.kind == .ack { return [.acknowledged(message)] }  // the feed's routing
-    run.landed(message, atMicros: now)
+    if run.landed(message, atMicros: now) { landedForJoin(message) }
     return message.kind == .marker ? closeEpochs() : []
   }
 

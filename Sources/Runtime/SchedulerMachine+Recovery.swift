@@ -27,7 +27,7 @@ extension SchedulerMachine {
     actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
     registry.vacate(slot)
     let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
-    actions += sendAll(Message(kind: .reset, body: reset))
+    actions += sendAll(Message(kind: .reset, body: reset)) + placeJoinerInVacancy()
     jobs.retire(run.id)
     // Until the rollback: a job with nothing in flight, from where the failed one started.
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)
@@ -54,7 +54,8 @@ extension SchedulerMachine {
   /// trained again are counted.
   mutating func rolledBack(to point: ResumePoint) -> [Action] {
     let fed = max(0, run.batchesFed(since: point.epochsDone) - point.batchesDone)
-    if !recoveries.isEmpty {
+    rewindOwed = false
+    if recoveryNoticedMicros != nil, !recoveries.isEmpty {
       recoveries[recoveries.count - 1].resumedAfterEpoch = point.epochsDone
       recoveries[recoveries.count - 1].resumedAfterBatches = point.batchesDone
       recoveries[recoveries.count - 1].batchesRetrained = fed
@@ -63,7 +64,11 @@ extension SchedulerMachine {
       id: run.id, config: config, trainCount: trainCount, testCount: testCount, resume: point,
       trainBatchesFed: run.trainBatchesFed.filter { $0.key < point.epochsDone })
     let skipped = point.skipped.map { Action.log("skipped a damaged checkpoint: \($0)") }
-    return skipped + [.log("restarting from \(point.description) (\(fed) batches to train again)")]
-      + assignAll()
+    let line =
+      recoveryNoticedMicros != nil
+      ? "restarting from \(point.description) (\(fed) batches to train again)"
+      : "continuing from \(point.description) on \(layout.slotCount) workers (replicas per "
+        + "stage: \(layout.counts.map(String.init).joined(separator: ", ")))"
+    return skipped + [.log(line)] + assignAll()
   }
 }

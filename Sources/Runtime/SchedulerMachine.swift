@@ -60,7 +60,8 @@ public struct SchedulerMachine: Sendable {
     case trace([TraceEvent])
   }
 
-  public let config: RunConfig
+  /// The job's config; a stage's replicas grow when a worker joins.
+  public internal(set) var config: RunConfig
   let trainCount: Int, testCount: Int
   var registrationTimeout: Duration
   /// CURVE is on: a HELLO must carry the worker's public key.
@@ -86,6 +87,10 @@ public struct SchedulerMachine: Sendable {
   var lastHeartbeatMicros: Int64 = 0
   /// Between a failure and the next START: when it was noticed (a rollback is owed).
   var recoveryNoticedMicros: Int64?
+  /// A worker waiting to join the running job (`SchedulerMachine+Joining`), and whether the
+  /// run directory is to be rewound to the cut before the next ASSIGN (after a join).
+  var joining: Joining?
+  var rewindOwed = false
   var now: Int64 = 0
 
   public init(
@@ -106,7 +111,9 @@ public struct SchedulerMachine: Sendable {
   var heartbeatMicros: Int64 { Int64(config.daemon.heartbeatMilliseconds) * 1000 }
   public var epochsCompleted: Int { run.firstEpoch + run.reports.count }
   /// What to feed now: the plan's next item while running, credits allowing, not draining.
-  public var nextFeed: FeedPlan.Item? { phase == .running && !draining ? run.nextFeed : nil }
+  public var nextFeed: FeedPlan.Item? {
+    phase == .running && !draining && joining?.heldAt == nil ? run.nextFeed : nil
+  }
 
   mutating func newRun(resume: ResumePoint?, fed: [Int: Int] = [:]) -> JobRun {
     let id = UInt32(truncatingIfNeeded: ids.next()) | 1
@@ -129,7 +136,9 @@ public struct SchedulerMachine: Sendable {
       return onSink(message)
     case .fed(let now):
       self.now = now
+      let (item, sequence) = (run.plan.peek, run.sequence)
       run.fed(atMicros: now)
+      holdForJoin(after: item, sequence: sequence)
       return []
     case .tick(let now):
       self.now = now
@@ -180,7 +189,7 @@ public struct SchedulerMachine: Sendable {
         )
         return actions + lose(failure)
       }
-      return actions + (phase == .registering ? registrationOverdue() : drained())
+      return actions + (phase == .registering ? registrationOverdue() : drained() + joinAtCut())
     case .stopping:
       guard now >= deadline else { return [] }
       return doneStopping()
@@ -230,9 +239,9 @@ public struct SchedulerMachine: Sendable {
       registry.members[$0] != nil && !dead.contains($0)
     }
     deadline = now + 30_000_000
-    let actions = expectedByes.flatMap {
-      send(Message(kind: .stop, body: StopBody(reason: reason)), to: $0)
-    }
+    let actions =
+      turnAwayJoiner("ended before it could join (\(reason))")
+      + expectedByes.flatMap { send(Message(kind: .stop, body: StopBody(reason: reason)), to: $0) }
     return actions + (expectedByes.allSatisfy { byes[$0] != nil } ? doneStopping() : [])
   }
 

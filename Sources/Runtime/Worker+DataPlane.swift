@@ -212,7 +212,10 @@ extension Worker {
         guard s.straggler != nil else { continue }
         let start = WallClock.micros()
         s.straggler?.wait(afterComputing: micros)
-        s.trace.record("straggle", startMicros: start, endMicros: WallClock.micros())
+        let end = WallClock.micros()
+        s.trace.record("straggle", startMicros: start, endMicros: end)
+        // A slowed stage is busy while it waits (what a joining worker's choice reads).
+        s.window.add(busyMicros: end - start, loss: nil, samples: 0)
       case .note(let text): log(text)
       }
     }

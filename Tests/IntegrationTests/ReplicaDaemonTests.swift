@@ -54,6 +54,39 @@ struct ReplicaDaemonTests {
     #expect(evaluated.stdout.contains("test accuracy \(accuracy.dropLast()) %"), "\(evaluated.stdout)")
   }
 
+  /// A worker started with no --stage after epoch 1 of a running job, whose stage 1 is slowed
+  /// 3×, joins it as a second replica of stage 1 within 2 s, at the next cut: the run finishes
+  /// with every epoch's accounting exact, no batch trained twice, and the joiner took batches.
+  @Test func aWorkerStartedDuringTheRunJoinsTheSlowestStage() throws {
+    var config = daemonConfig(epochs: 6, trainSamples: 1200)
+    (config.daemon.checkpointEverySteps, config.daemon.statsMilliseconds) = (2, 100)
+    (config.daemon.slowStage, config.daemon.slowdown) = (1, 3)
+    let (dir, launch, manifest, _) = try startedRun(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
+    let started = ContinuousClock.now
+    let joiner = try ChildProcess(stagewise: ["worker", "--scheduler", manifest.control])
+    #expect(eventually(timeout: .seconds(30)) {
+      let now = readManifest("\(dir)/run")
+      return now?.state == "running" && now?.stages.count == 3
+    })
+    let joined = ContinuousClock.now - started
+    #expect(joined < .seconds(2), "joined after \(joined)")
+    let result = launch.wait(timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(joiner.wait(timeout: .seconds(30)).status == 0)
+    let output = result.stdout + result.stderr
+    #expect(output.contains("joins stage 1 as replica 1 (least capacity"), "\(output)")
+    #expect(!output.contains("to train again"), "nothing rolled back")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.map(\.epoch) == Array(0..<6))
+    for report in reports { expectNothingLost(report) }
+    let after = try #require(readManifest("\(dir)/run"))
+    #expect(after.state == "finished" && after.recoveries == nil)
+    #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.0", "1.1", "2.-1"])
+    for worker in after.stages { #expect((worker.bytesSent ?? 0) > 0, "\(worker)") }
+  }
+
   /// A forged STATE (the wrong length), a STATE claiming to come from the replica itself and an
   /// ACK for a batch never sent reach a replica's gradient socket: each is refused and
   /// counted, and the run ends as it should.

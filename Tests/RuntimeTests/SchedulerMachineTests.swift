@@ -10,12 +10,12 @@ import Wire
 struct SchedulerMachineTests {
   /// Two stages of a small job: 64 training samples in batches of 16 (4 a epoch, at most 4
   /// in flight), 32 test samples in batches of 16.
-  static func machine(restarts: Int = 3) -> SchedulerMachine {
+  static func machine(restarts: Int = 3, epochs: Int = 1) -> SchedulerMachine {
     var config = RunConfig()
     config.data.source = .synthetic
     config.stages = RunConfig.mlpStages(width: 8, count: 2)
     (config.training.batchSize, config.training.evalBatchSize) = (16, 16)
-    config.training.epochs = 1
+    config.training.epochs = epochs
     config.daemon.restarts = restarts
     var machine = SchedulerMachine(
       config: config, trainCount: 64, testCount: 32, resume: nil, seed: 7, registrationTimeout: .seconds(10))
@@ -34,13 +34,13 @@ struct SchedulerMachineTests {
     return m.on(.control(identity: [identity], message, nowMicros: now))
   }
 
-  static func hello(_ m: inout SchedulerMachine, from identity: UInt8, stage: Int, at now: Int64 = 1) -> [SchedulerMachine.Action] {
+  static func hello(_ m: inout SchedulerMachine, from identity: UInt8, stage: Int?, at now: Int64 = 1) -> [SchedulerMachine.Action] {
     m.on(.control(identity: [identity], Message(kind: .hello, body: RuntimeTests.hello(stage, pid: Int32(identity))), nowMicros: now))
   }
 
   /// Both stages registered, assigned, ready and started.
-  static func running(restarts: Int = 3) -> SchedulerMachine {
-    var m = machine(restarts: restarts)
+  static func running(restarts: Int = 3, epochs: Int = 1) -> SchedulerMachine {
+    var m = machine(restarts: restarts, epochs: epochs)
     _ = hello(&m, from: 1, stage: 0)
     #expect(hello(&m, from: 2, stage: 1).contains(.assignAll), "ASSIGN once every stage has a worker")
     _ = control(&m, from: 1, .ready)

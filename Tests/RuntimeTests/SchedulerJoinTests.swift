@@ -1,0 +1,86 @@
+import Learning
+import Telemetry
+import Testing
+import Wire
+
+@testable import Runtime
+
+/// A worker that says HELLO while the job runs: it joins as one more replica of the neediest
+/// stage at the next cut, without a batch trained twice; or it is told why not.
+@Suite("Scheduler machine: a worker joins a running job")
+struct SchedulerJoinTests {
+  typealias T = SchedulerMachineTests
+
+  static func logs(_ actions: [SchedulerMachine.Action]) -> [String] {
+    actions.compactMap { if case .log(let line) = $0 { line } else { nil } }
+  }
+
+  static func live(_ m: inout SchedulerMachine, slot: Int, samplesPerSecond: Double, busy: Double) {
+    let stats = LiveStats(stage: slot, step: 1, loss: 1, samplesPerSecond: samplesPerSecond, busy: busy, lastSequence: 0, rejected: [:])
+    var message = Message(kind: .stats, body: StatsBody(live: stats, totals: nil))
+    message.job = m.run.id
+    _ = m.on(.control(identity: [UInt8(slot + 1)], message, nowMicros: 2))
+  }
+
+  static func marker(_ m: inout SchedulerMachine, _ flag: MarkerFlag, sequence: UInt64) -> [SchedulerMachine.Action] {
+    var message = Message(kind: .marker)
+    (message.job, message.flags, message.sequence) = (m.run.id, flag.rawValue, sequence)
+    return m.on(.sink(message, nowMicros: 3))
+  }
+
+  @Test func aHelloWhileRunningJoinsTheSlowestStageAtTheNextCut() throws {
+    var m = T.running(epochs: 2)
+    Self.live(&m, slot: 0, samplesPerSecond: 1000, busy: 0.2)  // could do 5000 samples/s
+    Self.live(&m, slot: 1, samplesPerSecond: 1000, busy: 0.9)  // could do 1111: the bottleneck
+    let asked = T.hello(&m, from: 3, stage: nil)
+    #expect(T.sent(asked).isEmpty, "no answer until the cut")
+    #expect(Self.logs(asked).contains { $0.contains("joins stage 1 as replica 1") && $0.contains("0: 5000 (1000/s at busy 0.20), 1: 1111 (1000/s at busy 0.90)") }, "\(asked)")
+    let second = T.hello(&m, from: 4, stage: nil)
+    #expect(T.sent(second).map(\.kind) == [.error], "one join at a time")
+    // The feed runs to the end of epoch 0's evaluation (sequence 7), and stops there.
+    #expect(T.feed(&m).count == 5)
+    for _ in 0..<4 { _ = T.sink(&m, .result) }
+    _ = Self.marker(&m, .trainEnd, sequence: 4)
+    #expect(T.feed(&m).count == 3, "2 eval batches and the eval-end marker")
+    for _ in 0..<2 { _ = T.sink(&m, .result) }
+    #expect(m.nextFeed == nil, "held at the cut")
+    _ = Self.marker(&m, .evalEnd, sequence: 7)
+    #expect(T.sent(m.on(.tick(nowMicros: 4))).isEmpty, "not before epoch 0 is reported")
+    for stage in 0..<2 {
+      _ = T.totals(&m, stage: stage, .train, samples: 64, batches: 4)
+      _ = T.totals(&m, stage: stage, .eval, samples: 32, batches: 2)
+    }
+    #expect(m.epochsCompleted == 1)
+    let oldJob = m.run.id
+    let reset = m.on(.tick(nowMicros: 5))
+    #expect(T.sent(reset).filter { $0.kind == .reset }.map(\.to) == [1, 2], "the joiner is not reset")
+    #expect(m.phase == .registering && m.layout.counts == [1, 2] && m.config.stages[1].replicas == 2)
+    #expect(m.registry.members.map { $0?.identity[0] } == [1, 2, 3])
+    _ = T.hello(&m, from: 1, stage: 0)
+    #expect(T.hello(&m, from: 2, stage: 1).contains(.rollBack), "the directory's cut first")
+    let assigned = m.on(.rolledBack(ResumePoint(epochsDone: 1, checkpoints: [])))
+    #expect(assigned.contains(.assignAll) && m.run.id != oldJob && m.recoveries.isEmpty)
+    #expect(Self.logs(assigned).contains { $0.contains("continuing from") && $0.contains("3 workers") }, "\(assigned)")
+    #expect(m.run.maxInFlight == 6, "two batches in flight per worker")
+    for worker: UInt8 in 1...3 { _ = T.control(&m, from: worker, .ready) }
+    #expect(m.phase == .running && T.feed(&m).count == 8, "epoch 1: 4 + 2 batches, 2 markers")
+  }
+
+  @Test func aWorkerLostWhileAnotherWaitsToJoinIsReplacedByTheJoiner() {
+    var m = T.running(epochs: 2)
+    _ = T.hello(&m, from: 3, stage: nil)
+    let lost = m.on(.workerLost(WorkerFailure(stage: 1, reason: "exited", silentSeconds: 0)))
+    #expect(Self.logs(lost).contains("stage 1 taken by the worker that was joining"), "\(lost)")
+    #expect(m.registry.members.map { $0?.identity[0] } == [1, 3] && m.layout.counts == [1, 1])
+  }
+
+  @Test func aJoinerIsToldWhyItCannotJoin() {
+    var m = T.running(epochs: 2)
+    let missing = T.hello(&m, from: 3, stage: 5)
+    #expect(T.sent(missing).map(\.kind) == [.error])
+    #expect(missing.contains { if case .reject(let reason, let detail) = $0 { reason == "late-hello" && detail.contains("stage 5 does not exist") } else { false } })
+    var stopping = T.running()
+    _ = stopping.on(.signal(15))
+    #expect(T.sent(T.hello(&stopping, from: 3, stage: nil)).map(\.kind) == [.error], "draining: no more workers")
+  }
+}
