@@ -37,6 +37,10 @@ public final class Launcher {
     return try scheduler.run { phase in
       guard phase != .stopping && phase != .done, let (slot, pid, status) = self.workers.exited()
       else { return nil }
+      if self.scheduler.left(pid: pid) {  // a replica that left at a cut: gone as it should be
+        self.workers.retire(stage: slot)
+        return nil
+      }
       let stage = layout.place(ofSlot: slot).stage
       if !(dead[stage]?.contains(slot) ?? false) { dead[stage, default: []].append(slot) }
       return WorkerFailure(

@@ -113,22 +113,23 @@ public struct Registry: Sendable {
     for other in members.indices { members[other]?.ready = false }
   }
 
-  /// This registry with one more slot for `stage`, taken by a joining worker; every other
-  /// worker keeps its stage and replica, and is to say HELLO again (it is being reset).
-  func addingReplica(of stage: Int, identity: [UInt8], hello: Hello, nowMicros: Int64)
-    -> Registry
-  {
-    var counts = layout.counts
-    counts[stage] += 1
-    var wider = Registry(layout: ReplicaLayout(counts: counts))
-    for (slot, member) in members.enumerated() {
-      let (s, r) = layout.place(ofSlot: slot)
-      wider.members[wider.layout.slot(stage: s, replica: r)] = member
-      wider.members[wider.layout.slot(stage: s, replica: r)]?.ready = false
+  /// This registry without the `leaving` workers and with the `joining` ones as the last
+  /// replicas of their stages; everyone else keeps its stage and replica order and is to say
+  /// HELLO again (it is being reset).
+  func relaid(leaving: Set<[UInt8]>, joining: [(stage: Int, member: Member)]) -> Registry {
+    var byStage = (0..<stageCount).map { stage in
+      layout.slots(ofStage: stage).compactMap { members[$0] }
+        .filter { !leaving.contains($0.identity) }
+        .map { member in
+          var member = member
+          member.ready = false
+          return member
+        }
     }
-    wider.members[wider.layout.slot(stage: stage, replica: counts[stage] - 1)] = Member(
-      identity: identity, hello: hello, lastHeardMicros: nowMicros)
-    return wider
+    for join in joining { byStage[join.stage].append(join.member) }
+    var relaid = Registry(layout: ReplicaLayout(counts: byStage.map(\.count)))
+    relaid.members = byStage.flatMap { $0 }
+    return relaid
   }
 
   public mutating func heard(from stage: Int, atMicros now: Int64) {

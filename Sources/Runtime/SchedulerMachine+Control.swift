@@ -6,11 +6,7 @@ import Wire
 extension SchedulerMachine {
   mutating func onControl(_ message: Message, from identity: [UInt8]) -> [Action] {
     if message.kind == .hello { return onHello(message, from: identity) }
-    guard let slot = registry.slot(of: identity) else {
-      return [
-        .reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")
-      ]
-    }
+    guard let slot = registry.slot(of: identity) else { return fromStranger(message, identity) }
     registry.heard(from: slot, atMicros: now)  // any word, even about a retired job, says it lives
     let name = layout.name(ofSlot: slot)
     if message.kind != .heartbeat {
@@ -34,6 +30,7 @@ extension SchedulerMachine {
     case .stats: return onStats(message, from: slot)
     case .trace: return (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
     case .bye: return onBye(message, from: slot)
+    case .leave: return askToLeave(from: slot)
     case .error:
       let text = (try? message.body(ErrorBody.self).message) ?? "unreadable"
       return fail("\(name) failed: \(text)")
@@ -42,6 +39,16 @@ extension SchedulerMachine {
         .reject(reason: "unexpected-\(message.kind)", detail: "\(message.kind) from \(name)")
       ]
     }
+  }
+
+  /// A message from no registered worker: one that left at a cut, or a stranger (refused).
+  private func fromStranger(_ message: Message, _ identity: [UInt8]) -> [Action] {
+    if let gone = departed.first(where: { $0.identity == identity }) {
+      return fromDeparted(message, gone)
+    }
+    return [
+      .reject(reason: "unregistered", detail: "\(message.kind) from a peer that never said HELLO")
+    ]
   }
 
   private mutating func onHello(_ message: Message, from identity: [UInt8]) -> [Action] {
@@ -151,7 +158,7 @@ extension SchedulerMachine {
       return [.reject(reason: error.reason, detail: "a sink message (\(error.reason)): \(error)")]
     }
     if message.kind == .ack { return [.acknowledged(message)] }  // the feed's routing
-    if run.landed(message, atMicros: now) { landedForJoin(message) }
+    if run.landed(message, atMicros: now) { landedForChanges(message) }
     return message.kind == .marker ? closeEpochs() : []
   }
 

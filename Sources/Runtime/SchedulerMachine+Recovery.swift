@@ -8,6 +8,13 @@ import Wire
 extension SchedulerMachine {
   mutating func lose(_ failure: WorkerFailure) -> [Action] {
     guard phase == .registering || phase == .running else { return [] }
+    // A replica that left at a cut, exiting as it should.
+    if failure.slot == nil, let pid = failure.pid,
+      departed.contains(where: { $0.hello.pid == pid }),
+      !registry.members.contains(where: { $0?.hello.pid == pid })
+    {
+      return []
+    }
     guard recoveries.count < config.daemon.restarts else {
       return fail("\(failure)", dead: [failure.stage])
     }
@@ -27,7 +34,7 @@ extension SchedulerMachine {
     actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
     registry.vacate(slot)
     let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
-    actions += sendAll(Message(kind: .reset, body: reset)) + placeJoinerInVacancy()
+    actions += sendAll(Message(kind: .reset, body: reset)) + placeJoinersInVacancies()
     jobs.retire(run.id)
     // Until the rollback: a job with nothing in flight, from where the failed one started.
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)

@@ -87,9 +87,10 @@ public struct SchedulerMachine: Sendable {
   var lastHeartbeatMicros: Int64 = 0
   /// Between a failure and the next START: when it was noticed (a rollback is owed).
   var recoveryNoticedMicros: Int64?
-  /// A worker waiting to join the running job (`SchedulerMachine+Joining`), and whether the
-  /// run directory is to be rewound to the cut before the next ASSIGN (after a join).
-  var joining: Joining?
+  /// Replicas joining and leaving at the next cut (`SchedulerMachine+Elastic`), those that
+  /// left, and whether the run directory is rewound to the cut before the next ASSIGN.
+  var changes: CutChanges?
+  var departed: [Registry.Member] = []
   var rewindOwed = false
   var now: Int64 = 0
 
@@ -112,7 +113,7 @@ public struct SchedulerMachine: Sendable {
   public var epochsCompleted: Int { run.firstEpoch + run.reports.count }
   /// What to feed now: the plan's next item while running, credits allowing, not draining.
   public var nextFeed: FeedPlan.Item? {
-    phase == .running && !draining && joining?.heldAt == nil ? run.nextFeed : nil
+    phase == .running && !draining && changes?.heldAt == nil ? run.nextFeed : nil
   }
 
   mutating func newRun(resume: ResumePoint?, fed: [Int: Int] = [:]) -> JobRun {
@@ -138,7 +139,7 @@ public struct SchedulerMachine: Sendable {
       self.now = now
       let (item, sequence) = (run.plan.peek, run.sequence)
       run.fed(atMicros: now)
-      holdForJoin(after: item, sequence: sequence)
+      holdForChanges(after: item, sequence: sequence)
       return []
     case .tick(let now):
       self.now = now
@@ -189,7 +190,7 @@ public struct SchedulerMachine: Sendable {
         )
         return actions + lose(failure)
       }
-      return actions + (phase == .registering ? registrationOverdue() : drained() + joinAtCut())
+      return actions + (phase == .registering ? registrationOverdue() : drained() + changeAtCut())
     case .stopping:
       guard now >= deadline else { return [] }
       return doneStopping()
@@ -240,7 +241,7 @@ public struct SchedulerMachine: Sendable {
     }
     deadline = now + 30_000_000
     let actions =
-      turnAwayJoiner("ended before it could join (\(reason))")
+      turnAwayJoiners("ended before it could join (\(reason))")
       + expectedByes.flatMap { send(Message(kind: .stop, body: StopBody(reason: reason)), to: $0) }
     return actions + (expectedByes.allSatisfy { byes[$0] != nil } ? doneStopping() : [])
   }

@@ -200,6 +200,9 @@ public final class Worker {
           body: Ready(stage: session.assignment.stage, parameterCount: session.stage.store.count)))
     case .sendHeartbeat:
       try sendControl(Message(kind: .heartbeat, body: Heartbeat(sentMicros: WallClock.micros())))
+    case .sendLeave:
+      log("asked to leave: training on until the scheduler's STOP at the next cut")
+      try sendControl(Message(kind: .leave))
     case .dropStage(let job, let reason):
       if let session {
         log(

@@ -13,8 +13,9 @@ import Wire
 /// Waiting ends in failure after `assignWait` (for ASSIGN) or `startWait` (for START) without a
 /// word from the scheduler (each scheduler heartbeat restarts the wait); training ends in
 /// failure after liveness × heartbeat of silence. ERROR, and STOP or a signal before training
-/// began, are
-/// failures too: the process exits non-zero.
+/// began, are failures too: the process exits non-zero. A replica among several that gets a
+/// signal while training does not leave at once: it asks the scheduler to LEAVE and trains on
+/// until the STOP that comes at the next cut (or leaves anyway after `departWait`).
 public struct WorkerLife: Sendable {
   public enum State: Equatable, Sendable {
     /// HELLO sent; waiting for ASSIGN.
@@ -57,6 +58,8 @@ public struct WorkerLife: Sendable {
     case setUp(Assignment)
     case sendReady
     case sendHeartbeat
+    /// Ask to leave at the next cut (a replica among several, sent a signal).
+    case sendLeave
     /// Forget the stage of this job (its messages still in flight are stale from now on).
     case dropStage(job: UInt32, reason: String)
     case countRejection(String)
@@ -73,6 +76,12 @@ public struct WorkerLife: Sendable {
   private var lastHeardMicros: Int64 = 0
   private var lastSentMicros: Int64 = 0
   private var nowMicros: Int64 = 0
+  /// The stage has other replicas (from its ASSIGN): a signal asks to leave at a cut.
+  private var replicated = false
+  /// When this replica asked to leave, if it has.
+  public private(set) var departingSinceMicros: Int64?
+  /// How long a replica that asked to leave waits for its STOP before leaving anyway.
+  public static let departWait: Duration = .seconds(30)
 
   public init(scheduler: String, assignWait: Duration, startWait: Duration = .seconds(600)) {
     (self.scheduler, self.assignWait, self.startWait) = (scheduler, assignWait, startWait)
@@ -104,7 +113,9 @@ public struct WorkerLife: Sendable {
     case .tick(let now):
       nowMicros = now
       return checkTime()
-    case .stop, .error, .signal:
+    case .signal(let signal):
+      return depart(signal)
+    case .stop, .error:
       end(event)
       return []
     default:
@@ -117,6 +128,7 @@ public struct WorkerLife: Sendable {
     switch (event, state) {
     case (.assign(let assignment), .registering):
       state = .building(job: assignment.job)
+      replicated = (assignment.replicas?.replicas ?? 1) > 1
       return [.setUp(assignment)]
     case (.built(let heartbeat, let liveness), .building(let job)):
       (heartbeatMicros, self.liveness) = (heartbeat, liveness)
@@ -130,6 +142,7 @@ public struct WorkerLife: Sendable {
     case (.reset(let reason), .building(let job)), (.reset(let reason), .assigned(let job)),
       (.reset(let reason), .training(let job)):
       state = .registering
+      departingSinceMicros = nil
       return [.dropStage(job: job, reason: reason), .sendHello]
     case (.heartbeat, .training):
       return []
@@ -140,6 +153,18 @@ public struct WorkerLife: Sendable {
     case (.other(let kind), _): return unexpected(kind)
     default: return []  // a stage built after a RESET dropped it: nothing to report
     }
+  }
+
+  /// A signal: a replica among several asks to leave at the next cut (once: the signal stays
+  /// raised) and trains on; anything else ends now.
+  private mutating func depart(_ signal: Int32) -> [Action] {
+    guard case .training = state, replicated else {
+      end(.signal(signal))
+      return []
+    }
+    guard departingSinceMicros == nil else { return [] }
+    departingSinceMicros = nowMicros
+    return [.sendLeave]
   }
 
   /// STOP, ERROR or a signal: leaving while training, a failure before.
@@ -193,6 +218,11 @@ public struct WorkerLife: Sendable {
       }
       return []
     case .training:
+      if let since = departingSinceMicros, nowMicros - since > Self.departWait.micros {
+        state = .leaving(
+          reason: "asked to leave; no STOP from the scheduler within \(Self.departWait)")
+        return []
+      }
       if silent > liveness * heartbeatMicros {
         state = .failed(
           reason:

@@ -6,8 +6,8 @@ public enum Protocol {
   /// carries the handoffs, RESULT no payload. 3: FEEDBACK (DFA's error), ASSIGN's feedback
   /// targets, GRAD also under DNI. 4: ASSIGN's per-channel normalisation and float images,
   /// the reduced wire formats (f16, bf16, i8 activations). 5: the sender's replica in the
-  /// header, ACK and STATE (stage replicas).
-  public static let version: UInt16 = 5
+  /// header, ACK and STATE (stage replicas). 6: LEAVE (a replica leaves at the next cut).
+  public static let version: UInt16 = 6
   /// Fixed header bytes before the tensor descriptors.
   public static let headerSize = 44
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
@@ -49,6 +49,8 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   case stop = 24
   case bye = 25
   case trace = 26
+  /// A replica asks to leave the job at the next cut (it was sent SIGTERM).
+  case leave = 27
 
   public var description: String {
     switch self {
@@ -71,6 +73,7 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .stop: "STOP"
     case .bye: "BYE"
     case .trace: "TRACE"
+    case .leave: "LEAVE"
     }
   }
 }

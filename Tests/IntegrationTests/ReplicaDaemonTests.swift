@@ -87,6 +87,33 @@ struct ReplicaDaemonTests {
     for worker in after.stages { #expect((worker.bytesSent ?? 0) > 0, "\(worker)") }
   }
 
+  /// SIGTERM to one of stage 1's two replicas after epoch 1: it asks to leave, trains on to
+  /// the next cut and exits there; the run goes on with one replica, nothing rolled back,
+  /// every epoch's accounting exact.
+  @Test func aReplicaSentSIGTERMLeavesAtTheNextCutWithoutARollback() throws {
+    var config = daemonConfig(epochs: 6, trainSamples: 1200)
+    config.daemon.checkpointEverySteps = 2
+    config.stages[1].replicas = 2
+    let (dir, launch, manifest, _) = try startedRun(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
+    let leaver = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 1 })
+    kill(leaver.pid, SIGTERM)
+    #expect(eventually(timeout: .seconds(30)) { !processExists(leaver.pid) }, "the leaver exits")
+    let result = launch.wait(timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let output = result.stdout + result.stderr
+    #expect(output.contains("stage 1 replica 1 (") && output.contains("leaves at the next cut"), "\(output)")
+    #expect(output.contains("replicas per stage now 1, 1, 1 (0 joined, 1 left)"), "\(output)")
+    #expect(!output.contains("to train again") && !output.contains("waiting for a worker"), "no recovery")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.map(\.epoch) == Array(0..<6))
+    for report in reports { expectNothingLost(report) }
+    let after = try #require(readManifest("\(dir)/run"))
+    #expect(after.state == "finished" && after.recoveries == nil && after.rejected.isEmpty, "\(after.rejected)")
+    #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.-1", "2.-1"])
+  }
+
   /// A forged STATE (the wrong length), a STATE claiming to come from the replica itself and an
   /// ACK for a batch never sent reach a replica's gradient socket: each is refused and
   /// counted, and the run ends as it should.

@@ -5,9 +5,10 @@ import Wire
 
 @testable import Runtime
 
-/// A worker that says HELLO while the job runs: it joins as one more replica of the neediest
-/// stage at the next cut, without a batch trained twice; or it is told why not.
-@Suite("Scheduler machine: a worker joins a running job")
+/// Workers that say HELLO while the job runs join as more replicas of the neediest stage at
+/// the next cut, and replicas that ask to LEAVE go there, without a batch trained twice; or
+/// they are told why not.
+@Suite("Scheduler machine: replicas join and leave a running job")
 struct SchedulerJoinTests {
   typealias T = SchedulerMachineTests
 
@@ -36,7 +37,7 @@ struct SchedulerJoinTests {
     #expect(T.sent(asked).isEmpty, "no answer until the cut")
     #expect(Self.logs(asked).contains { $0.contains("joins stage 1 as replica 1") && $0.contains("0: 5000 (1000/s at busy 0.20), 1: 1111 (1000/s at busy 0.90)") }, "\(asked)")
     let second = T.hello(&m, from: 4, stage: nil)
-    #expect(T.sent(second).map(\.kind) == [.error], "one join at a time")
+    #expect(Self.logs(second).contains { $0.contains("joins stage 1 as replica 2") }, "\(second)")
     // The feed runs to the end of epoch 0's evaluation (sequence 7), and stops there.
     #expect(T.feed(&m).count == 5)
     for _ in 0..<4 { _ = T.sink(&m, .result) }
@@ -54,15 +55,15 @@ struct SchedulerJoinTests {
     let oldJob = m.run.id
     let reset = m.on(.tick(nowMicros: 5))
     #expect(T.sent(reset).filter { $0.kind == .reset }.map(\.to) == [1, 2], "the joiner is not reset")
-    #expect(m.phase == .registering && m.layout.counts == [1, 2] && m.config.stages[1].replicas == 2)
-    #expect(m.registry.members.map { $0?.identity[0] } == [1, 2, 3])
+    #expect(m.phase == .registering && m.layout.counts == [1, 3] && m.config.stages[1].replicas == 3)
+    #expect(m.registry.members.map { $0?.identity[0] } == [1, 2, 3, 4])
     _ = T.hello(&m, from: 1, stage: 0)
     #expect(T.hello(&m, from: 2, stage: 1).contains(.rollBack), "the directory's cut first")
     let assigned = m.on(.rolledBack(ResumePoint(epochsDone: 1, checkpoints: [])))
     #expect(assigned.contains(.assignAll) && m.run.id != oldJob && m.recoveries.isEmpty)
-    #expect(Self.logs(assigned).contains { $0.contains("continuing from") && $0.contains("3 workers") }, "\(assigned)")
-    #expect(m.run.maxInFlight == 6, "two batches in flight per worker")
-    for worker: UInt8 in 1...3 { _ = T.control(&m, from: worker, .ready) }
+    #expect(Self.logs(assigned).contains { $0.contains("continuing from") && $0.contains("4 workers") }, "\(assigned)")
+    #expect(m.run.maxInFlight == 8, "two batches in flight per worker")
+    for worker: UInt8 in 1...4 { _ = T.control(&m, from: worker, .ready) }
     #expect(m.phase == .running && T.feed(&m).count == 8, "epoch 1: 4 + 2 batches, 2 markers")
   }
 
@@ -70,8 +71,54 @@ struct SchedulerJoinTests {
     var m = T.running(epochs: 2)
     _ = T.hello(&m, from: 3, stage: nil)
     let lost = m.on(.workerLost(WorkerFailure(stage: 1, reason: "exited", silentSeconds: 0)))
-    #expect(Self.logs(lost).contains("stage 1 taken by the worker that was joining"), "\(lost)")
+    #expect(Self.logs(lost).contains("stage 1 taken by a worker that was joining"), "\(lost)")
     #expect(m.registry.members.map { $0?.identity[0] } == [1, 3] && m.layout.counts == [1, 1])
+  }
+
+  /// Stage 1 on two replicas, all registered, ready and started.
+  static func replicated(epochs: Int) -> SchedulerMachine {
+    var config = T.machine(epochs: epochs).config
+    config.stages[1].replicas = 2
+    var m = SchedulerMachine(config: config, trainCount: 64, testCount: 32, resume: nil, seed: 7, registrationTimeout: .seconds(10))
+    _ = m.on(.begin(nowMicros: 0))
+    for (worker, stage) in [(1, 0), (2, 1), (3, 1)] { _ = T.hello(&m, from: UInt8(worker), stage: stage) }
+    for worker: UInt8 in 1...3 { _ = T.control(&m, from: worker, .ready) }
+    #expect(m.phase == .running)
+    return m
+  }
+
+  @Test func aReplicaThatAsksToLeaveIsStoppedAtTheNextCut() throws {
+    var m = Self.replicated(epochs: 2)
+    let asked = T.control(&m, from: 3, .leave)
+    #expect(Self.logs(asked).contains { $0.contains("stage 1 replica 1") && $0.contains("leaves at the next cut") }, "\(asked)")
+    #expect(T.sent(asked).isEmpty, "it trains on until the cut")
+    let last = T.control(&m, from: 2, .leave)
+    #expect(T.sent(last).map { "\($0.to) \($0.kind)" } == ["2 STOP"], "the last replica leaves now: \(last)")
+    #expect(T.feed(&m).count == 8, "a window of 6: epoch 0's batches and markers, then held")
+    #expect(m.nextFeed == nil)
+    for _ in 0..<4 { _ = T.sink(&m, .result) }
+    for _ in 0..<2 { _ = Self.marker(&m, .trainEnd, sequence: 4) }  // a copy from each replica
+    for _ in 0..<2 { _ = T.sink(&m, .result) }
+    for _ in 0..<2 { _ = Self.marker(&m, .evalEnd, sequence: 7) }
+    for (slot, stage) in [0, 1, 1].enumerated() {
+      for (phase, samples, batches) in [(Phase.train, 64, 4), (.eval, 32, 2)] {
+        let share = stage == 0 ? 1 : 2  // stage 1's replicas took half each
+        var totals = PhaseTotals(stage: stage, epoch: 0, phase: phase)
+        (totals.samples, totals.batches) = (samples / share, batches / share)
+        var message = Message(kind: .stats, body: StatsBody(live: nil, totals: totals))
+        message.job = m.run.id
+        _ = m.on(.control(identity: [UInt8(slot + 1)], message, nowMicros: 4))
+      }
+    }
+    #expect(m.epochsCompleted == 1)
+    let cut = m.on(.tick(nowMicros: 5))
+    #expect(T.sent(cut).map { "\($0.to) \($0.kind)" } == ["1 RESET", "2 RESET", "3 STOP"], "\(cut)")
+    #expect(m.layout.counts == [1, 1] && m.config.stages[1].replicas == 1 && m.departed.map(\.identity) == [[3]])
+    var bye = Message(kind: .bye)
+    bye.job = m.run.id
+    let said = m.on(.control(identity: [3], bye, nowMicros: 6))
+    #expect(Self.logs(said) == ["h pid 3 left"] && !said.contains { if case .reject = $0 { true } else { false } })
+    #expect(m.on(.workerLost(WorkerFailure(stage: 1, reason: "exited 0", silentSeconds: 0, pid: 3))).isEmpty, "its exit is no loss")
   }
 
   @Test func aJoinerIsToldWhyItCannotJoin() {

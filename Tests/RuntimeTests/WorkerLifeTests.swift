@@ -225,3 +225,44 @@ struct WorkerLifeTests {
     }
   }
 }
+
+/// A replica among several that is sent a signal asks to LEAVE and trains on until its STOP;
+/// a lone stage leaves at once.
+@Suite("Worker state machine: a replica leaves at a cut")
+struct WorkerDepartureTests {
+  func training(replicas: Int) -> WorkerLife {
+    var assignment = WorkerLifeTests().assignment()
+    assignment.replicas = ReplicaWiring(
+      replica: 1, replicas: replicas, downstreams: ["tcp://127.0.0.1:2"], downstreamKeys: nil, senders: 1,
+      acknowledge: nil, acknowledgeKeys: nil, peers: [], peerServerKeys: nil, averageEvery: 16)
+    var life = WorkerLife(scheduler: "tcp://s:1", assignWait: .seconds(10))
+    _ = life.on(.started(nowMicros: 0))
+    _ = life.on(.assign(assignment))
+    _ = life.on(.built(heartbeatMicros: WorkerLifeTests.second, liveness: 3))
+    _ = life.on(.start)
+    #expect(life.state == .training(job: 7))
+    return life
+  }
+
+  @Test func aSignalledReplicaAsksOnceAndLeavesAtItsStop() {
+    var life = training(replicas: 2)
+    #expect(life.on(.signal(15)) == [.sendLeave] && life.state == .training(job: 7))
+    #expect(life.on(.signal(15)) == [], "the signal stays raised: asked once")
+    _ = life.on(.heartbeat(echo: false))
+    #expect(life.state == .training(job: 7))
+    _ = life.on(.stop(reason: "stage 1 replica 1 leaves at a cut"))
+    #expect(life.state == .leaving(reason: "stage 1 replica 1 leaves at a cut"))
+  }
+
+  @Test func withoutItsStopItLeavesAfterTheWait() {
+    var life = training(replicas: 2)
+    _ = life.on(.signal(15))
+    _ = life.on(.tick(nowMicros: WorkerLife.departWait.micros + 2 * WorkerLifeTests.second))
+    #expect(life.state == .leaving(reason: "asked to leave; no STOP from the scheduler within 30.0 seconds"))
+  }
+
+  @Test func aLoneStageLeavesAtOnce() {
+    var life = training(replicas: 1)
+    #expect(life.on(.signal(15)) == [] && life.state == .leaving(reason: "signal 15"))
+  }
+}
