@@ -57,15 +57,28 @@ struct ReplicaDaemonTests {
   /// A worker started with no --stage after epoch 1 of a running job, whose stage 1 is slowed
   /// 3×, joins it as a second replica of stage 1 within 2 s, at the next cut: the run finishes
   /// with every epoch's accounting exact, no batch trained twice, and the joiner took batches.
-  @Test func aWorkerStartedDuringTheRunJoinsTheSlowestStage() throws {
+  /// Under CURVE the joiner brings a key on the job's allow-list, and its neighbours trust it.
+  @Test(arguments: [false, true])
+  func aWorkerStartedDuringTheRunJoinsTheSlowestStage(curve: Bool) throws {
     var config = daemonConfig(epochs: 6, trainSamples: 1200)
     (config.daemon.checkpointEverySteps, config.daemon.statsMilliseconds) = (2, 100)
     (config.daemon.slowStage, config.daemon.slowdown) = (1, 3)
+    let keys = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: keys) }
+    var credentials: [String] = []
+    if curve {
+      _ = try KeyFile.generate(base: "\(keys)/scheduler")
+      let joiner = try KeyFile.generate(base: "\(keys)/joiner")
+      config.security.curve = true
+      config.security.schedulerKey = "\(keys)/scheduler.key"
+      config.security.allowedWorkerKeys = [joiner.publicKey]
+      credentials = ["--key", "\(keys)/joiner.key", "--scheduler-key", "\(keys)/scheduler.pub"]
+    }
     let (dir, launch, manifest, _) = try startedRun(config)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
     let started = ContinuousClock.now
-    let joiner = try ChildProcess(stagewise: ["worker", "--scheduler", manifest.control])
+    let joiner = try ChildProcess(stagewise: ["worker", "--scheduler", manifest.control] + credentials)
     #expect(eventually(timeout: .seconds(30)) {
       let now = readManifest("\(dir)/run")
       return now?.state == "running" && now?.stages.count == 3
@@ -84,7 +97,10 @@ struct ReplicaDaemonTests {
     let after = try #require(readManifest("\(dir)/run"))
     #expect(after.state == "finished" && after.recoveries == nil)
     #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.0", "1.1", "2.-1"])
-    for worker in after.stages { #expect((worker.bytesSent ?? 0) > 0, "\(worker)") }
+    for worker in after.stages {
+      #expect((worker.bytesSent ?? 0) > 0 && worker.rejected?.isEmpty ?? true, "\(worker)")
+    }
+    #expect(after.rejected.isEmpty, "\(after.rejected)")
   }
 
   /// SIGTERM to one of stage 1's two replicas after epoch 1: it asks to leave, trains on to
