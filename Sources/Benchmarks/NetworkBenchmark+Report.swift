@@ -30,6 +30,9 @@ extension NetworkBenchmark {
           + "\(list(r.wait.map { $0 * 100 }, "%.0f%%")) | "
         text += String(format: "%.2f %% | %.1f s |\n", r.testAccuracy * 100, r.seconds)
       }
+      if let replicated = rate("pipelined-replicas"), let plain = rate("pipelined") {
+        text += String(format: "\npipelined-replicas / pipelined = %.2f\n", replicated / plain)
+      }
       text += "\n"
     }
     let race = rows.filter { $0.finalAccuracy != nil }

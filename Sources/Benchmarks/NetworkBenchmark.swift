@@ -33,6 +33,8 @@ public struct NetworkBenchmark {
   public var modes: [PipelineBenchmark.Mode] = [.pipelined, .sid, .dfa, .dni, .e2e, .gpipe]
   public var wireFormats: [ValueFormat] = [.f32]
   public var stages = 4
+  /// Workers per stage in the pipelined-replicas mode (each on a host of its own).
+  public var replicas = 2
   /// The race: train on all the data, up to `epochs` epochs (cosine schedule), until the test
   /// accuracy (on the whole test set) reaches this; nil measures `pipeline.batches` batches once.
   public var targetAccuracy: Double?
@@ -73,6 +75,10 @@ public struct NetworkBenchmark {
     -> Row
   {
     var config = try pipeline.config(mode, stages: stages)
+    if mode == .replicated {
+      for k in config.stages.indices { config.stages[k].replicas = replicas }
+    }
+    let layout = ReplicaLayout(config)
     config.daemon.wireFormat = format
     if targetAccuracy != nil {
       (config.data.trainLimit, config.data.testLimit) = (nil, nil)
@@ -84,7 +90,8 @@ public struct NetworkBenchmark {
     try? FileManager.default.removeItem(atPath: directory)
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     try AtomicFile.write(config.yaml(), to: "\(directory)/job.yaml")
-    let hosts = try NetworkHosts(count: stages + 1, profile: profile, executable: executable)
+    let hosts = try NetworkHosts(
+      count: layout.slotCount + 1, profile: profile, executable: executable)
     defer { hosts.tearDown() }
     let port = 5555
     let scheduler = try hosts.start(
@@ -95,14 +102,15 @@ public struct NetworkBenchmark {
       ], log: "\(directory)/scheduler.log")
     var workers: [Process] = []
     defer { for w in workers { NetworkHosts.kill(w) } }
-    for k in 0..<stages {
+    for slot in 0..<layout.slotCount {  // a host per worker: per stage, or per replica
+      let stage = layout.place(ofSlot: slot).stage
       workers.append(
         try hosts.start(
-          on: k + 1, executable,
+          on: slot + 1, executable,
           [
-            "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(k)",
-            "--bind", hosts.address(k + 1), "--insecure", "--wait-seconds", "60",
-          ], log: "\(directory)/worker-\(k).log"))
+            "worker", "--scheduler", "tcp://\(hosts.address(0)):\(port)", "--stage", "\(stage)",
+            "--bind", hosts.address(slot + 1), "--insecure", "--wait-seconds", "60",
+          ], log: "\(directory)/worker-\(slot).log"))
     }
     let started = Date()
     let deadline = started.addingTimeInterval(targetAccuracy == nil ? 900 : 3600)
@@ -164,13 +172,18 @@ public struct NetworkBenchmark {
       or: BenchmarkError("\(directory): no run.json"))
     let trainSamples = Double(config.data.trainLimit ?? config.data.syntheticTrain)
     let evalSamples = Double(config.data.testLimit ?? config.data.syntheticTest)
-    let up = manifest.stages.map { Double($0.bytesSentUpstream ?? 0) }
+    // Per stage, over its replicas (busy and waiting: its first replica's).
+    let workers = Dictionary(grouping: manifest.stages, by: \.stage)
+    let total = { (stage: Int, bytes: (RunManifest.StageEntry) -> Int?) in
+      workers[stage, default: []].reduce(0.0) { $0 + Double(bytes($1) ?? 0) }
+    }
+    let up = (0..<k).map { total($0, \.bytesSentUpstream) }
     (row.busy, row.wait) = (
       PipelineBenchmark.busyFractions(trace, stages: k),
       PipelineBenchmark.waitStatistics(trace, stages: k).wait
     )
-    row.bytesPerSampleDown = zip(manifest.stages, up).map {
-      (Double($0.bytesSent ?? 0) - $1) / (trainSamples + evalSamples)
+    row.bytesPerSampleDown = (0..<k).map {
+      (total($0, \.bytesSent) - up[$0]) / (trainSamples + evalSamples)
     }
     row.bytesPerSampleUp = up.map { $0 / trainSamples }
     return row

@@ -26,6 +26,8 @@ extension Bench {
     @Option(help: "Wire formats of the pipelined mode, comma-separated (f32, f16, bf16, int8).")
     var wireFormats = "f32"
     @Option(help: "Stages (one host each, the scheduler on another).") var stages = 4
+    @Option(help: "Workers per stage in the pipelined-replicas mode, each on a host of its own.")
+    var replicas = 2
     @Option(help: "Hidden width of model A (4 hidden layers split over the stages).") var width =
       1024
     @Option(help: "Batch size.") var batchSize = 128
@@ -55,13 +57,15 @@ extension Bench {
       )
       var bench = NetworkBenchmark(profiles: links, pipeline: pipeline)
       (bench.stages, bench.targetAccuracy, bench.epochs) = (stages, targetAccuracy, epochs)
+      guard (2...16).contains(replicas) else { throw ValidationError("--replicas: 2 to 16") }
+      bench.replicas = replicas
       bench.modes = try modes.split(separator: ",").map { name in
         guard let mode = PipelineBenchmark.Mode(rawValue: String(name)),
           ![.oneProcessE2E, .oneProcessGreedy, .pipelinedCurve].contains(mode)
         else {
           throw ValidationError(
-            "--modes: \(name) is not one of pipelined, sid, dfa, dni, e2e-distributed, gpipe, "
-              + "lockstep, replay"
+            "--modes: \(name) is not one of pipelined, pipelined-replicas, sid, dfa, dni, "
+              + "e2e-distributed, gpipe, lockstep, replay"
           )
         }
         return mode
