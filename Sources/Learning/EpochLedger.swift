@@ -10,6 +10,8 @@ public struct EpochLedger: Sendable {
   let replicas: [Int]
   var trainReports: [Int]
   var evalReports: [Int]
+  /// Per stage, each replica's training samples.
+  var replicaSamples: [[Int]]
 
   public init(stageCount: Int, startMicros: Int64) {
     self.init(replicas: Array(repeating: 1, count: stageCount), startMicros: startMicros)
@@ -21,11 +23,16 @@ public struct EpochLedger: Sendable {
     eval = Array(repeating: nil, count: replicas.count)
     (self.replicas, self.startMicros) = (replicas, startMicros)
     (trainReports, evalReports) = (replicas.map { _ in 0 }, replicas.map { _ in 0 })
+    replicaSamples = replicas.map { Array(repeating: 0, count: $0) }
   }
 
-  public mutating func add(_ totals: PhaseTotals) {
+  /// A stage's totals, from its replica `replica`.
+  public mutating func add(_ totals: PhaseTotals, replica: Int = 0) {
     let k = totals.stage
     guard train.indices.contains(k) else { return }
+    if totals.phase == .train, replicaSamples[k].indices.contains(replica) {
+      replicaSamples[k][replica] += totals.samples
+    }
     func into(_ slot: inout PhaseTotals?, _ count: inout Int) {
       count += 1
       if slot == nil { slot = totals } else { slot!.merge(totals) }
@@ -48,13 +55,19 @@ public struct EpochLedger: Sendable {
     let seconds = Double((trainEndMicros ?? startMicros) - startMicros) / 1e6
     let samples = trainTotals.last!.samples
     let feedback = train.compactMap { $0?.feedback }
-    return EpochReport(
+    var report = EpochReport(
       epoch: epoch, steps: steps,
       trainLoss: trainTotals.map { $0.batchLossSum / Double(max($0.batches, 1)) },
       trainAccuracy: Double(trainTotals.last!.correct) / Double(max(samples, 1)),
       learningRate: learningRate, seconds: seconds,
       samplesPerSecond: Double(samples) / max(seconds, 1e-9),
       test: EvalReport(scoring: evalTotals), feedback: feedback.isEmpty ? nil : feedback)
+    if replicas.contains(where: { $0 > 1 }) {
+      report.replicaSamplesPerSecond = replicaSamples.map {
+        $0.map { Double($0) / max(seconds, 1e-9) }
+      }
+    }
+    return report
   }
 }
 

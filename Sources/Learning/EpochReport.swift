@@ -35,6 +35,9 @@ public struct EpochReport: Sendable, Codable, Equatable {
   public var accounting: EpochAccounting?
   /// DFA and DNI: what came back to each stage but the last (errors, gradient targets).
   public var feedback: [FeedbackTotals]?
+  /// With stage replicas: per stage, each replica's training samples over the epoch's time
+  /// (how the routing shared the stage out; nil without replicas).
+  public var replicaSamplesPerSecond: [[Double]]?
 
   public init(
     epoch: Int, steps: Int, trainLoss: [Double], trainAccuracy: Double, learningRate: Float,

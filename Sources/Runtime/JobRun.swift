@@ -113,7 +113,9 @@ public struct JobRun: Sendable {
     return seen >= copies
   }
 
-  mutating func add(_ totals: PhaseTotals) { ledgers[totals.epoch]?.add(totals) }
+  mutating func add(_ totals: PhaseTotals, replica: Int) {
+    ledgers[totals.epoch]?.add(totals, replica: replica)
+  }
 
   /// Closes every epoch whose figures are all in, in order; returns them with their reports.
   mutating func closeEpochs(config: RunConfig) -> [(epoch: Int, report: EpochReport)] {

@@ -57,18 +57,34 @@ struct LiveTerminal {
     let now = WallClock.micros()
     guard now - lastMicros >= 1_000_000 else { return }
     lastMicros = now
-    let (stats, run) = (machine.run.liveStats, machine.run)
-    let depth = stats.indices.map { k in
-      let upstream =
-        k == 0 ? (run.sequence > 0 ? run.sequence - 1 : 0) : (stats[k - 1]?.lastSequence ?? 0)
-      // An estimate from reports taken at different moments: clamp to what can be in flight.
-      return min(max(Int(upstream) - Int(stats[k]?.lastSequence ?? 0), 0), run.maxInFlight)
+    let (stats, run, layout) = (machine.run.liveStats, machine.run, machine.layout)
+    let depth = Self.queueDepths(
+      stats, layout: layout, fed: run.sequence, maxInFlight: run.maxInFlight)
+    let labels = stats.indices.map { slot in
+      let (stage, replica) = layout.place(ofSlot: slot)
+      return layout.counts[stage] > 1 ? "\(stage).\(replica)" : "\(stage)"
     }
-    let lines = LiveView.render(stats, queueDepth: depth)
+    let lines = LiveView.render(stats, labels: labels, queueDepth: depth)
     var text = linesShown > 0 ? "\u{1B}[\(linesShown)A" : ""
     text += lines.map { "\u{1B}[K" + $0 }.joined(separator: "\n") + "\n"
     FileHandle.standardError.write(Data(text.utf8))
     linesShown = lines.count
+  }
+
+  /// Per worker, its stage's queue: the newest sequence the stage before handled (the feed's
+  /// for stage 0) less the newest this stage handled, over every replica of each — an estimate
+  /// from reports taken at different moments, so clamped to what can be in flight.
+  static func queueDepths(
+    _ stats: [LiveStats?], layout: ReplicaLayout, fed: UInt64, maxInFlight: Int
+  ) -> [Int] {
+    let newest = (0..<layout.stageCount).map { stage in
+      layout.slots(ofStage: stage).map { stats[$0]?.lastSequence ?? 0 }.max() ?? 0
+    }
+    return stats.indices.map { slot in
+      let stage = layout.place(ofSlot: slot).stage
+      let upstream = stage == 0 ? (fed > 0 ? fed - 1 : 0) : newest[stage - 1]
+      return min(max(Int(upstream) - Int(newest[stage]), 0), maxInFlight)
+    }
   }
 
   mutating func clear() {

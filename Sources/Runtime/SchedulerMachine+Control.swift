@@ -125,7 +125,7 @@ extension SchedulerMachine {
     guard let totals = body.totals, totals.stage == layout.place(ofSlot: slot).stage else {
       return []
     }
-    run.add(totals)
+    run.add(totals, replica: layout.place(ofSlot: slot).replica)
     return closeEpochs()
   }
 

@@ -28,17 +28,21 @@ public struct LiveStats: Codable, Sendable, Equatable {
 
 /// The terminal table: one line per stage.
 public enum LiveView {
-  /// `queueDepth[k]`: data messages sent to stage k and not yet handled by it.
-  public static func render(_ stats: [LiveStats?], queueDepth: [Int]) -> [String] {
+  /// A line per worker: `labels[k]` names it ("2", or "1.0" for stage 1's first replica; by
+  /// default its index), `queueDepth[k]`: data messages sent to its stage and not yet handled.
+  public static func render(_ stats: [LiveStats?], labels: [String]? = nil, queueDepth: [Int])
+    -> [String]
+  {
     var lines = ["stage      step      loss   samples/s   busy   queue   rejected"]
     for (k, s) in stats.enumerated() {
+      let label = labels?[k] ?? "\(k)"
       guard let s else {
-        lines.append(pad("\(k)", 5) + "   (no report yet)")
+        lines.append(pad(label, 5) + "   (no report yet)")
         continue
       }
       let rejected = s.rejected.values.reduce(0, +)
       lines.append(
-        pad("\(k)", 5) + pad("\(s.step)", 10) + pad(fixed(s.loss, 4), 10)
+        pad(label, 5) + pad("\(s.step)", 10) + pad(fixed(s.loss, 4), 10)
           + pad(fixed(s.samplesPerSecond, 0), 12)
           + pad(fixed(s.busy * 100, 0) + "%", 7) + pad("\(queueDepth[k])", 8)
           + pad("\(rejected)", 11))

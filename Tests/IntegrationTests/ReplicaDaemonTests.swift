@@ -34,7 +34,12 @@ struct ReplicaDaemonTests {
     #expect(result.status == 0, "\(result.stderr)")
     let reports = metricsLines("\(dir)/run")
     #expect(reports.count == 2)
-    for report in reports { expectNothingLost(report) }
+    for report in reports {
+      expectNothingLost(report)
+      // Each replica's share of its stage, in samples/s: every one took some.
+      let shares = try #require(report.replicaSamplesPerSecond)
+      #expect(shares.map(\.count) == [2, 2, 1] && shares.joined().allSatisfy { $0 > 0 }, "\(shares)")
+    }
     #expect(reports.last!.test.accuracy > 0.5, "well above the 10 % of chance")
     let manifest = try #require(readManifest("\(dir)/run"))
     #expect(manifest.state == "finished" && manifest.stages.count == 5)

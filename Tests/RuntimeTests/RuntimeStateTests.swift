@@ -267,6 +267,20 @@ struct TelemetryTests {
     #expect(lines[1].contains("12") && lines[1].contains("0.2500") && lines[1].contains("93%"))
     #expect(lines[2].contains("no report yet"))
   }
+
+  /// With replicas a line per worker, named stage.replica, each showing its stage's queue.
+  @Test func liveViewNamesReplicasAndQueuesByStage() {
+    func stats(_ stage: Int, _ sequence: UInt64) -> LiveStats {
+      LiveStats(stage: stage, step: 1, loss: 1, samplesPerSecond: 1, busy: 0.5, lastSequence: sequence, rejected: [:])
+    }
+    let layout = ReplicaLayout(counts: [1, 2])
+    // Fed up to 20; stage 0 handled 18; stage 1's replicas 11 and 14 (interleaved sequences).
+    let all = [stats(0, 18), stats(1, 11), stats(1, 14)]
+    let depth = LiveTerminal.queueDepths(all, layout: layout, fed: 21, maxInFlight: 6)
+    #expect(depth == [2, 4, 4])
+    let lines = LiveView.render(all, labels: ["0", "1.0", "1.1"], queueDepth: depth)
+    #expect(lines[2].hasPrefix("  1.0") && lines[3].hasPrefix("  1.1"))
+  }
 }
 
 @Suite("The straggler experiment's wait")
