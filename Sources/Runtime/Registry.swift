@@ -117,12 +117,13 @@ public struct Registry: Sendable {
   /// replicas of their stages; everyone else keeps its stage and replica order and is to say
   /// HELLO again (it is being reset).
   func relaid(leaving: Set<[UInt8]>, joining: [(stage: Int, member: Member)]) -> Registry {
+    // Vacant slots stay vacant (and counted): they wait for a replacement.
     var byStage = (0..<stageCount).map { stage in
-      layout.slots(ofStage: stage).compactMap { members[$0] }
-        .filter { !leaving.contains($0.identity) }
+      layout.slots(ofStage: stage).map { members[$0] }
+        .filter { $0.map { !leaving.contains($0.identity) } ?? true }
         .map { member in
           var member = member
-          member.ready = false
+          member?.ready = false
           return member
         }
     }

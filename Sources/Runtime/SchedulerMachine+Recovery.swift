@@ -4,17 +4,12 @@ import Wire
 /// reset (they drop their state and say HELLO again), a replacement is asked for, and once
 /// every stage has a worker the run directory is rewound to the newest cut every stage
 /// checkpointed and a new `JobRun` starts from it, under a new job id — whatever was still in
-/// flight belongs to the retired job and is refused as stale.
+/// flight belongs to the retired job and is refused as stale. A lost replica whose stage has
+/// another is dropped instead: the stage goes on one replica narrower from that cut, and no
+/// replacement is waited for (a worker may join later).
 extension SchedulerMachine {
   mutating func lose(_ failure: WorkerFailure) -> [Action] {
-    guard phase == .registering || phase == .running else { return [] }
-    // A replica that left at a cut, exiting as it should.
-    if failure.slot == nil, let pid = failure.pid,
-      departed.contains(where: { $0.hello.pid == pid }),
-      !registry.members.contains(where: { $0?.hello.pid == pid })
-    {
-      return []
-    }
+    guard phase == .registering || phase == .running, !hasLeft(failure) else { return [] }
     guard recoveries.count < config.daemon.restarts else {
       return fail("\(failure)", dead: [failure.stage])
     }
@@ -27,23 +22,51 @@ extension SchedulerMachine {
     // A worker that was only silent must not come back to a stage someone else now holds.
     let dead =
       "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
-    var actions: [Action] = [
-      .log("\(failure); waiting for a worker to take stage \(failure.stage)")
-    ]
     let slot = slot(of: failure)
-    actions += send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
-    registry.vacate(slot)
-    let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
-    actions += sendAll(Message(kind: .reset, body: reset)) + placeJoinersInVacancies()
+    var actions = send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
+    let goesOn = layout.slots(ofStage: failure.stage).contains {
+      $0 != slot && registry.members[$0] != nil
+    }
+    actions += goesOn ? goOnWithout(slot, failure) : vacate(slot, failure)
     jobs.retire(run.id)
     // Until the rollback: a job with nothing in flight, from where the failed one started.
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)
     (phase, draining) = (.registering, false)
     deadline = now + registrationTimeout.micros
-    return actions + [
-      .disconnectFeed, .manifest(state: "recovering", detail: "\(failure)"),
-      .vacancy(stage: failure.stage),
-    ]
+    return actions + [.disconnectFeed, .manifest(state: "recovering", detail: "\(failure)")]
+      + (goesOn ? [] : [.vacancy(stage: failure.stage)])
+  }
+
+  /// A worker that left the job (at a cut, or dropped as a dead replica), reported again.
+  func hasLeft(_ failure: WorkerFailure) -> Bool {
+    guard failure.slot == nil, let pid = failure.pid else { return false }
+    return departed.contains { $0.hello.pid == pid }
+      && !registry.members.contains { $0?.hello.pid == pid }
+  }
+
+  /// The failed worker's slot waits for a replacement; the survivors are reset.
+  mutating func vacate(_ slot: Int, _ failure: WorkerFailure) -> [Action] {
+    registry.vacate(slot)
+    let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
+    return [.log("\(failure); waiting for a worker to take stage \(failure.stage)")]
+      + sendAll(Message(kind: .reset, body: reset)) + placeJoinersInVacancies()
+  }
+
+  /// A replica died and its stage has another: the stage goes on one replica narrower (with
+  /// any worker waiting to join), nothing waits for a replacement.
+  mutating func goOnWithout(_ slot: Int, _ failure: WorkerFailure) -> [Action] {
+    guard let member = registry.members[slot] else { return [] }
+    departed.append(member)
+    let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
+    let actions = sendAll(Message(kind: .reset, body: reset))  // not to the dead: it has ERROR
+      .filter { if case .send(let to, _) = $0 { to != member.identity } else { true } }
+    registry = registry.relaid(leaving: [member.identity], joining: changes?.joins ?? [])
+    changes = nil
+    for k in layout.counts.indices { config.stages[k].replicas = layout.counts[k] }
+    let line =
+      "\(failure); stage \(failure.stage) goes on with \(layout.counts[failure.stage]) "
+      + "replica\(layout.counts[failure.stage] == 1 ? "" : "s"), from the newest cut"
+    return [.log(line)] + actions
   }
 
   /// The slot of a failed worker: as reported, else the one its process holds, else its

@@ -135,6 +135,37 @@ struct ReplicaDaemonTests {
     #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.-1", "2.-1"])
   }
 
+  /// kill -9 to one of stage 1's two replicas: the stage goes on with the other from the
+  /// newest cut, no replacement waited for; a worker started then with `--stage 1` joins it
+  /// back. One recovery, every epoch's accounting exact, two replicas of stage 1 at the end.
+  @Test func aKilledReplicaIsDroppedAndANewWorkerJoinsBack() throws {
+    var config = daemonConfig(epochs: 8, trainSamples: 1200)
+    config.daemon.checkpointEverySteps = 2
+    config.stages[1].replicas = 2
+    let (dir, launch, manifest, _) = try startedRun(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
+    let victim = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 1 })
+    kill(victim.pid, SIGKILL)
+    #expect(eventually(timeout: .seconds(30)) {
+      let now = readManifest("\(dir)/run")
+      return now?.state == "running" && now?.stages.count == 3 && now?.recoveries?.count == 1
+    }, "going on with three workers")
+    let joiner = try ChildProcess(stagewise: ["worker", "--scheduler", manifest.control, "--stage", "1"])
+    let result = launch.wait(timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(joiner.wait(timeout: .seconds(30)).status == 0)
+    let output = result.stdout + result.stderr
+    #expect(output.contains("stage 1 goes on with 1 replica, from the newest cut"), "\(output)")
+    #expect(!output.contains("waiting for a worker"), "no replacement waited for")
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.map(\.epoch) == Array(0..<8))
+    for report in reports { expectNothingLost(report) }
+    let after = try #require(readManifest("\(dir)/run"))
+    #expect(after.state == "finished" && after.recoveries?.count == 1)
+    #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.0", "1.1", "2.-1"])
+  }
+
   /// A forged STATE (the wrong length), a STATE claiming to come from the replica itself and an
   /// ACK for a batch never sent reach a replica's gradient socket: each is refused and
   /// counted, and the run ends as it should.

@@ -131,3 +131,31 @@ struct SchedulerJoinTests {
     #expect(T.sent(T.hello(&stopping, from: 3, stage: nil)).map(\.kind) == [.error], "draining: no more workers")
   }
 }
+
+@Suite("Scheduler machine: a lost replica")
+struct SchedulerLostReplicaTests {
+  typealias T = SchedulerMachineTests
+
+  /// One of stage 1's two replicas dies: the stage goes on with the other from the newest cut,
+  /// no replacement asked for; the dead one's exit reported again changes nothing.
+  @Test func aLostReplicaIsDroppedAndNoReplacementWaitedFor() {
+    var m = SchedulerJoinTests.replicated(epochs: 2)
+    let lost = m.on(.workerLost(WorkerFailure(stage: 1, reason: "exited 9", silentSeconds: 0, pid: 3)))
+    #expect(T.sent(lost).map { "\($0.to) \($0.kind)" } == ["3 ERROR", "1 RESET", "2 RESET"], "\(lost)")
+    #expect(!lost.contains(.vacancy(stage: 1)))
+    #expect(SchedulerJoinTests.logs(lost).contains { $0.contains("stage 1 goes on with 1 replica, from the newest cut") })
+    #expect(m.layout.counts == [1, 1] && m.config.stages[1].replicas == 1 && m.phase == .registering)
+    #expect(m.on(.workerLost(WorkerFailure(stage: 1, reason: "exited 9", silentSeconds: 0, pid: 3))).isEmpty)
+    _ = T.hello(&m, from: 1, stage: 0)
+    #expect(T.hello(&m, from: 2, stage: 1).contains(.rollBack))
+    let back = m.on(.rolledBack(ResumePoint(epochsDone: 0, checkpoints: [])))
+    #expect(back.contains(.assignAll) && m.recoveries.count == 1)
+  }
+
+  /// The last replica of a stage dies: its slot waits for a replacement, as any stage's does.
+  @Test func theLastReplicaIsReplaced() {
+    var m = SchedulerJoinTests.replicated(epochs: 2)
+    _ = m.on(.workerLost(WorkerFailure(stage: 0, reason: "exited 9", silentSeconds: 0, pid: 1)))
+    #expect(m.layout.counts == [1, 2] && m.registry.members[0] == nil)
+  }
+}
