@@ -8,8 +8,12 @@
 # one-process run of EPOCHS epochs (for local learning it is the same, bit for bit), and that
 # every checkpoint on disk loads; it prints each recovery from run.json (stage, detection,
 # recovery time, batches retrained). About 4–6 minutes on 2 cores. Needs a release build and
-# the data set.
-# Usage: scripts/chaos.sh [OUT_DIR] [EPOCHS]
+# the data set. With REPLICAS=1 it then runs a replica phase: the same job with stage 1 on two
+# replicas (checkpoints every 50 steps), undisturbed and then with one replica killed (SIGKILL)
+# after the first epoch and a new `stagewise worker --stage 1` started to join it back; the
+# run must finish with one recovery, within 1 point of the undisturbed replicated run, every
+# checkpoint loading (about 5 more minutes).
+# Usage: [REPLICAS=1] scripts/chaos.sh [OUT_DIR] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/chaos}
@@ -84,3 +88,43 @@ python3 -c "import sys; c,d=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if
   || { echo "FAIL: accuracy differs by more than 1 point" >&2; exit 1; }
 [ "$state" = finished ] && [ "$lines" -eq "$epochs" ] || { echo "FAIL: the run did not complete" >&2; exit 1; }
 echo "chaos: passed"
+[ "${REPLICAS:-0}" = 1 ] || exit 0
+
+echo "== replicas: stage 1 on two workers, undisturbed" >&2
+cp "$out/job.yaml" "$out/replicas.yaml"
+printf 'daemon: {checkpointEverySteps: 50}\n' >> "$out/replicas.yaml"
+"$bin" launch --config "$out/replicas.yaml" --replicas 1=2 --out "$out/replicas-calm" > "$out/replicas-calm.log" 2>&1
+echo "== replicas: kill one of stage 1's replicas after epoch 1, start a worker that joins" >&2
+"$bin" launch --config "$out/replicas.yaml" --replicas 1=2 --out "$out/replicas" > "$out/replicas.log" 2>&1 &
+launcher=$!
+until [ "$(wc -l < "$out/replicas/metrics.jsonl" 2>/dev/null || echo 0)" -ge 1 ]; do
+  kill -0 "$launcher" 2>/dev/null || { echo "FAIL: the replicated run ended early" >&2; exit 1; }
+  sleep 0.5
+done
+sleep 2  # mid-epoch
+victim=$(field "$out/replicas" "[s['pid'] for s in m['stages'] if s['stage'] == 1 and s.get('replica') == 1][0]")
+kill -9 "$victim" && echo "killed stage 1 replica 1 (pid $victim)" >&2
+until [ "$(field "$out/replicas" "len(m.get('recoveries') or [])")" = 1 ] && [ "$(field "$out/replicas" "m['state']")" = running ]; do sleep 0.2; done
+control=$(field "$out/replicas" "m['control']")
+"$bin" worker --scheduler "$control" --stage 1 > "$out/replicas-joiner.log" 2>&1 &
+joiner=$!
+wait "$launcher"
+wait "$joiner" || { echo "FAIL: the joiner failed: $(tail -n 3 "$out/replicas-joiner.log")" >&2; exit 1; }
+calm=$(tail -1 "$out/replicas-calm/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
+chaos=$(tail -1 "$out/replicas/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
+for f in "$out"/replicas/*.safetensors; do "$bin" inspect "$f" > /dev/null || { echo "FAIL: $f does not load" >&2; exit 1; }; done
+grep -E "goes on with|joins stage|continuing from|restarting from" "$out/replicas.log" | sed 's/^/  /'
+python3 - "$out/replicas" <<'PY' || exit 1
+import json, sys
+m = json.load(open(sys.argv[1] + "/run.json"))
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if l.strip()]
+bad = [r["epoch"] for r in rows if len(set(r["accounting"]["batchesTrained"] + [r["accounting"]["batchesFed"]])) != 1]
+(r,) = m["recoveries"]
+print(f"replicas: state {m['state']}, workers {sorted((s['stage'], s.get('replica')) for s in m['stages'])}, "
+      f"recovery of stage {r['stage']}: {r['batchesRetrained']} batches retrained from the newest cut")
+sys.exit(f"FAIL: accounting off in epochs {bad}" if bad else 0)
+PY
+echo "replicas: final accuracy $chaos (undisturbed replicated $calm)"
+python3 -c "import sys; c,d=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(c-d) <= 0.01 else 1)" "$calm" "$chaos" \
+  || { echo "FAIL: the replicated run's accuracy differs by more than 1 point" >&2; exit 1; }
+echo "chaos replicas: passed"
