@@ -91,8 +91,9 @@ struct ReplicaDaemonTests {
     let joined = ContinuousClock.now - started
     #expect(joined < .seconds(2), "joined after \(joined)")
     let result = launch.wait(timeout: .seconds(180))
-    #expect(result.status == 0, "\(result.stderr)")
-    #expect(joiner.wait(timeout: .seconds(30)).status == 0)
+    #expect(result.status == 0, "\(result.stdout.suffix(3000))\n\(result.stderr.suffix(3000))")
+    let joinerResult = joiner.wait(timeout: .seconds(30))
+    #expect(joinerResult.status == 0, "\(joinerResult.stderr.suffix(2000))")
     let output = result.stdout + result.stderr
     #expect(output.contains("joins stage 1 as replica 1 (least capacity"), "\(output)")
     #expect(!output.contains("to train again"), "nothing rolled back")
@@ -105,7 +106,8 @@ struct ReplicaDaemonTests {
     for worker in after.stages {
       #expect((worker.bytesSent ?? 0) > 0 && worker.rejected?.isEmpty ?? true, "\(worker)")
     }
-    #expect(after.rejected.isEmpty, "\(after.rejected)")
+    // Only what the retired job still had on its way (live figures) may be refused, as stale.
+    #expect(after.rejected.keys.allSatisfy { $0 == "stale-job" }, "\(after.rejected)")
   }
 
   /// SIGTERM to one of stage 1's two replicas after epoch 1: it asks to leave, trains on to
