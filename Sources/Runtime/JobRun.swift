@@ -25,6 +25,9 @@ public struct JobRun: Sendable {
   var evalSamplesFed: [Int: Int] = [:]
   /// Each worker slot's last live figures (a slot is a stage's replica: `ReplicaLayout`).
   var liveStats: [LiveStats?]
+  /// Per slot, samples/s over busy share, smoothed over its live reports (what a worker that
+  /// joins reads: one report may fall in an evaluation or an epoch's turn).
+  var capacity: [Double?]
   let layout: ReplicaLayout
   /// Copies of each marker the last stage's replicas have brought to the sink so far.
   var markerCopies: [UInt64: Int] = [:]
@@ -42,6 +45,14 @@ public struct JobRun: Sendable {
     maxInFlight =
       config.method.splitsBatches ? plan.microBatches : config.schedule == .lockstep ? 1 : window
     liveStats = Array(repeating: nil, count: layout.slotCount)
+    capacity = liveStats.map { _ in nil }
+  }
+
+  /// A live report from `slot`.
+  mutating func noteLive(_ live: LiveStats, slot: Int) {
+    liveStats[slot] = live
+    let now = live.samplesPerSecond / max(live.busy, 0.01)
+    capacity[slot] = capacity[slot].map { 0.7 * $0 + 0.3 * now } ?? now
   }
 
   /// What is fed, in order, from `resume` on (from the start when nil).

@@ -41,8 +41,13 @@ extension SchedulerMachine {
     }
   }
 
-  /// A message from no registered worker: one that left at a cut, or a stranger (refused).
-  private func fromStranger(_ message: Message, _ identity: [UInt8]) -> [Action] {
+  /// A message from no registered worker: one waiting to join (its heartbeats say it lives),
+  /// one that left at a cut, or a stranger (refused).
+  private mutating func fromStranger(_ message: Message, _ identity: [UInt8]) -> [Action] {
+    if let waiting = changes?.joins.firstIndex(where: { $0.member.identity == identity }) {
+      changes?.joins[waiting].member.lastHeardMicros = now
+      return []
+    }
     if let gone = departed.first(where: { $0.identity == identity }) {
       return fromDeparted(message, gone)
     }
@@ -121,7 +126,7 @@ extension SchedulerMachine {
     guard let body = try? message.body(StatsBody.self) else {
       return [.reject(reason: "bad-body", detail: "STATS body from \(layout.name(ofSlot: slot))")]
     }
-    if let live = body.live { run.liveStats[slot] = live }
+    if let live = body.live { run.noteLive(live, slot: slot) }
     guard let totals = body.totals, totals.stage == layout.place(ofSlot: slot).stage else {
       return []
     }

@@ -79,25 +79,27 @@ extension SchedulerMachine {
   }
 
   /// The stage with the least capacity, and why: each replica's samples/s over its busy share
-  /// (what it could do if never idle), summed over the stage's replicas. Before any figures:
-  /// the stage with the fewest replicas.
+  /// (what it could do if never idle; smoothed over its reports), summed over the stage's
+  /// replicas. Before any figures: the stage with the fewest replicas.
   func neediestStage() -> (stage: Int, why: String) {
     let stats = (0..<stageCount).map { layout.slots(ofStage: $0).map { run.liveStats[$0] } }
-    guard stats.allSatisfy({ $0.allSatisfy { $0 != nil } }) else {
+    let smoothed = (0..<stageCount).map { layout.slots(ofStage: $0).map { run.capacity[$0] } }
+    guard smoothed.allSatisfy({ $0.allSatisfy { $0 != nil } }) else {
       let stage = layout.counts.indices.min { layout.counts[$0] < layout.counts[$1] }!
       return (stage, "no throughput measured yet: the stage with the fewest replicas")
     }
-    let capacities = stats.map {
-      $0.reduce(0.0) { $0 + $1!.samplesPerSecond / max($1!.busy, 0.01) }
-    }
+    let capacities = smoothed.map { $0.reduce(0.0) { $0 + $1! } }
     let stage = capacities.indices.min { capacities[$0] < capacities[$1] }!
     let figures = stats.indices.map { k in
       let each = stats[k].map {
-        String(format: "%.0f/s at busy %.2f", $0!.samplesPerSecond, $0!.busy)
+        String(format: "last %.0f/s at busy %.2f", $0!.samplesPerSecond, $0!.busy)
       }
       return "\(k): \(Int(capacities[k].rounded())) (\(each.joined(separator: " + ")))"
     }
-    return (stage, "least capacity, samples/s over busy: " + figures.joined(separator: ", "))
+    return (
+      stage,
+      "least capacity, samples/s over busy (smoothed): " + figures.joined(separator: ", ")
+    )
   }
 
   /// The feed just took `item` at `sequence`: a cut stops it while changes wait.
@@ -163,6 +165,16 @@ extension SchedulerMachine {
         return [.log("\(layout.name(ofSlot: slot)) taken by a worker that was joining")]
       case .failure(let error): return refuseJoiner(join.member.identity, error.message)
       }
+    }
+  }
+
+  /// Heartbeats to the workers waiting to join: they wait for the cut without giving up, and
+  /// their answers (`fromStranger`) keep them alive here.
+  func beatJoiners(_ beat: Heartbeat) -> [Action] {
+    (changes?.joins ?? []).map { join in
+      var message = Message(kind: .heartbeat, body: beat)
+      message.job = run.id
+      return .send(to: join.member.identity, message)
     }
   }
 

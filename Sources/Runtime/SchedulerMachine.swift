@@ -176,7 +176,7 @@ public struct SchedulerMachine: Sendable {
       if now - lastHeartbeatMicros >= heartbeatMicros {
         lastHeartbeatMicros = now
         let beat = Heartbeat(sentMicros: now, echoMicros: nil, schedulerMicros: now)
-        actions += sendAll(Message(kind: .heartbeat, body: beat))
+        actions += sendAll(Message(kind: .heartbeat, body: beat)) + beatJoiners(beat)
       }
       let limit = Int64(config.daemon.liveness) * heartbeatMicros
       if let slot = registry.silent(nowMicros: now, limitMicros: limit).first,

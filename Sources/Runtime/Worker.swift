@@ -211,6 +211,7 @@ public final class Worker {
         )
         _ = session.machine.on(.reset)  // and with it whatever waited in its outbox
       }
+      zap?.hold()  // new neighbours wait for the next assignment's allow-list
       jobs.retire(job)
       session = nil
     case .countRejection(let reason):

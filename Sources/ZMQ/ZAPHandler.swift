@@ -47,6 +47,12 @@ public final class ZAPHandler: Sendable {
   /// Sets (replaces) the allow-list; waiting requests are answered with it.
   public func allow(_ keys: Set<String>) { state.withLock { $0.allowed = keys } }
 
+  /// Forgets the allow-list: requests wait again until the next `allow`. A worker that drops
+  /// its stage holds here, so that a new neighbour that connects before this worker has its
+  /// next assignment waits rather than being refused by the last one (libzmq does not retry
+  /// a connection its server refused).
+  public func hold() { state.withLock { $0.allowed = nil } }
+
   /// Clients refused so far.
   public var refusedCount: Int { state.withLock { $0.refused } }
 

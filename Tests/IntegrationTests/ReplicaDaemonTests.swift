@@ -86,7 +86,7 @@ struct ReplicaDaemonTests {
     let joiner = try ChildProcess(stagewise: ["worker", "--scheduler", manifest.control] + credentials)
     #expect(eventually(timeout: .seconds(30)) {
       let now = readManifest("\(dir)/run")
-      return now?.state == "running" && now?.stages.count == 3
+      return now?.state == "running" && now?.stages.count == 4  // three stages, four workers
     })
     let joined = ContinuousClock.now - started
     #expect(joined < .seconds(2), "joined after \(joined)")

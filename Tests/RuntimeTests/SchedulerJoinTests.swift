@@ -35,7 +35,7 @@ struct SchedulerJoinTests {
     Self.live(&m, slot: 1, samplesPerSecond: 1000, busy: 0.9)  // could do 1111: the bottleneck
     let asked = T.hello(&m, from: 3, stage: nil)
     #expect(T.sent(asked).isEmpty, "no answer until the cut")
-    #expect(Self.logs(asked).contains { $0.contains("joins stage 1 as replica 1") && $0.contains("0: 5000 (1000/s at busy 0.20), 1: 1111 (1000/s at busy 0.90)") }, "\(asked)")
+    #expect(Self.logs(asked).contains { $0.contains("joins stage 1 as replica 1") && $0.contains("0: 5000 (last 1000/s at busy 0.20), 1: 1111 (last 1000/s at busy 0.90)") }, "\(asked)")
     let second = T.hello(&m, from: 4, stage: nil)
     #expect(Self.logs(second).contains { $0.contains("joins stage 1 as replica 2") }, "\(second)")
     // The feed runs to the end of epoch 0's evaluation (sequence 7), and stops there.
@@ -65,6 +65,39 @@ struct SchedulerJoinTests {
     #expect(m.run.maxInFlight == 8, "two batches in flight per worker")
     for worker: UInt8 in 1...4 { _ = T.control(&m, from: worker, .ready) }
     #expect(m.phase == .running && T.feed(&m).count == 8, "epoch 1: 4 + 2 batches, 2 markers")
+  }
+
+  /// A joiner that waits long for the cut hears heartbeats, and its answers keep it alive: it
+  /// is not taken for dead once it is a member.
+  @Test func aJoinerWaitingLongIsKeptAlive() {
+    var m = T.running(epochs: 2)
+    _ = T.hello(&m, from: 3, stage: nil)
+    let limit = Int64(m.config.daemon.liveness) * Int64(m.config.daemon.heartbeatMilliseconds) * 1000
+    var at: Int64 = 10
+    while at < 3 * limit {  // everyone answers the scheduler's heartbeats meanwhile
+      at += limit / 4
+      let beats = m.on(.tick(nowMicros: at))
+      #expect(!beats.contains { if case .log(let line) = $0 { line.contains("missed") } else { false } })
+      for worker: UInt8 in 1...3 {
+        #expect(T.control(&m, from: worker, .heartbeat, at: at).allSatisfy { if case .reject = $0 { false } else { true } })
+      }
+    }
+    #expect(T.feed(&m).count == 5)
+    for _ in 0..<4 { _ = T.sink(&m, .result) }
+    _ = Self.marker(&m, .trainEnd, sequence: 4)
+    _ = T.feed(&m)
+    for _ in 0..<2 { _ = T.sink(&m, .result) }
+    _ = Self.marker(&m, .evalEnd, sequence: 7)
+    for stage in 0..<2 {
+      _ = T.totals(&m, stage: stage, .train, samples: 64, batches: 4)
+      _ = T.totals(&m, stage: stage, .eval, samples: 32, batches: 2)
+    }
+    for worker: UInt8 in 1...2 { _ = T.control(&m, from: worker, .heartbeat, at: at) }  // (the helpers' clock is 3)
+    _ = m.on(.tick(nowMicros: at + 1))
+    #expect(m.layout.counts == [2, 1] && m.phase == .registering, "no figures yet: the first stage")
+    let after = m.on(.tick(nowMicros: at + 2))
+    #expect(!after.contains { if case .log(let line) = $0 { line.contains("missed") } else { false } }, "\(after)")
+    #expect(m.registry.members.compactMap { $0?.identity[0] } == [1, 3, 2])
   }
 
   @Test func aWorkerLostWhileAnotherWaitsToJoinIsReplacedByTheJoiner() {
