@@ -97,11 +97,8 @@ struct ReplicaDaemonTests {
     let output = result.stdout + result.stderr
     #expect(output.contains("joins stage 1 as replica 1 (least capacity"), "\(output)")
     #expect(!output.contains("to train again"), "nothing rolled back")
-    let reports = metricsLines("\(dir)/run")
-    #expect(reports.map(\.epoch) == Array(0..<6))
-    for report in reports { expectNothingLost(report) }
-    let after = try #require(readManifest("\(dir)/run"))
-    #expect(after.state == "finished" && after.recoveries == nil)
+    let after = try finishedRun(dir, epochs: 6)
+    #expect(after.recoveries == nil)
     #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.0", "1.1", "2.-1"])
     for worker in after.stages {
       #expect((worker.bytesSent ?? 0) > 0 && worker.rejected?.isEmpty ?? true, "\(worker)")
@@ -110,17 +107,36 @@ struct ReplicaDaemonTests {
     #expect(after.rejected.keys.allSatisfy { $0 == "stale-job" }, "\(after.rejected)")
   }
 
+  /// The run in `dir` finished all `epochs`, each with nothing lost; its run.json.
+  func finishedRun(_ dir: String, epochs: Int) throws -> RunManifest {
+    let reports = metricsLines("\(dir)/run")
+    #expect(reports.map(\.epoch) == Array(0..<epochs))
+    for report in reports { expectNothingLost(report) }
+    let manifest = try #require(readManifest("\(dir)/run"))
+    #expect(manifest.state == "finished")
+    return manifest
+  }
+
+  /// A run under `launch` with stage 1 on two replicas (checkpoints every 2 steps), once its
+  /// first epoch is reported; and stage 1's second replica.
+  func stageOneOnTwoReplicasAfterEpochOne(epochs: Int) throws -> (
+    dir: String, launch: ChildProcess, manifest: RunManifest, replica: RunManifest.StageEntry
+  ) {
+    var config = daemonConfig(epochs: epochs, trainSamples: 1200)
+    config.daemon.checkpointEverySteps = 2
+    config.stages[1].replicas = 2
+    let (dir, launch, manifest, _) = try startedRun(config)
+    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
+    let replica = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 1 })
+    return (dir, launch, manifest, replica)
+  }
+
   /// SIGTERM to one of stage 1's two replicas after epoch 1: it asks to leave, trains on to
   /// the next cut and exits there; the run goes on with one replica, nothing rolled back,
   /// every epoch's accounting exact.
   @Test func aReplicaSentSIGTERMLeavesAtTheNextCutWithoutARollback() throws {
-    var config = daemonConfig(epochs: 6, trainSamples: 1200)
-    config.daemon.checkpointEverySteps = 2
-    config.stages[1].replicas = 2
-    let (dir, launch, manifest, _) = try startedRun(config)
+    let (dir, launch, manifest, leaver) = try stageOneOnTwoReplicasAfterEpochOne(epochs: 6)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
-    let leaver = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 1 })
     kill(leaver.pid, SIGTERM)
     #expect(eventually(timeout: .seconds(30)) { !processExists(leaver.pid) }, "the leaver exits")
     let result = launch.wait(timeout: .seconds(180))
@@ -129,11 +145,8 @@ struct ReplicaDaemonTests {
     #expect(output.contains("stage 1 replica 1 (") && output.contains("leaves at the next cut"), "\(output)")
     #expect(output.contains("replicas per stage now 1, 1, 1 (0 joined, 1 left)"), "\(output)")
     #expect(!output.contains("to train again") && !output.contains("waiting for a worker"), "no recovery")
-    let reports = metricsLines("\(dir)/run")
-    #expect(reports.map(\.epoch) == Array(0..<6))
-    for report in reports { expectNothingLost(report) }
-    let after = try #require(readManifest("\(dir)/run"))
-    #expect(after.state == "finished" && after.recoveries == nil && after.rejected.isEmpty, "\(after.rejected)")
+    let after = try finishedRun(dir, epochs: 6)
+    #expect(after.recoveries == nil && after.rejected.isEmpty, "\(after.rejected)")
     #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.-1", "2.-1"])
   }
 
@@ -141,13 +154,8 @@ struct ReplicaDaemonTests {
   /// newest cut, no replacement waited for; a worker started then with `--stage 1` joins it
   /// back. One recovery, every epoch's accounting exact, two replicas of stage 1 at the end.
   @Test func aKilledReplicaIsDroppedAndANewWorkerJoinsBack() throws {
-    var config = daemonConfig(epochs: 8, trainSamples: 1200)
-    config.daemon.checkpointEverySteps = 2
-    config.stages[1].replicas = 2
-    let (dir, launch, manifest, _) = try startedRun(config)
+    let (dir, launch, manifest, victim) = try stageOneOnTwoReplicasAfterEpochOne(epochs: 8)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    #expect(eventually(timeout: .seconds(120)) { metricsLines("\(dir)/run").count >= 1 })
-    let victim = try #require(manifest.stages.first { $0.stage == 1 && $0.replica == 1 })
     kill(victim.pid, SIGKILL)
     #expect(eventually(timeout: .seconds(30)) {
       let now = readManifest("\(dir)/run")
@@ -160,11 +168,8 @@ struct ReplicaDaemonTests {
     let output = result.stdout + result.stderr
     #expect(output.contains("stage 1 goes on with 1 replica, from the newest cut"), "\(output)")
     #expect(!output.contains("waiting for a worker"), "no replacement waited for")
-    let reports = metricsLines("\(dir)/run")
-    #expect(reports.map(\.epoch) == Array(0..<8))
-    for report in reports { expectNothingLost(report) }
-    let after = try #require(readManifest("\(dir)/run"))
-    #expect(after.state == "finished" && after.recoveries?.count == 1)
+    let after = try finishedRun(dir, epochs: 8)
+    #expect(after.recoveries?.count == 1)
     #expect(after.stages.map { "\($0.stage).\($0.replica ?? -1)" }.sorted() == ["0.-1", "1.0", "1.1", "2.-1"])
   }
 
