@@ -6,7 +6,7 @@
 # run by ONNX Runtime), then the real-Slurm test (scripts/slurm/test.sh: installs slurm-wlm
 # and munge, starts a one-node Slurm, trains under sbatch, kills a stage, resumes twice,
 # compares with an undisturbed run) and a short run of the wire fuzzers (scripts/fuzz.sh
-# --quick). About 6 minutes on 2 cores from a clean checkout.
+# --quick). About 9 minutes on 2 cores from a clean checkout.
 # Arguments go to `swift test` (and then skip the Slurm test and the fuzzers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
