@@ -105,7 +105,8 @@ extension PipelineBenchmark {
       + "staleness mean (max) | test acc. | replay draws / stalls / mean age |\n"
     text += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     func list(_ values: [Double], _ format: String, _ separator: String = " / ") -> String {
-      values.isEmpty ? "–" : values.map { String(format: format, $0) }.joined(separator: separator)
+      guard !values.isEmpty else { return "–" }
+      return values.map { String(format: format, $0) }.joined(separator: separator)
     }
     for row in rows {
       let bubble =

@@ -314,13 +314,14 @@ public struct PipelineBenchmark {
     (row.threads, row.cores, row.slowStage) = (threads, daemonCores(layout.slotCount), slowStage)
     if layout.isReplicated {
       row.replicas = layout.counts
-      row.replicaBusy = (0..<k).map { stage in
-        layout.slots(ofStage: stage).map { slot in
-          let replica = layout.place(ofSlot: slot).replica
-          let pid = ReplicaLayout.tracePid(stage: stage, replica: replica)
-          return Self.busyFractions(trace, stages: k, pids: [pid]).first ?? 0
-        }
+      let pids = (0..<layout.slotCount).map { slot in
+        let (stage, replica) = layout.place(ofSlot: slot)
+        return ReplicaLayout.tracePid(stage: stage, replica: replica)
       }
+      // By slot (0 for each when the trace has no steady window).
+      let measured = Self.busyFractions(trace, stages: k, pids: pids)
+      let busy = measured.isEmpty ? pids.map { _ in 0 } : measured
+      row.replicaBusy = (0..<k).map { Array(busy[layout.slots(ofStage: $0)]) }
     }
     return row
   }

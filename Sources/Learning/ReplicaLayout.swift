@@ -42,8 +42,11 @@ public struct ReplicaLayout: Sendable, Equatable {
   }
 
   /// "stage 1" with one replica, "stage 1 replica 0" with several.
-  public func name(ofSlot slot: Int) -> String {
+  public func name(ofSlot slot: Int) -> String { "stage " + label(ofSlot: slot, " replica ") }
+
+  /// "1" with one replica, "1.0" with several (the live view's).
+  public func label(ofSlot slot: Int, _ separator: String = ".") -> String {
     let (stage, replica) = place(ofSlot: slot)
-    return counts[stage] > 1 ? "stage \(stage) replica \(replica)" : "stage \(stage)"
+    return counts[stage] > 1 ? "\(stage)\(separator)\(replica)" : "\(stage)"
   }
 }

@@ -60,10 +60,7 @@ struct LiveTerminal {
     let (stats, run, layout) = (machine.run.liveStats, machine.run, machine.layout)
     let depth = Self.queueDepths(
       stats, layout: layout, fed: run.sequence, maxInFlight: run.maxInFlight)
-    let labels = stats.indices.map { slot in
-      let (stage, replica) = layout.place(ofSlot: slot)
-      return layout.counts[stage] > 1 ? "\(stage).\(replica)" : "\(stage)"
-    }
+    let labels = stats.indices.map { layout.label(ofSlot: $0) }
     let lines = LiveView.render(stats, labels: labels, queueDepth: depth)
     var text = linesShown > 0 ? "\u{1B}[\(linesShown)A" : ""
     text += lines.map { "\u{1B}[K" + $0 }.joined(separator: "\n") + "\n"

@@ -64,7 +64,7 @@ public final class Scheduler {
 
   public var config: RunConfig { machine.config }
   /// Whether the worker with this pid left the job at a cut (a replica that was let go).
-  public func left(pid: Int32) -> Bool { machine.departed.contains { $0.hello.pid == pid } }
+  public func left(pid: Int32) -> Bool { machine.hasLeft(pid: pid) }
   public var train: Dataset { source.train }
   public var test: Dataset { source.test }
   public var phase: Phase {

@@ -28,7 +28,7 @@ extension SchedulerMachine {
       let reply = Heartbeat(sentMicros: now, echoMicros: beat.sentMicros, schedulerMicros: now)
       return send(Message(kind: .heartbeat, body: reply), to: slot)
     case .stats: return onStats(message, from: slot)
-    case .trace: return (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
+    case .trace: return traced(message)
     case .bye: return onBye(message, from: slot)
     case .leave: return askToLeave(from: slot)
     case .error:
@@ -62,9 +62,8 @@ extension SchedulerMachine {
     }
     let who = "\(hello.host) pid \(hello.pid)"
     func refuse(_ reason: String, _ detail: String, _ answer: String) -> [Action] {
-      var error = Message(kind: .error, body: ErrorBody(message: answer))
-      error.job = run.id
-      return [.reject(reason: reason, detail: detail), .send(to: identity, error)]
+      let error = Message(kind: .error, body: ErrorBody(message: answer))
+      return [.reject(reason: reason, detail: detail), send(error, toIdentity: identity)]
     }
     if requiresKeys && hello.publicKey == nil {
       return refuse(

@@ -171,10 +171,8 @@ extension SchedulerMachine {
   /// Heartbeats to the workers waiting to join: they wait for the cut without giving up, and
   /// their answers (`fromStranger`) keep them alive here.
   func beatJoiners(_ beat: Heartbeat) -> [Action] {
-    (changes?.joins ?? []).map { join in
-      var message = Message(kind: .heartbeat, body: beat)
-      message.job = run.id
-      return .send(to: join.member.identity, message)
+    (changes?.joins ?? []).map {
+      send(Message(kind: .heartbeat, body: beat), toIdentity: $0.member.identity)
     }
   }
 
@@ -186,16 +184,20 @@ extension SchedulerMachine {
   }
 
   func refuseJoiner(_ identity: [UInt8], _ text: String) -> [Action] {
-    var message = Message(kind: .error, body: ErrorBody(message: text))
-    message.job = run.id
-    return [.send(to: identity, message)]
+    [send(Message(kind: .error, body: ErrorBody(message: text)), toIdentity: identity)]
+  }
+
+  /// Whether the worker with this pid left the job (at a cut, or dropped as a dead replica)
+  /// and no worker in a slot has it now.
+  public func hasLeft(pid: Int32) -> Bool {
+    departed.contains { $0.hello.pid == pid } && !registry.members.contains { $0?.hello.pid == pid }
   }
 
   /// A control message from a worker that left at a cut: its trace still counts, its BYE is
   /// its goodbye, anything else is what it sent before it heard STOP.
   func fromDeparted(_ message: Message, _ member: Registry.Member) -> [Action] {
     switch message.kind {
-    case .trace: return (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
+    case .trace: return traced(message)
     case .bye: return [.log("\(member.hello.host) pid \(member.hello.pid) left")]
     default: return []
     }

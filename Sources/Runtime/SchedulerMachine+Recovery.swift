@@ -24,10 +24,12 @@ extension SchedulerMachine {
       "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
     let slot = slot(of: failure)
     var actions = send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
-    let goesOn = layout.slots(ofStage: failure.stage).contains {
-      $0 != slot && registry.members[$0] != nil
-    }
-    actions += goesOn ? goOnWithout(slot, failure) : vacate(slot, failure)
+    // A replica (its slot held, another of its stage held too) is dropped, else replaced.
+    let held = layout.slots(ofStage: failure.stage).filter { registry.members[$0] != nil }
+    let goesOn = held.contains(slot) && held.count > 1
+    let reset = Message(
+      kind: .reset, body: StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)"))
+    actions += goesOn ? goOnWithout(slot, failure, reset) : vacate(slot, failure, reset)
     jobs.retire(run.id)
     // Until the rollback: a job with nothing in flight, from where the failed one started.
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)
@@ -39,26 +41,24 @@ extension SchedulerMachine {
 
   /// A worker that left the job (at a cut, or dropped as a dead replica), reported again.
   func hasLeft(_ failure: WorkerFailure) -> Bool {
-    guard failure.slot == nil, let pid = failure.pid else { return false }
-    return departed.contains { $0.hello.pid == pid }
-      && !registry.members.contains { $0?.hello.pid == pid }
+    failure.slot == nil && failure.pid.map(hasLeft(pid:)) == true
   }
 
   /// The failed worker's slot waits for a replacement; the survivors are reset.
-  mutating func vacate(_ slot: Int, _ failure: WorkerFailure) -> [Action] {
+  mutating func vacate(_ slot: Int, _ failure: WorkerFailure, _ reset: Message) -> [Action] {
     registry.vacate(slot)
-    let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
     return [.log("\(failure); waiting for a worker to take stage \(failure.stage)")]
-      + sendAll(Message(kind: .reset, body: reset)) + placeJoinersInVacancies()
+      + sendAll(reset) + placeJoinersInVacancies()
   }
 
   /// A replica died and its stage has another: the stage goes on one replica narrower (with
   /// any worker waiting to join), nothing waits for a replacement.
-  mutating func goOnWithout(_ slot: Int, _ failure: WorkerFailure) -> [Action] {
-    guard let member = registry.members[slot] else { return [] }
+  mutating func goOnWithout(_ slot: Int, _ failure: WorkerFailure, _ reset: Message)
+    -> [Action]
+  {
+    let member = registry.members[slot]!
     departed.append(member)
-    let reset = StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)")
-    let actions = sendAll(Message(kind: .reset, body: reset))  // not to the dead: it has ERROR
+    let actions = sendAll(reset)  // not to the dead: it has its ERROR
       .filter { if case .send(let to, _) = $0 { to != member.identity } else { true } }
     registry = registry.relaid(leaving: [member.identity], joining: changes?.joins ?? [])
     changes = nil

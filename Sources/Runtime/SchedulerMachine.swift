@@ -157,10 +157,20 @@ public struct SchedulerMachine: Sendable {
 
   /// A control message stamped with this job's id, to a slot's worker (nothing if vacant).
   func send(_ message: Message, to slot: Int) -> [Action] {
-    guard let member = registry.members[slot] else { return [] }
+    registry.members[slot].map { [send(message, toIdentity: $0.identity)] } ?? []
+  }
+
+  /// A control message stamped with this job's id, to whoever has this routing identity (a
+  /// worker not or no longer in a slot: refused, or waiting to join).
+  func send(_ message: Message, toIdentity identity: [UInt8]) -> Action {
     var message = message
     message.job = run.id
-    return [.send(to: member.identity, message)]
+    return .send(to: identity, message)
+  }
+
+  /// A TRACE message's events, for the merged trace (nothing if unreadable).
+  func traced(_ message: Message) -> [Action] {
+    (try? message.body(TraceChunk.self)).map { [.trace($0.events)] } ?? []
   }
 
   func sendAll(_ message: Message) -> [Action] {
