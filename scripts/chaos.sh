@@ -11,7 +11,7 @@
 # the data set. With REPLICAS=1 it then runs a replica phase: the same job with stage 1 on two
 # replicas (checkpoints every 50 steps), undisturbed and then with one replica killed (SIGKILL)
 # after the first epoch and a new `stagewise worker --stage 1` started to join it back; the
-# run must finish with one recovery, within 1 point of the undisturbed replicated run, every
+# run must finish with one recovery that rolled nothing back, within 1 point of the undisturbed replicated run, every
 # checkpoint loading (about 5 more minutes).
 # Usage: [REPLICAS=1] scripts/chaos.sh [OUT_DIR] [EPOCHS]
 set -euo pipefail
@@ -113,7 +113,7 @@ wait "$joiner" || { echo "FAIL: the joiner failed: $(tail -n 3 "$out/replicas-jo
 calm=$(tail -1 "$out/replicas-calm/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
 chaos=$(tail -1 "$out/replicas/metrics.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['test']['accuracy'])")
 for f in "$out"/replicas/*.safetensors; do "$bin" inspect "$f" > /dev/null || { echo "FAIL: $f does not load" >&2; exit 1; }; done
-grep -E "goes on with|joins stage|continuing from|restarting from" "$out/replicas.log" | sed 's/^/  /'
+grep -E "goes on with|joins stage|continuing from|restarting from|had handed on|died:" "$out/replicas.log" | sed 's/^/  /'
 python3 - "$out/replicas" <<'PY' || exit 1
 import json, sys
 m = json.load(open(sys.argv[1] + "/run.json"))
@@ -121,7 +121,10 @@ rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if l.strip()
 bad = [r["epoch"] for r in rows if len(set(r["accounting"]["batchesTrained"] + [r["accounting"]["batchesFed"]])) != 1]
 (r,) = m["recoveries"]
 print(f"replicas: state {m['state']}, workers {sorted((s['stage'], s.get('replica')) for s in m['stages'])}, "
-      f"recovery of stage {r['stage']}: {r['batchesRetrained']} batches retrained from the newest cut")
+      f"recovery of stage {r['stage']}: {r['batchesRetrained']} batches retrained, "
+      f"rolled back: {r.get('rolledBack', True)}")
+if r.get("rolledBack", True) or r["batchesRetrained"] != 0:
+    sys.exit("FAIL: the lost replica rolled the job back")
 sys.exit(f"FAIL: accounting off in epochs {bad}" if bad else 0)
 PY
 echo "replicas: final accuracy $chaos (undisturbed replicated $calm)"

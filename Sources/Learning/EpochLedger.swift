@@ -6,12 +6,20 @@ public struct EpochLedger: Sendable {
   public var startMicros: Int64
   public var trainEndMicros: Int64?
   public var evalEndSeen = false
-  /// Each stage's replicas, and how many of them have sent their train and eval totals.
+  /// Each stage's replicas, and which of them have sent their train and eval totals.
   let replicas: [Int]
-  var trainReports: [Int]
-  var evalReports: [Int]
+  var trainReported: [Set<Int>]
+  var evalReported: [Set<Int>]
   /// Per stage, each replica's training samples.
   var replicaSamples: [[Int]]
+  /// Replicas that died during the job (`excuse`): their totals are not awaited; what they had
+  /// handed on is credited from their senders' counts, which are awaited (`owed`).
+  var excused: [Set<Int>]
+  var owed: [Int]
+  /// Per stage, what dead replicas had handed on and never reported: training batches and
+  /// evaluation samples (in the accounting, not in the losses and accuracies).
+  public private(set) var creditedBatches: [Int]
+  public private(set) var creditedEvalSamples: [Int]
 
   public init(stageCount: Int, startMicros: Int64) {
     self.init(replicas: Array(repeating: 1, count: stageCount), startMicros: startMicros)
@@ -22,30 +30,70 @@ public struct EpochLedger: Sendable {
     train = Array(repeating: nil, count: replicas.count)
     eval = Array(repeating: nil, count: replicas.count)
     (self.replicas, self.startMicros) = (replicas, startMicros)
-    (trainReports, evalReports) = (replicas.map { _ in 0 }, replicas.map { _ in 0 })
+    let none = replicas.map { _ in Set<Int>() }
+    (trainReported, evalReported, excused) = (none, none, none)
     replicaSamples = replicas.map { Array(repeating: 0, count: $0) }
+    owed = replicas.map { _ in 0 }
+    (creditedBatches, creditedEvalSamples) = (owed, owed)
   }
 
-  /// A stage's totals, from its replica `replica`.
+  /// A stage's totals, from its replica `replica` (once per phase; an excused replica's are
+  /// not taken: its senders' counts stand for them).
   public mutating func add(_ totals: PhaseTotals, replica: Int = 0) {
     let k = totals.stage
-    guard train.indices.contains(k) else { return }
-    if totals.phase == .train, replicaSamples[k].indices.contains(replica) {
+    guard train.indices.contains(k), !excused[k].contains(replica) else { return }
+    let isTrain = totals.phase == .train
+    guard !(isTrain ? trainReported : evalReported)[k].contains(replica) else { return }
+    if isTrain, replicaSamples[k].indices.contains(replica) {
       replicaSamples[k][replica] += totals.samples
     }
-    func into(_ slot: inout PhaseTotals?, _ count: inout Int) {
-      count += 1
+    func into(_ slot: inout PhaseTotals?, _ reported: inout Set<Int>) {
+      reported.insert(replica)
       if slot == nil { slot = totals } else { slot!.merge(totals) }
     }
-    if totals.phase == .train {
-      into(&train[k], &trainReports[k])
+    if isTrain {
+      into(&train[k], &trainReported[k])
     } else {
-      into(&eval[k], &evalReports[k])
+      into(&eval[k], &evalReported[k])
     }
   }
 
+  /// Replica `replica` of stage `stage` died: its totals for the phases it has not reported
+  /// are not awaited; instead each of its `senders` says what it had handed on (`credit`).
+  public mutating func excuse(stage k: Int, replica: Int, senders: Int) {
+    guard excused.indices.contains(k), !excused[k].contains(replica) else { return }
+    excused[k].insert(replica)
+    if !trainReported[k].contains(replica) || !evalReported[k].contains(replica) {
+      owed[k] += senders
+    }
+  }
+
+  /// One sender's count of what excused replica `replica` of stage `stage` handed on in this
+  /// epoch: training batches (and their samples) or evaluation samples, for the phases it
+  /// did not report.
+  public mutating func credit(
+    stage k: Int, replica: Int, train: (batches: Int, samples: Int), evalSamples: Int
+  ) {
+    guard excused.indices.contains(k), excused[k].contains(replica), owed[k] > 0,
+      !trainReported[k].contains(replica) || !evalReported[k].contains(replica)
+    else { return }
+    owed[k] -= 1
+    if !trainReported[k].contains(replica) {
+      creditedBatches[k] += train.batches
+      if replicaSamples[k].indices.contains(replica) { replicaSamples[k][replica] += train.samples }
+    }
+    if !evalReported[k].contains(replica) { creditedEvalSamples[k] += evalSamples }
+  }
+
+  /// Some dead replica's senders have not said yet what it handed on.
+  public var owesCredits: Bool { owed.contains { $0 > 0 } }
+
   public var isComplete: Bool {
-    evalEndSeen && trainEndMicros != nil && trainReports == replicas && evalReports == replicas
+    evalEndSeen && trainEndMicros != nil && owed.allSatisfy { $0 == 0 }
+      && replicas.indices.allSatisfy { k in
+        let all = Set(0..<replicas[k])
+        return trainReported[k].union(excused[k]) == all && evalReported[k].union(excused[k]) == all
+      }
   }
 
   public func report(epoch: Int, steps: Int, learningRate: Float) -> EpochReport {

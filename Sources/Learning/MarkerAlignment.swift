@@ -6,8 +6,13 @@
 /// arrives and takes out what to hand to the stage machine.
 public struct MarkerAlignment<Item> {
   public let senders: Int
-  /// Senders whose copy of the marker under way has come.
+  /// Senders that died (`drop`): their copies are no longer awaited.
+  public private(set) var dropped: Set<Int> = []
+  /// Senders whose copy of the marker under way has come, and its first copy.
   private var arrived: Set<Int> = []
+  private var underWay: Item?
+  /// A marker whose last awaited copy was a dead sender's: it goes on next.
+  private var completed: Item?
   /// What came from those senders meanwhile, in order.
   private var held: [(sender: Int, item: Item, isMarker: Bool)] = []
 
@@ -17,7 +22,14 @@ public struct MarkerAlignment<Item> {
   public var heldCount: Int { held.count }
 
   /// Whether a held item may go now (the marker it waited for has gone on).
-  public var canRelease: Bool { !held.isEmpty && !arrived.contains(held[0].sender) }
+  public var canRelease: Bool {
+    completed != nil || (!held.isEmpty && !arrived.contains(held[0].sender))
+  }
+
+  /// Every live sender's copy of the marker under way has come.
+  private var allArrived: Bool {
+    (0..<senders).allSatisfy { arrived.contains($0) || dropped.contains($0) }
+  }
 
   /// An item from `sender`: what to hand on now (nil: it waits, or it is a marker copy whose
   /// siblings are still to come).
@@ -28,14 +40,30 @@ public struct MarkerAlignment<Item> {
       return nil
     }
     guard isMarker else { return item }
+    guard !dropped.contains(sender) else { return nil }  // a dead sender's late copy
     arrived.insert(sender)
-    guard arrived.count == senders else { return nil }
-    arrived = []
+    underWay = underWay ?? item
+    guard allArrived else { return nil }
+    (arrived, underWay) = ([], nil)
     return item
+  }
+
+  /// Sender `sender` died: its copies are no longer awaited; a marker that waited only for
+  /// it goes on at the next `release`.
+  public mutating func drop(sender: Int) {
+    guard senders > 1, (0..<senders).contains(sender), dropped.insert(sender).inserted else {
+      return
+    }
+    guard let marker = underWay, allArrived else { return }
+    (arrived, underWay, completed) = ([], nil, marker)
   }
 
   /// The next held item, through `take` again (it may be the next marker's copy).
   public mutating func release() -> Item? {
+    if let marker = completed {
+      completed = nil
+      return marker
+    }
     guard canRelease else { return nil }
     let next = held.removeFirst()
     return take(next.item, from: next.sender, isMarker: next.isMarker)

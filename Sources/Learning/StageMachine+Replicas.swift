@@ -47,6 +47,16 @@ extension StageMachine {
     var sumBase: [Float] = []
     var ownChange: [Float] = []
     var mark: [Float] = []
+    /// Peers that died: no round waits for them.
+    var dropped: Set<Int> = []
+
+    /// Replicas alive, this one included.
+    var liveCount: Int { place.count - dropped.count }
+
+    /// Every live replica's change for a round is in.
+    func isComplete(_ states: [Int: ReplicaState]) -> Bool {
+      (0..<place.count).allSatisfy { states[$0] != nil || dropped.contains($0) }
+    }
   }
 
   /// A marker as a dictionary key.
@@ -58,6 +68,8 @@ extension StageMachine {
   }
 
   public var replicaPlace: ReplicaPlace { replicas.place }
+  /// Peers that died while the job went on.
+  public var droppedPeers: Set<Int> { replicas.dropped }
 
   /// The book's vectors, from the state the replicas share at the start (built alike, or
   /// restored from the same checkpoint).
@@ -82,7 +94,7 @@ extension StageMachine {
   /// steps are the stage's share), and a periodic send falls due.
   mutating func stepped() -> [Action] {
     replicas.ownSteps += 1
-    step += replicas.place.count
+    step += replicas.liveCount
     let every = replicas.place.averageEvery
     guard replicas.place.count > 1, every > 0, replicas.ownSteps % every == 0 else { return [] }
     let values = Array(takeOwnChange().prefix(stage.summedLength))
@@ -97,12 +109,13 @@ extension StageMachine {
     var states = replicas.early.removeValue(forKey: MarkerKey(marker)) ?? [:]
     states[replicas.place.index] = own
     state = .averaging(marker, envelope, states: states, sinceMicros: clock())
-    return [.send(.state(own))] + (states.count == replicas.place.count ? endRound() : [])
+    return [.send(.state(own))] + (replicas.isComplete(states) ? endRound() : [])
   }
 
   /// A peer's change: added in at once (periodic), kept for the round it belongs to. A
   /// periodic change that comes during a round is in that peer's round total already.
   mutating func takePeerState(_ peer: ReplicaState, from replica: Int) -> [Action] {
+    guard !replicas.dropped.contains(replica) else { return [] }  // late, from the dead
     guard let round = peer.round else {
       guard case .training = state, peer.values.count == stage.summedLength else { return [] }
       openBook()
@@ -115,7 +128,7 @@ extension StageMachine {
     {
       states[replica] = peer
       state = .averaging(marker, envelope, states: states, sinceMicros: since)
-      return states.count == replicas.place.count ? endRound() : []
+      return replicas.isComplete(states) ? endRound() : []
     }
     replicas.early[MarkerKey(round), default: [:]][replica] = peer
     return []
@@ -126,9 +139,23 @@ extension StageMachine {
     guard case .averaging(_, _, let states, let since) = state, now - since > patienceMicros else {
       return []
     }
-    let missing = (0..<replicas.place.count).filter { states[$0] == nil }
+    let missing = (0..<replicas.place.count).filter {
+      states[$0] == nil && !replicas.dropped.contains($0)
+    }
     return [.note("replicas \(missing) sent no change within the patience: summed without them")]
       + endRound()
+  }
+
+  /// Peer `replica` died: it is left out of the rounds from now on (what it sent counts), and a
+  /// round that waited only for it ends.
+  mutating func dropPeer(_ replica: Int) -> [Action] {
+    guard replica != replicas.place.index, (0..<replicas.place.count).contains(replica),
+      replicas.dropped.insert(replica).inserted
+    else { return [] }
+    guard case .averaging(_, _, let states, _) = state, replicas.isComplete(states) else {
+      return []
+    }
+    return endRound()
   }
 
   /// Every replica's change is in: all take the same sum, the clock adds up every replica's

@@ -28,6 +28,8 @@ public struct StageMachine<Envelope> {
     case marker(Marker, Envelope)
     /// Another replica of this stage sent its state (`replica`: its index).
     case peerState(ReplicaState, from: Int)
+    /// Another replica of this stage died: the job goes on without it.
+    case peerDropped(Int)
     /// Nothing waits at this stage's inputs: a replay draw, when the schedule has them.
     case idle
     /// Time passes: waits for feedback that may never come run out.
@@ -249,6 +251,7 @@ public struct StageMachine<Envelope> {
         : backwardHeld(gradient, sequence: sequence, envelope)
     case (.error(let error, let sequence), _): return takeFeedback(error, sequence: sequence)
     case (.peerState(let peer, let replica), _): return takePeerState(peer, from: replica)
+    case (.peerDropped(let replica), _): return dropPeer(replica)
     case (.idle, .training): return replayOnce()
     case (.tick(let now), _): return waitedFor(now)
     case (.train, _), (.eval, _), (.marker, _), (.idle, _):

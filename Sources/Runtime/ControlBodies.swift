@@ -100,10 +100,49 @@ public struct Heartbeat: Codable, Sendable {
   public var schedulerMicros: Int64?
 }
 
-/// STATS, worker → scheduler: live figures, or an epoch phase's totals.
+/// STATS, worker → scheduler: live figures, an epoch phase's totals, or what a dead replica
+/// of the next stage had handed on.
 public struct StatsBody: Codable, Sendable {
   public var live: LiveStats?
   public var totals: PhaseTotals?
+  public var credit: ReplicaCredit?
+  public init(live: LiveStats?, totals: PhaseTotals?, credit: ReplicaCredit? = nil) {
+    (self.live, self.totals, self.credit) = (live, totals, credit)
+  }
+}
+
+/// What a replica that died had handed on, as one of its senders counted it (its ACKs): the
+/// batches and samples per epoch and phase. The scheduler credits the dead replica's stage
+/// with it for the phases whose totals the replica never sent.
+public struct ReplicaCredit: Codable, Sendable, Equatable {
+  public struct Key: Hashable, Sendable {
+    public var epoch: Int
+    public var isEval: Bool
+  }
+  public struct Count: Codable, Sendable, Equatable {
+    public var batches = 0
+    public var samples = 0
+    public init() {}
+    mutating func add(samples n: Int) { (batches, samples) = (batches + 1, samples + n) }
+  }
+  public struct Entry: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var isEval: Bool
+    public var count: Count
+  }
+  /// The dead replica: its stage and replica index.
+  public var stage: Int
+  public var replica: Int
+  public var entries: [Entry]
+}
+
+/// DROP, scheduler → worker: replica `replica` of stage `stage` died; the job goes on without
+/// it (senders send what it held to another replica, receivers stop waiting for its markers,
+/// peers leave it out of their sums).
+public struct DropBody: Codable, Sendable, Equatable {
+  public var stage: Int
+  public var replica: Int
+  public var reason: String
 }
 
 /// STOP, scheduler → worker: save the stage and leave.

@@ -29,8 +29,14 @@ public struct JobRun: Sendable {
   /// joins reads: one report may fall in an evaluation or an epoch's turn).
   var capacity: [Double?]
   let layout: ReplicaLayout
-  /// Copies of each marker the last stage's replicas have brought to the sink so far.
-  var markerCopies: [UInt64: Int] = [:]
+  /// Which of the last stage's replicas have brought each marker to the sink so far, and the
+  /// first copy (a replica that dies may complete it).
+  var markerCopies: [UInt64: (first: Message, from: Set<Int>)] = [:]
+  /// Slots whose replica died while this job went on without it (`drop`).
+  public private(set) var dropped: Set<Int> = []
+  /// Results landed since the last marker, by sequence: a batch a dead replica had handed on
+  /// without its ACK reaching the sender is done again, and its second result is not counted.
+  var landedResults: Set<UInt64> = []
 
   public init(
     id: UInt32, config: RunConfig, trainCount: Int, testCount: Int, resume: ResumePoint?,
@@ -92,7 +98,12 @@ public struct JobRun: Sendable {
     switch item {
     case .train(let epoch, _, let micro, _, _):
       if ledgers[epoch] == nil {
-        ledgers[epoch] = EpochLedger(replicas: layout.counts, startMicros: now)
+        var ledger = EpochLedger(replicas: layout.counts, startMicros: now)
+        for slot in dropped {
+          let place = layout.place(ofSlot: slot)
+          ledger.excuse(stage: place.stage, replica: place.replica, senders: 0)
+        }
+        ledgers[epoch] = ledger
       }
       if micro == 0 { trainBatchesFed[epoch, default: 0] += 1 }
     case .eval(let epoch, let indices): evalSamplesFed[epoch, default: 0] += indices.count
@@ -107,21 +118,78 @@ public struct JobRun: Sendable {
   @discardableResult
   mutating func landed(_ message: Message, atMicros now: Int64) -> Bool {
     if message.kind == .result {
+      guard landedResults.insert(message.sequence).inserted else { return false }
       inFlight = max(0, inFlight - 1)
-    } else if let flag = MarkerFlag(rawValue: message.flags), lastCopy(of: message) {
-      if flag == .trainEnd { ledgers[Int(message.epoch)]?.trainEndMicros = now }
-      if flag == .evalEnd { ledgers[Int(message.epoch)]?.evalEndSeen = true }
+    } else if lastCopy(of: message) {
+      markerLanded(message, atMicros: now)
       return true
     }
     return false
   }
 
-  /// Whether this is the last stage's last replica's copy of a marker (then it counts).
+  /// Every live replica of the last stage has brought this marker: it counts.
+  mutating func markerLanded(_ marker: Message, atMicros now: Int64) {
+    landedResults = []
+    guard let flag = MarkerFlag(rawValue: marker.flags) else { return }
+    if flag == .trainEnd { ledgers[Int(marker.epoch)]?.trainEndMicros = now }
+    if flag == .evalEnd { ledgers[Int(marker.epoch)]?.evalEndSeen = true }
+  }
+
+  /// The last stage's replicas that are alive.
+  var liveLastReplicas: Set<Int> {
+    let last = layout.stageCount - 1
+    return Set(
+      layout.slots(ofStage: last).filter { !dropped.contains($0) }.map {
+        layout.place(ofSlot: $0).replica
+      })
+  }
+
+  /// Whether this is the last copy of a marker the last stage's live replicas owe (then it
+  /// counts).
   mutating func lastCopy(of marker: Message) -> Bool {
-    let copies = layout.counts[layout.stageCount - 1]
-    let seen = markerCopies[marker.sequence, default: 0] + 1
-    markerCopies[marker.sequence] = seen < copies ? seen : nil
-    return seen >= copies
+    var entry = markerCopies[marker.sequence] ?? (marker, [])
+    entry.from.insert(Int(marker.replica))
+    guard entry.from.isSuperset(of: liveLastReplicas) else {
+      markerCopies[marker.sequence] = entry
+      return false
+    }
+    markerCopies[marker.sequence] = nil
+    return true
+  }
+
+  /// The replica in `slot` died and the job goes on without it: its totals are no longer
+  /// awaited (its `senders` say what it handed on), nor its copies of markers; returns the
+  /// markers that were waiting only for it, now landed, oldest first.
+  mutating func drop(slot: Int, senders: Int, atMicros now: Int64) -> [Message] {
+    dropped.insert(slot)
+    (liveStats[slot], capacity[slot]) = (nil, nil)
+    let place = layout.place(ofSlot: slot)
+    for epoch in ledgers.keys {
+      ledgers[epoch]!.excuse(stage: place.stage, replica: place.replica, senders: senders)
+    }
+    let live = liveLastReplicas
+    let complete = markerCopies.filter { $0.value.from.isSuperset(of: live) }
+      .sorted { $0.key < $1.key }.map(\.value.first)
+    for marker in complete {
+      markerCopies[marker.sequence] = nil
+      markerLanded(marker, atMicros: now)
+    }
+    return complete
+  }
+
+  /// Some dead replica's credit is still awaited.
+  var owesCredits: Bool { ledgers.values.contains { $0.owesCredits } }
+
+  /// One sender's count of what a dead replica had handed on, per epoch.
+  mutating func credit(_ credit: ReplicaCredit) {
+    for epoch in ledgers.keys {
+      let entries = credit.entries.filter { $0.epoch == epoch }
+      let train = entries.first { !$0.isEval }?.count ?? .init()
+      let eval = entries.first { $0.isEval }?.count ?? .init()
+      ledgers[epoch]!.credit(
+        stage: credit.stage, replica: credit.replica, train: (train.batches, train.samples),
+        evalSamples: eval.samples)
+    }
   }
 
   mutating func add(_ totals: PhaseTotals, replica: Int) {
@@ -142,9 +210,13 @@ public struct JobRun: Sendable {
       // Nothing lost, measured: what was fed against what every stage trained and scored.
       report.accounting = EpochAccounting(
         batchesFed: trainBatchesFed[epoch] ?? 0,
-        batchesTrained: ledger.train.map { $0?.batches ?? 0 },
+        batchesTrained: ledger.train.indices.map {
+          (ledger.train[$0]?.batches ?? 0) + ledger.creditedBatches[$0]
+        },
         evalSamplesFed: evalSamplesFed[epoch] ?? 0,
-        evalSamplesScored: ledger.eval.map { $0?.samples ?? 0 })
+        evalSamplesScored: ledger.eval.indices.map {
+          (ledger.eval[$0]?.samples ?? 0) + ledger.creditedEvalSamples[$0]
+        })
       (evalSamplesFed[epoch], ledgers[epoch]) = (nil, nil)
       reports.append(report)
       closed.append((epoch, report))

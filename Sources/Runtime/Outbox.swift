@@ -13,6 +13,11 @@ struct Outbox<Destination: Equatable> {
     waiting.append((destination, frames))
   }
 
+  /// Forgets what waits for `destination` (a replica that died).
+  mutating func remove(to destination: Destination) {
+    waiting.removeAll { $0.to == destination }
+  }
+
   /// Hands messages to `send` oldest first until it refuses one (returns false): that one and
   /// those behind it wait for the next try. Returns whether the outbox is empty now.
   @discardableResult

@@ -113,13 +113,19 @@ public struct Registry: Sendable {
     for other in members.indices { members[other]?.ready = false }
   }
 
-  /// This registry without the `leaving` workers and with the `joining` ones as the last
-  /// replicas of their stages; everyone else keeps its stage and replica order and is to say
-  /// HELLO again (it is being reset).
-  func relaid(leaving: Set<[UInt8]>, joining: [(stage: Int, member: Member)]) -> Registry {
+  /// A dead replica's slot is left empty while the job goes on without it (nobody else is
+  /// reset); the next `relaid` removes it.
+  public mutating func drop(_ slot: Int) { members[slot] = nil }
+
+  /// This registry without the `leaving` workers and the `dropped` slots and with the
+  /// `joining` ones as the last replicas of their stages; everyone else keeps its stage and
+  /// replica order and is to say HELLO again (it is being reset).
+  func relaid(
+    leaving: Set<[UInt8]>, joining: [(stage: Int, member: Member)], dropped: Set<Int> = []
+  ) -> Registry {
     // Vacant slots stay vacant (and counted): they wait for a replacement.
     var byStage = (0..<stageCount).map { stage in
-      layout.slots(ofStage: stage).map { members[$0] }
+      layout.slots(ofStage: stage).filter { !dropped.contains($0) }.map { members[$0] }
         .filter { $0.map { !leaving.contains($0.identity) } ?? true }
         .map { member in
           var member = member

@@ -41,4 +41,7 @@ public struct Recovery: Codable, Sendable {
   public var batchesRetrained: Int
   /// Batches in flight when the failure was noticed (part of the retrained ones).
   public var batchesInFlight: Int
+  /// False when a dead replica was left out and the job went on without going back to a
+  /// cut (nil: it went back).
+  public var rolledBack: Bool? = nil
 }

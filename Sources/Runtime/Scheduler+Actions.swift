@@ -15,10 +15,12 @@ extension Scheduler {
       feedRouter = replicas.count > 1 ? ReplicaRouter(replicas: replicas.count) : nil
     case .acknowledged(let ack):
       let now = WallClock.micros()
+      if feedRouter?.isDropped(Int(ack.replica)) == true { return }  // late, from the dead
       if feedRouter?.acknowledged(ack.sequence, by: Int(ack.replica), atMicros: now) != true {
         rejections.add(
           "unexpected", "an ACK at the sink for sequence \(ack.sequence), which was not fed there")
       }
+    case .dropFeedReplica(let r): try dropFeedReplica(r)
     case .disconnectFeed:
       sockets.disconnectFeed()
       pendingFeed = nil

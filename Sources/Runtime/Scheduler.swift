@@ -169,12 +169,18 @@ public final class Scheduler {
   }
 
   /// Feeds stage 0 while the credits last and its queues take messages: a batch to the
-  /// replica the router picks, a marker to every replica.
+  /// replica the router picks (kept until it is acknowledged), a marker to every replica once
+  /// they have acknowledged everything before it; first, what a dead replica held.
   func feedWhileCredits() throws {
+    try feedRouter?.resend(atMicros: WallClock.micros()) { r, batch in
+      try sockets.feeds[r].trySend(batch.frames)
+    }
     while let item = machine.nextFeed, !sockets.feeds.isEmpty {
+      if !item.isBatch, feedRouter?.isDrained == false { return }
       let run = machine.run
       if pendingFeed?.job != run.id || pendingFeed?.sequence != run.sequence {
-        let to = item.isBatch ? [feedRouter?.choose() ?? 0] : Array(sockets.feeds.indices)
+        let live = feedRouter?.live ?? Array(sockets.feeds.indices)
+        let to = item.isBatch ? [feedRouter?.choose() ?? 0] : live
         pendingFeed = (run.id, run.sequence, source.frames(for: item, of: run), to)
       }
       let pending = pendingFeed!
@@ -183,12 +189,39 @@ public final class Scheduler {
         pendingFeed!.to = refused
         return
       }
-      if item.isBatch {
-        feedRouter?.sent(run.sequence, to: pending.to[0], atMicros: WallClock.micros())
+      if let batch = Self.routed(item, pending.frames) {
+        feedRouter?.sent(
+          run.sequence, to: pending.to[0], atMicros: WallClock.micros(), batch: batch)
       }
       pendingFeed = nil
       try apply(.fed(nowMicros: WallClock.micros()))
     }
+  }
+
+  /// What the feed's router keeps of a batch until it is acknowledged.
+  static func routed(_ item: FeedPlan.Item, _ frames: [[UInt8]]) -> ReplicaRouter.Sent? {
+    switch item {
+    case .train(let epoch, let indices, _, _, _):
+      ReplicaRouter.Sent(epoch: epoch, isEval: false, samples: indices.count, frames: frames)
+    case .eval(let epoch, let indices):
+      ReplicaRouter.Sent(epoch: epoch, isEval: true, samples: indices.count, frames: frames)
+    case .marker: nil
+    }
+  }
+
+  /// Replica `r` of stage 0 died: what it held goes to the others, and the machine hears what
+  /// it had taken.
+  func dropFeedReplica(_ r: Int) throws {
+    guard var router = feedRouter, !router.isDropped(r) else { return }
+    let back = router.drop(r)
+    feedRouter = router
+    if pendingFeed?.to.contains(r) == true {
+      pendingFeed!.to.removeAll { $0 == r }
+      if pendingFeed!.to.isEmpty { pendingFeed = nil }  // a batch: chosen again
+    }
+    log("stage 0 replica \(r) died: \(back) batches it held go to replicas \(router.live)")
+    try apply(.credited(ReplicaCredit(stage: 0, replica: r, entries: router.tally(of: r))))
+    try feedWhileCredits()
   }
 
   func receiveSink() throws {

@@ -126,6 +126,9 @@ extension SchedulerMachine {
       return [.reject(reason: "bad-body", detail: "STATS body from \(layout.name(ofSlot: slot))")]
     }
     if let live = body.live { run.noteLive(live, slot: slot) }
+    if let credit = body.credit, credit.stage == layout.place(ofSlot: slot).stage + 1 {
+      return takeCredit(credit)
+    }
     guard let totals = body.totals, totals.stage == layout.place(ofSlot: slot).stage else {
       return []
     }
@@ -167,7 +170,7 @@ extension SchedulerMachine {
   }
 
   /// Every epoch whose figures are all in is closed; the run stops after the last.
-  private mutating func closeEpochs() -> [Action] {
+  mutating func closeEpochs() -> [Action] {
     let closed = run.closeEpochs(config: config).map {
       Action.epochClosed($0.report, epoch: $0.epoch)
     }

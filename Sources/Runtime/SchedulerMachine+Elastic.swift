@@ -28,6 +28,7 @@ extension SchedulerMachine {
   /// Replicas per stage once `changes` are made.
   func counts(after changes: CutChanges?) -> [Int] {
     var counts = layout.counts
+    for slot in run.dropped { counts[layout.place(ofSlot: slot).stage] -= 1 }
     for join in changes?.joins ?? [] { counts[join.stage] += 1 }
     for leaver in changes?.leaves ?? [] {
       if let slot = registry.slot(of: leaver) { counts[layout.place(ofSlot: slot).stage] -= 1 }
@@ -82,10 +83,15 @@ extension SchedulerMachine {
   /// (what it could do if never idle; smoothed over its reports), summed over the stage's
   /// replicas. Before any figures: the stage with the fewest replicas.
   func neediestStage() -> (stage: Int, why: String) {
-    let stats = (0..<stageCount).map { layout.slots(ofStage: $0).map { run.liveStats[$0] } }
-    let smoothed = (0..<stageCount).map { layout.slots(ofStage: $0).map { run.capacity[$0] } }
+    // Replicas left out while the job goes on count for nothing.
+    let live = (0..<stageCount).map {
+      layout.slots(ofStage: $0).filter { !run.dropped.contains($0) }
+    }
+    let stats = live.map { $0.map { run.liveStats[$0] } }
+    let smoothed = live.map { $0.map { run.capacity[$0] } }
     guard smoothed.allSatisfy({ $0.allSatisfy { $0 != nil } }) else {
-      let stage = layout.counts.indices.min { layout.counts[$0] < layout.counts[$1] }!
+      let counts = counts(after: nil)
+      let stage = counts.indices.min { counts[$0] < counts[$1] }!
       return (stage, "no throughput measured yet: the stage with the fewest replicas")
     }
     let capacities = smoothed.map { $0.reduce(0.0) { $0 + $1! } }
@@ -138,7 +144,7 @@ extension SchedulerMachine {
       }
     }
     for k in counts.indices { config.stages[k].replicas = counts[k] }
-    registry = registry.relaid(leaving: leaving, joining: change.joins)
+    registry = registry.relaid(leaving: leaving, joining: change.joins, dropped: run.dropped)
     jobs.retire(run.id)
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)
     (phase, rewindOwed) = (.registering, true)

@@ -10,7 +10,8 @@ import Wire
 extension SchedulerMachine {
   mutating func lose(_ failure: WorkerFailure) -> [Action] {
     guard phase == .registering || phase == .running, !hasLeft(failure) else { return [] }
-    guard recoveries.count < config.daemon.restarts else {
+    if canGoOnWithout(slot(of: failure)) { return goOnWithout(slot(of: failure), failure) }
+    guard recoveries.filter({ $0.rolledBack != false }).count < config.daemon.restarts else {
       return fail("\(failure)", dead: [failure.stage])
     }
     recoveryNoticedMicros = recoveryNoticedMicros ?? now
@@ -22,14 +23,17 @@ extension SchedulerMachine {
     // A worker that was only silent must not come back to a stage someone else now holds.
     let dead =
       "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
-    let slot = slot(of: failure)
+    // Slots left by dropped replicas go first: a rollback waits for no one in them.
+    let identity = registry.members[slot(of: failure)]?.identity
+    forgetDropped()
+    let slot = identity.flatMap { registry.slot(of: $0) } ?? slot(of: failure)
     var actions = send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
     // A replica (its slot held, another of its stage held too) is dropped, else replaced.
     let held = layout.slots(ofStage: failure.stage).filter { registry.members[$0] != nil }
     let goesOn = held.contains(slot) && held.count > 1
     let reset = Message(
       kind: .reset, body: StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)"))
-    actions += goesOn ? goOnWithout(slot, failure, reset) : vacate(slot, failure, reset)
+    actions += goesOn ? dropAndRollBack(slot, failure, reset) : vacate(slot, failure, reset)
     jobs.retire(run.id)
     // Until the rollback: a job with nothing in flight, from where the failed one started.
     run = newRun(resume: run.resume, fed: run.trainBatchesFed)
@@ -51,9 +55,11 @@ extension SchedulerMachine {
       + sendAll(reset) + placeJoinersInVacancies()
   }
 
-  /// A replica died and its stage has another: the stage goes on one replica narrower (with
-  /// any worker waiting to join), nothing waits for a replacement.
-  mutating func goOnWithout(_ slot: Int, _ failure: WorkerFailure, _ reset: Message)
+  /// A replica died and its stage has another, but the job cannot go on as it is (it was not
+  /// running, or a cut or another replica's credit was pending): the stage goes on one
+  /// replica narrower (with any worker waiting to join) from the newest cut, nothing waits
+  /// for a replacement.
+  mutating func dropAndRollBack(_ slot: Int, _ failure: WorkerFailure, _ reset: Message)
     -> [Action]
   {
     let member = registry.members[slot]!

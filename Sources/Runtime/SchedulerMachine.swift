@@ -30,6 +30,9 @@ public struct SchedulerMachine: Sendable {
     case stopAfterEpoch
     /// A worker died or fell silent (seen here, or by whoever watches the processes).
     case workerLost(WorkerFailure)
+    /// The feed's count of what a dead replica of stage 0 had taken (the answer to
+    /// `.dropFeedReplica`).
+    case credited(ReplicaCredit)
     /// The run directory was rewound to this point (the answer to `.rollBack`).
     case rolledBack(ResumePoint)
     /// Something outside the protocol failed (a save, a socket, a spawn): the run fails.
@@ -43,6 +46,9 @@ public struct SchedulerMachine: Sendable {
     /// A replica of stage 0 took this batch of the feed (its ACK at the sink).
     case acknowledged(Message)
     case disconnectFeed
+    /// Replica `r` of stage 0 died: the feed sends what it held to the others and answers
+    /// `.credited` with what it had taken.
+    case dropFeedReplica(Int)
     /// Send every stage its ASSIGN for `run` (the registry says who holds which stage).
     case assignAll
     /// Find the newest cut every stage checkpointed, rewind the run directory to it and
@@ -150,6 +156,7 @@ public struct SchedulerMachine: Sendable {
       (draining, deadline) = (true, now + 60_000_000)
       return []
     case .workerLost(let failure): return lose(failure)
+    case .credited(let credit): return takeCredit(credit)
     case .rolledBack(let point): return rolledBack(to: point)
     case .fatal(let reason, let dead): return fail(reason, dead: dead)
     }

@@ -61,6 +61,12 @@ final class StageSession {
   /// the last one handled.
   var expectedSequence: UInt64 = 0
   var lastSequence: UInt64 = 0
+  /// With replicas before this stage: the batches taken since the last marker, by sequence (a
+  /// dead replica's batch done again by another is taken once).
+  var takenSince: Set<UInt64> = []
+  /// A marker held until the next stage's replicas have acknowledged everything before it
+  /// (so that what a replica that dies held can be sent again ahead of the marker).
+  var gatedMarker: Message?
   var trace: TraceRecorder
   var window = StatsWindow()
 
@@ -157,10 +163,12 @@ final class StageSession {
   var releasesHeld: Bool { takesData && alignment.canRelease }
 
   /// The machine takes data and nothing waits to be sent.
-  private var takesData: Bool { machine.takesData && outbox.isEmpty }
+  private var takesData: Bool { machine.takesData && outbox.isEmpty && gatedMarker == nil }
 
   /// Whether this replica writes the stage's checkpoints (its replicas' weights are one).
-  var writesCheckpoints: Bool { place.index == 0 }
+  var writesCheckpoints: Bool {
+    place.index == (0..<place.count).first { !machine.droppedPeers.contains($0) }
+  }
 
   func socket(_ destination: Destination) -> Socket {
     switch destination {

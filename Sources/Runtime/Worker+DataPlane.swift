@@ -20,6 +20,7 @@ extension Worker {
       return m
     }
     guard let message = checked else { return }
+    if try takenAlready(message, s) { return }
     if s.assignment.replicas == nil { s.expectedSequence = message.sequence + 1 }
     s.lastSequence = message.sequence
     let sender = Int(message.replica)
@@ -36,6 +37,7 @@ extension Worker {
 
   /// A checked, lined-up batch or marker to the stage machine.
   func hand(_ message: Message, _ s: StageSession) throws {
+    if message.kind == .marker { s.takenSince = [] }
     switch message.kind {
     case .train: try drive(s, .train(s.handoff.input(message), message.batchTag, message))
     case .eval: try drive(s, .eval(s.handoff.input(message), message.batchTag, message))
@@ -105,6 +107,7 @@ extension Worker {
       default: try feedbackEvent(m, s)
       }
     }
+    try releaseGatedMarker(s)
     guard let checked, let event = checked else { return }
     try drive(s, event)
   }
@@ -112,6 +115,7 @@ extension Worker {
   /// A replica of the next stage took a batch this one sent it: the router learns its pace.
   func acknowledged(_ message: Message, _ s: StageSession) throws(WireError) -> StageRun.Event? {
     try jobs.check(message, current: s.assignment.job)
+    if s.router?.isDropped(Int(message.replica)) == true { return nil }  // late, from the dead
     guard message.stage == UInt16(s.assignment.stage + 1),
       s.router?.acknowledged(
         message.sequence, by: Int(message.replica), atMicros: WallClock.micros())
@@ -226,30 +230,21 @@ extension Worker {
     let stage = UInt16(s.assignment.stage)
     switch outgoing {
     case .output(let activations, let pass, _, let input):
-      let output = StageHandoff.output(
+      var output = StageHandoff.output(
         activations, of: pass, for: input, from: s.assignment.stage,
         next: s.nextHandoff ?? Handoff())
-      try post(output, to: .downstream(route(input.sequence, s)), s)
+      output.replica = UInt16(s.place.index)
+      let frames = output.encode()
+      try post(frames: frames, to: .downstream(route(output, frames, s)), s)
       try acknowledge(input, s)
     case .marker(_, let input):
-      for r in s.downstreams.indices { try post(input, to: .downstream(r), s) }
+      s.gatedMarker = input
+      try releaseGatedMarker(s)
     case .result(let input):
       // The credit that lets the next batch in: its header names the batch, nothing else.
       try post(input.answer(.result, from: stage), to: .downstream(0), s)
       try acknowledge(input, s)
-    case .state(let state):
-      let values = WireTensor(role: .state, shape: [1, state.values.count], floats: state.values)
-      var message = Message(kind: .state, tensors: [values])
-      (message.job, message.stage, message.sequence) = (
-        s.assignment.job, stage, UInt64(state.steps)
-      )
-      if let round = state.round {
-        (message.flags, message.epoch) = (round.kind.flag.rawValue, UInt32(round.epoch))
-        message.step = UInt64(round.batchesDone)
-      }
-      for (r, peer) in s.peersOut.enumerated() where peer != nil {
-        try post(message, to: .peer(r), s)
-      }
+    case .state(let state): try sendState(state, s)
     case .inputGradient(let dx, let input):
       guard s.gradientsOut != nil else { return }
       var message = input.answer(.grad, from: stage, tensors: [WireTensor(role: .gradient, dx)])
@@ -261,16 +256,63 @@ extension Worker {
     }
   }
 
-  /// The replica of the next stage a batch goes to (0 when it has one).
-  func route(_ sequence: UInt64, _ s: StageSession) -> Int {
+  /// This replica's change to its live peers: periodic (sequence: own steps) or a marker's
+  /// round (the marker in flags, epoch and step).
+  func sendState(_ state: StageRun.ReplicaState, _ s: StageSession) throws {
+    let values = WireTensor(role: .state, shape: [1, state.values.count], floats: state.values)
+    var message = Message(kind: .state, tensors: [values])
+    (message.job, message.stage, message.sequence) = (
+      s.assignment.job, UInt16(s.assignment.stage), UInt64(state.steps)
+    )
+    if let round = state.round {
+      (message.flags, message.epoch) = (round.kind.flag.rawValue, UInt32(round.epoch))
+      message.step = UInt64(round.batchesDone)
+    }
+    for (r, peer) in s.peersOut.enumerated()
+    where peer != nil && !s.machine.droppedPeers.contains(r) {
+      try post(message, to: .peer(r), s)
+    }
+  }
+
+  /// The replica of the next stage a batch goes to (0 when it has one), which keeps it until
+  /// that replica acknowledges it.
+  func route(_ output: Message, _ frames: [[UInt8]], _ s: StageSession) -> Int {
     guard let r = s.router?.choose() else { return 0 }
-    s.router!.sent(sequence, to: r, atMicros: WallClock.micros())
+    let batch = ReplicaRouter.Sent(
+      epoch: Int(output.epoch), isEval: output.kind == .eval,
+      samples: output.tensors.first?.shape.first ?? 0, frames: frames)
+    s.router!.sent(output.sequence, to: r, atMicros: WallClock.micros(), batch: batch)
     return r
+  }
+
+  /// A marker goes on to every live replica of the next stage once they have acknowledged
+  /// everything sent before it.
+  func releaseGatedMarker(_ s: StageSession) throws {
+    guard let marker = s.gatedMarker, s.router?.isDrained != false else { return }
+    s.gatedMarker = nil
+    for r in s.downstreams.indices where s.router?.isDropped(r) != true {
+      try post(marker, to: .downstream(r), s)
+    }
+  }
+
+  /// With replicas before this stage: whether this batch was taken already (a dead replica
+  /// handed it on, and its sender, never told so, sent it again to another replica). It is
+  /// acknowledged again, not trained again.
+  func takenAlready(_ message: Message, _ s: StageSession) throws -> Bool {
+    guard s.alignment.senders > 1, message.kind != .marker else { return false }
+    guard s.takenSince.insert(message.sequence).inserted else {
+      log("batch \(message.sequence) came again from replica \(message.replica): taken once")
+      try acknowledge(message, s)
+      return true
+    }
+    return false
   }
 
   /// With replicas here: tells the replica that sent the batch that it is done.
   func acknowledge(_ input: Message, _ s: StageSession) throws {
-    guard !s.acknowledgeOut.isEmpty else { return }
+    guard !s.acknowledgeOut.isEmpty, !s.alignment.dropped.contains(Int(input.replica)) else {
+      return
+    }
     try post(
       input.answer(.ack, from: UInt16(s.assignment.stage)), to: .acknowledge(Int(input.replica)), s)
   }
@@ -281,7 +323,13 @@ extension Worker {
   {
     var message = message
     message.replica = UInt16(s.place.index)
-    let frames = message.encode()
+    try post(frames: message.encode(), to: destination, s)
+  }
+
+  /// Puts an encoded message in the outbox and hands on what the sockets take now.
+  func post(frames: [[UInt8]], to destination: StageSession.Destination, _ s: StageSession)
+    throws
+  {
     let bytes = frames.reduce(0) { $0 + $1.count }
     bytesSent += bytes
     if case .downstream = destination {} else { bytesSentUpstream += bytes }

@@ -167,6 +167,10 @@ public final class Worker {
         return .error(message: "\(error)")
       }
     case .start: return .start
+    case .drop:
+      guard let body = try? message.body(DropBody.self), message.job == session?.assignment.job
+      else { return .other(.drop) }  // unreadable, or about a job this worker left
+      return .drop(body)
     case .reset: return .reset(reason: (try? message.body(StopBody.self).reason) ?? "reset")
     case .stop: return .stop(reason: (try? message.body(StopBody.self).reason) ?? "stop")
     case .error: return .error(message: (try? message.body(ErrorBody.self).message) ?? "")
@@ -214,6 +218,8 @@ public final class Worker {
       zap?.hold()  // new neighbours wait for the next assignment's allow-list
       jobs.retire(job)
       session = nil
+    case .dropReplica(let body):
+      if let session { try goOnWithout(body, session) }
     case .countRejection(let reason):
       rejections.add(reason, "a control message (\(reason)) in state \(life.state)")
     }

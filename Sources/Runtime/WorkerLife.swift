@@ -45,6 +45,8 @@ public struct WorkerLife: Sendable {
     case heartbeat(echo: Bool)
     /// A well-formed control message this worker never takes (READY, HELLO, …).
     case other(Kind)
+    /// DROP: a replica of the job died; the job goes on without it.
+    case drop(DropBody)
     case signal(Int32)
     /// This worker sent something on the control plane (any message counts as a heartbeat).
     case sent(nowMicros: Int64)
@@ -62,6 +64,8 @@ public struct WorkerLife: Sendable {
     case sendLeave
     /// Forget the stage of this job (its messages still in flight are stale from now on).
     case dropStage(job: UInt32, reason: String)
+    /// Go on without a dead replica (`Worker+Drop`).
+    case dropReplica(DropBody)
     case countRejection(String)
   }
 
@@ -146,6 +150,8 @@ public struct WorkerLife: Sendable {
       return [.dropStage(job: job, reason: reason), .sendHello]
     case (.heartbeat, .training):
       return []
+    case (.drop(let body), .training):
+      return [.dropReplica(body)]
     case (.heartbeat(let echo), _):  // answered, so that the scheduler knows we wait, not died
       return echo ? [] : [.sendHeartbeat]
     case (.assign, _): return unexpected(.assign)
@@ -242,7 +248,7 @@ extension WorkerLife.Event {
   /// A message from the scheduler (any word from it says it lives).
   var isFromScheduler: Bool {
     switch self {
-    case .assign, .start, .reset, .stop, .error, .heartbeat, .other: true
+    case .assign, .start, .reset, .stop, .error, .heartbeat, .other, .drop: true
     case .started, .built, .signal, .sent, .tick: false
     }
   }

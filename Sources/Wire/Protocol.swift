@@ -7,7 +7,8 @@ public enum Protocol {
   /// targets, GRAD also under DNI. 4: ASSIGN's per-channel normalisation and float images,
   /// the reduced wire formats (f16, bf16, i8 activations). 5: the sender's replica in the
   /// header, ACK and STATE (stage replicas). 6: LEAVE (a replica leaves at the next cut).
-  public static let version: UInt16 = 6
+  /// 7: DROP (a dead replica is left out while the job goes on).
+  public static let version: UInt16 = 7
   /// Fixed header bytes before the tensor descriptors.
   public static let headerSize = 44
   /// Bytes per tensor descriptor: role, dtype, rank, pad, then 4 × u32 dims.
@@ -51,6 +52,8 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
   case trace = 26
   /// A replica asks to leave the job at the next cut (it was sent SIGTERM).
   case leave = 27
+  /// A replica died: the job goes on without it (to every other worker).
+  case drop = 28
 
   public var description: String {
     switch self {
@@ -74,6 +77,7 @@ public enum Kind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case .bye: "BYE"
     case .trace: "TRACE"
     case .leave: "LEAVE"
+    case .drop: "DROP"
     }
   }
 }

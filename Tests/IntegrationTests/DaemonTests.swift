@@ -252,11 +252,11 @@ struct DaemonTests {
     try peer.setTimeouts(receiveMilliseconds: 10_000, sendMilliseconds: 1000)
     try peer.connect(endpoint)
     var forged = Message(kind: .hello, body: ["host": "old"])
-    forged.version = 7
+    forged.version = Protocol.version + 40
     try peer.send(forged.encode())
     let reply = try Message(frames: try peer.receive())
     #expect(reply.kind == .error)
-    #expect(try reply.body(ErrorBody.self).message.contains("protocol version 7"))
+    #expect(try reply.body(ErrorBody.self).message.contains("protocol version \(forged.version)"))
 
     // The job is unaffected: real workers still run it.
     let workers = try (0..<3).map { try ChildProcess(stagewise: ["worker", "--scheduler", endpoint, "--stage", "\($0)"]) }

@@ -98,6 +98,30 @@ struct ReplicaTests {
     #expect(a.step == 6 && b.step == 6)
   }
 
+  /// A replica dies during a round: the live ones stop waiting for it, end the round with the
+  /// same sum (without its change), and from then on the clock counts two replicas' steps.
+  @Test func aRoundEndsWithoutADeadPeer() throws {
+    var a = try Self.replica(0, of: 3, every: 0)
+    var b = try Self.replica(1, of: 3, every: 0)
+    _ = Self.drive(&a, Self.batch(0))
+    _ = Self.drive(&b, Self.batch(1))
+    let marker = Marker(.trainEnd, epoch: 0)
+    let fromA = Self.drive(&a, .marker(marker, 99))
+    let fromB = Self.drive(&b, .marker(marker, 99))
+    _ = Self.drive(&a, .peerState(fromB[0], from: 1))
+    _ = Self.drive(&b, .peerState(fromA[0], from: 0))
+    let waiting = a.stage.averagedState
+    #expect(!a.takesData, "replica 2's change is awaited")
+    _ = Self.drive(&a, .peerDropped(2))
+    _ = Self.drive(&b, .peerDropped(2))
+    #expect(a.stage.averagedState == b.stage.averagedState && a.stage.averagedState != waiting)
+    #expect(a.step == 2 && b.step == 2 && a.droppedPeers == [2])
+    _ = Self.drive(&a, Self.batch(2))
+    #expect(a.step == 4, "an own step is one of two live replicas' share")
+    let late = Self.drive(&a, .peerState(fromB[0], from: 2))
+    #expect(late.isEmpty && a.step == 4, "what the dead one sent late is not taken")
+  }
+
   /// Periodic sends: every own step (averageEvery 1) a replica sends what it changed, a peer
   /// adds it in, and what it adds is not sent back as its own.
   @Test func periodicChangesAreAddedInAndNotSentBack() throws {
@@ -141,6 +165,49 @@ struct ReplicaTests {
     #expect(single.take("M", from: 0, isMarker: true) == "M")
   }
 
+  /// A sender dies: its copies are no longer awaited — a marker that waited only for it goes
+  /// on at the next release, ahead of what was held — and a late copy of its is ignored.
+  @Test func aDeadSendersMarkersAreNotAwaited() {
+    var lineUp = MarkerAlignment<String>(senders: 3)
+    #expect(lineUp.take("M from a", from: 0, isMarker: true) == nil)
+    #expect(lineUp.take("a1", from: 0, isMarker: false) == nil)
+    #expect(lineUp.take("M from b", from: 1, isMarker: true) == nil)
+    lineUp.drop(sender: 2)
+    #expect(lineUp.canRelease)
+    #expect(lineUp.release() == "M from a")
+    #expect(lineUp.release() == "a1")
+    #expect(lineUp.take("c1", from: 2, isMarker: false) == "c1", "a batch it handed on counts")
+    #expect(lineUp.take("N from c", from: 2, isMarker: true) == nil)
+    #expect(lineUp.take("N from a", from: 0, isMarker: true) == nil)
+    #expect(lineUp.take("N from b", from: 1, isMarker: true) == "N from b")
+  }
+
+  /// A dead replica's totals are not awaited; each of its senders' counts is, and goes into
+  /// the accounting for the phases it never reported.
+  @Test func theLedgerCreditsADeadReplicaFromItsSenders() {
+    var ledger = EpochLedger(replicas: [1, 2], startMicros: 0)
+    func totals(_ stage: Int, _ phase: Phase, batches: Int) -> PhaseTotals {
+      var t = PhaseTotals(stage: stage, epoch: 0, phase: phase)
+      for _ in 0..<batches { t.add(loss: 1, correct: 1, samples: 4) }
+      return t
+    }
+    ledger.add(totals(0, .train, batches: 5))
+    ledger.add(totals(0, .eval, batches: 2))
+    ledger.add(totals(1, .train, batches: 3))
+    ledger.add(totals(1, .eval, batches: 2))
+    ledger.add(totals(1, .train, batches: 2), replica: 1)
+    (ledger.trainEndMicros, ledger.evalEndSeen) = (10, true)
+    ledger.excuse(stage: 1, replica: 1, senders: 2)  // it reported training, not evaluation
+    #expect(!ledger.isComplete && ledger.owesCredits)
+    ledger.add(totals(1, .eval, batches: 1), replica: 1)  // too late: its senders count it
+    ledger.credit(stage: 1, replica: 1, train: (2, 8), evalSamples: 0)
+    #expect(!ledger.isComplete)
+    ledger.credit(stage: 1, replica: 1, train: (0, 0), evalSamples: 4)
+    #expect(ledger.isComplete)
+    #expect(ledger.creditedBatches == [0, 0], "its training totals came: not counted twice")
+    #expect(ledger.creditedEvalSamples == [0, 4] && ledger.eval[1]?.samples == 8)
+  }
+
   /// The epoch's ledger adds up a stage's replicas' totals and waits for all of them.
   @Test func theLedgerAddsUpReplicasTotals() {
     var ledger = EpochLedger(replicas: [1, 2], startMicros: 0)
@@ -156,7 +223,9 @@ struct ReplicaTests {
     (ledger.trainEndMicros, ledger.evalEndSeen) = (10, true)
     #expect(!ledger.isComplete)  // replica 1 of stage 1 has not reported
     ledger.add(totals(1, .train, batches: 2))
-    ledger.add(totals(1, .eval, batches: 1))
+    #expect(!ledger.isComplete && ledger.train[1]?.batches == 3, "replica 0 reports once")
+    ledger.add(totals(1, .train, batches: 2), replica: 1)
+    ledger.add(totals(1, .eval, batches: 1), replica: 1)
     #expect(ledger.isComplete)
     #expect(ledger.train[1]?.batches == 5 && ledger.eval[1]?.samples == 8)
   }

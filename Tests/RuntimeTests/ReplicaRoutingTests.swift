@@ -40,6 +40,50 @@ struct ReplicaRoutingTests {
     #expect(router.waiting == [0, 1])
   }
 
+  /// A replica dies: what it had not acknowledged comes back oldest first and goes to the
+  /// live ones, it is never chosen again, and its tally says what it had handed on.
+  @Test func aDeadReplicasBatchesAreSentAgainElsewhere() {
+    var router = ReplicaRouter(replicas: 3)
+    func batch(_ epoch: Int, eval: Bool = false) -> ReplicaRouter.Sent {
+      .init(epoch: epoch, isEval: eval, samples: 16, frames: [[UInt8(epoch)]])
+    }
+    router.sent(0, to: 1, atMicros: 0, batch: batch(0))
+    router.sent(1, to: 1, atMicros: 0, batch: batch(0, eval: true))
+    router.sent(2, to: 1, atMicros: 0, batch: batch(1))
+    router.sent(3, to: 0, atMicros: 0, batch: batch(1))
+    let first = router.acknowledged(0, by: 1, atMicros: 10)
+    let second = router.acknowledged(1, by: 1, atMicros: 20)
+    #expect(first && second)
+    #expect(router.drop(1) == 1 && router.drop(1) == 0)
+    #expect(!router.isDrained && router.live == [0, 2])
+    let late = router.acknowledged(2, by: 1, atMicros: 30)
+    #expect(!late, "the dead one's late ACK changes nothing")
+    var sentTo: [Int] = []
+    router.resend(atMicros: 40) { r, _ in
+      sentTo.append(r)
+      return true
+    }
+    #expect(sentTo == [2] && router.returned.isEmpty && router.waiting == [1, 0, 1])
+    #expect((0..<20).allSatisfy { _ in router.choose() != 1 })
+    let tally = router.tally(of: 1)
+    #expect(tally.map { "\($0.epoch) \($0.isEval) \($0.count.batches) \($0.count.samples)" } == ["0 false 1 16", "0 true 1 16"])
+    let third = router.acknowledged(3, by: 0, atMicros: 50)
+    let again = router.acknowledged(2, by: 2, atMicros: 50)
+    #expect(third && again)
+    #expect(router.isDrained)
+  }
+
+  /// A socket that takes nothing keeps what came back for the next try.
+  @Test func whatCameBackWaitsWhileTheSocketsAreFull() {
+    var router = ReplicaRouter(replicas: 2)
+    router.sent(5, to: 0, atMicros: 0, batch: .init(epoch: 0, isEval: false, samples: 4))
+    router.drop(0)
+    router.resend(atMicros: 1) { _, _ in false }
+    #expect(router.returned.map(\.sequence) == [5] && !router.isDrained)
+    router.resend(atMicros: 2) { r, _ in r == 1 }
+    #expect(router.returned.isEmpty && router.waiting == [0, 1])
+  }
+
   /// Workers that ask for a replicated stage fill its slots; one more is refused by name.
   @Test func workersFillAStagesReplicaSlots() throws {
     var registry = Registry(layout: ReplicaLayout(counts: [1, 2]))
@@ -72,7 +116,10 @@ struct ReplicaRoutingTests {
     var run = JobRun(id: 1, config: config, trainCount: 64, testCount: 16, resume: nil)
     var marker = Message(kind: .marker)
     (marker.flags, marker.sequence) = (MarkerFlag.trainEnd.rawValue, 9)
-    let copies = (0..<3).map { _ in run.lastCopy(of: marker) }
+    let copies = (0..<3).map { r in
+      marker.replica = UInt16(r)
+      return run.lastCopy(of: marker)
+    }
     #expect(copies == [false, false, true])
     #expect(run.markerCopies.isEmpty)
     #expect(run.maxInFlight == 2 * 4)  // two per worker

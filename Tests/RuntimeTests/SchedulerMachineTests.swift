@@ -64,6 +64,8 @@ struct SchedulerMachineTests {
     var message = Message(kind: kind)
     (message.job, message.epoch) = (job ?? m.run.id, UInt32(epoch))
     if let marker { message.flags = marker.rawValue }
+    // Each result its own batch (the sink counts a batch's result once).
+    if kind == .result { message.sequence = 1_000_000 + UInt64(m.run.landedResults.count) }
     return m.on(.sink(message, nowMicros: 3))
   }
 
