@@ -41,6 +41,11 @@ for i in $(seq 1 "$kills"); do
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && echo "killed stage $stage (pid $pid)" >&2
 done
 sleep $((6 + RANDOM % 6))
+# The damaged cut below must have an older one to fall back to: two epochs reported first.
+until [ "$(wc -l < "$out/run/metrics.jsonl" 2>/dev/null || echo 0)" -ge 2 ]; do
+  kill -0 "$launcher" 2>/dev/null || break
+  sleep 0.5
+done
 if kill -9 "$launcher" 2>/dev/null; then
   echo "killed the launcher (pid $launcher)" >&2
   wait "$launcher" 2>/dev/null || true
