@@ -186,20 +186,15 @@ struct ReplicaTests {
   /// the accounting for the phases it never reported.
   @Test func theLedgerCreditsADeadReplicaFromItsSenders() {
     var ledger = EpochLedger(replicas: [1, 2], startMicros: 0)
-    func totals(_ stage: Int, _ phase: Phase, batches: Int) -> PhaseTotals {
-      var t = PhaseTotals(stage: stage, epoch: 0, phase: phase)
-      for _ in 0..<batches { t.add(loss: 1, correct: 1, samples: 4) }
-      return t
-    }
-    ledger.add(totals(0, .train, batches: 5))
-    ledger.add(totals(0, .eval, batches: 2))
-    ledger.add(totals(1, .train, batches: 3))
-    ledger.add(totals(1, .eval, batches: 2))
-    ledger.add(totals(1, .train, batches: 2), replica: 1)
+    ledger.add(Self.totals(0, .train, batches: 5))
+    ledger.add(Self.totals(0, .eval, batches: 2))
+    ledger.add(Self.totals(1, .train, batches: 3))
+    ledger.add(Self.totals(1, .eval, batches: 2))
+    ledger.add(Self.totals(1, .train, batches: 2), replica: 1)
     (ledger.trainEndMicros, ledger.evalEndSeen) = (10, true)
     ledger.excuse(stage: 1, replica: 1, senders: 2)  // it reported training, not evaluation
     #expect(!ledger.isComplete && ledger.owesCredits)
-    ledger.add(totals(1, .eval, batches: 1), replica: 1)  // too late: its senders count it
+    ledger.add(Self.totals(1, .eval, batches: 1), replica: 1)  // too late: its senders count it
     ledger.credit(stage: 1, replica: 1, train: (2, 8), evalSamples: 0)
     #expect(!ledger.isComplete)
     ledger.credit(stage: 1, replica: 1, train: (0, 0), evalSamples: 4)
@@ -208,24 +203,26 @@ struct ReplicaTests {
     #expect(ledger.creditedEvalSamples == [0, 4] && ledger.eval[1]?.samples == 8)
   }
 
+  /// A stage's phase totals: `batches` batches of 4 samples, each right once, loss 1.
+  static func totals(_ stage: Int, _ phase: Phase, batches: Int) -> PhaseTotals {
+    var t = PhaseTotals(stage: stage, epoch: 0, phase: phase)
+    for _ in 0..<batches { t.add(loss: 1, correct: 1, samples: 4) }
+    return t
+  }
+
   /// The epoch's ledger adds up a stage's replicas' totals and waits for all of them.
   @Test func theLedgerAddsUpReplicasTotals() {
     var ledger = EpochLedger(replicas: [1, 2], startMicros: 0)
-    func totals(_ stage: Int, _ phase: Phase, batches: Int) -> PhaseTotals {
-      var t = PhaseTotals(stage: stage, epoch: 0, phase: phase)
-      for _ in 0..<batches { t.add(loss: 1, correct: 1, samples: 4) }
-      return t
-    }
-    ledger.add(totals(0, .train, batches: 5))
-    ledger.add(totals(0, .eval, batches: 2))
-    ledger.add(totals(1, .train, batches: 3))
-    ledger.add(totals(1, .eval, batches: 1))
+    ledger.add(Self.totals(0, .train, batches: 5))
+    ledger.add(Self.totals(0, .eval, batches: 2))
+    ledger.add(Self.totals(1, .train, batches: 3))
+    ledger.add(Self.totals(1, .eval, batches: 1))
     (ledger.trainEndMicros, ledger.evalEndSeen) = (10, true)
     #expect(!ledger.isComplete)  // replica 1 of stage 1 has not reported
-    ledger.add(totals(1, .train, batches: 2))
+    ledger.add(Self.totals(1, .train, batches: 2))
     #expect(!ledger.isComplete && ledger.train[1]?.batches == 3, "replica 0 reports once")
-    ledger.add(totals(1, .train, batches: 2), replica: 1)
-    ledger.add(totals(1, .eval, batches: 1), replica: 1)
+    ledger.add(Self.totals(1, .train, batches: 2), replica: 1)
+    ledger.add(Self.totals(1, .eval, batches: 1), replica: 1)
     #expect(ledger.isComplete)
     #expect(ledger.train[1]?.batches == 5 && ledger.eval[1]?.samples == 8)
   }
