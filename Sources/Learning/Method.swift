@@ -65,6 +65,12 @@ extension Method {
   /// Whether anything travels back against the data (gradients, errors, targets).
   public var sendsBack: Bool { rule(isLast: false).feedback != nil || returnsInputGradients }
 
+  /// Whether a stage may run on replicas: its stages learn on their own, or hear back only
+  /// from the next stage about one batch at a time (DNI's targets go to the replica that sent
+  /// it). e2e and GPipe hold a batch for the whole backward pass and DFA's errors come from the
+  /// last stage, which does not know which replica of an earlier stage had the batch.
+  public var routesWithReplicas: Bool { !sendsBack || (!splitsBatches && !sendsErrors) }
+
   /// Whether a batch is split into `daemon.microBatches` (GPipe): for methods whose stages step
   /// on the gradient that comes back, so that the pipeline fills while they wait.
   public var splitsBatches: Bool { rule(isLast: false).step == .onGradient }

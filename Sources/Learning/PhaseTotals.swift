@@ -45,6 +45,7 @@ public struct PhaseTotals: Codable, Sendable, Equatable {
     (correct, samples, batches) = (
       correct + other.correct, samples + other.samples, batches + other.batches
     )
+    if let theirs = other.feedback { feedback = feedback.map { $0.merged(theirs) } ?? theirs }
   }
 }
 
@@ -62,6 +63,15 @@ public struct FeedbackTotals: Codable, Sendable, Equatable {
   public var maxStaleness = 0
 
   public init(stage: Int) { self.stage = stage }
+
+  /// This stage's figures and another replica's of it, together.
+  func merged(_ other: FeedbackTotals) -> FeedbackTotals {
+    var both = self
+    (both.applied, both.stale) = (applied + other.applied, stale + other.stale)
+    both.stalenessSum += other.stalenessSum
+    both.maxStaleness = max(maxStaleness, other.maxStaleness)
+    return both
+  }
 
   public mutating func applied(staleness: Int) {
     applied += 1

@@ -64,10 +64,11 @@ extension RunConfig {
         (1...Self.maxReplicas).contains(stage.replicas), "stages[\(k)].replicas",
         "must be between 1 and \(Self.maxReplicas), got \(stage.replicas)")
       try check(
-        stage.replicas == 1 || !method.sendsBack, "stages[\(k)].replicas",
-        "\(method.rawValue) sends gradients or errors back to the stage that sent a batch, and "
-          + "replicas do not route those yet: use a method whose stages learn on their own ("
-          + Method.allCases.filter { !$0.sendsBack }.map(\.rawValue).joined(separator: ", ")
+        stage.replicas == 1 || method.routesWithReplicas, "stages[\(k)].replicas",
+        "\(method.rawValue) sends gradients or errors back along the whole pipeline, and "
+          + "replicas do not route those yet: use a method whose stages learn on their own or "
+          + "hear only from the next stage ("
+          + Method.allCases.filter(\.routesWithReplicas).map(\.rawValue).joined(separator: ", ")
           + ") or 1 replica")
     }
     if security.curve {

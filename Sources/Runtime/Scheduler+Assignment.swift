@@ -65,7 +65,10 @@ extension Scheduler {
       senders: stage == 0 ? 1 : layout.counts[stage - 1], acknowledge: nil, acknowledgeKeys: nil,
       peers: hellos(stage).map { $0.gradEndpoint }, peerServerKeys: keys(hellos(stage)),
       averageEvery: config.replicas.averageEvery)
-    if layout.counts[stage] > 1 {  // the senders route by these ACKs
+    // The senders route by ACKs when this stage has replicas; DNI's targets go back to the
+    // replica of the previous stage that sent the batch.
+    let returns = config.method.returnsInputGradients && stage > 0 && layout.counts[stage - 1] > 1
+    if layout.counts[stage] > 1 || returns {
       wiring.acknowledge = previous.map { $0.map { $0.gradEndpoint } } ?? [sockets.sinkEndpoint]
       wiring.acknowledgeKeys =
         previous.flatMap(keys) ?? sockets.curveKeys.map { [$0.publicKey] }

@@ -40,8 +40,8 @@ final class StageSession {
   /// DFA, the last stage: a PUSH into every earlier stage's gradient socket (PUSH, never PUB,
   /// which would drop).
   let feedbackOut: [Socket]
-  /// Replicas: ACKs to each sender replica, and this one's state to each other replica of the
-  /// stage (nil at its own index).
+  /// Replicas: ACKs (when this stage has replicas) and DNI's targets to each sender replica,
+  /// and this one's state to each other replica of the stage (nil at its own index).
   let acknowledgeOut: [Socket]
   let peersOut: [Socket?]
   let place: StageRun.ReplicaPlace

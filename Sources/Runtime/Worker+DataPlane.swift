@@ -246,10 +246,15 @@ extension Worker {
       try acknowledge(input, s)
     case .state(let state): try sendState(state, s)
     case .inputGradient(let dx, let input):
-      guard s.gradientsOut != nil else { return }
+      // To the replica of the previous stage that sent the batch, when it has several.
+      let sender = Int(input.replica)
+      let to: StageSession.Destination =
+        s.acknowledgeOut.isEmpty ? .upstream : .acknowledge(sender)
+      guard to != .upstream || s.gradientsOut != nil, !s.alignment.dropped.contains(sender)
+      else { return }
       var message = input.answer(.grad, from: stage, tensors: [WireTensor(role: .gradient, dx)])
       (message.microIndex, message.microCount) = (input.microIndex, input.microCount)
-      try post(message, to: .upstream, s)
+      try post(message, to: to, s)
     case .error(let error, let input):
       let message = input.answer(.feedback, from: stage, tensors: [WireTensor(role: .error, error)])
       for k in s.feedbackOut.indices { try post(message, to: .feedback(k), s) }
@@ -310,7 +315,9 @@ extension Worker {
 
   /// With replicas here: tells the replica that sent the batch that it is done.
   func acknowledge(_ input: Message, _ s: StageSession) throws {
-    guard !s.acknowledgeOut.isEmpty, !s.alignment.dropped.contains(Int(input.replica)) else {
+    guard s.place.count > 1, !s.acknowledgeOut.isEmpty,
+      !s.alignment.dropped.contains(Int(input.replica))
+    else {
       return
     }
     try post(

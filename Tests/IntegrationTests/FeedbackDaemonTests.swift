@@ -52,6 +52,36 @@ struct FeedbackDaemonTests {
     #expect(report.accounting?.batchesTrained == [batches, batches, batches])
   }
 
+  /// DNI with the first two stages on two replicas each: every target goes back to the
+  /// replica that sent the batch, so every batch's target is applied where it is awaited and
+  /// none is stale; the accounting is exact.
+  @Test func dniTargetsGoBackToTheReplicaThatSentTheBatch() throws {
+    var config = daemonConfig(epochs: 2, trainSamples: 640)
+    config.method = .dni
+    config.dni.synthesiser = .linear
+    config.optimizer.learningRate = 0.01
+    config.stages[0].replicas = 2
+    config.stages[1].replicas = 2
+    let (dir, path) = try prepare(config)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let result = try ChildProcess.stagewise(["launch", "--config", path, "--out", "\(dir)/run"], timeout: .seconds(180))
+    #expect(result.status == 0, "\(result.stderr)")
+    let batches = 640 / config.training.batchSize
+    for report in metricsLines("\(dir)/run") {
+      // Every stage trained every batch; the last scored every sample (DNI's hidden stages
+      // have no head).
+      let accounting = try #require(report.accounting)
+      #expect(accounting.batchesTrained == [batches, batches, batches], "\(accounting)")
+      #expect(accounting.evalSamplesScored.last == accounting.evalSamplesFed, "\(accounting)")
+      for stage in [0, 1] {
+        let feedback = try #require(report.feedback?.first { $0.stage == stage })
+        #expect(feedback.applied == batches && feedback.stale == 0, "stage \(stage): \(feedback)")
+      }
+    }
+    let manifest = try #require(readManifest("\(dir)/run"))
+    #expect(manifest.rejected.isEmpty && manifest.stages.allSatisfy { $0.rejected?.isEmpty ?? true })
+  }
+
   /// Malformed feedback into a DFA or cDNI first stage's gradient socket — garbage, the wrong
   /// kind, the other method's feedback, wrong batch sizes and widths, values that are not
   /// finite, sequences never sent, another job — is rejected and counted; the run finishes

@@ -227,6 +227,24 @@ struct ReplicaTests {
     #expect(ledger.train[1]?.batches == 5 && ledger.eval[1]?.samples == 8)
   }
 
+  /// Replicas run the methods whose stages learn on their own or hear back only from the next
+  /// stage (DNI); e2e (GPipe too) and DFA are refused with the reason and the methods that can.
+  @Test func replicasRefuseMethodsThatAnswerAlongThePipeline() throws {
+    for method in Method.allCases {
+      var config = RunConfig()
+      config.method = method
+      config.stages[1].replicas = 2
+      let refused = [Method.e2e, .dfa].contains(method)
+      do {
+        try config.validate()
+        #expect(!refused, "\(method) with replicas was accepted")
+      } catch {
+        #expect(refused, "\(method): \(error)")
+        #expect("\(error)".contains("stages[1].replicas") && "\(error)".contains("dni"), "\(error)")
+      }
+    }
+  }
+
   @Test func replicasAreNotPartOfTheModel() throws {
     var config = RunConfig()
     let hash = config.modelHash
