@@ -34,9 +34,11 @@ public struct JobRun: Sendable {
   var markerCopies: [UInt64: (first: Message, from: Set<Int>)] = [:]
   /// Slots whose replica died while this job went on without it (`drop`).
   public private(set) var dropped: Set<Int> = []
-  /// Results landed since the last marker, by sequence: a batch a dead replica had handed on
+  /// Results landed since the marker before last, by sequence (two generations, so that a
+  /// copy coming just after a marker is still known): a batch a dead replica had handed on
   /// without its ACK reaching the sender is done again, and its second result is not counted.
   var landedResults: Set<UInt64> = []
+  var landedBefore: Set<UInt64> = []
 
   public init(
     id: UInt32, config: RunConfig, trainCount: Int, testCount: Int, resume: ResumePoint?,
@@ -118,7 +120,9 @@ public struct JobRun: Sendable {
   @discardableResult
   mutating func landed(_ message: Message, atMicros now: Int64) -> Bool {
     if message.kind == .result {
-      guard landedResults.insert(message.sequence).inserted else { return false }
+      guard !landedBefore.contains(message.sequence),
+        landedResults.insert(message.sequence).inserted
+      else { return false }
       inFlight = max(0, inFlight - 1)
     } else if lastCopy(of: message) {
       markerLanded(message, atMicros: now)
@@ -129,7 +133,7 @@ public struct JobRun: Sendable {
 
   /// Every live replica of the last stage has brought this marker: it counts.
   mutating func markerLanded(_ marker: Message, atMicros now: Int64) {
-    landedResults = []
+    (landedBefore, landedResults) = (landedResults, [])
     guard let flag = MarkerFlag(rawValue: marker.flags) else { return }
     if flag == .trainEnd { ledgers[Int(marker.epoch)]?.trainEndMicros = now }
     if flag == .evalEnd { ledgers[Int(marker.epoch)]?.evalEndSeen = true }

@@ -20,7 +20,6 @@ extension Worker {
       return m
     }
     guard let message = checked else { return }
-    if try takenAlready(message, s) { return }
     if s.assignment.replicas == nil { s.expectedSequence = message.sequence + 1 }
     s.lastSequence = message.sequence
     let sender = Int(message.replica)
@@ -37,7 +36,9 @@ extension Worker {
 
   /// A checked, lined-up batch or marker to the stage machine.
   func hand(_ message: Message, _ s: StageSession) throws {
-    if message.kind == .marker { s.takenSince = [] }
+    // Checked here, in the order the machine takes them: what a marker held back comes after
+    // the marker, and so does its copy sent again.
+    if message.kind == .marker { s.takenSince = [] } else if try takenAlready(message, s) { return }
     switch message.kind {
     case .train: try drive(s, .train(s.handoff.input(message), message.batchTag, message))
     case .eval: try drive(s, .eval(s.handoff.input(message), message.batchTag, message))
