@@ -63,9 +63,12 @@ public struct EpochLedger: Sendable {
   public mutating func excuse(stage k: Int, replica: Int, senders: Int) {
     guard excused.indices.contains(k), !excused[k].contains(replica) else { return }
     excused[k].insert(replica)
-    if !trainReported[k].contains(replica) || !evalReported[k].contains(replica) {
-      owed[k] += senders
-    }
+    if hasUnreported(stage: k, replica: replica) { owed[k] += senders }
+  }
+
+  /// Whether a replica has not sent its totals for one of the phases.
+  func hasUnreported(stage k: Int, replica: Int) -> Bool {
+    !trainReported[k].contains(replica) || !evalReported[k].contains(replica)
   }
 
   /// One sender's count of what excused replica `replica` of stage `stage` handed on in this
@@ -75,7 +78,7 @@ public struct EpochLedger: Sendable {
     stage k: Int, replica: Int, train: (batches: Int, samples: Int), evalSamples: Int
   ) {
     guard excused.indices.contains(k), excused[k].contains(replica), owed[k] > 0,
-      !trainReported[k].contains(replica) || !evalReported[k].contains(replica)
+      hasUnreported(stage: k, replica: replica)
     else { return }
     owed[k] -= 1
     if !trainReported[k].contains(replica) {

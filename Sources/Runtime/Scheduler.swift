@@ -179,8 +179,9 @@ public final class Scheduler {
       if !item.isBatch, feedRouter?.isDrained == false { return }
       let run = machine.run
       if pendingFeed?.job != run.id || pendingFeed?.sequence != run.sequence {
-        let live = feedRouter?.live ?? Array(sockets.feeds.indices)
-        let to = item.isBatch ? [feedRouter?.choose() ?? 0] : live
+        let to =
+          item.isBatch
+          ? [feedRouter?.choose() ?? 0] : feedRouter?.live ?? Array(sockets.feeds.indices)
         pendingFeed = (run.id, run.sequence, source.frames(for: item, of: run), to)
       }
       let pending = pendingFeed!
@@ -212,15 +213,14 @@ public final class Scheduler {
   /// Replica `r` of stage 0 died: what it held goes to the others, and the machine hears what
   /// it had taken.
   func dropFeedReplica(_ r: Int) throws {
-    guard var router = feedRouter, !router.isDropped(r) else { return }
-    let back = router.drop(r)
-    feedRouter = router
+    guard feedRouter?.isDropped(r) == false else { return }
+    let back = feedRouter!.drop(r)
     if pendingFeed?.to.contains(r) == true {
       pendingFeed!.to.removeAll { $0 == r }
       if pendingFeed!.to.isEmpty { pendingFeed = nil }  // a batch: chosen again
     }
-    log("stage 0 replica \(r) died: \(back) batches it held go to replicas \(router.live)")
-    try apply(.credited(ReplicaCredit(stage: 0, replica: r, entries: router.tally(of: r))))
+    log("stage 0 replica \(r) died: \(back) batches it held go to replicas \(feedRouter!.live)")
+    try apply(.credited(ReplicaCredit(stage: 0, replica: r, entries: feedRouter!.tally(of: r))))
     try feedWhileCredits()
   }
 

@@ -17,8 +17,12 @@ extension SchedulerMachine {
     guard phase == .running, !draining, changes == nil, !run.owesCredits,
       registry.members[slot] != nil
     else { return false }
-    let stage = layout.place(ofSlot: slot).stage
-    return layout.slots(ofStage: stage).contains { $0 != slot && registry.members[$0] != nil }
+    return heldSlots(ofStage: layout.place(ofSlot: slot).stage).contains { $0 != slot }
+  }
+
+  /// The slots of stage `k` a worker holds (a dead replica's is empty until the next cut).
+  func heldSlots(ofStage k: Int) -> [Int] {
+    layout.slots(ofStage: k).filter { registry.members[$0] != nil }
   }
 
   mutating func goOnWithout(_ slot: Int, _ failure: WorkerFailure) -> [Action] {
@@ -26,9 +30,7 @@ extension SchedulerMachine {
     let (place, name) = (layout.place(ofSlot: slot), layout.name(ofSlot: slot))
     departed.append(member)
     registry.drop(slot)
-    let senders =
-      place.stage == 0
-      ? 1 : layout.slots(ofStage: place.stage - 1).filter { registry.members[$0] != nil }.count
+    let senders = place.stage == 0 ? 1 : heldSlots(ofStage: place.stage - 1).count
     let landed = run.drop(slot: slot, senders: senders, atMicros: now)
     recoveries.append(
       Recovery(
@@ -37,7 +39,7 @@ extension SchedulerMachine {
         batchesInFlight: run.inFlight, rolledBack: false))
     let dead = "\(name) was declared dead (\(failure.reason)) and left out of the job"
     let body = DropBody(stage: place.stage, replica: place.replica, reason: failure.reason)
-    let live = layout.slots(ofStage: place.stage).filter { registry.members[$0] != nil }.count
+    let live = heldSlots(ofStage: place.stage).count
     let line =
       "\(failure); the job goes on with \(live) replica\(live == 1 ? "" : "s") of stage "
       + "\(place.stage), nothing trained again"

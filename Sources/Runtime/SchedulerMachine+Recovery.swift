@@ -10,7 +10,8 @@ import Wire
 extension SchedulerMachine {
   mutating func lose(_ failure: WorkerFailure) -> [Action] {
     guard phase == .registering || phase == .running, !hasLeft(failure) else { return [] }
-    if canGoOnWithout(slot(of: failure)) { return goOnWithout(slot(of: failure), failure) }
+    let failed = slot(of: failure)
+    if canGoOnWithout(failed) { return goOnWithout(failed, failure) }
     guard recoveries.filter({ $0.rolledBack != false }).count < config.daemon.restarts else {
       return fail("\(failure)", dead: [failure.stage])
     }
@@ -24,12 +25,12 @@ extension SchedulerMachine {
     let dead =
       "stage \(failure.stage) was declared dead (\(failure.reason)) and given to another worker"
     // Slots left by dropped replicas go first: a rollback waits for no one in them.
-    let identity = registry.members[slot(of: failure)]?.identity
+    let identity = registry.members[failed]?.identity
     forgetDropped()
-    let slot = identity.flatMap { registry.slot(of: $0) } ?? slot(of: failure)
+    let slot = identity.flatMap { registry.slot(of: $0) } ?? failed
     var actions = send(Message(kind: .error, body: ErrorBody(message: dead)), to: slot)
     // A replica (its slot held, another of its stage held too) is dropped, else replaced.
-    let held = layout.slots(ofStage: failure.stage).filter { registry.members[$0] != nil }
+    let held = heldSlots(ofStage: failure.stage)
     let goesOn = held.contains(slot) && held.count > 1
     let reset = Message(
       kind: .reset, body: StopBody(reason: "stage \(failure.stage) failed: \(failure.reason)"))

@@ -305,7 +305,7 @@ extension Worker {
   /// handed it on, and its sender, never told so, sent it again to another replica). It is
   /// acknowledged again, not trained again.
   func takenAlready(_ message: Message, _ s: StageSession) throws -> Bool {
-    guard s.alignment.senders > 1, message.kind != .marker else { return false }
+    guard s.alignment.senders > 1 else { return false }
     guard s.takenSince.insert(message.sequence).inserted else {
       log("batch \(message.sequence) came again from replica \(message.replica): taken once")
       try acknowledge(message, s)
