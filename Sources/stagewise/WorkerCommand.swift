@@ -37,12 +37,15 @@ struct WorkerCommand: ParsableCommand {
   @Option(help: "Seconds to wait for the scheduler to assign a stage.")
   var waitSeconds = 120
 
+  // A Z85 key may begin with '-': the value is taken whatever it starts with.
   @Option(
+    parsing: .unconditional,
     help:
       "CURVE: this worker's key file or secret key (else STAGEWISE_KEY); from `stagewise keygen`.")
   var key: String?
 
   @Option(
+    parsing: .unconditional,
     help: "CURVE: the scheduler's public key, or its .pub file (else STAGEWISE_SCHEDULER_KEY).")
   var schedulerKey: String?
 

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import TestSupport
 import Testing
+import ZMQ
 
 /// A fresh folder per test, removed afterwards.
 
@@ -55,6 +56,20 @@ struct CLITests {
   @Test func missingConfigFileIsNamed() throws {
     let result = try ChildProcess.stagewise(["train", "--config", "/no/such/config.yaml"])
     expectOneLineError(result, mentioning: "/no/such/config.yaml")
+  }
+
+  /// A Z85 key may begin with '-' (one key in 85): `--scheduler-key` takes it as its value,
+  /// not as an unknown option (a CI run's CURVE test once failed so, with exit status 64).
+  @Test func aKeyThatBeginsWithADashIsAValue() throws {
+    var pair = try CurveKeyPair.generate()
+    for _ in 0..<5000 where !pair.publicKey.hasPrefix("-") { pair = try CurveKeyPair.generate() }
+    try #require(pair.publicKey.hasPrefix("-"))
+    let result = try ChildProcess.stagewise(
+      ["worker", "--scheduler", "tcp://127.0.0.1:\(try freePort())", "--wait-seconds", "1",
+       "--scheduler-key", pair.publicKey, "--key", pair.secretKey],
+      timeout: .seconds(30))
+    #expect(result.status != 64 && !result.stderr.contains("Missing value"), "\(result.stderr)")
+    #expect(result.stderr.contains("no answer from"), "\(result.stderr)")
   }
 
   @Test func smokeRunWritesTheRunDirectory() throws {
